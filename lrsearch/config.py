@@ -1,0 +1,185 @@
+"""The search configuration: a YAML file (default `studies/default.yaml`) plus command-line overrides.
+
+Every field is validated here, before anything touches a study, and a bad one is a `ConfigError` that
+names the field (or the flag that set it) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from lrsearch.errors import ConfigError, from_validation_error
+from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
+from lrsearch.spec import DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
+
+DEFAULT_CONFIG = Path("studies/default.yaml")
+DEFAULT_STORAGE = "sqlite:///studies/lrsearch.db"
+
+SamplerName = Literal["tpe", "random", "gp", "qmc"]
+PrunerName = Literal["median", "successive-halving", "hyperband", "patient", "wilcoxon", "none"]
+
+# Command-line flags and the config fields they override; errors in them are reported under the flag.
+FLAGS: dict[str, str] = {
+    "study.trials": "--trials",
+    "study.timeout": "--timeout",
+    "study.name": "--study-name",
+    "study.storage": "--storage",
+    "study.seed": "--seed",
+    "study.device": "--device",
+    "study.sampler": "--sampler",
+    "study.pruner": "--pruner",
+    "study.export": "--export",
+    "train.epochs": "--epochs",
+}
+
+
+class Range(StrictModel):
+    """A searched interval."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+class TrainSettings(StrictModel):
+    epochs: int = Field(20, ge=1)  # every trial's length; schedule ranges are expressed against it
+    batch_size: int = Field(32, ge=1)
+
+
+class SearchSpace(StrictModel):
+    """What the trials may choose; narrow it here, or fix single parameters with `fixed`."""
+
+    schedules: list[str] = Field(default_factory=lambda: list(SCHEDULES), min_length=1)
+    lr: Range = Range(low=1e-4, high=1.0, log=True)  # the base LR, always searched on a log scale
+    optimizers: list[OptimizerName] = Field(default_factory=lambda: ["sgd"], min_length=1)
+    momentum: float | Range = 0.9  # a value keeps it fixed; a range searches it
+    weight_decay: float | Range = 0.0
+    # Trial parameter -> value, e.g. {"lr": 0.05, "StepLR.gamma": 0.5} (names: `lrsearch schedulers`).
+    fixed: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schedules")
+    @classmethod
+    def _known_schedules(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in SCHEDULES:
+                raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+        return list(dict.fromkeys(names))
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, lr: Range) -> Range:
+        if lr.low <= 0:
+            raise ValueError(f"the LR range must be positive, got low={lr.low}")
+        return lr.model_copy(update={"log": True})
+
+    @field_validator("momentum")
+    @classmethod
+    def _momentum_below_one(cls, momentum: float | Range) -> float | Range:
+        low, high = (momentum, momentum) if isinstance(momentum, float) else (momentum.low, momentum.high)
+        if low < 0 or high >= 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        return momentum
+
+    @model_validator(mode="after")
+    def _known_fixed(self) -> SearchSpace:
+        allowed = searchable_parameters(self.schedules)
+        for name in self.fixed:
+            if name not in allowed:
+                raise ValueError(f"fixed: {name!r} is not a searched parameter; choose from {', '.join(allowed)}")
+        return self
+
+
+class StudySettings(StrictModel):
+    name: str = Field("default", min_length=1)  # the same name resumes the stored study
+    storage: str = DEFAULT_STORAGE  # an Optuna storage URL
+    trials: int | None = Field(50, ge=1)  # trials this run adds to the study (None: until the timeout)
+    timeout: float | None = Field(None, gt=0)  # seconds; stops starting new trials after it
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "median"
+    seed: int = 0  # seeds the sampler, the data and every run
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    export: Path | None = None  # where the best RunSpec goes; default studies/<name>-best.yaml
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+        return device
+
+    @model_validator(mode="after")
+    def _has_a_stop(self) -> StudySettings:
+        if self.trials is None and self.timeout is None:
+            raise ValueError("set trials or timeout, or the search never ends")
+        return self
+
+    @property
+    def export_path(self) -> Path:
+        return self.export or Path("studies") / f"{self.name}-best.yaml"
+
+
+class SearchConfig(StrictModel):
+    """Everything `lrsearch optimize` needs; the YAML file has these five sections."""
+
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    search: SearchSpace = Field(default_factory=SearchSpace)
+    study: StudySettings = Field(default_factory=StudySettings)
+
+    def problem(self) -> dict[str, Any]:
+        """The settings that make trials comparable: a study keeps the ones it was created with."""
+        return self.model_dump(mode="json", include={"data", "model", "train"}) | {"seed": self.study.seed}
+
+
+def searchable_parameters(schedules: list[str]) -> list[str]:
+    """Names of the trial parameters the space may hold (what `fixed` accepts)."""
+    names = ["lr", "optimizer", "momentum", "weight_decay", "schedule"]
+    for name in schedules:
+        names += [f"{name}.{p.name}" for p in searched_ranges(SCHEDULES[name], Budget(20, 1))]
+    return names
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    """Read the YAML config (the default one when `path` is None) and apply flag overrides.
+
+    Args:
+        path: a config file; None reads `studies/default.yaml` when it exists, else uses the defaults.
+        overrides: dotted field -> value (keys of `FLAGS`), None values ignored.
+    """
+    if path is None:
+        raw = load_yaml_mapping(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+        source = str(DEFAULT_CONFIG)
+    else:
+        raw, source = load_yaml_mapping(path), str(path)
+    try:
+        SearchConfig.model_validate(raw)
+    except ValidationError as error:
+        raise from_validation_error(error, source) from None
+
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for key, value in given.items():
+        section, field = key.split(".")
+        raw.setdefault(section, {})[field] = value
+    try:
+        return SearchConfig.model_validate(raw)
+    except ValidationError as error:
+        loc = ".".join(str(part) for part in error.errors()[0]["loc"])
+        flag = next((FLAGS[key] for key in given if loc.startswith(key)), None)
+        if flag is None:
+            raise from_validation_error(error, source) from None
+        message = str(from_validation_error(error, flag)).replace(f"{flag}: {loc}: ", f"{flag}: ", 1)
+        raise ConfigError(message) from None

@@ -1,0 +1,28 @@
+"""The one exception type for mistakes a user can make (bad config, flag, file, storage or name)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class ConfigError(Exception):
+    """Raised for input the user can fix; the CLI prints it as one line and exits with code 2."""
+
+
+def from_validation_error(error: ValidationError, source: str) -> ConfigError:
+    """Turn pydantic's report into one line that names the field and what is allowed.
+
+    Args:
+        error: what pydantic raised.
+        source: where the values came from (a file path, or "flags"), put at the front of the message.
+    """
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif "input" in first and first["type"] not in ("missing",) and "got" not in message:
+        message = f"{message} (got {first['input']!r})"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return ConfigError(f"{source}: {field}: {message}{suffix}")

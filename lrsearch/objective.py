@@ -1,0 +1,53 @@
+"""The Optuna objective: trial -> RunSpec -> train with a report/prune hook -> final validation loss."""
+
+from __future__ import annotations
+
+import optuna
+import torch
+
+from lrsearch.config import SearchConfig
+from lrsearch.data import Data
+from lrsearch.space import sample_run_spec
+from lrsearch.train import Diverged, EpochRecord, train
+
+# Names of the user attributes every trial carries (the report and the dashboard read them).
+RUN_SPEC = "run_spec"
+DEVICE = "device"
+CURVES = ("lr", "train_loss", "val_loss", "val_accuracy")
+PRUNED_REASON = "pruned_reason"
+
+
+class Objective:
+    """Trains one sampled RunSpec per trial on data loaded once for the whole study."""
+
+    def __init__(self, config: SearchConfig, data: Data, device: torch.device) -> None:
+        self.config = config
+        self.data = data
+        self.device = device
+        self.steps_per_epoch = -(-len(data.train) // config.train.batch_size)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        spec = sample_run_spec(trial, self.config, self.steps_per_epoch)
+        trial.set_user_attr(RUN_SPEC, spec.model_dump(mode="json"))
+        trial.set_user_attr(DEVICE, str(self.device))
+        records: list[EpochRecord] = []
+
+        def report(record: EpochRecord) -> None:
+            records.append(record)
+            trial.report(record.val_loss, record.epoch)
+            if trial.should_prune():
+                reason = f"pruned at epoch {record.epoch} with val loss {record.val_loss:.4g}"
+                trial.set_user_attr(PRUNED_REASON, reason)
+                raise optuna.TrialPruned(reason)
+
+        try:
+            history = train(spec, self.data, self.device, on_epoch=report)
+        except Diverged as diverged:
+            reason = f"diverged: {diverged}"
+            trial.set_user_attr(PRUNED_REASON, reason)
+            raise optuna.TrialPruned(reason) from None
+        finally:
+            # One write per curve at the end, not one per epoch: each storage write costs milliseconds.
+            for name in CURVES:
+                trial.set_user_attr(name, [getattr(record, name) for record in records])
+        return history.final.val_loss

@@ -1,0 +1,114 @@
+"""What a finished (or interrupted) search tells the user: the best run, a top-k table, trial counts,
+and the best RunSpec exported as YAML."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.table import Table
+
+from lrsearch.errors import ConfigError
+from lrsearch.objective import RUN_SPEC
+from lrsearch.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    spec: RunSpec
+    val_loss: float
+    val_accuracy: float | None
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRow:
+        accuracies = trial.user_attrs.get("val_accuracy") or [None]
+        return cls(trial.number, RunSpec.model_validate(trial.user_attrs[RUN_SPEC]), trial.value, accuracies[-1])
+
+
+@dataclass(frozen=True)
+class Summary:
+    study_name: str
+    counts: dict[str, int]  # trial state name -> how many
+    top: list[TrialRow]  # best first
+
+    @property
+    def best(self) -> TrialRow | None:
+        return self.top[0] if self.top else None
+
+
+def summarize(study: optuna.Study, k: int = 5) -> Summary:
+    """The study's trial counts and its `k` best completed trials."""
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(trial.state.name for trial in trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and RUN_SPEC in t.user_attrs]
+    complete.sort(key=lambda t: t.value)
+    return Summary(study.study_name, dict(counts), [TrialRow.of(t) for t in complete[:k]])
+
+
+def best_run_spec(study: optuna.Study) -> RunSpec:
+    """The RunSpec of the best completed trial."""
+    best = summarize(study, k=1).best
+    if best is None:
+        raise ConfigError(f"study {study.study_name!r} has no completed trial yet; nothing to export")
+    return best.spec
+
+
+def export_best(study: optuna.Study, path: Path) -> RunSpec:
+    """Write the best trial's RunSpec to `path` as YAML (for `lrsearch train --config`)."""
+    spec = best_run_spec(study)
+    spec.save(path)
+    return spec
+
+
+def format_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={_short(value)}" for key, value in params.items()) or "-"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def counts_line(summary: Summary) -> str:
+    order = ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
+    parts = [f"{summary.counts.get(state, 0)} {state.lower()}" for state in order if state in summary.counts]
+    return f"{sum(summary.counts.values())} trials: " + ", ".join(parts) if parts else "no trials"
+
+
+def best_lines(row: TrialRow) -> list[str]:
+    """The best trial, a line per fact."""
+    spec = row.spec
+    accuracy = "-" if row.val_accuracy is None else f"{row.val_accuracy:.4f}"
+    return [
+        f"best trial: #{row.number}",
+        f"  schedule:     {spec.schedule.name} ({format_params(spec.schedule.params)})",
+        f"  base lr:      {spec.lr:.4g}",
+        f"  optimizer:    {spec.optimizer.name} (momentum={spec.optimizer.momentum:.4g}, "
+        f"weight_decay={spec.optimizer.weight_decay:.4g})",
+        f"  val loss:     {row.val_loss:.4f}",
+        f"  val accuracy: {accuracy}",
+    ]
+
+
+def top_table(summary: Summary) -> Table:
+    table = Table(title=f"top {len(summary.top)} of study {summary.study_name!r}")
+    for column in ("#", "trial", "val loss", "val acc", "lr"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("schedule", no_wrap=True)
+    table.add_column("params", overflow="fold")
+    for rank, row in enumerate(summary.top, start=1):
+        accuracy = "-" if row.val_accuracy is None else f"{row.val_accuracy:.4f}"
+        table.add_row(
+            str(rank),
+            str(row.number),
+            f"{row.val_loss:.4f}",
+            accuracy,
+            f"{row.spec.lr:.4g}",
+            row.spec.schedule.name,
+            format_params(row.spec.schedule.params),
+        )
+    return table

@@ -1,0 +1,123 @@
+"""RunSpec: everything one training run needs, as plain data, and its YAML round trip.
+
+The search samples RunSpecs, training consumes them, and the exported best-config YAML is one, so
+`lrsearch train --config best.yaml` replays the winner with the very code the search used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lrsearch.errors import ConfigError, from_validation_error
+from lrsearch.schedules import SCHEDULES
+
+OptimizerName = Literal["sgd", "adam", "adamw"]
+
+
+class StrictModel(BaseModel):
+    """Immutable, and unknown fields are errors (a typo in a YAML file must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(StrictModel):
+    """A scikit-learn `make_classification` set, split stratified into train/val/test."""
+
+    n_samples: int = Field(5000, ge=30)  # total rows before the split
+    n_features: int = Field(20, ge=2)
+    n_informative: int = Field(10, ge=1)  # features that carry the signal
+    n_classes: int = Field(3, ge=2)
+    class_sep: float = Field(1.0, gt=0)  # larger is easier
+    val_fraction: float = Field(0.2, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _generable(self) -> DataSpec:
+        # make_classification puts two clusters per class on the corners of an n_informative cube.
+        if self.n_informative > self.n_features:
+            raise ValueError(f"n_informative ({self.n_informative}) must be at most n_features ({self.n_features})")
+        if 2 * self.n_classes > 2**self.n_informative:
+            raise ValueError(
+                f"n_classes={self.n_classes} needs n_informative >= {(2 * self.n_classes - 1).bit_length()}"
+            )
+        return self
+
+
+class ModelSpec(StrictModel):
+    """The MLP: input -> hidden -> hidden -> classes, ReLU."""
+
+    hidden: int = Field(64, ge=1)
+
+
+class OptimizerSpec(StrictModel):
+    name: OptimizerName = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD momentum; Adam/AdamW use it as beta1
+    weight_decay: float = Field(0.0, ge=0)
+    nesterov: bool = False  # SGD only, needs momentum > 0
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerSpec:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs the sgd optimizer with momentum > 0")
+        return self
+
+
+class ScheduleSpec(StrictModel):
+    name: str = "none"  # a key of the schedule registry (`lrsearch schedulers`)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in SCHEDULES:
+            raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+        return name
+
+
+class RunSpec(StrictModel):
+    """One training run. Two equal RunSpecs on the same device give the same History."""
+
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    lr: float = Field(0.1, gt=0)  # base learning rate (the peak for OneCycleLR and CyclicLR)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0  # data split, initial weights and minibatch order
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml())
+
+
+def load_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; every way this can fail is a `ConfigError`."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_run_spec(path: Path | str) -> RunSpec:
+    """Load a RunSpec YAML (such as `lrsearch export` writes)."""
+    try:
+        return RunSpec.model_validate(load_yaml_mapping(Path(path)))
+    except ValidationError as error:
+        raise from_validation_error(error, str(path)) from None

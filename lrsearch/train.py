@@ -1,0 +1,128 @@
+"""The one training loop: `train(spec, data, device, on_epoch) -> History`.
+
+The search, `lrsearch train` and the benchmarks all call it, so a replayed RunSpec reproduces its trial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrsearch.build import build_optimizer, build_scheduler, step_on
+from lrsearch.data import Data, Split
+from lrsearch.model import make_mlp
+from lrsearch.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # 1-based
+    lr: float  # the LR at the start of the epoch (per-batch schedules move it within the epoch)
+    train_loss: float  # mean over the epoch's batches
+    val_loss: float
+    val_accuracy: float
+
+
+@dataclass
+class History:
+    epochs: list[EpochRecord] = field(default_factory=list)
+    test_loss: float | None = None  # only when `train(..., evaluate_test=True)`
+    test_accuracy: float | None = None
+
+    @property
+    def final(self) -> EpochRecord:
+        return self.epochs[-1]
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite; `history` holds the epochs before it."""
+
+    def __init__(self, epoch: int, what: str, value: float, history: History) -> None:
+        super().__init__(f"{what} became {value} at epoch {epoch}")
+        self.history = history
+
+
+OnEpoch = Callable[[EpochRecord], None]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on a whole split, in one batch."""
+    model.eval()
+    logits = model(split.x)
+    loss = F.cross_entropy(logits, split.y).item()
+    accuracy = (logits.argmax(dim=1) == split.y).float().mean().item()
+    return loss, accuracy
+
+
+def train(
+    spec: RunSpec,
+    data: Data,
+    device: torch.device | str = "cpu",
+    on_epoch: OnEpoch | None = None,
+    evaluate_test: bool = False,
+) -> History:
+    """Train the spec's MLP with its optimizer and LR schedule.
+
+    Args:
+        spec: the run.
+        data: from `load_data(spec.data, spec.seed, device)`: loaded once, shared by every run.
+        device: where the model trains; must be where `data` lives.
+        on_epoch: called after every epoch with its record; the search reports to Optuna here and
+            may raise `optuna.TrialPruned` to stop the run.
+        evaluate_test: also measure the test split at the end (the search never looks at it).
+
+    Returns:
+        The per-epoch History.
+
+    Raises:
+        Diverged: the training or validation loss became NaN or infinite.
+    """
+    # Weights are drawn on the CPU from the spec's seed, so every device starts from the same model.
+    torch.manual_seed(spec.seed)
+    model = make_mlp(data.n_features, spec.model.hidden, data.n_classes).to(device)
+    optimizer = build_optimizer(spec, model.parameters())
+    n_train = len(data.train)
+    steps_per_epoch = math.ceil(n_train / spec.batch_size)
+    scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
+    when = step_on(spec)
+    batch_order = torch.Generator().manual_seed(spec.seed)
+    history = History()
+
+    for epoch in range(1, spec.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        order = torch.randperm(n_train, generator=batch_order).to(device)
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per batch
+        for start in range(0, n_train, spec.batch_size):
+            index = order[start : start + spec.batch_size]
+            loss = F.cross_entropy(model(data.train.x[index]), data.train.y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if when == "batch":
+                # OneCycleLR and CyclicLR count optimizer steps, not epochs.
+                scheduler.step()
+            loss_sum += loss.detach()
+        train_loss = loss_sum.item() / steps_per_epoch
+        val_loss, val_accuracy = evaluate(model, data.val)
+        for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
+            if not math.isfinite(value):
+                raise Diverged(epoch, what, value, history)
+        if when == "metric":
+            scheduler.step(val_loss)  # ReduceLROnPlateau decides from the validation loss
+        elif when == "epoch":
+            scheduler.step()
+        record = EpochRecord(epoch, lr, train_loss, val_loss, val_accuracy)
+        history.epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    if evaluate_test:
+        history.test_loss, history.test_accuracy = evaluate(model, data.test)
+    return history
