@@ -54,9 +54,7 @@ def _quiet_optuna() -> None:
 
 
 StudyNameOption = Annotated[str | None, typer.Option("--study-name", help="Study to create or resume.")]
-StorageOption = Annotated[
-    str | None, typer.Option(help="Optuna storage URL [default: sqlite:///studies/lrsearch.db].")
-]
+StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL [default: sqlite:///studies/lrsearch.db].")]
 
 
 @app.command()
@@ -189,9 +187,7 @@ def _print_report(study: Any, export_path: Path) -> None:
 def export(
     study_name: Annotated[str, typer.Option("--study-name", help="The study to export.")] = "default",
     storage: StorageOption = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the YAML.")] = Path(
-        "best.yaml"
-    ),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the YAML.")] = Path("best.yaml"),
 ) -> None:
     """Write the best trial of a study as a RunSpec YAML (replay it with `lrsearch train --config`)."""
     from lrsearch.config import DEFAULT_STORAGE

@@ -49,9 +49,7 @@ def load_data(spec: DataSpec, seed: int, device: torch.device | str = "cpu") -> 
         random_state=seed,
     )
     held_out = spec.val_fraction + spec.test_fraction
-    x_train, x_rest, y_train, y_rest = train_test_split(
-        x, y, test_size=held_out, stratify=y, random_state=seed
-    )
+    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=held_out, stratify=y, random_state=seed)
     x_val, x_test, y_val, y_test = train_test_split(
         x_rest, y_rest, test_size=spec.test_fraction / held_out, stratify=y_rest, random_state=seed
     )

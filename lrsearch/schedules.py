@@ -171,9 +171,7 @@ def _suggest_one_cycle(trial: TrialLike, budget: Budget) -> Params:
 
 
 def _build_one_cycle(optimizer: Optimizer, params: Params, budget: Budget) -> torch_schedulers.LRScheduler:
-    return torch_schedulers.OneCycleLR(
-        optimizer, max_lr=_base_lr(optimizer), total_steps=budget.total_steps, **params
-    )
+    return torch_schedulers.OneCycleLR(optimizer, max_lr=_base_lr(optimizer), total_steps=budget.total_steps, **params)
 
 
 def _suggest_cyclic(trial: TrialLike, budget: Budget) -> Params:
@@ -231,9 +229,7 @@ def _decay(optimizer: Optimizer, kind: str, epochs: int, final_factor: float) ->
 
 
 def _warmup(optimizer: Optimizer, params: Params) -> torch_schedulers.LRScheduler:
-    return torch_schedulers.LinearLR(
-        optimizer, params["warmup_start_factor"], 1.0, total_iters=params["warmup_epochs"]
-    )
+    return torch_schedulers.LinearLR(optimizer, params["warmup_start_factor"], 1.0, total_iters=params["warmup_epochs"])
 
 
 def _build_warmup_decay(optimizer: Optimizer, params: Params, budget: Budget) -> torch_schedulers.LRScheduler:
@@ -266,34 +262,97 @@ SCHEDULES: dict[str, Schedule] = {
     s.name: s
     for s in [
         Schedule("none", "epoch", _suggest_none, _build_none, "constant LR (baseline)"),
-        Schedule("StepLR", "epoch", _suggest_step, _torch_class(torch_schedulers.StepLR),
-                 "multiply the LR by gamma every step_size epochs"),
-        Schedule("MultiStepLR", "epoch", _suggest_multistep, _torch_class(torch_schedulers.MultiStepLR),
-                 "multiply the LR by gamma at two milestones (searched as fractions of the run)"),
-        Schedule("ExponentialLR", "epoch", _suggest_exponential, _torch_class(torch_schedulers.ExponentialLR),
-                 "multiply the LR by gamma every epoch"),
-        Schedule("CosineAnnealingLR", "epoch", _suggest_cosine,
-                 _torch_class(torch_schedulers.CosineAnnealingLR), "cosine decay to 0 over T_max epochs"),
-        Schedule("CosineAnnealingWarmRestarts", "epoch", _suggest_warm_restarts,
-                 _torch_class(torch_schedulers.CosineAnnealingWarmRestarts),
-                 "cosine decay restarted every T_0 epochs (period times T_mult after each restart)"),
-        Schedule("OneCycleLR", "batch", _suggest_one_cycle, _build_one_cycle,
-                 "per batch: warm up to the base LR, then anneal far below it (max_lr = base LR)"),
-        Schedule("CyclicLR", "batch", _suggest_cyclic, _build_cyclic,
-                 "per batch: triangle waves between base LR / div_factor and the base LR"),
-        Schedule("LinearLR", "epoch", _suggest_linear, _torch_class(torch_schedulers.LinearLR),
-                 "linear change of the LR factor from start_factor to end_factor over total_iters epochs"),
-        Schedule("PolynomialLR", "epoch", _suggest_polynomial, _torch_class(torch_schedulers.PolynomialLR),
-                 "polynomial decay to 0 over total_iters epochs"),
-        Schedule("ConstantLR", "epoch", _suggest_constant, _torch_class(torch_schedulers.ConstantLR),
-                 "LR times factor for the first total_iters epochs, then the base LR"),
-        Schedule("ReduceLROnPlateau", "metric", _suggest_plateau,
-                 _torch_class(torch_schedulers.ReduceLROnPlateau),
-                 "multiply the LR by factor when the validation loss stops improving"),
-        Schedule("WarmupDecay", "epoch", _suggest_warmup_decay, _build_warmup_decay,
-                 "linear warmup, then cosine, linear or exponential decay to final_factor (SequentialLR)"),
-        Schedule("WarmupStableDecay", "epoch", _suggest_wsd, _build_wsd,
-                 "linear warmup, constant LR, then a linear decay over the last decay_epochs (SequentialLR)"),
+        Schedule(
+            "StepLR",
+            "epoch",
+            _suggest_step,
+            _torch_class(torch_schedulers.StepLR),
+            "multiply the LR by gamma every step_size epochs",
+        ),
+        Schedule(
+            "MultiStepLR",
+            "epoch",
+            _suggest_multistep,
+            _torch_class(torch_schedulers.MultiStepLR),
+            "multiply the LR by gamma at two milestones (searched as fractions of the run)",
+        ),
+        Schedule(
+            "ExponentialLR",
+            "epoch",
+            _suggest_exponential,
+            _torch_class(torch_schedulers.ExponentialLR),
+            "multiply the LR by gamma every epoch",
+        ),
+        Schedule(
+            "CosineAnnealingLR",
+            "epoch",
+            _suggest_cosine,
+            _torch_class(torch_schedulers.CosineAnnealingLR),
+            "cosine decay to 0 over T_max epochs",
+        ),
+        Schedule(
+            "CosineAnnealingWarmRestarts",
+            "epoch",
+            _suggest_warm_restarts,
+            _torch_class(torch_schedulers.CosineAnnealingWarmRestarts),
+            "cosine decay restarted every T_0 epochs (period times T_mult after each restart)",
+        ),
+        Schedule(
+            "OneCycleLR",
+            "batch",
+            _suggest_one_cycle,
+            _build_one_cycle,
+            "per batch: warm up to the base LR, then anneal far below it (max_lr = base LR)",
+        ),
+        Schedule(
+            "CyclicLR",
+            "batch",
+            _suggest_cyclic,
+            _build_cyclic,
+            "per batch: triangle waves between base LR / div_factor and the base LR",
+        ),
+        Schedule(
+            "LinearLR",
+            "epoch",
+            _suggest_linear,
+            _torch_class(torch_schedulers.LinearLR),
+            "linear change of the LR factor from start_factor to end_factor over total_iters epochs",
+        ),
+        Schedule(
+            "PolynomialLR",
+            "epoch",
+            _suggest_polynomial,
+            _torch_class(torch_schedulers.PolynomialLR),
+            "polynomial decay to 0 over total_iters epochs",
+        ),
+        Schedule(
+            "ConstantLR",
+            "epoch",
+            _suggest_constant,
+            _torch_class(torch_schedulers.ConstantLR),
+            "LR times factor for the first total_iters epochs, then the base LR",
+        ),
+        Schedule(
+            "ReduceLROnPlateau",
+            "metric",
+            _suggest_plateau,
+            _torch_class(torch_schedulers.ReduceLROnPlateau),
+            "multiply the LR by factor when the validation loss stops improving",
+        ),
+        Schedule(
+            "WarmupDecay",
+            "epoch",
+            _suggest_warmup_decay,
+            _build_warmup_decay,
+            "linear warmup, then cosine, linear or exponential decay to final_factor (SequentialLR)",
+        ),
+        Schedule(
+            "WarmupStableDecay",
+            "epoch",
+            _suggest_wsd,
+            _build_wsd,
+            "linear warmup, constant LR, then a linear decay over the last decay_epochs (SequentialLR)",
+        ),
     ]
 }
 

@@ -73,8 +73,7 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(
-        f"--pruner: unknown pruner {name!r}; choose from median, successive-halving, hyperband, patient, "
-        "wilcoxon, none"
+        f"--pruner: unknown pruner {name!r}; choose from median, successive-halving, hyperband, patient, wilcoxon, none"
     )
 
 
