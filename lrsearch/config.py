@@ -165,15 +165,12 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         source = str(DEFAULT_CONFIG)
     else:
         raw, source = load_yaml_mapping(path), str(path)
-    try:
-        SearchConfig.model_validate(raw)
-    except ValidationError as error:
-        raise from_validation_error(error, source) from None
-
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     for key, value in given.items():
         section, field = key.split(".")
-        raw.setdefault(section, {})[field] = value
+        values = raw.setdefault(section, {})
+        if isinstance(values, dict):  # otherwise validation reports the file's bad section
+            values[field] = value
     try:
         return SearchConfig.model_validate(raw)
     except ValidationError as error:

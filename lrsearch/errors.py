@@ -21,7 +21,7 @@ def from_validation_error(error: ValidationError, source: str) -> ConfigError:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field"
-    elif "input" in first and first["type"] not in ("missing",) and "got" not in message:
+    elif "got" not in message and not isinstance(first.get("input"), dict | list) and first["type"] != "missing":
         message = f"{message} (got {first['input']!r})"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
