@@ -12,6 +12,7 @@ from lrsearch.config import SearchConfig
 from lrsearch.errors import ConfigError
 
 PROBLEM_ATTR = "lrsearch_problem"  # study attribute: the settings its trials were trained under
+FAIL_REASON = "fail_reason"  # trial attribute: why a FAIL trial failed (Optuna 5 keeps it only in its log)
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -151,9 +152,22 @@ def run_trials(
     trials are already turned into pruned ones by the objective.
     """
     study.optimize(
-        objective,
+        _recording_failures(objective),
         n_trials=trials,
         timeout=timeout,
         catch=(RuntimeError, ValueError, ArithmeticError),
         callbacks=list(callbacks),
     )
+
+
+def _recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+    def run(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except BaseException as error:  # Ctrl-C too: the interrupted trial says so
+            trial.set_user_attr(FAIL_REASON, f"{type(error).__name__}: {error}".rstrip(": "))
+            raise
+
+    return run

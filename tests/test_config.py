@@ -72,4 +72,4 @@ def test_trials_or_timeout_must_end_the_search(tmp_path):
 def test_fixed_accepts_every_searched_name():
     names = searchable_parameters(["StepLR", "WarmupDecay"])
     assert {"lr", "schedule", "StepLR.gamma", "WarmupDecay.decay"} <= set(names)
-    SearchConfig.model_validate({"search": {"fixed": {name: 1 for name in names[:1]}}})
+    SearchConfig.model_validate({"search": {"fixed": dict.fromkeys(names[:1], 1)}})

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from lrsearch.config import load_config
+from lrsearch.data import load_data
+from lrsearch.errors import ConfigError
+from lrsearch.objective import Objective
+from lrsearch.study import FAIL_REASON, load_existing_study, make_sampler, open_storage, open_study, run_trials
+
+
+def _search(config, trials):
+    study = open_study(config)
+    data = load_data(config.data, config.study.seed)
+    run_trials(study, Objective(config, data, torch.device("cpu")), trials, None)
+    return study
+
+
+def test_rerun_with_the_same_name_adds_trials(tiny_config_file):
+    config = load_config(tiny_config_file, {"study.trials": 3})
+    _search(config, 3)
+    study = _search(config, 2)
+    assert len(study.trials) == 5
+    assert [t.number for t in study.trials] == list(range(5))
+    # The stored study opens with Optuna's own API.
+    reopened = optuna.load_study(study_name="default", storage=config.study.storage)
+    assert len(reopened.trials) == 5 and reopened.best_value == study.best_value
+
+
+def test_a_study_refuses_trials_of_another_problem(tiny_config_file):
+    _search(load_config(tiny_config_file), 1)
+    with pytest.raises(ConfigError, match=r"study 'default' was made with train.epochs=4, not 3"):
+        open_study(load_config(tiny_config_file, {"train.epochs": 3}))
+    other = load_config(tiny_config_file, {"train.epochs": 3, "study.name": "short"})
+    assert len(_search(other, 1).trials) == 1
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "gp", "qmc"])
+def test_every_sampler_searches_the_conditional_space(tiny_config_file, sampler):
+    config = load_config(tiny_config_file, {"study.sampler": sampler, "study.pruner": "none"})
+    study = _search(config, 4)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert isinstance(study.sampler, type(make_sampler(sampler, 0)))
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tiny_config_file):
+    config = load_config(tiny_config_file)
+    study = open_study(config)
+    objective = Objective(config, load_data(config.data, 0), torch.device("cpu"))
+    calls = []
+
+    def sometimes_broken(trial):
+        calls.append(trial.number)
+        if trial.number == 0:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return objective(trial)
+
+    run_trials(study, sometimes_broken, 2, None)
+    states = [t.state for t in study.trials]
+    assert states[0] == TrialState.FAIL and states[1] in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert study.trials[0].user_attrs[FAIL_REASON] == "RuntimeError: CUDA error: an illegal memory access"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://nobody@127.0.0.1:9/none", "--storage: cannot open 'postgresql://nobody@127.0.0.1:9/none'"),
+        ("notadb://x", "--storage: cannot open 'notadb://x'"),
+    ],
+)
+def test_unreachable_storage_is_a_config_error(url, message):
+    with pytest.raises(ConfigError) as raised:
+        open_storage(url)
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_exporting_a_missing_study_lists_the_stored_ones(tiny_config_file, tmp_path):
+    config = load_config(tiny_config_file)
+    _search(config, 1)
+    with pytest.raises(ConfigError, match="no study 'nope' in .*; stored studies: default"):
+        load_existing_study("nope", config.study.storage)
+    missing_file = f"sqlite:///{tmp_path}/missing.db"
+    with pytest.raises(ConfigError, match="no study file at"):
+        load_existing_study("default", missing_file)
+    assert not (tmp_path / "missing.db").exists()

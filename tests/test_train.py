@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import torch
+
+from lrsearch.build import build_optimizer, build_scheduler, step_on
+from lrsearch.schedules import SCHEDULES, Budget
+from lrsearch.spec import ModelSpec, OptimizerSpec, RunSpec, ScheduleSpec
+from lrsearch.train import Diverged, train
+
+
+def _spec(tiny_data_spec, name="none", params=None, **fields) -> RunSpec:
+    return RunSpec(
+        data=tiny_data_spec,
+        model=ModelSpec(hidden=16),
+        schedule=ScheduleSpec(name=name, params=params or {}),
+        epochs=fields.pop("epochs", 4),
+        **fields,
+    )
+
+
+def _expected_epoch_lrs(spec: RunSpec, steps_per_epoch: int, val_losses: list[float]) -> list[float]:
+    """The LR at each epoch's start if the scheduler steps at its own granularity."""
+    optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
+    scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
+    lrs = []
+    for epoch in range(spec.epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for _ in range(steps_per_epoch if step_on(spec) == "batch" else 1):
+            optimizer.step()
+            scheduler.step(val_losses[epoch]) if step_on(spec) == "metric" else scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_loop_steps_each_schedule_at_its_granularity(name, tiny_data_spec, tiny_data):
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3)).ask()
+    steps = math.ceil(len(tiny_data.train) / 32)
+    params = SCHEDULES[name].suggest(trial, Budget(4, steps))
+    spec = _spec(tiny_data_spec, name, params, lr=0.05)
+    history = train(spec, tiny_data)
+    got = [record.lr for record in history.epochs]
+    assert got == pytest.approx(_expected_epoch_lrs(spec, steps, [r.val_loss for r in history.epochs]), rel=1e-12)
+
+
+def test_one_cycle_moves_within_an_epoch(tiny_data_spec, tiny_data):
+    # Stepped per epoch instead of per batch, OneCycleLR would still be warming up after 4 epochs.
+    params = {"pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0, "anneal_strategy": "linear"}
+    history = train(_spec(tiny_data_spec, "OneCycleLR", params, lr=0.2), tiny_data)
+    assert history.epochs[0].lr == pytest.approx(0.02)
+    assert history.epochs[1].lr == pytest.approx(0.2, rel=0.05)  # the peak, reached after a quarter of all steps
+
+
+def test_same_spec_same_history(tiny_data_spec, tiny_data):
+    spec = _spec(tiny_data_spec, "StepLR", {"step_size": 2, "gamma": 0.5}, lr=0.1)
+    first, second = train(spec, tiny_data), train(spec, tiny_data)
+    assert first.epochs == second.epochs
+    other_seed = train(spec.model_copy(update={"seed": 1}), tiny_data)
+    assert other_seed.final.val_loss != first.final.val_loss
+
+
+def test_training_learns(tiny_data_spec, tiny_data):
+    history = train(_spec(tiny_data_spec, lr=0.05, epochs=10), tiny_data, evaluate_test=True)
+    assert history.final.val_accuracy > 0.7
+    assert history.final.train_loss < history.epochs[0].train_loss
+    assert history.test_loss is not None and 0 <= history.test_accuracy <= 1
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_every_optimizer_trains(tiny_data_spec, tiny_data, optimizer):
+    spec = _spec(tiny_data_spec, lr=0.01, optimizer=OptimizerSpec(name=optimizer, weight_decay=1e-4))
+    assert train(spec, tiny_data).final.val_loss < math.log(3)  # better than guessing
+
+
+def test_divergence_raises_with_the_epochs_before_it(tiny_data_spec, tiny_data):
+    with pytest.raises(Diverged, match=r"became (nan|inf) at epoch") as raised:
+        train(_spec(tiny_data_spec, lr=1e6), tiny_data)
+    assert len(raised.value.history.epochs) < 4
+
+
+def test_on_epoch_sees_every_epoch_and_can_stop_the_run(tiny_data_spec, tiny_data):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def hook(record):
+        seen.append(record.epoch)
+        if record.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(_spec(tiny_data_spec), tiny_data, on_epoch=hook)
+    assert seen == [1, 2]
