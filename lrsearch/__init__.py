@@ -8,19 +8,29 @@ For your own training code: load an exported run and build its optimizer and sch
     step_on(spec)  # "batch", "epoch" or "metric": when to call scheduler.step()
 """
 
-from lrsearch.build import build_optimizer, build_scheduler, step_on
-from lrsearch.errors import ConfigError
-from lrsearch.schedules import SCHEDULES, Budget, Schedule
-from lrsearch.spec import RunSpec, load_run_spec
+from __future__ import annotations
 
-__all__ = [
-    "SCHEDULES",
-    "Budget",
-    "ConfigError",
-    "RunSpec",
-    "Schedule",
-    "build_optimizer",
-    "build_scheduler",
-    "load_run_spec",
-    "step_on",
-]
+import importlib
+from typing import Any
+
+# Public name -> the module that defines it. Imported on first use, so that `lrsearch --help` does not
+# wait for torch and optuna to load.
+_EXPORTS = {
+    "build_optimizer": "lrsearch.build",
+    "build_scheduler": "lrsearch.build",
+    "step_on": "lrsearch.build",
+    "ConfigError": "lrsearch.errors",
+    "SCHEDULES": "lrsearch.schedules",
+    "Budget": "lrsearch.schedules",
+    "Schedule": "lrsearch.schedules",
+    "RunSpec": "lrsearch.spec",
+    "load_run_spec": "lrsearch.spec",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lrsearch' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

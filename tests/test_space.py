@@ -14,7 +14,9 @@ def _config(**search) -> SearchConfig:
 
 
 def test_fixed_trial_gives_the_torch_kwargs_the_export_writes():
-    trial = FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "StepLR", "StepLR.step_size": 3, "StepLR.gamma": 0.5})
+    trial = FixedTrial(
+        {"lr": 0.05, "optimizer": "sgd", "schedule": "StepLR", "StepLR.step_size": 3, "StepLR.gamma": 0.5}
+    )
     spec = sample_run_spec(trial, _config(), steps_per_epoch=10)
     assert spec.lr == 0.05
     assert spec.schedule.name == "StepLR"
@@ -44,7 +46,9 @@ def test_parameters_are_sampled_only_for_the_chosen_schedule():
         spec = sample_run_spec(trial, config, steps_per_epoch=10)
         prefixes = {name.split(".")[0] for name in trial.params if "." in name}
         assert prefixes <= {spec.schedule.name}
-        expected = {f"{spec.schedule.name}.{r.name}" for r in searched_ranges(SCHEDULES[spec.schedule.name], Budget(7, 10))}
+        expected = {
+            f"{spec.schedule.name}.{r.name}" for r in searched_ranges(SCHEDULES[spec.schedule.name], Budget(7, 10))
+        }
         assert {name for name in trial.params if "." in name} == expected
         study.tell(trial, 1.0)
 

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from lrsearch.cli import app
+from lrsearch.spec import load_run_spec
+
+runner = CliRunner()
+
+
+def _storage(config_file: Path) -> str:
+    return yaml.safe_load(config_file.read_text())["study"]["storage"]
+
+
+def test_optimize_then_replay_reproduces_the_best_trial(tiny_config_file, tmp_path):
+    best_yaml = tmp_path / "best.yaml"
+    result = runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--export", str(best_yaml)])
+    assert result.exit_code == 0, result.output
+    assert "4 trials:" in result.output and "best trial: #" in result.output and "top " in result.output
+    assert f"best run written to {best_yaml}" in result.output
+
+    study = optuna.load_study(study_name="default", storage=_storage(tiny_config_file))
+    assert load_run_spec(best_yaml).model_dump(mode="json") == study.best_trial.user_attrs["run_spec"]
+
+    replay = runner.invoke(app, ["train", "--config", str(best_yaml)])
+    assert replay.exit_code == 0, replay.output
+    assert re.search(r"^Epoch \[1/4\], Learning Rate: [0-9.e-]+, Train Loss", replay.output, re.M)
+    replayed = float(re.search(r"final val loss: ([0-9.]+)", replay.output).group(1))
+    assert replayed == pytest.approx(study.best_value, abs=1e-6)
+    assert "constant LR" in replay.output and "StepLR(10, 0.1), SGD lr 0.1" in replay.output
+
+
+def test_export_writes_the_best_trial(tiny_config_file, tmp_path):
+    runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--trials", "2"])
+    out = tmp_path / "exported.yaml"
+    result = runner.invoke(
+        app, ["export", "--study-name", "default", "--storage", _storage(tiny_config_file), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="default", storage=_storage(tiny_config_file))
+    assert load_run_spec(out).model_dump(mode="json") == study.best_trial.user_attrs["run_spec"]
+
+
+def test_rerun_resumes_the_study(tiny_config_file):
+    for _ in range(2):
+        assert runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--trials", "2"]).exit_code == 0
+    assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == 4
+
+
+def _bad_yaml(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_INPUTS = {
+    "unknown sampler": (
+        ["optimize", "--sampler", "bayes"],
+        "--sampler: Input should be 'tpe', 'random', 'gp' or 'qmc'",
+    ),
+    "unknown pruner": (["optimize", "--pruner", "asha"], "--pruner: Input should be 'median'"),
+    "zero trials": (["optimize", "--trials", "0"], "--trials: Input should be greater than or equal to 1"),
+    "negative trials": (["optimize", "--trials", "-4"], "--trials: Input should be greater than or equal to 1"),
+    "trials not a number": (["optimize", "--trials", "many"], "Invalid value for '--trials'"),
+    "missing config": (["optimize", "--config", "{tmp}/none.yaml"], "none.yaml: cannot read: No such file"),
+    "malformed config": (["optimize", "--config", "@malformed"], "not valid YAML at line"),
+    "wrong type in config": (["optimize", "--config", "@wrongtype"], "train.epochs: Input should be a valid integer"),
+    "unknown schedule in config": (
+        ["optimize", "--config", "@schedule"],
+        "search.schedules: unknown schedule 'Cosine'",
+    ),
+    "unreachable storage": (
+        ["optimize", "--storage", "postgresql://lrsearch@127.0.0.1:9/none"],
+        "--storage: cannot open 'postgresql://lrsearch@127.0.0.1:9/none'",
+    ),
+    "bad device": (["optimize", "--device", "tpu"], "--device: device must be auto, cpu, cuda or cuda:N"),
+    "missing study to export": (["export", "--study-name", "nope"], "--storage: no study file at studies/lrsearch.db"),
+    "unknown schedule to replay": (["train", "--config", "@replay"], "schedule.name: unknown schedule 'Cosine'"),
+}
+FILES = {
+    "@malformed": "train: {epochs: [1, 2}\n",
+    "@wrongtype": "train: {epochs: twenty}\n",
+    "@schedule": "search: {schedules: [StepLR, Cosine]}\n",
+    "@replay": "schedule: {name: Cosine}\n",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, message = BAD_INPUTS[case]
+    args = [_bad_yaml(tmp_path, FILES[a]) if a in FILES else a.format(tmp=tmp_path) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "studies").exists()  # no study file was created
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["optimize", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: --device: cuda is not available here (no CUDA device); use auto or cpu"
+    assert not (tmp_path / "studies").exists()
+
+
+def test_another_problem_leaves_the_stored_study_alone(tiny_config_file):
+    assert runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--trials", "1"]).exit_code == 0
+    result = runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--epochs", "9"])
+    assert result.exit_code == 2
+    assert "study 'default' was made with train.epochs=4, not 9" in result.stderr
+    assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == 1
+
+
+def test_schedulers_lists_the_registry_with_ranges():
+    from lrsearch.schedules import SCHEDULES
+
+    result = runner.invoke(app, ["schedulers", "--epochs", "30"])
+    assert result.exit_code == 0
+    for name in SCHEDULES:
+        assert re.search(rf"^{name}  \(steps every (batch|epoch|metric)\)$", result.output, re.M)
+    assert "- step_size in [1, 30]" in result.output
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, lrsearch.cli; sys.exit('torch' in sys.modules or 'optuna' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.slow
+def test_installed_command_and_optuna_cli_read_the_same_study(tiny_config_file, tmp_path):
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    lrsearch = Path(sys.executable).parent / "lrsearch"
+    run = subprocess.run(
+        [lrsearch, "optimize", "--config", tiny_config_file, "--trials", "6", "--study-name", "cli"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "studies" / "cli-best.yaml").exists()
+    optuna_cli = Path(sys.executable).parent / "optuna"
+    listed = subprocess.run(
+        [optuna_cli, "trials", "--study-name", "cli", "--storage", _storage(tiny_config_file), "-f", "yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert len(yaml.safe_load(listed.stdout)) == 6
