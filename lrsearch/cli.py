@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lrsearch.errors import ConfigError
+from lrsearch.errors import ConfigError, Interrupted
 
 app = typer.Typer(
     help="Find the learning-rate schedule to train with: an Optuna search over torch LR schedulers.",
@@ -44,12 +44,29 @@ def _user_errors_exit_2(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _console() -> Any:
+    from rich.console import Console
+
+    # Piped into a file or CI log, rich would assume 80 columns and fold the tables' parameters.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _drop_interrupt_traceback(record: Any) -> bool:
+    if record.exc_info and issubclass(record.exc_info[0], KeyboardInterrupt | Interrupted):
+        record.exc_info, record.exc_text = None, None  # Ctrl-C is no crash: its one-line notice will do
+    return True
+
+
 def _quiet_optuna() -> None:
+    import logging
     import warnings
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # failures still show; per-trial chatter doesn't
+    for handler in logging.getLogger("optuna").handlers:
+        if _drop_interrupt_traceback not in handler.filters:
+            handler.addFilter(_drop_interrupt_traceback)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -84,7 +101,7 @@ def optimize(
     from lrsearch.data import load_data
     from lrsearch.device import pin_threads, resolve_device
     from lrsearch.objective import Objective
-    from lrsearch.study import open_study, run_trials
+    from lrsearch.study import open_study, run_trials, stop_on_interrupt
 
     overrides = {
         "study.trials": trials,
@@ -111,16 +128,16 @@ def optimize(
     )
     started = time.perf_counter()
     interrupted = False
-    with _TrialProgress(settings.study.trials) as progress:
+    with _TrialProgress(settings.study.trials) as progress, stop_on_interrupt() as stop:
         try:
             run_trials(
                 study,
-                Objective(settings, data, torch_device),
+                Objective(settings, data, torch_device, stop),
                 settings.study.trials,
                 settings.study.timeout,
                 callbacks=[progress.update],
             )
-        except KeyboardInterrupt:
+        except (Interrupted, KeyboardInterrupt):
             interrupted = True
     elapsed = time.perf_counter() - started
     typer.echo(f"{'interrupted' if interrupted else 'finished'} after {elapsed:.1f} s")
@@ -167,8 +184,6 @@ class _TrialProgress:
 
 
 def _print_report(study: Any, export_path: Path) -> None:
-    from rich.console import Console
-
     from lrsearch.report import best_lines, counts_line, export_best, summarize, top_table
 
     summary = summarize(study)
@@ -177,7 +192,7 @@ def _print_report(study: Any, export_path: Path) -> None:
         typer.echo("no completed trial yet: nothing to export")
         return
     typer.echo("\n".join(best_lines(summary.best)))
-    Console(highlight=False).print(top_table(summary))
+    _console().print(top_table(summary))
     export_best(study, export_path)
     typer.echo(f"best run written to {export_path} (replay: lrsearch train --config {export_path})")
 
@@ -207,7 +222,6 @@ def train_command(
     baselines: Annotated[bool, typer.Option(help="Also train the two baselines and compare.")] = True,
 ) -> None:
     """Replay one run, then compare its test loss with a constant LR and the classic StepLR."""
-    from rich.console import Console
     from rich.table import Table
 
     from lrsearch.baselines import baseline_specs
@@ -252,7 +266,7 @@ def train_command(
             table.add_row(
                 label, f"{result.test_loss:.4f}", f"{result.test_accuracy:.4f}", f"{result.final.val_loss:.4f}"
             )
-    Console(highlight=False).print(table)
+    _console().print(table)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The one exception type for mistakes a user can make (bad config, flag, file, storage or name)."""
+"""The package's own exceptions: `ConfigError` for every mistake a user can make (bad config, flag, file,
+storage or name), and `Interrupted` for a search the user stopped."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from pydantic import ValidationError
 
 class ConfigError(Exception):
     """Raised for input the user can fix; the CLI prints it as one line and exits with code 2."""
+
+
+class Interrupted(Exception):
+    """The user asked the search to stop (Ctrl-C); the running trial ends at an epoch boundary."""
 
 
 def from_validation_error(error: ValidationError, source: str) -> ConfigError:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import optuna
 import torch
 
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data
+from lrsearch.errors import Interrupted
 from lrsearch.space import sample_run_spec
 from lrsearch.train import Diverged, EpochRecord, train
 
@@ -20,13 +23,18 @@ PRUNED_REASON = "pruned_reason"
 class Objective:
     """Trains one sampled RunSpec per trial on data loaded once for the whole study."""
 
-    def __init__(self, config: SearchConfig, data: Data, device: torch.device) -> None:
+    def __init__(
+        self, config: SearchConfig, data: Data, device: torch.device, stop: threading.Event | None = None
+    ) -> None:
         self.config = config
         self.data = data
         self.device = device
+        self.stop = stop or threading.Event()  # set from outside to end the running trial after its epoch
         self.steps_per_epoch = -(-len(data.train) // config.train.batch_size)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if self.stop.is_set():
+            raise Interrupted("stopped before training")
         spec = sample_run_spec(trial, self.config, self.steps_per_epoch)
         trial.set_user_attr(RUN_SPEC, spec.model_dump(mode="json"))
         trial.set_user_attr(DEVICE, str(self.device))
@@ -35,6 +43,8 @@ class Objective:
         def report(record: EpochRecord) -> None:
             records.append(record)
             trial.report(record.val_loss, record.epoch)
+            if self.stop.is_set():
+                raise Interrupted(f"stopped after epoch {record.epoch}")
             if trial.should_prune():
                 reason = f"pruned at epoch {record.epoch} with val loss {record.val_loss:.4g}"
                 trial.set_user_attr(PRUNED_REASON, reason)

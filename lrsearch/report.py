@@ -50,19 +50,17 @@ def summarize(study: optuna.Study, k: int = 5) -> Summary:
     return Summary(study.study_name, dict(counts), [TrialRow.of(t) for t in complete[:k]])
 
 
-def best_run_spec(study: optuna.Study) -> RunSpec:
-    """The RunSpec of the best completed trial."""
+def export_best(study: optuna.Study, path: Path) -> RunSpec:
+    """Write the best trial's RunSpec to `path` as YAML (for `lrsearch train --config`)."""
     best = summarize(study, k=1).best
     if best is None:
         raise ConfigError(f"study {study.study_name!r} has no completed trial yet; nothing to export")
+    best.spec.save(
+        path,
+        comment=f"lrsearch: best trial #{best.number} of study {study.study_name!r}, val loss {best.val_loss:.6f}\n"
+        f"replay: lrsearch train --config {path}",
+    )
     return best.spec
-
-
-def export_best(study: optuna.Study, path: Path) -> RunSpec:
-    """Write the best trial's RunSpec to `path` as YAML (for `lrsearch train --config`)."""
-    spec = best_run_spec(study)
-    spec.save(path)
-    return spec
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -89,7 +87,7 @@ def best_lines(row: TrialRow) -> list[str]:
         f"  base lr:      {spec.lr:.4g}",
         f"  optimizer:    {spec.optimizer.name} (momentum={spec.optimizer.momentum:.4g}, "
         f"weight_decay={spec.optimizer.weight_decay:.4g})",
-        f"  val loss:     {row.val_loss:.4f}",
+        f"  val loss:     {row.val_loss:.6f}",
         f"  val accuracy: {accuracy}",
     ]
 

@@ -93,9 +93,11 @@ class RunSpec(StrictModel):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, comment: str = "") -> None:
+        """Write the YAML, after `comment` lines (e.g. where the run came from), which loading ignores."""
+        header = "".join(f"# {line}\n" for line in comment.splitlines())
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_yaml())
+        path.write_text(header + self.to_yaml())
 
 
 def load_yaml_mapping(path: Path) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -171,3 +174,27 @@ def _recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[
             raise
 
     return run
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[threading.Event]:
+    """Turn the first Ctrl-C into a request to stop, set on the returned event.
+
+    A KeyboardInterrupt raised in the middle of a storage write can leave an SQLite study locked, and
+    the trial then can't even be marked failed. So the first Ctrl-C only sets the event, and the
+    objective stops at the next epoch boundary, between writes. A second Ctrl-C interrupts at once.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach only the main thread; nothing to install
+        return
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

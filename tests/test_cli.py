@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
 import yaml
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from lrsearch.cli import app
@@ -163,3 +166,31 @@ def test_installed_command_and_optuna_cli_read_the_same_study(tiny_config_file, 
     )
     assert listed.returncode == 0, listed.stderr
     assert len(yaml.safe_load(listed.stdout)) == 6
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tiny_config_file, tmp_path):
+    lrsearch = Path(sys.executable).parent / "lrsearch"
+    command = [lrsearch, "optimize", "--config", tiny_config_file, "--trials", "500", "--epochs", "30"]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().startswith("study 'default'")  # the search has begun
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted after" in stdout
+
+    study = optuna.load_study(study_name="default", storage=_storage(tiny_config_file))
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states
+    failed = next(t for t in study.trials if t.state == TrialState.FAIL)
+    assert failed.user_attrs["fail_reason"].startswith("Interrupted: stopped")
+
+    rerun = subprocess.run(
+        command[:4] + ["--trials", "2", "--epochs", "30"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == len(states) + 2

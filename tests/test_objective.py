@@ -8,6 +8,7 @@ import torch
 from optuna.trial import TrialState
 
 from lrsearch.config import SearchConfig
+from lrsearch.errors import Interrupted
 from lrsearch.objective import PRUNED_REASON, RUN_SPEC, Objective
 from lrsearch.spec import RunSpec
 from lrsearch.train import train
@@ -77,3 +78,12 @@ def test_every_pruner_judges_reported_curves(pruner):
         assert pruned_at is None
     else:
         assert pruned_at is not None and pruned_at <= 20
+
+
+def test_a_stop_request_ends_the_trial_at_the_next_epoch(tiny_data):
+    objective = _objective(tiny_data)
+    study = optuna.create_study()
+    trial = study.ask()
+    objective.stop.set()
+    with pytest.raises(Interrupted, match="stopped before training"):
+        objective(trial)
