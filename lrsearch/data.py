@@ -30,6 +30,10 @@ class Data:
     n_features: int
     n_classes: int
 
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps in one pass over the train split (the last batch may be short)."""
+        return -(-len(self.train) // batch_size)
+
 
 def load_data(spec: DataSpec, seed: int, device: torch.device | str = "cpu") -> Data:
     """Generate the data set and split it stratified; scale with statistics of the train split only.

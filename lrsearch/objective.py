@@ -30,7 +30,7 @@ class Objective:
         self.data = data
         self.device = device
         self.stop = stop or threading.Event()  # set from outside to end the running trial after its epoch
-        self.steps_per_epoch = -(-len(data.train) // config.train.batch_size)
+        self.steps_per_epoch = data.steps_per_epoch(config.train.batch_size)
 
     def __call__(self, trial: optuna.Trial) -> float:
         if self.stop.is_set():

@@ -88,7 +88,7 @@ def train(
     model = make_mlp(data.n_features, spec.model.hidden, data.n_classes).to(device)
     optimizer = build_optimizer(spec, model.parameters())
     n_train = len(data.train)
-    steps_per_epoch = math.ceil(n_train / spec.batch_size)
+    steps_per_epoch = data.steps_per_epoch(spec.batch_size)
     scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
     when = step_on(spec)
     batch_order = torch.Generator().manual_seed(spec.seed)

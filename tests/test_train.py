@@ -38,7 +38,7 @@ def _expected_epoch_lrs(spec: RunSpec, steps_per_epoch: int, val_losses: list[fl
 @pytest.mark.parametrize("name", list(SCHEDULES))
 def test_loop_steps_each_schedule_at_its_granularity(name, tiny_data_spec, tiny_data):
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3)).ask()
-    steps = math.ceil(len(tiny_data.train) / 32)
+    steps = tiny_data.steps_per_epoch(32)
     params = SCHEDULES[name].suggest(trial, Budget(4, steps))
     spec = _spec(tiny_data_spec, name, params, lr=0.05)
     history = train(spec, tiny_data)
