@@ -30,7 +30,10 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
     if sqlite_path is not None:
         if must_exist and not sqlite_path.exists():
             raise ConfigError(f"--storage: no study file at {sqlite_path}; run `lrsearch optimize` first")
-        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"--storage: cannot create {sqlite_path.parent}: {error.strerror}") from None
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as error:  # SQLAlchemy, driver and Optuna errors alike mean "can't use this URL"

@@ -69,6 +69,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tiny_config_file):
     [
         ("postgresql://nobody@127.0.0.1:9/none", "--storage: cannot open 'postgresql://nobody@127.0.0.1:9/none'"),
         ("notadb://x", "--storage: cannot open 'notadb://x'"),
+        ("sqlite:////proc/lrsearch/studies.db", "--storage: cannot create /proc/lrsearch"),
     ],
 )
 def test_unreachable_storage_is_a_config_error(url, message):
