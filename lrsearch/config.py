@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from lrsearch.errors import ConfigError, from_validation_error
+from lrsearch.errors import error_field, from_validation_error
 from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
 from lrsearch.spec import DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
 
@@ -174,9 +174,8 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     try:
         return SearchConfig.model_validate(raw)
     except ValidationError as error:
-        loc = ".".join(str(part) for part in error.errors()[0]["loc"])
-        flag = next((FLAGS[key] for key in given if loc.startswith(key)), None)
+        field = error_field(error)
+        flag = next((FLAGS[key] for key in given if field.startswith(key)), None)
         if flag is None:
             raise from_validation_error(error, source) from None
-        message = str(from_validation_error(error, flag)).replace(f"{flag}: {loc}: ", f"{flag}: ", 1)
-        raise ConfigError(message) from None
+        raise from_validation_error(error, flag, name_field=False) from None

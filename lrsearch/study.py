@@ -116,22 +116,25 @@ def open_study(config: SearchConfig) -> optuna.Study:
 
 
 def _check_same_problem(name: str, stored: dict | None, wanted: dict) -> None:
-    if stored is None or stored == wanted:
+    if stored is None:
         return
-    for section, values in wanted.items():
-        old = stored.get(section)
-        if isinstance(values, dict) and isinstance(old, dict):
-            for key, value in values.items():
-                if old.get(key) != value:
-                    raise ConfigError(
-                        f"study {name!r} was made with {section}.{key}={old.get(key)!r}, not {value!r}; "
-                        "use another --study-name or the study's own settings"
-                    )
-        elif old != values:
+    old = _flatten(stored)
+    for key, value in _flatten(wanted).items():
+        if old.get(key) != value:
             raise ConfigError(
-                f"study {name!r} was made with {section}={old!r}, not {values!r}; "
+                f"study {name!r} was made with {key}={old.get(key)!r}, not {value!r}; "
                 "use another --study-name or the study's own settings"
             )
+
+
+def _flatten(settings: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def load_existing_study(name: str, storage_url: str) -> optuna.Study:
