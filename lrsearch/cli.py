@@ -16,7 +16,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lrsearch.errors import ConfigError, Interrupted
+from lrsearch.errors import ConfigError
+from lrsearch.logs import quiet_optuna
 
 app = typer.Typer(
     help="Find the learning-rate schedule to train with: an Optuna search over torch LR schedulers.",
@@ -51,33 +52,24 @@ def _console() -> Any:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-def _drop_interrupt_traceback(record: Any) -> bool:
-    if record.exc_info and issubclass(record.exc_info[0], KeyboardInterrupt | Interrupted):
-        record.exc_info, record.exc_text = None, None  # Ctrl-C is no crash: its one-line notice will do
-    return True
-
-
-def _quiet_optuna() -> None:
-    import logging
-    import warnings
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # failures still show; per-trial chatter doesn't
-    for handler in logging.getLogger("optuna").handlers:
-        if _drop_interrupt_traceback not in handler.filters:
-            handler.addFilter(_drop_interrupt_traceback)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
 StudyNameOption = Annotated[str | None, typer.Option("--study-name", help="Study to create or resume.")]
-StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL [default: sqlite:///studies/lrsearch.db].")]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(help="sqlite:///FILE, postgresql://..., or a journal FILE [default: sqlite:///studies/lrsearch.db]."),
+]
+JobsOption = Annotated[int | None, typer.Option(help="Worker processes on this machine [default: 1].")]
+DevicesOption = Annotated[
+    str | None,
+    typer.Option("--devices", "--device", help="auto (every GPU, else CPU), cpu, or cuda:0,cuda:1 [default: auto]."),
+]
 
 
 @app.command()
 @_user_errors_exit_2
 def optimize(
-    trials: Annotated[int | None, typer.Option(help="Trials to add to the study [default: 50].")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials to add to the study, all workers together [default: 50].")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
     study_name: StudyNameOption = None,
     storage: StorageOption = None,
@@ -85,7 +77,8 @@ def optimize(
         Path | None, typer.Option(help="Search configuration YAML [default: studies/default.yaml].")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seeds the sampler, the data and every run.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N [default: auto].")] = None,
+    jobs: JobsOption = None,
+    devices: DevicesOption = None,
     sampler: Annotated[str | None, typer.Option(help="tpe, random, gp or qmc [default: tpe].")] = None,
     pruner: Annotated[
         str | None,
@@ -98,10 +91,8 @@ def optimize(
 ) -> None:
     """Search LR schedules; re-running with the same study name adds trials to it."""
     from lrsearch.config import load_config
-    from lrsearch.data import load_data
-    from lrsearch.device import pin_threads, resolve_device
-    from lrsearch.objective import Objective
-    from lrsearch.study import open_study, run_trials, stop_on_interrupt
+    from lrsearch.study import open_study
+    from lrsearch.workers import add_to_budget
 
     overrides = {
         "study.trials": trials,
@@ -109,50 +100,151 @@ def optimize(
         "study.name": study_name,
         "study.storage": storage,
         "study.seed": seed,
-        "study.device": device,
+        "study.jobs": jobs,
+        "study.devices": devices,
         "study.sampler": sampler,
         "study.pruner": pruner,
         "study.export": export,
         "train.epochs": epochs,
     }
     settings = load_config(config, overrides)
-    torch_device = resolve_device(settings.study.device)
-    pin_threads(torch_device)
-    _quiet_optuna()
+    torch_devices = _devices_for(settings)
+    quiet_optuna()
     study = open_study(settings)
-    data = load_data(settings.data, settings.study.seed, torch_device)
     before = len(study.get_trials(deepcopy=False))
-    typer.echo(
-        f"study {settings.study.name!r} in {settings.study.storage} ({before} trials so far), "
-        f"{settings.train.epochs} epochs a trial on {torch_device}"
-    )
-    started = time.perf_counter()
-    interrupted = False
-    with _TrialProgress(settings.study.trials) as progress, stop_on_interrupt() as stop:
-        try:
-            run_trials(
-                study,
-                Objective(settings, data, torch_device, stop),
-                settings.study.trials,
-                settings.study.timeout,
-                callbacks=[progress.update],
-            )
-        except (Interrupted, KeyboardInterrupt):
-            interrupted = True
-    elapsed = time.perf_counter() - started
-    typer.echo(f"{'interrupted' if interrupted else 'finished'} after {elapsed:.1f} s")
+    add_to_budget(study, settings.study.trials)
+    interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before)
     _print_report(study, settings.study.export_path)
     if interrupted:
         typer.echo(f"re-run with --study-name {settings.study.name} to add more trials")
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-class _TrialProgress:
-    """A progress bar of trials done, best value so far and elapsed time."""
+@app.command()
+@_user_errors_exit_2
+def worker(
+    study_name: Annotated[str, typer.Option("--study-name", help="The study to work on.")] = "default",
+    storage: StorageOption = None,
+    jobs: JobsOption = None,
+    devices: DevicesOption = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+) -> None:
+    """Join a study that `lrsearch optimize` started (on this or another machine) and run its trials
+    until its trial budget is spent. The search settings come from the study itself."""
+    from lrsearch.config import DEFAULT_STORAGE
+    from lrsearch.study import load_existing_study, stored_config
 
-    def __init__(self, total: int | None) -> None:
+    url = storage or DEFAULT_STORAGE
+    quiet_optuna()
+    study = load_existing_study(study_name, url)
+    local = {"storage": url, "jobs": jobs, "devices": devices, "timeout": timeout, "trials": None}
+    settings = _validated_flags(lambda: stored_config(study, local))
+    torch_devices = _devices_for(settings)
+    interrupted = _run_search(settings, study, torch_devices, None, len(study.get_trials(deepcopy=False)))
+    from lrsearch.report import best_lines, counts_line, summarize
+
+    summary = summarize(study)
+    typer.echo(counts_line(summary))
+    if summary.best is not None:
+        typer.echo("\n".join(best_lines(summary.best)))
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _validated_flags(make: Callable[[], Any]) -> Any:
+    """Build a configuration from flags; a pydantic complaint names the flag that caused it."""
+    from pydantic import ValidationError
+
+    from lrsearch.config import FLAGS
+    from lrsearch.errors import error_field, from_validation_error
+
+    try:
+        return make()
+    except ValidationError as error:
+        field = error_field(error)
+        flag = FLAGS.get(field, field)
+        raise from_validation_error(error, flag, name_field=False) from None
+
+
+def _devices_for(settings: Any) -> list[Any]:
+    from lrsearch.device import resolve_devices
+
+    if settings.study.jobs > 1 and settings.study.storage == "sqlite:///:memory:":
+        raise ConfigError(
+            "--jobs: worker processes need a storage they share (an SQLite or journal file, or PostgreSQL), "
+            "not sqlite:///:memory:"
+        )
+    return resolve_devices(settings.study.devices)
+
+
+def _run_search(settings: Any, study: Any, devices: list[Any], seed: int | None, before: int) -> bool:
+    """Run the study's workers with a progress bar; True when the user stopped them with Ctrl-C."""
+    import shutil
+    import tempfile
+
+    from lrsearch.stopping import StopSignal, stop_on_interrupt
+    from lrsearch.workers import plan_workers, run_worker
+
+    jobs = settings.study.jobs
+    typer.echo(
+        f"study {settings.study.name!r} in {settings.study.storage} ({before} trials so far), "
+        f"{settings.train.epochs} epochs a trial, {jobs} worker{'s' if jobs > 1 else ''} on "
+        + ", ".join(str(devices[i % len(devices)]) for i in range(jobs))
+    )
+    stop_folder = Path(tempfile.mkdtemp(prefix="lrsearch-"))
+    setups = plan_workers(settings, jobs, devices, seed, stop_folder / "stop")
+    started = time.perf_counter()
+    try:
+        with _TrialProgress(settings.study.trials, study, before) as progress:
+            with stop_on_interrupt(StopSignal(stop_folder / "stop")) as stop:
+                if jobs == 1:
+                    run_worker(setups[0], stop, callbacks=[progress.update])
+                else:
+                    _run_in_processes(setups, progress)
+    finally:
+        shutil.rmtree(stop_folder, ignore_errors=True)
+    interrupted = stop.is_set()
+    typer.echo(f"{'interrupted' if interrupted else 'finished'} after {time.perf_counter() - started:.1f} s")
+    return interrupted
+
+
+def _run_in_processes(setups: list[Any], progress: _TrialProgress) -> None:
+    """Run worker processes while this one refreshes the progress bar from the study."""
+    import threading
+
+    from lrsearch.workers import run_workers
+
+    outcome: dict[str, Any] = {}
+
+    def wait_for_workers() -> None:
+        try:
+            outcome["reports"] = run_workers(setups)
+        except BaseException as error:  # re-raised in the main thread
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait_for_workers, daemon=True)
+    waiter.start()
+    try:
+        while waiter.is_alive():
+            waiter.join(timeout=0.5)
+            progress.refresh()
+    except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the next run retries what was running
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=False, kill_workers=True)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+class _TrialProgress:
+    """A progress bar of the trials this run finished, pruned ones among them, the study's best value
+    and elapsed time, read from the study (so it counts every worker's trials)."""
+
+    def __init__(self, total: int | None, study: Any, before: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        self._study, self._before = study, before
         self._progress = Progress(
             TextColumn("trials"),
             BarColumn(),
@@ -163,24 +255,31 @@ class _TrialProgress:
             transient=False,
         )
         self._task = self._progress.add_task("trials", total=total, best="-", pruned=0)
-        self._pruned = 0
 
     def __enter__(self) -> _TrialProgress:
         self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.refresh()
         self._progress.stop()
 
     def update(self, study: Any, trial: Any) -> None:
+        """An Optuna callback: called after each trial of this process."""
+        self.refresh()
+
+    def refresh(self) -> None:
         from optuna.trial import TrialState
 
-        self._pruned += trial.state == TrialState.PRUNED
-        try:
-            best = f"{study.best_value:.4f}"
-        except ValueError:  # no completed trial yet
-            best = "-"
-        self._progress.update(self._task, advance=1, best=best, pruned=self._pruned)
+        trials = self._study.get_trials(deepcopy=False)
+        ours = [trial for trial in trials[self._before :] if trial.state.is_finished()]
+        values = [trial.value for trial in trials if trial.state == TrialState.COMPLETE]
+        self._progress.update(
+            self._task,
+            completed=len(ours),
+            best=f"{min(values):.4f}" if values else "-",
+            pruned=sum(trial.state == TrialState.PRUNED for trial in ours),
+        )
 
 
 def _print_report(study: Any, export_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from lrsearch.errors import error_field, from_validation_error
+from lrsearch.errors import ConfigError, error_field, from_validation_error
 from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
 from lrsearch.spec import DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
 
@@ -30,7 +30,8 @@ FLAGS: dict[str, str] = {
     "study.name": "--study-name",
     "study.storage": "--storage",
     "study.seed": "--seed",
-    "study.device": "--device",
+    "study.devices": "--devices",
+    "study.jobs": "--jobs",
     "study.sampler": "--sampler",
     "study.pruner": "--pruner",
     "study.export": "--export",
@@ -110,21 +111,17 @@ class StudySettings(StrictModel):
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "median"
     seed: int = 0  # seeds the sampler, the data and every run
-    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    devices: str = "auto"  # auto, or a comma-separated list of cpu, cuda, cuda:N (workers take turns)
+    jobs: int = Field(1, ge=1)  # worker processes on this machine
+    heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
     export: Path | None = None  # where the best RunSpec goes; default studies/<name>-best.yaml
 
-    @field_validator("device")
+    @field_validator("devices")
     @classmethod
-    def _device_form(cls, device: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-        return device
-
-    @model_validator(mode="after")
-    def _has_a_stop(self) -> StudySettings:
-        if self.trials is None and self.timeout is None:
-            raise ValueError("set trials or timeout, or the search never ends")
-        return self
+    def _devices_form(cls, devices: str) -> str:
+        if not re.fullmatch(r"auto|(cpu|cuda(:\d+)?)(,(cpu|cuda(:\d+)?))*", devices.replace(" ", "")):
+            raise ValueError(f"devices must be auto or a list like cpu or cuda:0,cuda:1, got {devices!r}")
+        return devices.replace(" ", "")
 
     @property
     def export_path(self) -> Path:
@@ -172,10 +169,13 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         if isinstance(values, dict):  # otherwise validation reports the file's bad section
             values[field] = value
     try:
-        return SearchConfig.model_validate(raw)
+        config = SearchConfig.model_validate(raw)
     except ValidationError as error:
         field = error_field(error)
         flag = next((FLAGS[key] for key in given if field.startswith(key)), None)
         if flag is None:
             raise from_validation_error(error, source) from None
         raise from_validation_error(error, flag, name_field=False) from None
+    if config.study.trials is None and config.study.timeout is None:
+        raise ConfigError(f"{source}: study.trials: set trials or timeout, or the search never ends")
+    return config

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import optuna
 import torch
 
@@ -11,6 +9,7 @@ from lrsearch.config import SearchConfig
 from lrsearch.data import Data
 from lrsearch.errors import Interrupted
 from lrsearch.space import sample_run_spec
+from lrsearch.stopping import StopSignal
 from lrsearch.train import Diverged, EpochRecord, train
 
 # Names of the user attributes every trial carries (the report and the dashboard read them).
@@ -23,13 +22,11 @@ PRUNED_REASON = "pruned_reason"
 class Objective:
     """Trains one sampled RunSpec per trial on data loaded once for the whole study."""
 
-    def __init__(
-        self, config: SearchConfig, data: Data, device: torch.device, stop: threading.Event | None = None
-    ) -> None:
+    def __init__(self, config: SearchConfig, data: Data, device: torch.device, stop: StopSignal | None = None) -> None:
         self.config = config
         self.data = data
         self.device = device
-        self.stop = stop or threading.Event()  # set from outside to end the running trial after its epoch
+        self.stop = stop or StopSignal()  # set from outside to end the running trial after its epoch
         self.steps_per_epoch = data.steps_per_epoch(config.train.batch_size)
 
     def __call__(self, trial: optuna.Trial) -> float:

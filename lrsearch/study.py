@@ -1,56 +1,36 @@
-"""Storage, sampler, pruner and study name; running the trials of a search."""
+"""The study: creating or resuming it in a storage, its sampler and pruner, and what workers read from it."""
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.storages import BaseStorage
 
 from lrsearch.config import SearchConfig
 from lrsearch.errors import ConfigError
+from lrsearch.storage import open_storage
 
 PROBLEM_ATTR = "lrsearch_problem"  # study attribute: the settings its trials were trained under
+CONFIG_ATTR = "lrsearch_config"  # study attribute: the search as the last `optimize` set it, for workers
 FAIL_REASON = "fail_reason"  # trial attribute: why a FAIL trial failed (Optuna 5 keeps it only in its log)
 
-Callback = Callable[[optuna.Study, FrozenTrial], None]
+# What a worker on another machine takes from the study; storage, devices and jobs are its own.
+SHARED_STUDY_SETTINGS = {"sampler", "pruner", "seed", "heartbeat"}
 
 
-def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStorage:
-    """Open an Optuna storage by URL; an SQLite file's folder is created (unless `must_exist`).
+def make_sampler(name: str, seed: int | None, fixed: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
+    """The named sampler, pinning the `fixed` trial parameters.
 
-    Raises:
-        ConfigError: the URL is malformed, its driver is missing, or the server or file can't be reached.
+    Parameters of unchosen schedules are absent, so samplers must cope with a conditional space (TPE's
+    `group` splits it by which parameters a trial has).
     """
-    sqlite_path = _sqlite_path(url)
-    if sqlite_path is not None:
-        if must_exist and not sqlite_path.exists():
-            raise ConfigError(f"--storage: no study file at {sqlite_path}; run `lrsearch optimize` first")
-        try:
-            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(f"--storage: cannot create {sqlite_path.parent}: {error.strerror}") from None
-    try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as error:  # SQLAlchemy, driver and Optuna errors alike mean "can't use this URL"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"--storage: cannot open {url!r}: {first_line}") from None
+    base = _base_sampler(name, seed)
+    return optuna.samplers.PartialFixedSampler(fixed, base) if fixed else base
 
 
-def _sqlite_path(url: str) -> Path | None:
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url == prefix + ":memory:":
-        return None
-    return Path(url[len(prefix) :])
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The named sampler; parameters of unchosen schedules are absent, so samplers must cope with a
-    conditional space (TPE's `group` splits it by which parameters a trial has)."""
+def _base_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
     if name == "random":
@@ -87,32 +67,65 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
 def open_study(config: SearchConfig) -> optuna.Study:
     """Create the study, or load it to add trials; a stored study must have been made for the same problem.
 
+    The search configuration is stored in the study, so `lrsearch worker` on another machine runs the
+    same search without a config file.
+
     Raises:
         ConfigError: the storage can't be opened, or the study was created with other data, model,
             epochs, batch size or seed (its trials would not compare with new ones).
     """
     settings = config.study
-    sampler = make_sampler(settings.sampler, settings.seed)
-    pruner = make_pruner(settings.pruner, config.train.epochs)
-    storage = open_storage(settings.storage)
+    storage = open_storage(settings.storage, heartbeat=settings.heartbeat)
     problem = config.problem()
     try:
-        stored = optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner)
+        study = optuna.load_study(study_name=settings.name, storage=storage)
+        _check_same_problem(settings.name, study.user_attrs.get(PROBLEM_ATTR), problem)
     except KeyError:
-        stored = None
-    if stored is not None:
-        _check_same_problem(settings.name, stored.user_attrs.get(PROBLEM_ATTR), problem)
-        return stored
-    study = optuna.create_study(
-        study_name=settings.name,
+        study = optuna.create_study(
+            study_name=settings.name,
+            storage=storage,
+            direction="minimize",
+            load_if_exists=True,  # another worker may create it at the same moment
+        )
+        study.set_user_attr(PROBLEM_ATTR, problem)
+    study.set_user_attr(CONFIG_ATTR, shared_settings(config))
+    return _with_search(storage, config, settings.seed)
+
+
+def join_study(config: SearchConfig, sampler_seed: int | None) -> optuna.Study:
+    """Open an existing study as one of its workers; each worker samples with its own seed, or
+    workers with equal seeds would propose the same parameters."""
+    storage = open_storage(config.study.storage, heartbeat=config.study.heartbeat)
+    return _with_search(storage, config, sampler_seed)
+
+
+def _with_search(storage: BaseStorage, config: SearchConfig, sampler_seed: int | None) -> optuna.Study:
+    # Optuna stores neither sampler nor pruner: each process sets them when it loads the study.
+    return optuna.load_study(
+        study_name=config.study.name,
         storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        direction="minimize",
-        load_if_exists=True,  # another worker may create it at the same moment
+        sampler=make_sampler(config.study.sampler, sampler_seed, config.search.fixed),
+        pruner=make_pruner(config.study.pruner, config.train.epochs),
     )
-    study.set_user_attr(PROBLEM_ATTR, problem)
-    return study
+
+
+def shared_settings(config: SearchConfig) -> dict[str, Any]:
+    """The part of the configuration every worker of the study must share."""
+    shared = config.model_dump(mode="json", exclude={"study"})
+    return shared | {"study": config.study.model_dump(mode="json", include=SHARED_STUDY_SETTINGS)}
+
+
+def stored_config(study: optuna.Study, local: dict[str, Any]) -> SearchConfig:
+    """The search configuration stored in `study`, with this worker's own study settings (`local`).
+
+    Raises:
+        ConfigError: the study was not created by `lrsearch optimize`.
+    """
+    shared = study.user_attrs.get(CONFIG_ATTR)
+    if shared is None:
+        raise ConfigError(f"--study-name: study {study.study_name!r} was not made by `lrsearch optimize`")
+    local = {key: value for key, value in local.items() if value is not None}
+    return SearchConfig.model_validate(shared | {"study": shared["study"] | local | {"name": study.study_name}})
 
 
 def _check_same_problem(name: str, stored: dict | None, wanted: dict) -> None:
@@ -148,28 +161,9 @@ def load_existing_study(name: str, storage_url: str) -> optuna.Study:
         raise ConfigError(f"--study-name: no study {name!r} in {storage_url}; stored studies: {known}") from None
 
 
-def run_trials(
-    study: optuna.Study,
-    objective: Callable[[optuna.Trial], float],
-    trials: int | None,
-    timeout: float | None,
-    callbacks: Sequence[Callback] = (),
-) -> None:
-    """Run trials until `trials` more have run or `timeout` seconds have passed.
+def recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+    """The objective, storing why a trial failed in its `fail_reason` attribute."""
 
-    A trial that raises an error is recorded as FAIL with its reason and the study goes on; diverging
-    trials are already turned into pruned ones by the objective.
-    """
-    study.optimize(
-        _recording_failures(objective),
-        n_trials=trials,
-        timeout=timeout,
-        catch=(RuntimeError, ValueError, ArithmeticError),
-        callbacks=list(callbacks),
-    )
-
-
-def _recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
     def run(trial: optuna.Trial) -> float:
         try:
             return objective(trial)
@@ -180,27 +174,3 @@ def _recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[
             raise
 
     return run
-
-
-@contextmanager
-def stop_on_interrupt() -> Iterator[threading.Event]:
-    """Turn the first Ctrl-C into a request to stop, set on the returned event.
-
-    A KeyboardInterrupt raised in the middle of a storage write can leave an SQLite study locked, and
-    the trial then can't even be marked failed. So the first Ctrl-C only sets the event, and the
-    objective stops at the next epoch boundary, between writes. A second Ctrl-C interrupts at once.
-    """
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop  # signals reach only the main thread; nothing to install
-        return
-
-    def request_stop(signum: int, frame: object) -> None:
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -86,7 +86,16 @@ BAD_INPUTS = {
         ["optimize", "--storage", "postgresql://lrsearch@127.0.0.1:9/none"],
         "--storage: cannot open 'postgresql://lrsearch@127.0.0.1:9/none'",
     ),
-    "bad device": (["optimize", "--device", "tpu"], "--device: device must be auto, cpu, cuda or cuda:N"),
+    "bad device": (["optimize", "--devices", "tpu"], "--devices: devices must be auto or a list like cpu or cuda:0"),
+    "several processes on a private storage": (
+        ["optimize", "--jobs", "2", "--storage", "sqlite:///:memory:"],
+        "--jobs: worker processes need a storage they share",
+    ),
+    "no jobs": (["optimize", "--jobs", "0"], "--jobs: Input should be greater than or equal to 1"),
+    "worker for a missing study": (
+        ["worker", "--study-name", "nope", "--storage", "sqlite:///{tmp}/s.db"],
+        "--storage: no study file at",
+    ),
     "missing study to export": (["export", "--study-name", "nope"], "--storage: no study file at studies/lrsearch.db"),
     "unknown schedule to replay": (["train", "--config", "@replay"], "schedule.name: unknown schedule 'Cosine'"),
 }
@@ -114,9 +123,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, monkeyp
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_a_gpu_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["optimize", "--device", "cuda"])
+    result = runner.invoke(app, ["optimize", "--devices", "cpu,cuda"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: --device: cuda is not available here (no CUDA device); use auto or cpu"
+    assert result.stderr.strip() == "Error: --devices: cuda is not available here (no CUDA device); use auto or cpu"
     assert not (tmp_path / "studies").exists()
 
 

@@ -1,0 +1,213 @@
+"""Workers: processes that run a study's trials until its trial budget is spent.
+
+A study carries its budget (how many trials it should hold) as a study attribute, so every worker, on
+this machine or another, stops at the same count. A worker takes the study's admission lock to decide
+whether one more trial is needed and to ask for it, which keeps the count exact however many workers
+race. A trial whose worker died (no heartbeat) is failed and queued again by Optuna; the retry takes its
+place in the count, and workers wait for such retries before they call the study done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import optuna
+import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.config import SearchConfig
+from lrsearch.data import load_data
+from lrsearch.device import pin_threads
+from lrsearch.errors import Interrupted
+from lrsearch.logs import quiet_optuna
+from lrsearch.objective import Objective
+from lrsearch.stopping import StopSignal, stop_on_interrupt
+from lrsearch.storage import AdmissionLock, admission_lock, has_heartbeat
+from lrsearch.study import join_study, recording_failures
+
+BUDGET_ATTR = "lrsearch_budget"  # study attribute: {"target": trials to hold or None, "first": trial number}
+WORKER_ATTR = "worker"  # trial attribute: host:pid of the process that ran it
+IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries of dead workers' trials
+MAX_RESTARTS = 10  # times the worker processes are started again after one of them died
+CAUGHT = (RuntimeError, ValueError, ArithmeticError)  # a trial raising these ends FAIL; the worker goes on
+
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+Move = Literal["run", "wait", "done"]
+_log = logging.getLogger("lrsearch")
+
+
+def counted_trials(trials: Sequence[FrozenTrial]) -> int:
+    """Trials that count against the budget: all, except those a retry replaced (the retry counts)."""
+    replaced = {number for trial in trials for number in RetryHeartbeatStaleTrialCallback.retry_history(trial)}
+    return len(trials) - len(replaced)
+
+
+def add_to_budget(study: optuna.Study, trials: int | None) -> int | None:
+    """Let the study hold `trials` more trials than it counts now (None: no limit); returns the target."""
+    stored = study.get_trials(deepcopy=False)
+    target = None if trials is None else counted_trials(stored) + trials
+    study.set_user_attr(BUDGET_ATTR, {"target": target, "first": len(stored)})
+    return target
+
+
+def next_move(study: optuna.Study, wait_for_running: bool) -> Move:
+    """Run a trial, wait for running ones (whose worker may die, and whose retry someone must run), or stop."""
+    budget = study.user_attrs.get(BUDGET_ATTR, {"target": None, "first": 0})
+    trials = study.get_trials(deepcopy=False)
+    if any(trial.state == TrialState.WAITING for trial in trials):
+        return "run"  # a queued retry: it already counts
+    if budget["target"] is None or counted_trials(trials) < budget["target"]:
+        return "run"
+    if wait_for_running and any(
+        trial.state == TrialState.RUNNING and trial.number >= budget["first"] for trial in trials
+    ):
+        return "wait"
+    return "done"
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """What one worker did, for the command's summary."""
+
+    worker: str
+    device: str
+    trials: int
+
+
+def work(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    lock: AdmissionLock,
+    stop: StopSignal,
+    wait_for_retries: bool,
+    timeout: float | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> int:
+    """Run trials of `study` until its budget is spent, `timeout` seconds pass or `stop` is set.
+
+    Args:
+        wait_for_retries: with a heartbeat storage, stay until every trial of the budget has ended,
+            so a trial whose worker dies is retried here.
+
+    Returns:
+        How many trials this worker ran.
+    """
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ran = 0
+    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        lock.acquire()
+        admitted = _Admitted(lock, recording_failures(objective), worker)
+        try:
+            if wait_for_retries:
+                optuna.storages.fail_stale_trials(study)  # queues retries of dead workers' trials
+            move = next_move(study, wait_for_running=wait_for_retries)
+            if move == "run":
+                # Optuna asks for the trial inside optimize; the objective frees the lock once it has it.
+                study.optimize(admitted, n_trials=1, catch=CAUGHT, callbacks=list(callbacks))
+                ran += 1
+        except Interrupted:
+            break  # the trial is recorded as FAIL with its reason; the stop signal says the rest
+        finally:
+            admitted.release_once()
+        if move == "done":
+            break
+        if move == "wait":
+            time.sleep(IDLE_POLL_S)
+    return ran
+
+
+class _Admitted:
+    """The objective as a worker runs it: frees the admission lock as soon as Optuna has asked the trial."""
+
+    def __init__(self, lock: AdmissionLock, objective: Callable[[optuna.Trial], float], worker: str) -> None:
+        self._lock, self._objective, self._worker = lock, objective, worker
+        self._held = True
+
+    def release_once(self) -> None:
+        if self._held:
+            self._held = False
+            self._lock.release()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.release_once()
+        trial.set_user_attr(WORKER_ATTR, self._worker)
+        return self._objective(trial)
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Everything one worker process needs; plain values, so it crosses into a process."""
+
+    config: SearchConfig
+    device: str
+    sampler_seed: int | None  # workers with equal seeds would propose the same trials
+    stop_file: Path | None = None  # created when the search must stop
+
+
+def plan_workers(
+    config: SearchConfig, jobs: int, devices: Sequence[torch.device], seed: int | None, stop_file: Path | None
+) -> list[WorkerSetup]:
+    """`jobs` workers taking the devices in turn; worker i samples with seed + i (None: fresh entropy)."""
+    return [
+        WorkerSetup(config, str(devices[i % len(devices)]), None if seed is None else seed + i, stop_file)
+        for i in range(jobs)
+    ]
+
+
+def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callback] = ()) -> WorkerReport:
+    """Load the data onto the worker's device and run trials of the study until it is done."""
+    config, device = setup.config, torch.device(setup.device)
+    pin_threads(device)
+    study = join_study(config, setup.sampler_seed)
+    data = load_data(config.data, config.study.seed, device)
+    ran = work(
+        study,
+        Objective(config, data, device, stop),
+        admission_lock(config.study.storage, config.study.name),
+        stop,
+        wait_for_retries=has_heartbeat(config.study.storage),
+        timeout=config.study.timeout,
+        callbacks=callbacks,
+    )
+    return WorkerReport(worker=f"{socket.gethostname()}:{os.getpid()}", device=setup.device, trials=ran)
+
+
+def _worker_process(setup: WorkerSetup) -> WorkerReport:
+    quiet_optuna()
+    # A terminal's Ctrl-C reaches every worker of the process group: each stops after its epoch.
+    with stop_on_interrupt(StopSignal(setup.stop_file)) as stop:
+        return run_worker(setup, stop)
+
+
+def run_workers(setups: Sequence[WorkerSetup]) -> list[WorkerReport]:
+    """Run each setup in its own process (joblib's loky backend) and wait for all of them.
+
+    When a worker process dies (killed, out of memory), loky stops its siblings too; the workers are
+    started again, and the trials that were running come back as retries once their heartbeats go
+    stale. A trial that kills its worker each time stops being retried after `MAX_RETRIES`.
+    """
+    from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    for restart in range(MAX_RESTARTS + 1):
+        try:
+            return Parallel(n_jobs=len(setups), backend="loky")(delayed(_worker_process)(s) for s in setups)
+        except TerminatedWorkerError:
+            stop = setups[0].stop_file
+            if restart == MAX_RESTARTS or (stop is not None and stop.exists()):
+                raise
+            _log.warning(
+                "a worker process died; starting %d workers again (its trial is retried once its heartbeat "
+                "goes stale)",
+                len(setups),
+            )
+    raise AssertionError("unreachable")
