@@ -198,16 +198,16 @@ def run_workers(setups: Sequence[WorkerSetup]) -> list[WorkerReport]:
     from joblib import Parallel, delayed
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    for restart in range(MAX_RESTARTS + 1):
+    restarts = 0
+    while True:
         try:
             return Parallel(n_jobs=len(setups), backend="loky")(delayed(_worker_process)(s) for s in setups)
         except TerminatedWorkerError:
+            restarts += 1
             stop = setups[0].stop_file
-            if restart == MAX_RESTARTS or (stop is not None and stop.exists()):
+            if restarts > MAX_RESTARTS or (stop is not None and stop.exists()):
                 raise
             _log.warning(
-                "a worker process died; starting %d workers again (its trial is retried once its heartbeat "
-                "goes stale)",
+                "a worker process died; starting %d workers again (its trial is retried once its heartbeat goes stale)",
                 len(setups),
             )
-    raise AssertionError("unreachable")

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 from lrsearch.data import load_data
 from lrsearch.spec import DataSpec
