@@ -10,6 +10,7 @@ from lrsearch.data import Data
 from lrsearch.errors import Interrupted
 from lrsearch.space import sample_run_spec
 from lrsearch.stopping import StopSignal
+from lrsearch.study import first_pruning_epoch
 from lrsearch.train import Diverged, EpochRecord, train
 
 # Names of the user attributes every trial carries (the report and the dashboard read them).
@@ -28,6 +29,7 @@ class Objective:
         self.device = device
         self.stop = stop or StopSignal()  # set from outside to end the running trial after its epoch
         self.steps_per_epoch = data.steps_per_epoch(config.train.batch_size)
+        self.first_pruning_epoch = first_pruning_epoch(config.study.pruner, config.train.epochs)
 
     def __call__(self, trial: optuna.Trial) -> float:
         if self.stop.is_set():
@@ -42,7 +44,7 @@ class Objective:
             trial.report(record.val_loss, record.epoch)
             if self.stop.is_set():
                 raise Interrupted(f"stopped after epoch {record.epoch}")
-            if trial.should_prune():
+            if record.epoch >= self.first_pruning_epoch and trial.should_prune():
                 reason = f"pruned at epoch {record.epoch} with val loss {record.val_loss:.4g}"
                 trial.set_user_attr(PRUNED_REASON, reason)
                 raise optuna.TrialPruned(reason)

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,16 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """The base URL (no database) of a server started for this test session."""
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """Start a PostgreSQL server in a temporary folder; yields its base URL (no database).
+
+    Raises:
+        FileNotFoundError: PostgreSQL's binaries are not installed.
+    """
     binaries = _binaries()
     if binaries is None:
-        message = "PostgreSQL is not installed (apt-get install postgresql)"
-        if os.environ.get("LRSEARCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
     folder = Path(tempfile.mkdtemp(prefix="lrsearch-pg-"))
     folder.chmod(0o755)
     if os.geteuid() == 0:
@@ -64,14 +66,31 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> str:
-    """A new, empty database on the test server."""
+def new_database(server: str) -> str:
+    """Create an empty database on `server`; returns its URL."""
     import sqlalchemy
 
     name = f"lrsearch_{os.getpid()}_{next(_database_numbers)}"
-    engine = sqlalchemy.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    engine = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
     engine.dispose()
-    return f"{postgres_server}/{name}"
+    return f"{server}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The base URL of a server started for this test session."""
+    try:
+        with throwaway_postgres() as url:
+            yield url
+    except FileNotFoundError as missing:
+        if os.environ.get("LRSEARCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the test server."""
+    return new_database(postgres_server)
