@@ -113,7 +113,7 @@ def optimize(
     study = open_study(settings)
     before = len(study.get_trials(deepcopy=False))
     add_to_budget(study, settings.study.trials)
-    interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before)
+    interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
     _print_report(study, settings.study.export_path)
     if interrupted:
         typer.echo(f"re-run with --study-name {settings.study.name} to add more trials")
@@ -132,17 +132,18 @@ def worker(
     """Join a study that `lrsearch optimize` started (on this or another machine) and run its trials
     until its trial budget is spent. The search settings come from the study itself."""
     from lrsearch.config import DEFAULT_STORAGE
+    from lrsearch.report import best_lines, counts_line, summarize
     from lrsearch.study import load_existing_study, stored_config
 
     url = storage or DEFAULT_STORAGE
     quiet_optuna()
     study = load_existing_study(study_name, url)
-    local = {"storage": url, "jobs": jobs, "devices": devices, "timeout": timeout, "trials": None}
+    local = {"storage": url, "jobs": jobs, "devices": devices, "timeout": timeout}
     settings = _validated_flags(lambda: stored_config(study, local))
     torch_devices = _devices_for(settings)
-    interrupted = _run_search(settings, study, torch_devices, None, len(study.get_trials(deepcopy=False)))
-    from lrsearch.report import best_lines, counts_line, summarize
-
+    before = len(study.get_trials(deepcopy=False))
+    # Workers sample with fresh seeds: a fixed one would repeat what the first machine's workers propose.
+    interrupted = _run_search(settings, study, torch_devices, None, before, total=None)
     summary = summarize(study)
     typer.echo(counts_line(summary))
     if summary.best is not None:
@@ -177,8 +178,15 @@ def _devices_for(settings: Any) -> list[Any]:
     return resolve_devices(settings.study.devices)
 
 
-def _run_search(settings: Any, study: Any, devices: list[Any], seed: int | None, before: int) -> bool:
-    """Run the study's workers with a progress bar; True when the user stopped them with Ctrl-C."""
+def _run_search(
+    settings: Any, study: Any, devices: list[Any], seed: int | None, before: int, total: int | None
+) -> bool:
+    """Run the study's workers with a progress bar of `total` trials; True when Ctrl-C stopped them.
+
+    Args:
+        seed: worker i samples with seed + i; None gives every worker fresh entropy.
+        before: trials the study held before; the bar counts the ones after.
+    """
     import shutil
     import tempfile
 
@@ -192,23 +200,28 @@ def _run_search(settings: Any, study: Any, devices: list[Any], seed: int | None,
         + ", ".join(str(devices[i % len(devices)]) for i in range(jobs))
     )
     stop_folder = Path(tempfile.mkdtemp(prefix="lrsearch-"))
-    setups = plan_workers(settings, jobs, devices, seed, stop_folder / "stop")
+    stop = StopSignal(stop_folder / "stop")
+    setups = plan_workers(settings, jobs, devices, seed, stop.path)
     started = time.perf_counter()
+    second_interrupt = False
     try:
-        with _TrialProgress(settings.study.trials, study, before) as progress:
-            with stop_on_interrupt(StopSignal(stop_folder / "stop")) as stop:
-                if jobs == 1:
-                    run_worker(setups[0], stop, callbacks=[progress.update])
-                else:
-                    _run_in_processes(setups, progress)
+        with _TrialProgress(total, study, before) as progress, stop_on_interrupt(stop):
+            if jobs == 1:
+                reports = [run_worker(setups[0], stop, callbacks=[progress.update])]
+            else:
+                reports = _run_in_processes(setups, progress)
+    except KeyboardInterrupt:  # a second Ctrl-C: the running trials were cut off
+        second_interrupt, reports = True, []
     finally:
         shutil.rmtree(stop_folder, ignore_errors=True)
-    interrupted = stop.is_set()
+    interrupted = second_interrupt or stop.is_set()
     typer.echo(f"{'interrupted' if interrupted else 'finished'} after {time.perf_counter() - started:.1f} s")
+    if jobs > 1 and reports:
+        typer.echo("trials per worker: " + ", ".join(f"{r.worker} on {r.device}: {r.trials}" for r in reports))
     return interrupted
 
 
-def _run_in_processes(setups: list[Any], progress: _TrialProgress) -> None:
+def _run_in_processes(setups: list[Any], progress: _TrialProgress) -> list[Any]:
     """Run worker processes while this one refreshes the progress bar from the study."""
     import threading
 
@@ -235,6 +248,7 @@ def _run_in_processes(setups: list[Any], progress: _TrialProgress) -> None:
         raise
     if "error" in outcome:
         raise outcome["error"]
+    return outcome["reports"]
 
 
 class _TrialProgress:

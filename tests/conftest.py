@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 import yaml
+from optuna.trial import TrialState
 from postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 from lrsearch.data import load_data
@@ -40,3 +43,21 @@ def tiny_config_file(tmp_path: Path) -> Path:
     config = dict(TINY) | {"study": {"storage": f"sqlite:///{tmp_path}/studies.db", "trials": 4}}
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def running_trial(storage: str, epochs_done: int, study_name: str = "default", timeout: float = 120):
+    """Wait until a trial of the study is RUNNING with `epochs_done` epochs reported; return it."""
+    from lrsearch.storage import open_storage
+    from lrsearch.workers import WORKER_ATTR
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+        except KeyError:  # not created yet
+            study = None
+        for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else []:
+            if len(trial.intermediate_values) >= epochs_done and WORKER_ATTR in trial.user_attrs:
+                return trial
+        time.sleep(0.2)
+    raise AssertionError(f"no trial of {study_name!r} ran {epochs_done} epochs within {timeout} s")

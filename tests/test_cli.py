@@ -5,13 +5,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
 import yaml
+from conftest import running_trial
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -188,7 +188,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tiny_config_file, tmp_path, jo
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert process.stdout.readline().startswith("study 'default'")  # the search has begun
-    time.sleep(1.5 + 3 * (jobs > 1))  # worker processes take a few seconds to start
+    running_trial(_storage(tiny_config_file), epochs_done=1)
     process.send_signal(signal.SIGINT)  # to the command only; it tells its workers
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

@@ -5,14 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
 import yaml
-from conftest import TINY
+from conftest import TINY, running_trial
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -128,9 +127,9 @@ def test_a_killed_worker_s_trial_is_failed_and_retried(tmp_path):
     url = f"sqlite:///{tmp_path}/studies.db"
     config = _config_file(tmp_path, url, heartbeat=1)
     command = [LRSEARCH, "optimize", "--config", config, "--jobs", 2, "--trials", 6, "--pruner", "none"]
-    command += ["--epochs", "60"]
+    command += ["--epochs", "150"]  # trials long enough to be caught mid-way
     process = subprocess.Popen(list(map(str, command)), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    victim = _running_trial_with_progress(url, timeout=120)
+    victim = running_trial(url, epochs_done=2)
     os.kill(int(victim.user_attrs[WORKER_ATTR].rsplit(":", 1)[1]), signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr.decode()
@@ -144,17 +143,3 @@ def test_a_killed_worker_s_trial_is_failed_and_retried(tmp_path):
     assert counted_trials(study.trials) == 6
     replaced = {n for t in study.trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     assert all(t.state == TrialState.COMPLETE for t in study.trials if t.number not in replaced)
-
-
-def _running_trial_with_progress(url: str, timeout: float) -> optuna.trial.FrozenTrial:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            study = optuna.load_study(study_name="default", storage=url)
-        except KeyError:
-            study = None
-        for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else []:
-            if len(trial.intermediate_values) >= 2 and WORKER_ATTR in trial.user_attrs:
-                return trial
-        time.sleep(0.2)
-    raise AssertionError("no trial started")
