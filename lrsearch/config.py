@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
 from lrsearch.errors import ConfigError, error_field, from_validation_error
 from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
@@ -111,7 +111,8 @@ class StudySettings(StrictModel):
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "median"
     seed: int = 0  # seeds the sampler, the data and every run
-    devices: str = "auto"  # auto, or a comma-separated list of cpu, cuda, cuda:N (workers take turns)
+    # auto, or a comma-separated list of cpu, cuda, cuda:N (workers take turns); `device` is its old name
+    devices: str = Field("auto", validation_alias=AliasChoices("devices", "device"))
     jobs: int = Field(1, ge=1)  # worker processes on this machine
     heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
     export: Path | None = None  # where the best RunSpec goes; default studies/<name>-best.yaml

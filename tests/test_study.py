@@ -3,6 +3,7 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
+import yaml
 from optuna.trial import TrialState
 
 from lrsearch.config import load_config
@@ -76,3 +77,19 @@ def test_exporting_a_missing_study_lists_the_stored_ones(tiny_config_file, tmp_p
     with pytest.raises(ConfigError, match="no study file at"):
         load_existing_study("default", missing_file)
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_fixed_parameters_are_pinned_in_every_trial(tiny_config_file):
+    raw = yaml.safe_load(tiny_config_file.read_text())
+    raw["search"] = {"schedules": ["StepLR", "ExponentialLR"], "fixed": {"schedule": "StepLR", "StepLR.gamma": 0.5}}
+    tiny_config_file.write_text(yaml.safe_dump(raw))
+    study = _search(load_config(tiny_config_file), 3)
+    assert [(t.params["schedule"], t.params["StepLR.gamma"]) for t in study.trials] == [("StepLR", 0.5)] * 3
+    assert len({t.params["lr"] for t in study.trials}) == 3  # the rest is still searched
+
+
+def test_an_old_config_s_device_field_still_reads(tiny_config_file):
+    raw = yaml.safe_load(tiny_config_file.read_text())
+    raw["study"]["device"] = "cpu"
+    tiny_config_file.write_text(yaml.safe_dump(raw))
+    assert load_config(tiny_config_file).study.devices == "cpu"
