@@ -37,6 +37,11 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
         ConfigError: the URL is malformed, its driver is missing, or the server or file can't be reached.
     """
     file = _storage_file(url)
+    if "://" not in url and file.suffix in {".db", ".sqlite", ".sqlite3"}:
+        raise ConfigError(
+            f"--storage: {url} looks like an SQLite file; write sqlite:///{url} "
+            "(a plain path is a journal file, such as studies/search.log)"
+        )
     if file is not None:
         if must_exist and not file.exists():
             raise ConfigError(f"--storage: no study file at {file}; run `lrsearch optimize` first")
