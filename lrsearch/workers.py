@@ -107,13 +107,14 @@ def work(
         lock.acquire()
         admitted = _Admitted(lock, recording_failures(objective), worker)
         try:
-            if wait_for_retries:
-                optuna.storages.fail_stale_trials(study)  # queues retries of dead workers' trials
             move = next_move(study, wait_for_running=wait_for_retries)
             if move == "run":
-                # Optuna asks for the trial inside optimize; the objective frees the lock once it has it.
+                # Optuna asks for the trial inside optimize (failing stale trials first, which queues
+                # their retries); the objective frees the lock once it has its trial.
                 study.optimize(admitted, n_trials=1, catch=CAUGHT, callbacks=list(callbacks))
                 ran += 1
+            elif move == "wait":
+                optuna.storages.fail_stale_trials(study)  # a dead worker's trial turns into a queued retry
         except Interrupted:
             break  # the trial is recorded as FAIL with its reason; the stop signal says the rest
         finally:
