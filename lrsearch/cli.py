@@ -138,8 +138,8 @@ def worker(
     url = storage or DEFAULT_STORAGE
     quiet_optuna()
     study = load_existing_study(study_name, url)
-    local = {"storage": url, "jobs": jobs, "devices": devices, "timeout": timeout}
-    settings = _validated_flags(lambda: stored_config(study, local))
+    flags = {"study.storage": url, "study.jobs": jobs, "study.devices": devices, "study.timeout": timeout}
+    settings = stored_config(study, flags)
     torch_devices = _devices_for(settings)
     before = len(study.get_trials(deepcopy=False))
     # Workers sample with fresh seeds: a fixed one would repeat what the first machine's workers propose.
@@ -150,21 +150,6 @@ def worker(
         typer.echo("\n".join(best_lines(summary.best)))
     if interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-
-
-def _validated_flags(make: Callable[[], Any]) -> Any:
-    """Build a configuration from flags; a pydantic complaint names the flag that caused it."""
-    from pydantic import ValidationError
-
-    from lrsearch.config import FLAGS
-    from lrsearch.errors import error_field, from_validation_error
-
-    try:
-        return make()
-    except ValidationError as error:
-        field = error_field(error)
-        flag = FLAGS.get(field, field)
-        raise from_validation_error(error, flag, name_field=False) from None
 
 
 def _devices_for(settings: Any) -> list[Any]:

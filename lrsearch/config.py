@@ -163,20 +163,32 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         source = str(DEFAULT_CONFIG)
     else:
         raw, source = load_yaml_mapping(path), str(path)
-    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    config = with_overrides(raw, overrides or {}, source)
+    if config.study.trials is None and config.study.timeout is None:
+        raise ConfigError(f"{source}: study.trials: set trials or timeout, or the search never ends")
+    return config
+
+
+def with_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str) -> SearchConfig:
+    """Validate config values (`raw`, read from `source`) with flag overrides applied.
+
+    Args:
+        overrides: dotted field -> value (keys of `FLAGS`), None values ignored.
+
+    Raises:
+        ConfigError: naming the flag when an override is bad, else the source and its field.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
     for key, value in given.items():
         section, field = key.split(".")
         values = raw.setdefault(section, {})
         if isinstance(values, dict):  # otherwise validation reports the file's bad section
             values[field] = value
     try:
-        config = SearchConfig.model_validate(raw)
+        return SearchConfig.model_validate(raw)
     except ValidationError as error:
         field = error_field(error)
         flag = next((FLAGS[key] for key in given if field.startswith(key)), None)
         if flag is None:
             raise from_validation_error(error, source) from None
         raise from_validation_error(error, flag, name_field=False) from None
-    if config.study.trials is None and config.study.timeout is None:
-        raise ConfigError(f"{source}: study.trials: set trials or timeout, or the search never ends")
-    return config

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from lrsearch.config import SearchConfig
+from lrsearch.config import SearchConfig, with_overrides
 from lrsearch.errors import ConfigError
 from lrsearch.storage import open_storage
 
@@ -133,17 +133,20 @@ def shared_settings(config: SearchConfig) -> dict[str, Any]:
     return shared | {"study": config.study.model_dump(mode="json", include=SHARED_STUDY_SETTINGS)}
 
 
-def stored_config(study: optuna.Study, local: dict[str, Any]) -> SearchConfig:
-    """The search configuration stored in `study`, with this worker's own study settings (`local`).
+def stored_config(study: optuna.Study, overrides: dict[str, Any]) -> SearchConfig:
+    """The search configuration stored in `study`, with this worker's own flags applied.
+
+    Args:
+        overrides: dotted study field -> value (`study.storage`, `study.jobs`, ...), None values ignored.
 
     Raises:
-        ConfigError: the study was not created by `lrsearch optimize`.
+        ConfigError: the study was not created by `lrsearch optimize`, or a flag is bad.
     """
     shared = study.user_attrs.get(CONFIG_ATTR)
     if shared is None:
         raise ConfigError(f"--study-name: study {study.study_name!r} was not made by `lrsearch optimize`")
-    local = {key: value for key, value in local.items() if value is not None}
-    return SearchConfig.model_validate(shared | {"study": shared["study"] | local | {"name": study.study_name}})
+    raw = shared | {"study": shared["study"] | {"name": study.study_name}}
+    return with_overrides(raw, overrides, f"study {study.study_name!r}")
 
 
 def _check_same_problem(name: str, stored: dict | None, wanted: dict) -> None:

@@ -205,3 +205,10 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tiny_config_file, tmp_path, jo
     )
     assert rerun.returncode == 0, rerun.stderr
     assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == len(states) + 2
+
+
+def test_a_worker_s_bad_flag_is_named(tiny_config_file):
+    assert runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--trials", "1"]).exit_code == 0
+    result = runner.invoke(app, ["worker", "--storage", _storage(tiny_config_file), "--jobs", "0"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: --jobs: Input should be greater than or equal to 1 (got 0)"
