@@ -1,0 +1,254 @@
+"""Stacked training: K trials of one problem trained at once, each equal to training it alone.
+
+All trials of a study share the data, the MLP's shape, the epochs, the batch size and the seed, so
+they start from the same weights and see the same batches in the same order. Their weights are stacked
+([K, ...]) and trained with batched matmuls; each trial keeps its own optimizer state and its own real
+`torch.optim.lr_scheduler`, which drives a *shadow* optimizer (one dummy parameter) whose learning rate
+and momentum are read every step into per-trial tensors. One batched update then applies SGD, Adam or
+AdamW as `torch.optim` does for each trial: the same operations in the same order and precision, so on
+the CPU a stacked trial's losses equal the lone trial's (the tests hold them within 1e-6; here they are
+bit-for-bit equal).
+
+A trial may join or leave the stack at any epoch boundary; each trial walks through the batch orders of
+its own epochs, so a trial that joins later still sees what it would see alone.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.optim import Optimizer
+
+from lrsearch.build import build_optimizer, build_scheduler, step_on
+from lrsearch.data import Data
+from lrsearch.model import make_mlp
+from lrsearch.schedules import StepOn
+from lrsearch.spec import RunSpec
+from lrsearch.train import EpochRecord
+
+ADAM_BETA2 = 0.999  # as build_optimizer sets it
+ADAM_EPS = 1e-8  # torch's default
+
+
+@dataclass
+class _Member:
+    """One trial in the stack: its spec, its real scheduler on a shadow optimizer, and its progress."""
+
+    key: object
+    spec: RunSpec
+    shadow: Optimizer
+    scheduler: object
+    when: StepOn
+    epoch: int = 0  # epochs done
+    steps: int = 0  # optimizer steps done (Adam's bias correction counts them)
+    last_train_loss: float = float("nan")
+    history: list[EpochRecord] = field(default_factory=list)
+
+    def lr(self) -> float:
+        return self.shadow.param_groups[0]["lr"]
+
+    def momentum(self) -> float:
+        group = self.shadow.param_groups[0]
+        return group["betas"][0] if "betas" in group else group["momentum"]
+
+
+@dataclass(frozen=True)
+class EpochOutcome:
+    """What one epoch did to one trial: its record, or why it diverged."""
+
+    key: object
+    record: EpochRecord | None
+    diverged: str | None = None  # e.g. "train loss became nan at epoch 3"
+    finished: bool = False  # it has trained all its epochs
+
+
+class StackedTrainer:
+    """Trains the trials added to it, one epoch for all of them per `train_epoch()` call.
+
+    Args:
+        data: loaded once for the problem, on `device`.
+        problem: any RunSpec of the problem (data, model, epochs, batch size and seed are shared).
+    """
+
+    def __init__(self, data: Data, problem: RunSpec, device: torch.device | str = "cpu") -> None:
+        self.data, self.device = data, torch.device(device)
+        self.epochs, self.batch_size, self.seed = problem.epochs, problem.batch_size, problem.seed
+        self.hidden = problem.model.hidden
+        self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
+        # The batch order of every epoch, drawn as the one-trial loop draws it: one generator, one
+        # permutation an epoch, from the seed.
+        order = torch.Generator().manual_seed(self.seed)
+        self._orders = torch.stack([torch.randperm(len(data.train), generator=order) for _ in range(self.epochs)])
+        self._orders = self._orders.to(self.device)
+        torch.manual_seed(self.seed)
+        initial = make_mlp(data.n_features, self.hidden, data.n_classes)
+        # nn.Linear's own layout ([out, in] weights, used transposed), so the matmuls match it. All of a
+        # trial's parameters live in one row of a [K, P] tensor, so the optimizer update is a few
+        # operations on one tensor whatever the number of layers.
+        self._shapes = [p.shape for p in initial.parameters()]
+        self._initial = torch.cat([p.detach().flatten() for p in initial.parameters()]).to(self.device)
+        self.members: list[_Member] = []
+        self._theta = torch.empty(0, self._initial.numel(), device=self.device)  # [K, P]
+        self._state = {name: torch.empty_like(self._theta) for name in ("buffer", "exp_avg", "exp_avg_sq")}
+        self._rebuild_layers()
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def add(self, key: object, spec: RunSpec) -> None:
+        """Start training `spec` (a RunSpec of this problem) from the initial weights."""
+        shadow = build_optimizer(spec, [torch.zeros(1, requires_grad=True)])
+        scheduler = build_scheduler(spec, shadow, self.steps_per_epoch)
+        shadow.step()  # no gradient, no change; tells the scheduler the optimizer has stepped
+        self.members.append(_Member(key, spec, shadow, scheduler, step_on(spec)))
+        self._theta = torch.cat([self._theta, self._initial.unsqueeze(0)])
+        zeros = torch.zeros_like(self._initial).unsqueeze(0)
+        self._state = {name: torch.cat([state, zeros]) for name, state in self._state.items()}
+        self._rebuild_layers()
+
+    def remove(self, key: object) -> None:
+        """Take a trial out of the stack (finished, pruned or diverged)."""
+        keep = [i for i, member in enumerate(self.members) if member.key != key]
+        self.members = [self.members[i] for i in keep]
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self._theta = self._theta.index_select(0, index)
+        self._state = {name: state.index_select(0, index) for name, state in self._state.items()}
+        self._rebuild_layers()
+
+    def weights(self, key: object) -> list[torch.Tensor]:
+        """The trial's current parameters, shaped and ordered as `make_mlp(...).parameters()`."""
+        row = next(i for i, member in enumerate(self.members) if member.key == key)
+        return [w[row].detach().clone() for w in self._layers()]
+
+    def _layers(self) -> list[torch.Tensor]:
+        return self._leaves
+
+    def _rebuild_layers(self) -> None:
+        """Per-layer leaf tensors that are views of the flat parameters, with gradients that are views
+        of one flat gradient: autograd fills it in place, and the update reads both whole."""
+        self._grad = torch.zeros_like(self._theta)
+        self._leaves, start = [], 0
+        for shape in self._shapes:
+            size = math.prod(shape)
+            leaf = self._theta[:, start : start + size].view(-1, *shape).detach().requires_grad_(True)
+            leaf.grad = self._grad[:, start : start + size].view(-1, *shape)
+            self._leaves.append(leaf)
+            start += size
+
+    def _column(self, values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=self.device).view(-1, 1)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [K, B, in] -> logits [K, B, classes], layer by layer as nn.Linear computes them."""
+        w1, b1, w2, b2, w3, b3 = self._layers()
+        h = torch.relu(torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2)))
+        h = torch.relu(torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)))
+        return torch.baddbmm(b3.unsqueeze(1), h, w3.transpose(1, 2))
+
+    def train_epoch(self) -> list[EpochOutcome]:
+        """One epoch for every trial in the stack; each trial's own next epoch."""
+        members, k = self.members, len(self.members)
+        if k == 0:
+            return []
+        lrs = [m.lr() for m in members]
+        start_lrs = list(lrs)
+        momenta = [m.momentum() for m in members]
+        epochs = torch.tensor([m.epoch for m in members], device=self.device)
+        orders = self._orders.index_select(0, epochs)  # [K, n_train]
+        train_x, train_y = self.data.train.x, self.data.train.y
+        loss_sum = torch.zeros(k, device=self.device)
+        n_train = len(self.data.train)
+        per_batch = [i for i, m in enumerate(members) if m.when == "batch"]
+        for start in range(0, n_train, self.batch_size):
+            index = orders[:, start : start + self.batch_size]  # [K, B]
+            logits = self._forward(train_x[index])
+            losses = F.cross_entropy(logits.flatten(0, 1), train_y[index].flatten(), reduction="none")
+            losses = losses.view(k, -1).mean(dim=1)
+            self._grad.zero_()
+            with warnings.catch_warnings():
+                # The gradients are views of one flat tensor on purpose (one update for all layers).
+                warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+                losses.sum().backward()
+            for m in members:
+                m.steps += 1
+            self._update(members, lrs, momenta)
+            for i in per_batch:
+                members[i].scheduler.step()
+                lrs[i], momenta[i] = members[i].lr(), members[i].momentum()
+            loss_sum += losses.detach()
+        train_losses = (loss_sum / self.steps_per_epoch).tolist()
+        val_logits = self._validation_logits()
+        return [self._end_epoch(m, i, start_lrs[i], train_losses[i], val_logits) for i, m in enumerate(members)]
+
+    @torch.no_grad()
+    def _validation_logits(self) -> torch.Tensor:
+        x = self.data.val.x.unsqueeze(0).expand(len(self.members), -1, -1)
+        return self._forward(x)
+
+    @torch.no_grad()
+    def _end_epoch(self, member: _Member, row: int, lr: float, train_loss: float, logits: torch.Tensor) -> EpochOutcome:
+        member.epoch += 1
+        y = self.data.val.y
+        val_loss = F.cross_entropy(logits[row], y).item()
+        accuracy = (logits[row].argmax(dim=1) == y).float().mean().item()
+        for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
+            if not math.isfinite(value):
+                return EpochOutcome(member.key, None, diverged=f"{what} became {value} at epoch {member.epoch}")
+        if member.when == "metric":
+            member.scheduler.step(val_loss)
+        elif member.when == "epoch":
+            member.scheduler.step()
+        record = EpochRecord(member.epoch, lr, train_loss, val_loss, accuracy)
+        member.history.append(record)
+        return EpochOutcome(member.key, record, finished=member.epoch == self.epochs)
+
+    @torch.no_grad()
+    def _update(self, members: list[_Member], lrs: list[float], momenta: list[float]) -> None:
+        """One optimizer step for every trial, as its own torch optimizer would take it."""
+        p, grad = self._theta, self._grad
+        names = [m.spec.optimizer.name for m in members]
+        decays = [m.spec.optimizer.weight_decay for m in members]
+        momentum = self._column(momenta)
+        # SGD: d = g + wd * p; buf = mom * buf + d; d = d + mom * buf (nesterov) or buf; p -= lr * d.
+        # Terms that are zero for every trial are skipped, as torch skips them.
+        d = _fma(p, self._column(decays), grad) if any(decays) else grad
+        buffer = self._state["buffer"]
+        buffer.mul_(momentum).add_(d)
+        if any(m.spec.optimizer.nesterov for m in members):
+            nesterov = self._column([m.spec.optimizer.nesterov for m in members], torch.bool)
+            d = torch.where(nesterov, _fma(buffer, momentum, d), buffer)
+        else:
+            d = buffer
+        new = _fma(d, -self._column(lrs), p)
+        if any(name != "sgd" for name in names):
+            sgd = self._column([name == "sgd" for name in names], torch.bool)
+            new = torch.where(sgd, new, self._adam(members, lrs, momenta, decays))
+        p.copy_(new)
+
+    def _adam(
+        self, members: list[_Member], lrs: list[float], momenta: list[float], decays: list[float]
+    ) -> torch.Tensor:
+        """Adam's and AdamW's step for every row (the caller keeps the rows of Adam trials)."""
+        p, grad = self._theta, self._grad
+        decoupled = self._column([m.spec.optimizer.name == "adamw" for m in members], torch.bool)
+        steps = [m.steps for m in members]
+        # Computed as torch computes them: Python floats from the current beta1 and the step count.
+        step_size = self._column([-lr / (1 - b**s) for lr, b, s in zip(lrs, momenta, steps, strict=True)])
+        correction2_sqrt = self._column([math.sqrt(1 - ADAM_BETA2**s) for s in steps])
+        shrink = self._column([1 - lr * wd for lr, wd in zip(lrs, decays, strict=True)])
+        param = torch.where(decoupled, p * shrink, p)  # AdamW: p *= 1 - lr * wd
+        g = torch.where(decoupled, grad, _fma(p, self._column(decays), grad))  # Adam: g += wd * p
+        exp_avg, exp_avg_sq = self._state["exp_avg"], self._state["exp_avg_sq"]
+        exp_avg.lerp_(g, self._column([1 - b for b in momenta]))
+        exp_avg_sq.mul_(ADAM_BETA2).addcmul_(g, g, value=1 - ADAM_BETA2)
+        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(ADAM_EPS)
+        return param + step_size * exp_avg / denom
+
+
+def _fma(x: torch.Tensor, scale: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """base + scale * x, with a per-trial `scale` column: torch's `base.add(x, alpha=scale)` for K trials."""
+    return torch.addcmul(base, x, scale)
