@@ -58,6 +58,9 @@ StorageOption = Annotated[
     typer.Option(help="sqlite:///FILE, postgresql://..., or a journal FILE [default: sqlite:///studies/lrsearch.db]."),
 ]
 JobsOption = Annotated[int | None, typer.Option(help="Worker processes on this machine [default: 1].")]
+StackOption = Annotated[
+    str | None, typer.Option(help="Trials each worker trains at once; 1 trains one at a time [default: auto].")
+]
 DevicesOption = Annotated[
     str | None,
     typer.Option("--devices", "--device", help="auto (every GPU, else CPU), cpu, or cuda:0,cuda:1 [default: auto]."),
@@ -78,6 +81,7 @@ def optimize(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seeds the sampler, the data and every run.")] = None,
     jobs: JobsOption = None,
+    stack: StackOption = None,
     devices: DevicesOption = None,
     sampler: Annotated[str | None, typer.Option(help="tpe, random, gp or qmc [default: tpe].")] = None,
     pruner: Annotated[
@@ -101,6 +105,7 @@ def optimize(
         "study.storage": storage,
         "study.seed": seed,
         "study.jobs": jobs,
+        "study.stack": stack,
         "study.devices": devices,
         "study.sampler": sampler,
         "study.pruner": pruner,
@@ -126,6 +131,7 @@ def worker(
     study_name: Annotated[str, typer.Option("--study-name", help="The study to work on.")] = "default",
     storage: StorageOption = None,
     jobs: JobsOption = None,
+    stack: StackOption = None,
     devices: DevicesOption = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
 ) -> None:
@@ -138,7 +144,8 @@ def worker(
     url = storage or DEFAULT_STORAGE
     quiet_optuna()
     study = load_existing_study(study_name, url)
-    flags = {"study.storage": url, "study.jobs": jobs, "study.devices": devices, "study.timeout": timeout}
+    flags = {"study.storage": url, "study.jobs": jobs, "study.stack": stack, "study.devices": devices}
+    flags["study.timeout"] = timeout
     settings = stored_config(study, flags)
     torch_devices = _devices_for(settings)
     before = len(study.get_trials(deepcopy=False))
@@ -179,14 +186,16 @@ def _run_search(
     from lrsearch.workers import plan_workers, run_worker
 
     jobs = settings.study.jobs
-    typer.echo(
-        f"study {settings.study.name!r} in {settings.study.storage} ({before} trials so far), "
-        f"{settings.train.epochs} epochs a trial, {jobs} worker{'s' if jobs > 1 else ''} on "
-        + ", ".join(str(devices[i % len(devices)]) for i in range(jobs))
-    )
     stop_folder = Path(tempfile.mkdtemp(prefix="lrsearch-"))
     stop = StopSignal(stop_folder / "stop")
     setups = plan_workers(settings, jobs, devices, seed, stop.path)
+    stacks = {setup.stack for setup in setups}
+    typer.echo(
+        f"study {settings.study.name!r} in {settings.study.storage} ({before} trials so far), "
+        f"{settings.train.epochs} epochs a trial, {jobs} worker{'s' if jobs > 1 else ''} on "
+        + ", ".join(setup.device for setup in setups)
+        + ("" if stacks == {1} else f", {'/'.join(map(str, sorted(stacks)))} trials at once each")
+    )
     started = time.perf_counter()
     second_interrupt = False
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
@@ -32,6 +32,7 @@ FLAGS: dict[str, str] = {
     "study.seed": "--seed",
     "study.devices": "--devices",
     "study.jobs": "--jobs",
+    "study.stack": "--stack",
     "study.sampler": "--sampler",
     "study.pruner": "--pruner",
     "study.export": "--export",
@@ -114,6 +115,7 @@ class StudySettings(StrictModel):
     # auto, or a comma-separated list of cpu, cuda, cuda:N (workers take turns); `device` is its old name
     devices: str = Field("auto", validation_alias=AliasChoices("devices", "device"))
     jobs: int = Field(1, ge=1)  # worker processes on this machine
+    stack: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # trials a worker trains at once; 1: plain loop
     heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
     export: Path | None = None  # where the best RunSpec goes; default studies/<name>-best.yaml
 

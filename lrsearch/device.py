@@ -29,9 +29,10 @@ def resolve_devices(names: str) -> list[torch.device]:
     return [resolve_device(name, "--devices") for name in names.split(",")]
 
 
-def pin_threads(device: torch.device) -> None:
-    """Train a CPU run on one thread: the MLP's matrices are too small to gain from more, and with two
-    threads a 20-epoch run takes about 3x longer here (synchronisation per op outweighs the work). It
-    also lets N CPU workers share N cores without oversubscribing them."""
+def pin_threads(device: torch.device, threads: int = 1) -> None:
+    """Train a CPU run on one thread (default): one MLP's matrices are too small to gain from more, and
+    with two threads a 20-epoch run takes about 3x longer here (synchronisation per op outweighs the
+    work). It also lets N CPU workers share N cores. A stack of trials has matrices K times larger,
+    and its worker gets its share of the cores."""
     if device.type == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)

@@ -9,6 +9,7 @@ from lrsearch.config import SearchConfig
 from lrsearch.data import Data
 from lrsearch.errors import Interrupted
 from lrsearch.space import sample_run_spec
+from lrsearch.spec import RunSpec
 from lrsearch.stopping import StopSignal
 from lrsearch.study import first_pruning_epoch
 from lrsearch.train import Diverged, EpochRecord, train
@@ -32,31 +33,50 @@ class Objective:
         self.first_pruning_epoch = first_pruning_epoch(config.study.pruner, config.train.epochs)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        spec = self.begin(trial)
+        records: list[EpochRecord] = []
+
+        def report(record: EpochRecord) -> None:
+            records.append(record)
+            self.report(trial, record)
+
+        try:
+            history = train(spec, self.data, self.device, on_epoch=report)
+        except Diverged as diverged:
+            raise self.diverged(trial, str(diverged)) from None
+        finally:
+            self.record_curves(trial, records)
+        return history.final.val_loss
+
+    # The steps of a trial, also used by the stacked engine, which trains many trials at once.
+
+    def begin(self, trial: optuna.Trial) -> RunSpec:
+        """Sample the trial's RunSpec and record it (and the device) in the trial."""
         if self.stop.is_set():
             raise Interrupted("stopped before training")
         spec = sample_run_spec(trial, self.config, self.steps_per_epoch)
         trial.set_user_attr(RUN_SPEC, spec.model_dump(mode="json"))
         trial.set_user_attr(DEVICE, str(self.device))
-        records: list[EpochRecord] = []
+        return spec
 
-        def report(record: EpochRecord) -> None:
-            records.append(record)
-            trial.report(record.val_loss, record.epoch)
-            if self.stop.is_set():
-                raise Interrupted(f"stopped after epoch {record.epoch}")
-            if record.epoch >= self.first_pruning_epoch and trial.should_prune():
-                reason = f"pruned at epoch {record.epoch} with val loss {record.val_loss:.4g}"
-                trial.set_user_attr(PRUNED_REASON, reason)
-                raise optuna.TrialPruned(reason)
-
-        try:
-            history = train(spec, self.data, self.device, on_epoch=report)
-        except Diverged as diverged:
-            reason = f"diverged: {diverged}"
+    def report(self, trial: optuna.Trial, record: EpochRecord) -> None:
+        """Report an epoch; raises `optuna.TrialPruned` (with the reason recorded) or `Interrupted`."""
+        trial.report(record.val_loss, record.epoch)
+        if self.stop.is_set():
+            raise Interrupted(f"stopped after epoch {record.epoch}")
+        if record.epoch >= self.first_pruning_epoch and trial.should_prune():
+            reason = f"pruned at epoch {record.epoch} with val loss {record.val_loss:.4g}"
             trial.set_user_attr(PRUNED_REASON, reason)
-            raise optuna.TrialPruned(reason) from None
-        finally:
-            # One write per curve at the end, not one per epoch: each storage write costs milliseconds.
-            for name in CURVES:
-                trial.set_user_attr(name, [getattr(record, name) for record in records])
-        return history.final.val_loss
+            raise optuna.TrialPruned(reason)
+
+    def diverged(self, trial: optuna.Trial, what: str) -> optuna.TrialPruned:
+        """The exception that ends a diverged trial as pruned, its reason recorded."""
+        reason = f"diverged: {what}"
+        trial.set_user_attr(PRUNED_REASON, reason)
+        return optuna.TrialPruned(reason)
+
+    @staticmethod
+    def record_curves(trial: optuna.Trial, records: list[EpochRecord]) -> None:
+        # One write per curve at the end, not one per epoch: each storage write costs milliseconds.
+        for name in CURVES:
+            trial.set_user_attr(name, [getattr(record, name) for record in records])

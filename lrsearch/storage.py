@@ -117,6 +117,10 @@ class AdmissionLock(Protocol):
 
     def release(self) -> Any: ...
 
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
 
 def admission_lock(url: str, study_name: str) -> AdmissionLock:
     """A lock shared by every worker of the study: an advisory lock in PostgreSQL (any machine), a
@@ -156,3 +160,9 @@ class _PostgresAdvisoryLock:
         self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
         self._connection.close()
         self._connection = None
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

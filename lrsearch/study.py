@@ -32,7 +32,9 @@ def make_sampler(name: str, seed: int | None, fixed: dict[str, Any] | None = Non
 
 def _base_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        # constant_liar: trials still running (other workers', a stack's) count as bad guesses, so the
+        # sampler does not propose the same region twice before either finishes.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":

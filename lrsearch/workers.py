@@ -37,6 +37,8 @@ BUDGET_ATTR = "lrsearch_budget"  # study attribute: {"target": trials to hold or
 WORKER_ATTR = "worker"  # trial attribute: host:pid of the process that ran it
 IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries of dead workers' trials
 MAX_RESTARTS = 10  # times the worker processes are started again after one of them died
+AUTO_STACK_CPU = 32  # measured by benchmarks/throughput.py: little is gained beyond it on a CPU
+AUTO_STACK_GPU = 128
 CAUGHT = (RuntimeError, ValueError, ArithmeticError)  # a trial raising these ends FAIL; the worker goes on
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
@@ -152,33 +154,53 @@ class WorkerSetup:
     device: str
     sampler_seed: int | None  # workers with equal seeds would propose the same trials
     stop_file: Path | None = None  # created when the search must stop
+    stack: int = 1  # trials trained at once (1: the plain loop)
+    threads: int = 1  # torch threads on the CPU
 
 
 def plan_workers(
     config: SearchConfig, jobs: int, devices: Sequence[torch.device], seed: int | None, stop_file: Path | None
 ) -> list[WorkerSetup]:
-    """`jobs` workers taking the devices in turn; worker i samples with seed + i (None: fresh entropy)."""
-    return [
-        WorkerSetup(config, str(devices[i % len(devices)]), None if seed is None else seed + i, stop_file)
-        for i in range(jobs)
-    ]
+    """`jobs` workers taking the devices in turn; worker i samples with seed + i (None: fresh entropy).
+
+    A stacked worker's matrices are large enough to gain from threads: CPU workers share the cores.
+    """
+    setups = []
+    for i in range(jobs):
+        device = devices[i % len(devices)]
+        stack = stack_size(config.study.stack, device, config.study.trials)
+        threads = max(1, len(os.sched_getaffinity(0)) // jobs) if stack > 1 else 1
+        setups.append(WorkerSetup(config, str(device), None if seed is None else seed + i, stop_file, stack, threads))
+    return setups
+
+
+def stack_size(setting: int | str, device: torch.device, trials: int | None) -> int:
+    """The stack size `auto` means: large enough to be fast on the device, small enough that the
+    sampler sees at least four rounds of finished trials before the budget is spent."""
+    if setting != "auto":
+        return int(setting)
+    fastest = AUTO_STACK_GPU if device.type == "cuda" else AUTO_STACK_CPU
+    return fastest if trials is None else max(1, min(fastest, -(-trials // 4)))
 
 
 def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callback] = ()) -> WorkerReport:
     """Load the data onto the worker's device and run trials of the study until it is done."""
+    from lrsearch.stacked_search import work_stacked  # it builds on this module's budget and constants
+
     config, device = setup.config, torch.device(setup.device)
-    pin_threads(device)
+    pin_threads(device, setup.threads)
     study = join_study(config, setup.sampler_seed)
     data = load_data(config.data, config.study.seed, device)
-    ran = work(
-        study,
-        Objective(config, data, device, stop),
-        admission_lock(config.study.storage, config.study.name),
-        stop,
-        wait_for_retries=has_heartbeat(config.study.storage),
-        timeout=config.study.timeout,
-        callbacks=callbacks,
-    )
+    objective = Objective(config, data, device, stop)
+    lock = admission_lock(config.study.storage, config.study.name)
+    heartbeat = has_heartbeat(config.study.storage)
+    if setup.stack > 1:
+        interval = config.study.heartbeat if heartbeat else None
+        ran = work_stacked(
+            study, objective, setup.stack, lock, stop, heartbeat, config.study.timeout, callbacks, interval
+        )
+    else:
+        ran = work(study, objective, lock, stop, heartbeat, config.study.timeout, callbacks)
     return WorkerReport(worker=f"{socket.gethostname()}:{os.getpid()}", device=setup.device, trials=ran)
 
 

@@ -178,11 +178,11 @@ def test_installed_command_and_optuna_cli_read_the_same_study(tiny_config_file, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tiny_config_file, tmp_path, jobs):
+@pytest.mark.parametrize(("jobs", "stack"), [(1, 1), (2, 1), (1, 4)])
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tiny_config_file, tmp_path, jobs, stack):
     lrsearch = Path(sys.executable).parent / "lrsearch"
     command = [lrsearch, "optimize", "--config", tiny_config_file, "--trials", "500", "--epochs", "30"]
-    command += ["--jobs", str(jobs)]
+    command += ["--jobs", str(jobs), "--stack", str(stack)]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -196,7 +196,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tiny_config_file, tmp_path, jo
 
     study = optuna.load_study(study_name="default", storage=_storage(tiny_config_file))
     states = [t.state for t in study.trials]
-    assert 1 <= states.count(TrialState.FAIL) <= jobs and TrialState.RUNNING not in states
+    assert 1 <= states.count(TrialState.FAIL) <= jobs * stack and TrialState.RUNNING not in states
     for failed in (t for t in study.trials if t.state == TrialState.FAIL):
         assert failed.user_attrs["fail_reason"].startswith("Interrupted: stopped")
 

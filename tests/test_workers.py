@@ -123,10 +123,12 @@ def test_a_worker_on_another_machine_joins_the_study(postgres_url, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_worker_s_trial_is_failed_and_retried(tmp_path):
+@pytest.mark.parametrize("stack", ["1", "3"])  # one trial at a time (Optuna's heartbeat), stacked (ours)
+def test_a_killed_worker_s_trial_is_failed_and_retried(tmp_path, stack):
     url = f"sqlite:///{tmp_path}/studies.db"
     config = _config_file(tmp_path, url, heartbeat=1)
     command = [LRSEARCH, "optimize", "--config", config, "--jobs", 2, "--trials", 6, "--pruner", "none"]
+    command += ["--stack", stack]
     command += ["--epochs", "150"]  # trials long enough to be caught mid-way
     process = subprocess.Popen(list(map(str, command)), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     victim = running_trial(url, epochs_done=2)

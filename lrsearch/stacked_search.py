@@ -1,0 +1,177 @@
+"""A worker that trains up to K trials at once (the stacked engine), through Optuna's ask-and-tell.
+
+Every epoch, each trial in the stack reports its val loss and may be pruned, exactly as a trial run one
+at a time does (the same `Objective` steps). A slot freed by a finished, pruned or diverged trial is
+refilled at once with a newly asked trial, so the stack stays full while the budget lasts. The sampler
+learns from every finished trial; TPE's `constant_liar` makes it treat the trials still running as bad
+guesses, so a refill does not propose the same region as the trials beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+
+from lrsearch.errors import Interrupted
+from lrsearch.objective import Objective
+from lrsearch.stacked import StackedTrainer
+from lrsearch.stopping import StopSignal
+from lrsearch.storage import AdmissionLock
+from lrsearch.study import FAIL_REASON
+from lrsearch.train import EpochRecord
+from lrsearch.workers import CAUGHT, IDLE_POLL_S, WORKER_ATTR, Callback, next_move
+
+
+@dataclass
+class _Running:
+    trial: optuna.Trial
+    records: list[EpochRecord] = field(default_factory=list)
+
+
+def work_stacked(
+    study: optuna.Study,
+    objective: Objective,
+    stack: int,
+    lock: AdmissionLock,
+    stop: StopSignal,
+    wait_for_retries: bool,
+    timeout: float | None = None,
+    callbacks: Sequence[Callback] = (),
+    heartbeat: float | None = None,
+) -> int:
+    """Run trials of `study`, up to `stack` at a time, until its budget is spent, `timeout` seconds
+    pass (no new trial starts after it) or `stop` is set (running trials end FAIL at their epoch).
+
+    Args:
+        heartbeat: seconds between heartbeats of the running trials (database storages); None: none.
+
+    Returns:
+        How many trials this worker ran.
+    """
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = None if timeout is None else time.monotonic() + timeout
+    trainer: StackedTrainer | None = None
+    running: dict[int, _Running] = {}
+    ran = 0
+    with _Heartbeats(study, heartbeat) as beats:
+        while True:
+            move = "done"
+            while len(running) < stack and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                with lock:
+                    if wait_for_retries:
+                        optuna.storages.fail_stale_trials(study)
+                    move = next_move(study, wait_for_running=wait_for_retries and not running)
+                    if move != "run":
+                        break
+                    with warnings.catch_warnings():  # it sends its own heartbeats (_Heartbeats)
+                        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                        trial = study.ask()
+                trial.set_user_attr(WORKER_ATTR, worker)
+                try:
+                    spec = objective.begin(trial)
+                except (Interrupted, *CAUGHT) as error:
+                    _tell(study, trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
+                    continue
+                if trainer is None:
+                    trainer = StackedTrainer(objective.data, spec, objective.device)
+                trainer.add(trial.number, spec)
+                running[trial.number] = _Running(trial)
+                beats.add(trial)
+                ran += 1
+            if not running:
+                if move == "wait" and not stop.is_set():
+                    time.sleep(IDLE_POLL_S)
+                    continue
+                return ran
+            for outcome in trainer.train_epoch():
+                entry = running[outcome.key]
+                state, reason = _judge(objective, entry, outcome)
+                if state is None:
+                    continue
+                trainer.remove(outcome.key)
+                del running[outcome.key]
+                beats.remove(entry.trial)
+                objective.record_curves(entry.trial, entry.records)
+                value = entry.records[-1].val_loss if state == TrialState.COMPLETE else None
+                _tell(study, entry.trial, state, callbacks, reason, value)
+
+
+def _judge(objective: Objective, entry: _Running, outcome: object) -> tuple[TrialState | None, str | None]:
+    """How the trial's epoch ends it, if it does: (state, failure reason); (None, None) to go on."""
+    if outcome.diverged is not None:
+        objective.diverged(entry.trial, outcome.diverged)
+        return TrialState.PRUNED, None
+    entry.records.append(outcome.record)
+    try:
+        objective.report(entry.trial, outcome.record)
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None
+    except Interrupted as error:
+        return TrialState.FAIL, f"Interrupted: {error}"
+    return (TrialState.COMPLETE, None) if outcome.finished else (None, None)
+
+
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    state: TrialState,
+    callbacks: Sequence[Callback],
+    reason: str | None = None,
+    value: float | None = None,
+) -> None:
+    if reason is not None:
+        trial.set_user_attr(FAIL_REASON, reason)
+    frozen = study.tell(trial, value, state=state)
+    for callback in callbacks:
+        callback(study, frozen)
+
+
+class _Heartbeats:
+    """One thread recording a heartbeat for every running trial of the stack.
+
+    Optuna sends heartbeats only for trials run by `study.optimize`; ask-and-tell trials need their own,
+    or a killed stacked worker's trials would stay RUNNING forever.
+    """
+
+    def __init__(self, study: optuna.Study, interval: float | None) -> None:
+        self._storage = study._storage  # Optuna has no public handle on a study's storage
+        self._interval = interval
+        self._trial_ids: set[int] = set()
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> _Heartbeats:
+        if self._interval is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def add(self, trial: optuna.Trial) -> None:
+        with self._guard:
+            self._trial_ids.add(trial._trial_id)
+        if self._interval is not None:
+            self._storage.record_heartbeat(trial._trial_id)
+
+    def remove(self, trial: optuna.Trial) -> None:
+        with self._guard:
+            self._trial_ids.discard(trial._trial_id)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._guard:
+                trial_ids = list(self._trial_ids)
+            for trial_id in trial_ids:
+                self._storage.record_heartbeat(trial_id)

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+
+import optuna
+import pytest
+import torch
+from conftest import TINY
+from optuna.trial import TrialState
+
+from lrsearch.config import SearchConfig
+from lrsearch.objective import Objective
+from lrsearch.schedules import SCHEDULES, Budget
+from lrsearch.space import _Namespaced
+from lrsearch.spec import ModelSpec, OptimizerSpec, RunSpec, ScheduleSpec
+from lrsearch.stacked import StackedTrainer
+from lrsearch.stacked_search import work_stacked
+from lrsearch.stopping import StopSignal
+from lrsearch.train import train
+from lrsearch.workers import add_to_budget
+
+EPOCHS = 6
+OPTIMIZERS = {
+    "sgd": OptimizerSpec(name="sgd", momentum=0.9),
+    "sgd-nesterov-decay": OptimizerSpec(name="sgd", momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "sgd-plain": OptimizerSpec(name="sgd", momentum=0.0),
+    "adam-decay": OptimizerSpec(name="adam", momentum=0.9, weight_decay=1e-3),
+    "adamw-decay": OptimizerSpec(name="adamw", momentum=0.85, weight_decay=1e-2),
+}
+# OneCycleLR cycles the momentum, so it needs some; the rest take every optimizer.
+CASES = [
+    (schedule, optimizer)
+    for schedule, optimizer in itertools.product(SCHEDULES, OPTIMIZERS)
+    if not (schedule == "OneCycleLR" and optimizer == "sgd-plain")
+]
+
+
+def _spec(tiny_data_spec, schedule: str, optimizer: str, seed: int, lr: float | None = None) -> RunSpec:
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+    steps = -(-int(TINY["data"]["n_samples"] * 0.6) // 32)
+    params = SCHEDULES[schedule].suggest(_Namespaced(trial, schedule), Budget(EPOCHS, steps))
+    default_lr = 0.01 if optimizer.startswith("adam") else 0.2
+    return RunSpec(
+        data=tiny_data_spec,
+        model=ModelSpec(hidden=16),
+        optimizer=OPTIMIZERS[optimizer],
+        lr=lr or default_lr,
+        schedule=ScheduleSpec(name=schedule, params=params),
+        epochs=EPOCHS,
+        batch_size=32,
+        seed=0,
+    )
+
+
+def _train_stack(trainer: StackedTrainer, epochs: int) -> dict[object, list]:
+    outcomes: dict[object, list] = {}
+    for _ in range(epochs):
+        for outcome in trainer.train_epoch():
+            outcomes.setdefault(outcome.key, []).append(outcome)
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def stacked_run(tiny_data_module):
+    data, data_spec = tiny_data_module
+    specs = {case: _spec(data_spec, *case, seed=index) for index, case in enumerate(CASES)}
+    trainer = StackedTrainer(data, next(iter(specs.values())))
+    for case, spec in specs.items():
+        trainer.add(case, spec)
+    return specs, _train_stack(trainer, EPOCHS)
+
+
+@pytest.fixture(scope="module")
+def tiny_data_module():
+    from lrsearch.data import load_data
+    from lrsearch.spec import DataSpec
+
+    spec = DataSpec(**TINY["data"])
+    return load_data(spec, seed=0), spec
+
+
+@pytest.mark.parametrize("case", CASES, ids=["/".join(case) for case in CASES])
+def test_a_stacked_trial_equals_the_same_trial_trained_alone(stacked_run, tiny_data_module, case):
+    specs, outcomes = stacked_run
+    alone = train(specs[case], tiny_data_module[0]).epochs
+    stacked = [outcome.record for outcome in outcomes[case]]
+    assert [r.epoch for r in stacked] == list(range(1, EPOCHS + 1))
+    assert [r.lr for r in stacked] == [r.lr for r in alone]  # the real scheduler drove both
+    for mine, theirs in zip(stacked, alone, strict=True):
+        assert mine.val_loss == pytest.approx(theirs.val_loss, abs=1e-6)
+        assert mine.train_loss == pytest.approx(theirs.train_loss, abs=1e-6)
+        assert mine.val_accuracy == pytest.approx(theirs.val_accuracy, abs=1e-6)
+    assert outcomes[case][-1].finished
+
+
+def test_a_trial_joining_a_running_stack_still_equals_itself_alone(tiny_data_module):
+    data, data_spec = tiny_data_module
+    first, second, third = (_spec(data_spec, s, o, seed=i) for i, (s, o) in enumerate(CASES[::20][:3]))
+    trainer = StackedTrainer(data, first)
+    trainer.add("first", first)
+    trainer.add("second", second)
+    early = _train_stack(trainer, 2)
+    trainer.remove("second")  # e.g. pruned after two epochs
+    trainer.add("third", third)  # the freed slot is refilled at once
+    late = _train_stack(trainer, EPOCHS - 2)
+    assert [o.record.val_loss for o in early["first"] + late["first"]] == pytest.approx(
+        [r.val_loss for r in train(first, data).epochs], abs=1e-6
+    )
+    assert [o.record.val_loss for o in late["third"]] == pytest.approx(
+        [r.val_loss for r in train(third, data).epochs[: EPOCHS - 2]], abs=1e-6
+    )
+
+
+def test_a_diverging_trial_does_not_poison_its_neighbours(tiny_data_module):
+    data, data_spec = tiny_data_module
+    calm = _spec(data_spec, "StepLR", "sgd", seed=1)
+    wild = _spec(data_spec, "none", "sgd", seed=2, lr=1e5)
+    trainer = StackedTrainer(data, calm)
+    trainer.add("calm", calm)
+    trainer.add("wild", wild)
+    first = trainer.train_epoch()
+    assert first[1].diverged is not None and first[1].diverged.startswith("train loss became nan")
+    trainer.remove("wild")
+    rest = _train_stack(trainer, EPOCHS - 1)["calm"]
+    stacked = [first[0].record.val_loss] + [o.record.val_loss for o in rest]
+    assert all(math.isfinite(v) for v in stacked)
+    assert stacked == pytest.approx([r.val_loss for r in train(calm, data).epochs], abs=1e-6)
+
+
+def test_a_stacked_search_refills_its_slots_and_each_trial_replays(tiny_data_module):
+    data, _ = tiny_data_module
+    config = SearchConfig.model_validate(TINY | {"study": {"pruner": "median"}})
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    add_to_budget(study, 12)
+    objective = Objective(config, data, torch.device("cpu"))
+    largest = []
+
+    def watch(study, trial):
+        largest.append(sum(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)))
+
+    ran = work_stacked(study, objective, 4, threading.Lock(), StopSignal(), False, callbacks=[watch])
+    assert ran == 12 and len(study.trials) == 12
+    assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert TrialState.PRUNED in {t.state for t in study.trials}
+    assert max(largest) == 3  # after one of 4 ends, 3 still run and the slot is refilled at once
+    for trial in (t for t in study.trials if t.state == TrialState.COMPLETE):
+        spec = RunSpec.model_validate(trial.user_attrs["run_spec"])
+        assert train(spec, data).final.val_loss == pytest.approx(trial.value, abs=1e-6)
+        assert trial.user_attrs["val_loss"] == pytest.approx(list(trial.intermediate_values.values()), abs=0)
+
