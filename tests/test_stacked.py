@@ -149,4 +149,3 @@ def test_a_stacked_search_refills_its_slots_and_each_trial_replays(tiny_data_mod
         spec = RunSpec.model_validate(trial.user_attrs["run_spec"])
         assert train(spec, data).final.val_loss == pytest.approx(trial.value, abs=1e-6)
         assert trial.user_attrs["val_loss"] == pytest.approx(list(trial.intermediate_values.values()), abs=0)
-
