@@ -91,7 +91,19 @@ def work_stacked(
                     time.sleep(IDLE_POLL_S)
                     continue
                 return ran
-            for outcome in trainer.train_epoch():
+            try:
+                outcomes = trainer.train_epoch()
+            except BaseException as error:  # e.g. out of memory, or a second Ctrl-C: every trial says why
+                for entry in running.values():
+                    beats.remove(entry.trial)
+                    objective.record_curves(entry.trial, entry.records)
+                    _tell(study, entry.trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
+                running.clear()
+                trainer = None
+                if isinstance(error, CAUGHT):
+                    continue
+                raise
+            for outcome in outcomes:
                 entry = running[outcome.key]
                 state, reason = _judge(objective, entry, outcome)
                 if state is None:
