@@ -9,6 +9,7 @@ Part 2 gives each way the same wall-clock budget for a search with pruning on, f
 prints the best val loss each reached.
 
     python benchmarks/throughput.py [--trials 50] [--epochs 20] [--budget 15] [--seeds 3]
+    python benchmarks/throughput.py --device cuda --trials 400 --stacks 10,50,100,200,400 --skip-quality
 """
 
 from __future__ import annotations
@@ -41,17 +42,21 @@ CORES = len(os.sched_getaffinity(0))
 
 
 def optuna_example_loop(spec: RunSpec, data: Data, on_epoch=None) -> float:
-    """(a): a trial trained as Optuna's PyTorch example trains one (DataLoader, model per trial)."""
+    """(a): a trial trained as Optuna's PyTorch example trains one (a DataLoader over host memory, each
+    batch moved to the device, a model per trial)."""
+    device = data.train.x.device
     torch.manual_seed(spec.seed)
-    model = make_mlp(data.n_features, spec.model.hidden, data.n_classes)
+    model = make_mlp(data.n_features, spec.model.hidden, data.n_classes).to(device)
     optimizer = build_optimizer(spec, model.parameters())
-    loader = DataLoader(TensorDataset(data.train.x, data.train.y), batch_size=spec.batch_size, shuffle=True)
+    dataset = TensorDataset(data.train.x.cpu(), data.train.y.cpu())
+    loader = DataLoader(dataset, batch_size=spec.batch_size, shuffle=True)
     scheduler = build_scheduler(spec, optimizer, len(loader))
     when = step_on(spec)
     val_loss = float("nan")
     for epoch in range(spec.epochs):
         model.train()
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             F.cross_entropy(model(x), y).backward()
             optimizer.step()
@@ -74,40 +79,50 @@ def sampled_specs(config: SearchConfig, data: Data, trials: int) -> list[RunSpec
     return [sample_run_spec(study.ask(), config, data.steps_per_epoch(config.train.batch_size)) for _ in range(trials)]
 
 
-def throughput(config: SearchConfig, data: Data, trials: int) -> None:
+def throughput(config: SearchConfig, data: Data, trials: int, stacks: list[int]) -> None:
     specs = sampled_specs(config, data, trials)
+    device = data.train.x.device
+    lone = specs[: min(trials, 20)]  # one at a time, the rate is the same for 20 trials as for 200
     epochs = config.train.epochs
     rates: dict[str, float] = {}
     torch.set_num_threads(1)
     for name, run in (
         ("(a) Optuna-example loop", lambda s: optuna_example_loop(s, data)),
-        ("(b) lrsearch, one at a time", lambda s: lrsearch_train(s, data)),
+        ("(b) lrsearch, one at a time", lambda s: lrsearch_train(s, data, device)),
     ):
         started = time.perf_counter()
-        for spec in specs:
+        for spec in lone:
             run(spec)
-        rates[name] = trials * epochs / (time.perf_counter() - started)
+        _sync(device)
+        rates[name] = len(lone) * epochs / (time.perf_counter() - started)
     torch.set_num_threads(CORES)
-    for stack in (10, 25, 50):
+    for stack in stacks:
         started = time.perf_counter()
         for first in range(0, trials, stack):
-            trainer = StackedTrainer(data, specs[0])
+            trainer = StackedTrainer(data, specs[0], device)
             for index, spec in enumerate(specs[first : first + stack]):
                 trainer.add(index, spec)
             for _ in range(epochs):
                 trainer.train_epoch()
+        _sync(device)
         rates[f"(c) stacked, K={stack}"] = trials * epochs / (time.perf_counter() - started)
     base = rates["(a) Optuna-example loop"]
-    print(f"\nthroughput: {trials} trials x {epochs} epochs, pruning off ({CORES} cores; (a), (b) on 1 thread)")
+    where = f"{CORES} CPU cores; (a), (b) on 1 thread" if device.type == "cpu" else torch.cuda.get_device_name(device)
+    print(f"\nthroughput on {device}: {trials} trials x {epochs} epochs, pruning off ({where})")
     print(f"{'':30s} {'trial-epochs/s':>15s} {'vs (a)':>8s}")
     for name, rate in rates.items():
         print(f"{name:30s} {rate:15.1f} {rate / base:7.1f}x")
 
 
-def lrsearch_train(spec: RunSpec, data: Data) -> None:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def lrsearch_train(spec: RunSpec, data: Data, device: torch.device) -> None:
     from lrsearch.train import train
 
-    train(spec, data)
+    train(spec, data, device)
 
 
 def search_quality(config: SearchConfig, data: Data, budget: float, seeds: int) -> None:
@@ -178,13 +193,17 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=15.0, help="seconds per search in part 2")
     parser.add_argument("--seeds", type=int, default=3, help="searches per way in part 2")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (part 1 only)")
+    parser.add_argument("--stacks", default="10,25,50", help="stack sizes for part 1")
     args = parser.parse_args()
     quiet_optuna()
     config = SearchConfig.model_validate({"train": {"epochs": args.epochs}})
-    data = load_data(config.data, config.study.seed)
     if not args.skip_throughput:
-        throughput(config, data, args.trials)
-    search_quality(config, data, args.budget, args.seeds)
+        device_data = load_data(config.data, config.study.seed, args.device)
+        throughput(config, device_data, args.trials, [int(k) for k in args.stacks.split(",")])
+    if not args.skip_quality:
+        search_quality(config, load_data(config.data, config.study.seed), args.budget, args.seeds)
 
 
 if __name__ == "__main__":

@@ -149,3 +149,23 @@ def test_a_stacked_search_refills_its_slots_and_each_trial_replays(tiny_data_mod
         spec = RunSpec.model_validate(trial.user_attrs["run_spec"])
         assert train(spec, data).final.val_loss == pytest.approx(trial.value, abs=1e-6)
         assert trial.user_attrs["val_loss"] == pytest.approx(list(trial.intermediate_values.values()), abs=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stacked_trials_equal_lone_trials_on_cuda(tiny_data_module):
+    from lrsearch.data import load_data
+
+    data_spec = tiny_data_module[1]
+    data = load_data(data_spec, seed=0, device="cuda")
+    specs = {case: _spec(data_spec, *case, seed=index) for index, case in enumerate(CASES)}
+    trainer = StackedTrainer(data, next(iter(specs.values())), "cuda")
+    for case, spec in specs.items():
+        trainer.add(case, spec)
+    outcomes = _train_stack(trainer, EPOCHS)
+    worst = 0.0
+    for case, spec in specs.items():
+        alone = [r.val_loss for r in train(spec, data, "cuda").epochs]
+        stacked = [o.record.val_loss for o in outcomes[case]]
+        worst = max(worst, max(abs(a - b) for a, b in zip(alone, stacked, strict=True)))
+    print(f"largest val-loss difference on CUDA over {len(specs)} trials x {EPOCHS} epochs: {worst:.3g}")
+    assert worst <= 1e-6
