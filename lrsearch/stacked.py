@@ -163,6 +163,7 @@ class StackedTrainer:
         loss_sum = torch.zeros(k, device=self.device)
         n_train = len(self.data.train)
         per_batch = [i for i, m in enumerate(members) if m.when == "batch"]
+        columns = self._columns(members, lrs, momenta)  # rebuilt only when a per-batch schedule moves
         for start in range(0, n_train, self.batch_size):
             index = orders[:, start : start + self.batch_size]  # [K, B]
             logits = self._forward(train_x[index])
@@ -175,10 +176,12 @@ class StackedTrainer:
                 losses.sum().backward()
             for m in members:
                 m.steps += 1
-            self._update(members, lrs, momenta)
-            for i in per_batch:
-                members[i].scheduler.step()
-                lrs[i], momenta[i] = members[i].lr(), members[i].momentum()
+            self._update(members, lrs, momenta, columns)
+            if per_batch:
+                for i in per_batch:
+                    members[i].scheduler.step()
+                    lrs[i], momenta[i] = members[i].lr(), members[i].momentum()
+                columns = self._columns(members, lrs, momenta)
             loss_sum += losses.detach()
         train_losses = (loss_sum / self.steps_per_epoch).tolist()
         val_logits = self._validation_logits()
@@ -207,26 +210,41 @@ class StackedTrainer:
         return EpochOutcome(member.key, record, finished=member.epoch == self.epochs)
 
     @torch.no_grad()
-    def _update(self, members: list[_Member], lrs: list[float], momenta: list[float]) -> None:
+    def _columns(self, members: list[_Member], lrs: list[float], momenta: list[float]) -> dict[str, torch.Tensor]:
+        """Per-trial hyperparameters as [K, 1] columns, sent to the device in one copy."""
+        rows = [
+            [lr, momentum, m.spec.optimizer.weight_decay, m.spec.optimizer.nesterov, m.spec.optimizer.name == "sgd"]
+            for lr, momentum, m in zip(lrs, momenta, members, strict=True)
+        ]
+        table = torch.tensor(rows, dtype=torch.float32, device=self.device)
+        return {
+            "-lr": -table[:, 0:1],
+            "momentum": table[:, 1:2],
+            "weight_decay": table[:, 2:3],
+            "nesterov": table[:, 3:4] > 0,
+            "sgd": table[:, 4:5] > 0,
+        }
+
+    @torch.no_grad()
+    def _update(
+        self, members: list[_Member], lrs: list[float], momenta: list[float], columns: dict[str, torch.Tensor]
+    ) -> None:
         """One optimizer step for every trial, as its own torch optimizer would take it."""
         p, grad = self._theta, self._grad
-        names = [m.spec.optimizer.name for m in members]
-        decays = [m.spec.optimizer.weight_decay for m in members]
-        momentum = self._column(momenta)
+        momentum = columns["momentum"]
         # SGD: d = g + wd * p; buf = mom * buf + d; d = d + mom * buf (nesterov) or buf; p -= lr * d.
         # Terms that are zero for every trial are skipped, as torch skips them.
-        d = _fma(p, self._column(decays), grad) if any(decays) else grad
+        decays = [m.spec.optimizer.weight_decay for m in members]
+        d = _fma(p, columns["weight_decay"], grad) if any(decays) else grad
         buffer = self._state["buffer"]
         buffer.mul_(momentum).add_(d)
         if any(m.spec.optimizer.nesterov for m in members):
-            nesterov = self._column([m.spec.optimizer.nesterov for m in members], torch.bool)
-            d = torch.where(nesterov, _fma(buffer, momentum, d), buffer)
+            d = torch.where(columns["nesterov"], _fma(buffer, momentum, d), buffer)
         else:
             d = buffer
-        new = _fma(d, -self._column(lrs), p)
-        if any(name != "sgd" for name in names):
-            sgd = self._column([name == "sgd" for name in names], torch.bool)
-            new = torch.where(sgd, new, self._adam(members, lrs, momenta, decays))
+        new = _fma(d, columns["-lr"], p)
+        if any(m.spec.optimizer.name != "sgd" for m in members):
+            new = torch.where(columns["sgd"], new, self._adam(members, lrs, momenta, decays))
         p.copy_(new)
 
     def _adam(
