@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import optuna
 import torch
 
@@ -62,9 +64,14 @@ class Objective:
     def report(self, trial: optuna.Trial, record: EpochRecord) -> None:
         """Report an epoch; raises `optuna.TrialPruned` (with the reason recorded) or `Interrupted`."""
         trial.report(record.val_loss, record.epoch)
+        self.judge(trial, record, trial.should_prune)
+
+    def judge(self, trial: optuna.Trial, record: EpochRecord, should_prune: Callable[[], bool]) -> None:
+        """After a reported epoch: raise `Interrupted` on a stop request, or `optuna.TrialPruned` (its
+        reason recorded) when the pruner may act at this epoch and `should_prune()` says so."""
         if self.stop.is_set():
             raise Interrupted(f"stopped after epoch {record.epoch}")
-        if record.epoch >= self.first_pruning_epoch and trial.should_prune():
+        if record.epoch >= self.first_pruning_epoch and should_prune():
             reason = f"pruned at epoch {record.epoch} with val loss {record.val_loss:.4g}"
             trial.set_user_attr(PRUNED_REASON, reason)
             raise optuna.TrialPruned(reason)

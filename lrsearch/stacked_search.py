@@ -9,25 +9,27 @@ guesses, so a refill does not propose the same region as the trials beside it.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import Interrupted
 from lrsearch.objective import Objective
-from lrsearch.stacked import StackedTrainer
+from lrsearch.stacked import EpochOutcome, StackedTrainer
 from lrsearch.stopping import StopSignal
 from lrsearch.storage import AdmissionLock
 from lrsearch.study import FAIL_REASON
 from lrsearch.train import EpochRecord
-from lrsearch.workers import CAUGHT, IDLE_POLL_S, WORKER_ATTR, Callback, next_move
+from lrsearch.workers import CAUGHT, IDLE_POLL_S, WORKER_ATTR, Callback, admit
 
 
 @dataclass
@@ -63,17 +65,16 @@ def work_stacked(
     ran = 0
     with _Heartbeats(study, heartbeat) as beats:
         while True:
-            move = "done"
-            while len(running) < stack and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                with lock:
+            move, asked = "done", []
+            if len(running) < stack and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                with lock:  # one read of the study for the whole refill
                     if wait_for_retries:
                         optuna.storages.fail_stale_trials(study)
-                    move = next_move(study, wait_for_running=wait_for_retries and not running)
-                    if move != "run":
-                        break
+                    move, room = admit(study, stack - len(running), wait_for_running=wait_for_retries and not running)
                     with warnings.catch_warnings():  # it sends its own heartbeats (_Heartbeats)
                         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                        trial = study.ask()
+                        asked = [study.ask() for _ in range(room)]
+            for trial in asked:
                 trial.set_user_attr(WORKER_ATTR, worker)
                 try:
                     spec = objective.begin(trial)
@@ -103,9 +104,11 @@ def work_stacked(
                 if isinstance(error, CAUGHT):
                     continue
                 raise
-            for outcome in outcomes:
-                entry = running[outcome.key]
-                state, reason = _judge(objective, entry, outcome)
+            reported = _report(outcomes, running)
+            pruning = any(o.record and o.record.epoch >= objective.first_pruning_epoch for o in outcomes)
+            view = _EpochView(study) if pruning else None
+            for outcome, entry in reported:
+                state, reason = _judge(objective, entry, outcome, view)
                 if state is None:
                     continue
                 trainer.remove(outcome.key)
@@ -116,19 +119,61 @@ def work_stacked(
                 _tell(study, entry.trial, state, callbacks, reason, value)
 
 
-def _judge(objective: Objective, entry: _Running, outcome: object) -> tuple[TrialState | None, str | None]:
+def _report(outcomes: list[EpochOutcome], running: dict[int, _Running]) -> list[tuple[EpochOutcome, _Running]]:
+    """Report every trial's epoch to the study first, so the pruner then judges them all from one read."""
+    pairs = []
+    for outcome in outcomes:
+        entry = running[outcome.key]
+        if outcome.record is not None:
+            entry.records.append(outcome.record)
+            entry.trial.report(outcome.record.val_loss, outcome.record.epoch)
+        pairs.append((outcome, entry))
+    return pairs
+
+
+def _judge(
+    objective: Objective, entry: _Running, outcome: EpochOutcome, view: _EpochView | None
+) -> tuple[TrialState | None, str | None]:
     """How the trial's epoch ends it, if it does: (state, failure reason); (None, None) to go on."""
     if outcome.diverged is not None:
         objective.diverged(entry.trial, outcome.diverged)
         return TrialState.PRUNED, None
-    entry.records.append(outcome.record)
     try:
-        objective.report(entry.trial, outcome.record)
+        objective.judge(entry.trial, outcome.record, lambda: view is not None and view.should_prune(entry.trial))
     except optuna.TrialPruned:
         return TrialState.PRUNED, None
     except Interrupted as error:
         return TrialState.FAIL, f"Interrupted: {error}"
     return (TrialState.COMPLETE, None) if outcome.finished else (None, None)
+
+
+class _EpochView:
+    """The study as the pruner sees it after one epoch of the stack: its trials read once for all K.
+
+    `trial.should_prune()` reads the study's trials for every trial, and on a database storage each
+    read loads every running trial, so a stack of K would pay K x K trial loads an epoch. Pruners read
+    the trials they are given and write their own bookkeeping through the real storage.
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+        self._trials = study.get_trials(deepcopy=False)
+        self._by_number = {trial.number: trial for trial in self._trials}
+
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def should_prune(self, trial: optuna.Trial) -> bool:
+        """What `trial.should_prune()` answers, from this epoch's read."""
+        return self._study.pruner.prune(self, self._by_number[trial.number])
 
 
 def _tell(

@@ -68,17 +68,22 @@ def add_to_budget(study: optuna.Study, trials: int | None) -> int | None:
 
 def next_move(study: optuna.Study, wait_for_running: bool) -> Move:
     """Run a trial, wait for running ones (whose worker may die, and whose retry someone must run), or stop."""
+    return admit(study, 1, wait_for_running)[0]
+
+
+def admit(study: optuna.Study, wanted: int, wait_for_running: bool) -> tuple[Move, int]:
+    """How many of `wanted` new trials may start now: ("run", n), or ("wait" or "done", 0)."""
     budget = study.user_attrs.get(BUDGET_ATTR, {"target": None, "first": 0})
     trials = study.get_trials(deepcopy=False)
-    if any(trial.state == TrialState.WAITING for trial in trials):
-        return "run"  # a queued retry: it already counts
-    if budget["target"] is None or counted_trials(trials) < budget["target"]:
-        return "run"
+    waiting = sum(trial.state == TrialState.WAITING for trial in trials)  # queued retries: they already count
+    room = wanted if budget["target"] is None else max(0, budget["target"] - counted_trials(trials)) + waiting
+    if min(wanted, room) > 0:
+        return "run", min(wanted, room)
     if wait_for_running and any(
         trial.state == TrialState.RUNNING and trial.number >= budget["first"] for trial in trials
     ):
-        return "wait"
-    return "done"
+        return "wait", 0
+    return "done", 0
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,37 @@ def test_stacked_trials_equal_lone_trials_on_cuda(tiny_data_module):
         worst = max(worst, max(abs(a - b) for a, b in zip(alone, stacked, strict=True)))
     print(f"largest val-loss difference on CUDA over {len(specs)} trials x {EPOCHS} epochs: {worst:.3g}")
     assert worst <= 1e-6
+
+
+@pytest.mark.parametrize("pruner", ["median", "successive-halving", "hyperband", "patient", "wilcoxon"])
+def test_the_epoch_view_prunes_as_the_trials_themselves_would(tmp_path, pruner):
+    """Two trials of one stack judged after each epoch from one read of the study, against the same two
+    judged by `trial.should_prune()` in a twin study (pruners keep state, so each study is asked once)."""
+    from lrsearch.stacked_search import _EpochView
+    from lrsearch.storage import open_storage
+    from lrsearch.study import make_pruner
+
+    def judged(folder: str, with_view: bool) -> list[tuple[bool, bool]]:
+        storage = open_storage(f"sqlite:///{tmp_path}/{folder}.db")
+        study = optuna.create_study(storage=storage, study_name="twin", pruner=make_pruner(pruner, 20))
+        for index in range(8):
+            trial = study.ask()
+            for step in range(1, 21):
+                trial.report(1.0 / step + 0.01 * math.sin(3 * index + step), step)
+                trial.should_prune()
+            study.tell(trial, 1.0 / 20)
+        worse, better = study.ask(), study.ask()
+        answers = []
+        for step in range(1, 21):
+            worse.report(5.0 + step, step)
+            better.report(0.5 / step, step)
+            if with_view:
+                view = _EpochView(study)
+                answers.append((view.should_prune(worse), view.should_prune(better)))
+            else:
+                answers.append((worse.should_prune(), better.should_prune()))
+        return answers
+
+    answers = judged("view", with_view=True)
+    assert answers == judged("trial", with_view=False)
+    assert any(w for w, _ in answers) and not any(b for _, b in answers)
