@@ -39,7 +39,7 @@ IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries 
 MAX_RESTARTS = 10  # times the worker processes are started again after one of them died
 # benchmarks/throughput.py on a 2-core CPU: stacks of 10, 25 and 50 train 5.8x, 8.8x and 10.7x faster
 # than an Optuna-example loop, but searches of a fixed time found their best schedules with K=10 (mean
-# best val loss over 3 seeds: K=10 0.2462, K=16 0.2550, K=25 0.2507, one at a time 0.2535): the
+# best val loss over 3 seeds: K=10 0.2487, K=16 0.2572, K=25 0.2537, one at a time 0.2535): the
 # sampler learns only when a generation of trials ends.
 AUTO_STACK_CPU = 10
 # On an H100 throughput keeps growing with K (K=50 49x, 100 89x, 200 153x, 400 212x an Optuna-example
