@@ -181,7 +181,8 @@ def test_installed_command_and_optuna_cli_read_the_same_study(tiny_config_file, 
 @pytest.mark.parametrize(("jobs", "stack"), [(1, 1), (2, 1), (1, 4)])
 def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tiny_config_file, tmp_path, jobs, stack):
     lrsearch = Path(sys.executable).parent / "lrsearch"
-    command = [lrsearch, "optimize", "--config", tiny_config_file, "--trials", "500", "--epochs", "30"]
+    # Tiny trials of 400 epochs last about a second: long enough for the Ctrl-C to land mid-trial.
+    command = [lrsearch, "optimize", "--config", tiny_config_file, "--trials", "500", "--epochs", "400"]
     command += ["--jobs", str(jobs), "--stack", str(stack)]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -201,7 +202,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tiny_config_file, tmp_path, jo
         assert failed.user_attrs["fail_reason"].startswith("Interrupted: stopped")
 
     rerun = subprocess.run(
-        command[:4] + ["--trials", "2", "--epochs", "30"], cwd=tmp_path, capture_output=True, text=True
+        command[:4] + ["--trials", "2", "--epochs", "400"], cwd=tmp_path, capture_output=True, text=True
     )
     assert rerun.returncode == 0, rerun.stderr
     assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == len(states) + 2
