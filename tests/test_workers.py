@@ -76,15 +76,15 @@ def _lrsearch(*args: object, cwd: Path, timeout: float = 300) -> subprocess.Comp
     )
 
 
-def _assert_exactly(study: optuna.Study, trials: int, workers: int) -> None:
+def _assert_exactly(study: optuna.Study, trials: int) -> collections.Counter:
+    """Check the study holds exactly `trials` distinct finished trials; count them by worker."""
     assert len(study.trials) == trials
     assert sorted(t.number for t in study.trials) == list(range(trials))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     # Each worker samples with its own seed: no two trials of the search are the same.
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == trials
-    ran = collections.Counter(t.user_attrs[WORKER_ATTR] for t in study.trials)
-    assert len(ran) == workers, ran
     assert {t.user_attrs["device"] for t in study.trials} == {"cpu"}
+    return collections.Counter(t.user_attrs[WORKER_ATTR] for t in study.trials)
 
 
 @pytest.mark.slow
@@ -97,7 +97,8 @@ def test_four_workers_finish_exactly_the_budget(storage, tmp_path, request):
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr and "locked" not in run.stderr and "[W " not in run.stderr, run.stderr
     assert "4 workers on cpu, cpu, cpu, cpu" in run.stdout
-    _assert_exactly(optuna.load_study(study_name="default", storage=open_storage(url)), 100, workers=4)
+    ran = _assert_exactly(optuna.load_study(study_name="default", storage=open_storage(url)), 100)
+    assert len(ran) == 4, ran
 
 
 @pytest.mark.slow
@@ -118,7 +119,11 @@ def test_a_worker_on_another_machine_joins_the_study(postgres_url, tmp_path):
     stdout, stderr = optimize.communicate(timeout=300)
     assert optimize.returncode == 0 and joined.returncode == 0, stderr + joined.stderr
     study = optuna.load_study(study_name="default", storage=postgres_url)
-    _assert_exactly(study, 40, workers=3)
+    ran = _assert_exactly(study, 40)
+    # Machine A's own process (--jobs 1 runs in it) and machine B's worker both ran trials. Which of B's
+    # two processes did is up to timing: one that started late can find the budget spent.
+    on_a = {worker for worker in ran if worker.endswith(f":{optimize.pid}")}
+    assert len(on_a) == 1 and len(ran) > 1, ran
     assert not (second / "studies").exists()  # the worker needs no config file and writes nothing
 
 
