@@ -199,7 +199,11 @@ def _run_search(
     started = time.perf_counter()
     second_interrupt = False
     try:
-        with _TrialProgress(total, study, before) as progress, stop_on_interrupt(stop):
+        with (
+            _TrialProgress(total, study, before) as progress,
+            _study_figures(settings, study),
+            stop_on_interrupt(stop),
+        ):
             if jobs == 1:
                 reports = [run_worker(setups[0], stop, callbacks=[progress.update])]
             else:
@@ -213,6 +217,18 @@ def _run_search(
     if jobs > 1 and reports:
         typer.echo("trials per worker: " + ", ".join(f"{r.worker} on {r.device}: {r.trials}" for r in reports))
     return interrupted
+
+
+def _study_figures(settings: Any, study: Any) -> Any:
+    """Keep the study's dashboard figures and best-config note current while the search runs."""
+    from contextlib import nullcontext
+
+    if not settings.study.figures:
+        return nullcontext()
+    from lrsearch.dashboard import StudyRefresher
+    from lrsearch.storage import admission_lock
+
+    return StudyRefresher(study, admission_lock(settings.study.storage, f"{settings.study.name}.figures"))
 
 
 def _run_in_processes(setups: list[Any], progress: _TrialProgress) -> list[Any]:
@@ -319,6 +335,46 @@ def export(
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
     spec = export_best(study, output)
     typer.echo(f"wrote {output}: {spec.schedule.name}, base lr {spec.lr:.4g}")
+
+
+@app.command()
+@_user_errors_exit_2
+def dashboard(
+    study_name: Annotated[
+        str | None, typer.Option("--study-name", help="Open at this study and refresh its figures first.")
+    ] = None,
+    storage: StorageOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 lets other machines in.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = 8080,
+    artifacts: Annotated[
+        Path | None, typer.Option(help="The trials' pictures [default: artifacts/ beside the study file].")
+    ] = None,
+) -> None:
+    """Watch and inspect studies in optuna-dashboard, with every trial's LR and loss picture."""
+    import threading
+
+    from lrsearch.config import DEFAULT_STORAGE
+    from lrsearch.dashboard import refresh_study, serving
+    from lrsearch.storage import artifact_folder, open_storage
+    from lrsearch.study import load_existing_study
+
+    url = storage or DEFAULT_STORAGE
+    quiet_optuna()
+    study_storage = open_storage(url, must_exist=True)
+    path = "/dashboard/"
+    if study_name is not None:
+        study = load_existing_study(study_name, url)
+        refresh_study(study)  # a study from before figures existed, or whose search was stopped
+        path += f"studies/{study_storage.get_study_id_from_name(study_name)}"
+    with serving(study_storage, artifact_folder(url, artifacts), host, port) as server:
+        shown_host = f"[{host}]" if ":" in host else host
+        typer.echo(f"optuna-dashboard on {url}: http://{shown_host}:{server.server_port}{path}")
+        typer.echo("press Ctrl-C to stop")
+        sys.stdout.flush()
+        try:
+            threading.Event().wait()  # the server runs in its own thread
+        except KeyboardInterrupt:
+            typer.echo("dashboard stopped")
 
 
 @app.command("train")

@@ -118,6 +118,8 @@ class StudySettings(StrictModel):
     stack: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # trials a worker trains at once; 1: plain loop
     heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
     export: Path | None = None  # where the best RunSpec goes; default studies/<name>-best.yaml
+    figures: bool = True  # attach LR and loss pictures to trials and the study, for the dashboard
+    artifacts: Path | None = None  # where trial pictures go; default: artifacts/ beside the study file
 
     @field_validator("devices")
     @classmethod

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data
@@ -20,7 +22,14 @@ from lrsearch.train import Diverged, EpochRecord, train
 RUN_SPEC = "run_spec"
 DEVICE = "device"
 CURVES = ("lr", "train_loss", "val_loss", "val_accuracy")
+STEPS_PER_EPOCH = "steps_per_epoch"  # lets a picture replay per-batch schedules step by step
 PRUNED_REASON = "pruned_reason"
+
+
+class Pictures(Protocol):
+    def __call__(
+        self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState, steps_per_epoch: int
+    ) -> None: ...
 
 
 class Objective:
@@ -33,10 +42,12 @@ class Objective:
         self.stop = stop or StopSignal()  # set from outside to end the running trial after its epoch
         self.steps_per_epoch = data.steps_per_epoch(config.train.batch_size)
         self.first_pruning_epoch = first_pruning_epoch(config.study.pruner, config.train.epochs)
+        self.pictures: Pictures | None = None  # attaches a finished trial's picture (while it can be written)
 
     def __call__(self, trial: optuna.Trial) -> float:
         spec = self.begin(trial)
         records: list[EpochRecord] = []
+        state = TrialState.FAIL
 
         def report(record: EpochRecord) -> None:
             records.append(record)
@@ -44,10 +55,15 @@ class Objective:
 
         try:
             history = train(spec, self.data, self.device, on_epoch=report)
+            state = TrialState.COMPLETE
         except Diverged as diverged:
+            state = TrialState.PRUNED
             raise self.diverged(trial, str(diverged)) from None
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+            raise
         finally:
-            self.record_curves(trial, records)
+            self.record_curves(trial, spec, records, state)
         return history.final.val_loss
 
     # The steps of a trial, also used by the stacked engine, which trains many trials at once.
@@ -82,8 +98,11 @@ class Objective:
         trial.set_user_attr(PRUNED_REASON, reason)
         return optuna.TrialPruned(reason)
 
-    @staticmethod
-    def record_curves(trial: optuna.Trial, records: list[EpochRecord]) -> None:
+    def record_curves(self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState) -> None:
+        """Before the trial ends as `state`: store its per-epoch curves, and attach its picture."""
         # One write per curve at the end, not one per epoch: each storage write costs milliseconds.
         for name in CURVES:
             trial.set_user_attr(name, [getattr(record, name) for record in records])
+        trial.set_user_attr(STEPS_PER_EPOCH, self.steps_per_epoch)
+        if self.pictures is not None and records:
+            self.pictures(trial, spec, records, state, self.steps_per_epoch)

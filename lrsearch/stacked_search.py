@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import Interrupted
 from lrsearch.objective import Objective
+from lrsearch.spec import RunSpec
 from lrsearch.stacked import EpochOutcome, StackedTrainer
 from lrsearch.stopping import StopSignal
 from lrsearch.storage import AdmissionLock
@@ -35,6 +36,7 @@ from lrsearch.workers import CAUGHT, IDLE_POLL_S, WORKER_ATTR, Callback, admit
 @dataclass
 class _Running:
     trial: optuna.Trial
+    spec: RunSpec
     records: list[EpochRecord] = field(default_factory=list)
 
 
@@ -84,7 +86,7 @@ def work_stacked(
                 if trainer is None:
                     trainer = StackedTrainer(objective.data, spec, objective.device)
                 trainer.add(trial.number, spec)
-                running[trial.number] = _Running(trial)
+                running[trial.number] = _Running(trial, spec)
                 beats.add(trial)
                 ran += 1
             if not running:
@@ -97,7 +99,7 @@ def work_stacked(
             except BaseException as error:  # e.g. out of memory, or a second Ctrl-C: every trial says why
                 for entry in running.values():
                     beats.remove(entry.trial)
-                    objective.record_curves(entry.trial, entry.records)
+                    objective.record_curves(entry.trial, entry.spec, entry.records, TrialState.FAIL)
                     _tell(study, entry.trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
                 running.clear()
                 trainer = None
@@ -114,7 +116,7 @@ def work_stacked(
                 trainer.remove(outcome.key)
                 del running[outcome.key]
                 beats.remove(entry.trial)
-                objective.record_curves(entry.trial, entry.records)
+                objective.record_curves(entry.trial, entry.spec, entry.records, state)
                 value = entry.records[-1].val_loss if state == TrialState.COMPLETE else None
                 _tell(study, entry.trial, state, callbacks, reason, value)
 

@@ -74,6 +74,21 @@ def has_heartbeat(url: str) -> bool:
     return "://" in url and url != "sqlite:///:memory:"
 
 
+def artifact_folder(url: str, setting: Path | None = None) -> Path | None:
+    """Where the trials' pictures (Optuna artifacts) are kept: `setting` when given, else `artifacts/`
+    beside the study file, or `studies/artifacts` for a database server; None for an in-memory study.
+
+    Workers on several machines need `setting` to name a folder they all share for the dashboard to
+    show every trial's pictures; the study's own figures live in the study and need nothing.
+    """
+    if setting is not None:
+        return setting
+    if url == "sqlite:///:memory:":
+        return None
+    file = _storage_file(url)
+    return (file.parent if file is not None else Path("studies")) / "artifacts"
+
+
 def _storage_file(url: str) -> Path | None:
     if "://" not in url:
         return Path(url)

@@ -28,9 +28,9 @@ from lrsearch.data import load_data
 from lrsearch.device import pin_threads
 from lrsearch.errors import Interrupted
 from lrsearch.logs import quiet_optuna
-from lrsearch.objective import Objective
+from lrsearch.objective import Objective, Pictures
 from lrsearch.stopping import StopSignal, stop_on_interrupt
-from lrsearch.storage import AdmissionLock, admission_lock, has_heartbeat
+from lrsearch.storage import AdmissionLock, admission_lock, artifact_folder, has_heartbeat
 from lrsearch.study import join_study, recording_failures
 
 BUDGET_ATTR = "lrsearch_budget"  # study attribute: {"target": trials to hold or None, "first": trial number}
@@ -205,6 +205,7 @@ def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callbac
     objective = Objective(config, data, device, stop)
     lock = admission_lock(config.study.storage, config.study.name)
     heartbeat = has_heartbeat(config.study.storage)
+    objective.pictures = _trial_pictures(config)
     if setup.stack > 1:
         interval = config.study.heartbeat if heartbeat else None
         ran = work_stacked(
@@ -213,6 +214,16 @@ def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callbac
     else:
         ran = work(study, objective, lock, stop, heartbeat, config.study.timeout, callbacks)
     return WorkerReport(worker=f"{socket.gethostname()}:{os.getpid()}", device=setup.device, trials=ran)
+
+
+def _trial_pictures(config: SearchConfig) -> Pictures | None:
+    """What attaches each trial's LR and loss picture for the dashboard (None when figures are off)."""
+    folder = artifact_folder(config.study.storage, config.study.artifacts)
+    if not config.study.figures or folder is None:
+        return None
+    from lrsearch.dashboard import TrialPictures  # plotting libraries are imported only to draw
+
+    return TrialPictures(folder)
 
 
 def _worker_process(setup: WorkerSetup) -> WorkerReport:

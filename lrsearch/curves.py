@@ -1,0 +1,151 @@
+"""What the pictures show, as plain data read from finished trials: the LR a trial trained with at every
+optimizer step, its per-epoch losses, the best trials, and each schedule type's results.
+
+No plotting here: the dashboard's figures (plotly) and the report's (matplotlib) both draw from this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.build import build_optimizer, build_scheduler, step_on
+from lrsearch.objective import RUN_SPEC, STEPS_PER_EPOCH
+from lrsearch.spec import RunSpec
+from lrsearch.train import EpochRecord
+
+MAX_POINTS = 200  # per curve: enough to show a cycle's shape, small enough to store in a study
+
+
+@dataclass(frozen=True)
+class TrialCurves:
+    """One trial's run and what it recorded, epoch by epoch."""
+
+    number: int
+    state: TrialState
+    value: float | None  # the final val loss of a completed trial
+    spec: RunSpec
+    lr: list[float]  # the LR at the start of each epoch, as training recorded it
+    train_loss: list[float]
+    val_loss: list[float]
+    steps_per_epoch: int | None
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialCurves | None:
+        """The trial's curves, or None for a trial that recorded none (failed before training)."""
+        attrs = trial.user_attrs
+        if RUN_SPEC not in attrs or not attrs.get("val_loss"):
+            return None
+        return cls(
+            number=trial.number,
+            state=trial.state,
+            value=trial.value,
+            spec=RunSpec.model_validate(attrs[RUN_SPEC]),
+            lr=list(attrs.get("lr", [])),
+            train_loss=list(attrs.get("train_loss", [])),
+            val_loss=list(attrs["val_loss"]),
+            steps_per_epoch=attrs.get(STEPS_PER_EPOCH),
+        )
+
+    @classmethod
+    def of_run(
+        cls,
+        number: int,
+        spec: RunSpec,
+        records: Sequence[EpochRecord],
+        state: TrialState,
+        steps_per_epoch: int | None,
+    ) -> TrialCurves:
+        """The curves of a trial that is ending now as `state`, from its epoch records."""
+        value = records[-1].val_loss if state == TrialState.COMPLETE and records else None
+        return cls(
+            number=number,
+            state=state,
+            value=value,
+            spec=spec,
+            lr=[r.lr for r in records],
+            train_loss=[r.train_loss for r in records],
+            val_loss=[r.val_loss for r in records],
+            steps_per_epoch=steps_per_epoch,
+        )
+
+    @property
+    def epochs(self) -> list[int]:
+        return list(range(1, len(self.val_loss) + 1))
+
+    @property
+    def best_val_loss(self) -> float:
+        return min(self.val_loss)
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number} {self.spec.schedule.name}"
+
+    def lr_by_step(self) -> tuple[list[float], list[float]]:
+        """The LR of every optimizer step the trial took (x in epochs, 0 = the first step), replayed
+        with the real scheduler; per-epoch LRs when the steps per epoch are unknown."""
+        if self.steps_per_epoch is None:
+            return [epoch - 1.0 for epoch in self.epochs], list(self.lr)
+        return lr_by_step(self.spec, self.steps_per_epoch, self.val_loss)
+
+
+def lr_by_step(spec: RunSpec, steps_per_epoch: int, val_losses: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Replay the spec's schedule for `len(val_losses)` epochs with the real scheduler and return
+    (position in epochs, LR) from which the LR holds until the next point: every optimizer step for
+    per-batch schedules, every epoch start for the others. ReduceLROnPlateau is fed the recorded val
+    losses, as it was in training."""
+    optimizer = build_optimizer(spec, [torch.zeros(1, requires_grad=True)])
+    scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
+    optimizer.step()  # no gradient, so nothing moves; the scheduler only checks that a step came first
+    when = step_on(spec)
+    positions: list[float] = []
+    lrs: list[float] = []
+    for epoch, val_loss in enumerate(val_losses):
+        for step in range(steps_per_epoch if when == "batch" else 1):
+            positions.append(epoch + step / steps_per_epoch)
+            lrs.append(optimizer.param_groups[0]["lr"])
+            if when == "batch":
+                scheduler.step()
+        if when == "metric":
+            scheduler.step(val_loss)
+        elif when == "epoch":
+            scheduler.step()
+    return positions, lrs
+
+
+def thin(xs: Sequence[float], ys: Sequence[float], limit: int = MAX_POINTS) -> tuple[list[float], list[float]]:
+    """At most about `limit` evenly spaced points of a curve, its last point kept."""
+    stride = max(1, -(-len(xs) // limit))
+    keep = list(range(0, len(xs), stride))
+    if keep and keep[-1] != len(xs) - 1:
+        keep.append(len(xs) - 1)
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
+def finished_curves(trials: Sequence[FrozenTrial]) -> list[TrialCurves]:
+    """Curves of the completed and pruned trials (a pruned trial's curve ends where it was stopped)."""
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    return [curves for curves in map(TrialCurves.of, finished) if curves is not None]
+
+
+def top_completed(curves: Sequence[TrialCurves], k: int) -> list[TrialCurves]:
+    """The `k` completed trials with the lowest final val loss, best first."""
+    completed = [c for c in curves if c.state == TrialState.COMPLETE and c.value is not None]
+    return sorted(completed, key=lambda c: c.value)[:k]
+
+
+def best_loss_by_schedule(curves: Sequence[TrialCurves]) -> dict[str, list[float]]:
+    """Schedule type -> the best val loss each of its trials reached (pruned ones included, so a type
+    that is often pruned early shows it); types in order of their median."""
+    grouped: dict[str, list[float]] = {}
+    for c in curves:
+        grouped.setdefault(c.spec.schedule.name, []).append(c.best_val_loss)
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[len(ordered) // 2]
+
+    return dict(sorted(grouped.items(), key=lambda item: median(item[1])))

@@ -1,0 +1,216 @@
+"""What optuna-dashboard shows of a study beyond its own plots, and the server itself.
+
+- every finished trial carries a picture of its LR schedule and losses, as an Optuna artifact (the
+  trial page shows image artifacts);
+- the study carries plotly figures (the top trials' LR curves and val losses, schedule types compared)
+  and a note with the best RunSpec as YAML; the process that shows the search's progress refreshes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.trial import FrozenTrial, TrialState
+from optuna_dashboard import save_note
+
+from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, thin, top_completed
+from lrsearch.errors import ConfigError
+from lrsearch.report import format_params
+from lrsearch.spec import RunSpec
+from lrsearch.train import EpochRecord
+
+_log = logging.getLogger(__name__)
+
+TRIAL_PICTURE = "lr-and-loss.svg"
+TOP_K = 5
+# The study's figures, by the id the dashboard stores each under (overwritten on every refresh).
+FIGURE_IDS = ("top-lr-curves", "top-val-loss", "schedule-types")
+
+
+class TrialPictures:
+    """Attaches the picture of a trial's curves to it as it ends (`Objective.pictures`): an artifact can
+    only be added to a trial that is still running."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.store = FileSystemArtifactStore(str(folder))
+
+    def __call__(
+        self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState, steps_per_epoch: int
+    ) -> None:
+        curves = TrialCurves.of_run(trial.number, spec, records, state, steps_per_epoch)
+        try:
+            artifact_id = attach_trial_picture(trial, curves, self.store)
+            save_note(trial, trial_note(curves, _artifact_url(trial, artifact_id)))
+        except Exception as error:  # noqa: BLE001 - a picture must never fail the trial it shows
+            _log.warning("trial %d: no picture attached: %s: %s", trial.number, type(error).__name__, error)
+
+
+def attach_trial_picture(trial: optuna.Trial, curves: TrialCurves, store: Any) -> str:
+    """Draw the trial's curves and upload the SVG as the trial's artifact; returns its artifact id."""
+    from lrsearch.plots import to_bytes, trial_picture
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / TRIAL_PICTURE
+        path.write_bytes(to_bytes(trial_picture(curves), "svg"))
+        return upload_artifact(
+            artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="image/svg+xml"
+        )
+
+
+def trial_note(curves: TrialCurves, picture_url: str) -> str:
+    """The trial page's note: what the trial ran, and its picture (the artifact list shows only a thumbnail)."""
+    spec, optimizer = curves.spec, curves.spec.optimizer
+    return (
+        f"**{spec.schedule.name}**({format_params(spec.schedule.params)}), base LR {spec.lr:.4g}, "
+        f"{optimizer.name} (momentum {optimizer.momentum:.3g}, weight decay {optimizer.weight_decay:.3g})"
+        f"\n\n![LR schedule and losses of trial {curves.number}]({picture_url})\n"
+    )
+
+
+def _artifact_url(trial: optuna.Trial, artifact_id: str) -> str:
+    # The dashboard's own route for an artifact; Optuna names a study and a trial by ids it keeps private.
+    return f"/artifacts/{trial.study._study_id}/{trial._trial_id}/{artifact_id}"
+
+
+def trial_pictures(study: optuna.Study, trial: FrozenTrial) -> list[str]:
+    """Artifact ids of the pictures attached to a trial."""
+    metas = get_all_artifact_meta(trial, storage=study._storage)  # a FrozenTrial knows no storage
+    return [meta.artifact_id for meta in metas if meta.filename == TRIAL_PICTURE]
+
+
+def study_figures(trials: list[FrozenTrial], k: int = TOP_K) -> dict[str, Any]:
+    """The study's plotly figures by id (empty before any trial finished)."""
+    import plotly.graph_objects as go
+
+    curves = finished_curves(trials)
+    if not curves:
+        return {}
+    top = top_completed(curves, k)
+    lr_figure, loss_figure = go.Figure(), go.Figure()
+    for trial in top:
+        xs, ys = thin(*trial.lr_by_step())
+        xs, ys = xs + [float(len(trial.val_loss))], ys + [ys[-1]]
+        lr_figure.add_scatter(x=xs, y=_rounded(ys), name=trial.label, line_shape="hv", mode="lines")
+        loss_figure.add_scatter(x=trial.epochs, y=_rounded(trial.val_loss), name=trial.label, mode="lines+markers")
+    lr_figure.update_layout(title=f"LR schedules of the {len(top)} best trials", xaxis_title="epoch")
+    lr_figure.update_yaxes(type="log", title="learning rate")
+    loss_figure.update_layout(title=f"val loss of the {len(top)} best trials", xaxis_title="epoch")
+    types_figure = go.Figure()
+    for name, losses in best_loss_by_schedule(curves).items():
+        types_figure.add_box(x=_rounded(losses), name=name, boxpoints="all", orientation="h")
+    types_figure.update_layout(title="best val loss per trial, by schedule type (lower is better)", showlegend=False)
+    types_figure.update_yaxes(autorange="reversed", automargin=True)
+    figures = dict(zip(FIGURE_IDS, (lr_figure, loss_figure, types_figure), strict=True))
+    for figure in figures.values():
+        figure.update_layout(template="none", margin={"l": 60, "r": 20, "t": 50, "b": 40})
+    return figures
+
+
+def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
+    """The study note: the best trial so far and its RunSpec as YAML, ready to export and replay."""
+    top = top_completed(finished_curves(trials), 1)
+    if not top:
+        return None
+    best = top[0]
+    return (
+        f"## Best schedule so far: trial #{best.number}\n\n"
+        f"{best.spec.schedule.name}, base LR {best.spec.lr:.4g}, final val loss {best.value:.6f}.\n"
+        f"`lrsearch export --study-name {study.study_name} -o best.yaml` writes this RunSpec; "
+        "`lrsearch train --config best.yaml` replays it.\n\n"
+        f"```yaml\n{best.spec.to_yaml()}```\n"
+    )
+
+
+def refresh_study(study: optuna.Study) -> None:
+    """Write the study's figures and note from its trials as they are now."""
+    from optuna_dashboard import get_note, save_plotly_graph_object
+
+    trials = study.get_trials(deepcopy=False)
+    for figure_id, figure in study_figures(trials).items():
+        save_plotly_graph_object(study, figure, graph_object_id=figure_id)
+    note = best_note(study, trials)
+    if note is not None and note != get_note(study):
+        save_note(study, note)
+
+
+class StudyRefresher:
+    """Refreshes a study's figures at most every `interval` seconds, in a background thread, while a
+    search runs; `study_lock` keeps two commands on one study from writing the figures at once."""
+
+    def __init__(self, study: optuna.Study, study_lock: Any, interval: float = 5.0) -> None:
+        self._study, self._lock, self._interval = study, study_lock, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._finished_seen = -1
+
+    def __enter__(self) -> StudyRefresher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.refresh()  # the last trials' results, whatever the interval
+
+    def refresh(self) -> None:
+        finished = sum(1 for t in self._study.get_trials(deepcopy=False) if t.state.is_finished())
+        if finished != self._finished_seen:
+            with self._lock:
+                refresh_study(self._study)
+            self._finished_seen = finished
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - a figure must never stop a search; the exit refresh retries
+                continue
+
+
+@contextmanager
+def serving(storage: Any, artifacts: Path | None, host: str, port: int) -> Iterator[Any]:
+    """Run optuna-dashboard on the storage (and the trials' pictures) in a thread while in the block.
+
+    Raises:
+        ConfigError: the port is taken or the host can't be bound.
+    """
+    import socketserver
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from optuna_dashboard import wsgi
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+            pass  # one line per request would bury the address the user needs
+
+    class ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True  # the page polls the API; one slow request must not stall the others
+
+    store = FileSystemArtifactStore(str(artifacts)) if artifacts is not None and artifacts.is_dir() else None
+    app = wsgi(storage, artifact_store=store)
+    try:
+        server = make_server(host, port, app, server_class=ThreadingServer, handler_class=QuietHandler)
+    except OSError as error:
+        raise ConfigError(f"--port: cannot listen on {host}:{port}: {error.strerror}") from None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _rounded(values: list[float]) -> list[float]:
+    # Five significant digits are plenty on a screen and keep the figure's JSON (stored in the study) small.
+    return [float(f"{value:.5g}") for value in values]
