@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import Any
+
 from lrsearch.spec import OptimizerSpec, RunSpec, ScheduleSpec
+
+# A study attribute: what `lrsearch train --study-name` measured (the replayed run and the baselines),
+# for `lrsearch report`.
+REPLAY_ATTR = "lrsearch_replay"
 
 
 def baseline_specs(spec: RunSpec) -> dict[str, RunSpec]:
@@ -20,3 +27,23 @@ def baseline_specs(spec: RunSpec) -> dict[str, RunSpec]:
         f"constant LR ({spec.optimizer.name}, lr {spec.lr:.4g})": constant,
         "StepLR(10, 0.1), SGD lr 0.1": step,
     }
+
+
+def replay_record(spec: RunSpec, device: str, results: dict[str, Any]) -> dict[str, Any]:
+    """What a replay stores in its study: per run label, its test and val figures or why it diverged.
+
+    Args:
+        results: run label -> a `History` with test figures, or the divergence message.
+    """
+    runs: dict[str, dict[str, Any]] = {}
+    for label, result in results.items():
+        if isinstance(result, str):
+            runs[label] = {"diverged": result}
+        else:
+            runs[label] = {
+                "test_loss": result.test_loss,
+                "test_accuracy": result.test_accuracy,
+                "val_loss": result.final.val_loss,
+            }
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return {"spec": spec.model_dump(mode="json"), "device": device, "seed": spec.seed, "when": when, "runs": runs}

@@ -377,12 +377,50 @@ def dashboard(
             typer.echo("dashboard stopped")
 
 
+@app.command()
+@_user_errors_exit_2
+def report(
+    study_name: Annotated[str, typer.Option("--study-name", help="The study to report on.")] = "default",
+    storage: StorageOption = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    png: Annotated[bool, typer.Option(help="Also write each figure as OUTPUT-STEM-NAME.png beside it.")] = False,
+) -> None:
+    """Write one self-contained HTML report of a study: history, best LR curves and their val losses,
+    schedule types compared, parameter importances, the best config, and the baselines."""
+    from rich.progress import Progress
+
+    from lrsearch.config import DEFAULT_STORAGE
+    from lrsearch.html_report import sections, write_html, write_pngs
+    from lrsearch.study import load_existing_study
+
+    quiet_optuna()
+    study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
+    drawers = list(sections(study))
+    drawn = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("drawing the report", total=len(drawers))
+        for draw in drawers:
+            section = draw()
+            if section is not None:
+                drawn.append(section)
+            progress.advance(task)
+    write_html(study, drawn, output)
+    typer.echo(f"wrote {output}")
+    if png:
+        for path in write_pngs(drawn, output.parent, output.stem):
+            typer.echo(f"wrote {path}")
+
+
 @app.command("train")
 @_user_errors_exit_2
 def train_command(
     config: Annotated[Path, typer.Option(help="A RunSpec YAML, as `lrsearch export` writes.")],
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
     baselines: Annotated[bool, typer.Option(help="Also train the two baselines and compare.")] = True,
+    study_name: Annotated[
+        str | None, typer.Option("--study-name", help="Record the results in this study, for `lrsearch report`.")
+    ] = None,
+    storage: StorageOption = None,
 ) -> None:
     """Replay one run, then compare its test loss with a constant LR and the classic StepLR."""
     from rich.table import Table
@@ -394,6 +432,12 @@ def train_command(
     from lrsearch.train import Diverged, EpochRecord, History, train
 
     spec = load_run_spec(config)
+    study = None
+    if study_name is not None:  # checked before training: a wrong name should not cost a whole replay
+        from lrsearch.config import DEFAULT_STORAGE
+        from lrsearch.study import load_existing_study
+
+        study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
     torch_device = resolve_device(device)
     pin_threads(torch_device)
     data = load_data(spec.data, spec.seed, torch_device)
@@ -430,6 +474,11 @@ def train_command(
                 label, f"{result.test_loss:.4f}", f"{result.test_accuracy:.4f}", f"{result.final.val_loss:.4f}"
             )
     _console().print(table)
+    if study is not None:
+        from lrsearch.baselines import REPLAY_ATTR, replay_record
+
+        study.set_user_attr(REPLAY_ATTR, replay_record(spec, str(torch_device), results))
+        typer.echo(f"recorded in study {study.study_name!r} (see `lrsearch report --study-name {study.study_name}`)")
 
 
 @app.command()
