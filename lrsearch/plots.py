@@ -58,7 +58,7 @@ def top_val_losses(top: Sequence[TrialCurves]) -> Figure:
 def schedule_comparison(best_losses: Mapping[str, Sequence[float]]) -> Figure:
     figure = Figure(figsize=(8, 4))
     axes = figure.subplots()
-    axes.boxplot(list(best_losses.values()), tick_labels=list(best_losses), vert=False)
+    axes.boxplot(list(best_losses.values()), tick_labels=list(best_losses), orientation="horizontal")
     axes.set(xlabel="best val loss of each trial (lower is better)", title="schedule types compared")
     axes.invert_yaxis()  # the best type on top
     figure.tight_layout()

@@ -1,0 +1,111 @@
+"""The dashboard and the report as a user sees them: real pages in a real (headless) Chromium.
+
+Screenshots land in `test-artifacts/` (or $LRSEARCH_TEST_ARTIFACTS) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lrsearch.cli import app
+from lrsearch.dashboard import trial_pictures
+
+LRSEARCH = Path(sys.executable).parent / "lrsearch"
+SCREENSHOTS = Path(os.environ.get("LRSEARCH_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
+runner = CliRunner()
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium from the system's packages; a missing one skips, unless CI requires it."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        if os.environ.get("LRSEARCH_REQUIRE_BROWSER"):
+            pytest.fail("LRSEARCH_REQUIRE_BROWSER is set but Chromium or Playwright is missing")
+        pytest.skip("no Chromium (apt-get install chromium) or no Playwright")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def searched(tiny_config_file) -> tuple[str, optuna.Study]:
+    result = runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--trials", "8"])
+    assert result.exit_code == 0, result.output
+    storage = yaml.safe_load(tiny_config_file.read_text())["study"]["storage"]
+    return storage, optuna.load_study(study_name="default", storage=storage)
+
+
+def test_the_dashboard_shows_the_study_its_figures_and_each_trial_s_picture(browser, searched, tmp_path):
+    storage, study = searched
+    server = subprocess.Popen(
+        [LRSEARCH, "dashboard", "--storage", storage, "--study-name", "default", "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        address = re.search(r"(http://127\.0\.0\.1:\d+/dashboard/studies/\d+)", server.stdout.readline()).group(1)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+        page.goto(address)
+        best = study.best_trial.number
+        page.get_by_text(f"Best Trial (number={best})").wait_for()
+        for title in ("LR schedules of the 5 best trials", "val loss of the 5 best trials", "by schedule type"):
+            page.locator(".js-plotly-plot svg.main-svg", has_text=title).first.wait_for()
+        assert page.locator(".js-plotly-plot").count() >= 6  # the dashboard's own plots and ours
+        page.screenshot(path=SCREENSHOTS / "dashboard-study.png", full_page=True)
+
+        page.goto(f"{address}/trials")
+        for trial in study.trials:
+            page.get_by_text(f"Trial {trial.number}", exact=True).first.wait_for()
+
+        page.goto(f"{address}/trials?numbers={best}")
+        [artifact_id] = trial_pictures(study, study.best_trial)
+        picture = page.locator(f"img[alt='LR schedule and losses of trial {best}']")
+        picture.wait_for()
+        assert picture.get_attribute("src").endswith(artifact_id)
+        picture.evaluate("image => image.decode()")  # fails unless the SVG arrived and renders
+        assert picture.evaluate("image => image.naturalWidth") > 300
+        page.get_by_text(study.best_trial.user_attrs["run_spec"]["schedule"]["name"]).first.wait_for()
+        page.screenshot(path=SCREENSHOTS / "dashboard-trial.png")
+    finally:
+        server.send_signal(signal.SIGINT)
+        stdout, stderr = server.communicate(timeout=30)
+    assert server.returncode == 0 and "dashboard stopped" in stdout and "Traceback" not in stderr, stderr
+
+
+def test_the_report_renders_from_disk(browser, searched, tmp_path):
+    storage, study = searched
+    out = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", "--storage", storage, "-o", str(out)]).exit_code == 0
+
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(out.as_uri())
+    for title in ("Summary", "Optimization history", "LR schedules of the best trials", "Schedule types compared"):
+        assert page.get_by_role("heading", name=title).is_visible()
+    figures = page.locator("figure svg")
+    assert figures.count() == 5  # no replay recorded yet: no baselines figure
+    assert all(figures.nth(i).bounding_box()["height"] > 100 for i in range(figures.count()))
+    assert page.get_by_text(f"Best config (trial #{study.best_trial.number})").is_visible()
+    page.screenshot(path=SCREENSHOTS / "report.png", full_page=True)
