@@ -6,6 +6,7 @@ No plotting here: the dashboard's figures (plotly) and the report's (matplotlib)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,9 @@ class TrialCurves:
     train_loss: list[float]
     val_loss: list[float]
     steps_per_epoch: int | None
+    # The LR of each step of each epoch as training recorded it (per-batch schedules; empty for the
+    # others): known for a trial ending now, not stored in the study, where it would be too big.
+    recorded_step_lrs: tuple[tuple[float, ...], ...] | None = None
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialCurves | None:
@@ -70,6 +74,7 @@ class TrialCurves:
             train_loss=[r.train_loss for r in records],
             val_loss=[r.val_loss for r in records],
             steps_per_epoch=steps_per_epoch,
+            recorded_step_lrs=tuple(r.step_lrs for r in records),
         )
 
     @property
@@ -85,11 +90,19 @@ class TrialCurves:
         return f"#{self.number} {self.spec.schedule.name}"
 
     def lr_by_step(self) -> tuple[list[float], list[float]]:
-        """The LR of every optimizer step the trial took (x in epochs, 0 = the first step), replayed
-        with the real scheduler; per-epoch LRs when the steps per epoch are unknown."""
+        """(position in epochs, LR) from which the LR held until the next point: as training recorded
+        it, else replayed with the real scheduler (the per-epoch LRs when the steps are unknown)."""
+        if self.recorded_step_lrs is not None:
+            positions: list[float] = []
+            lrs: list[float] = []
+            for epoch, (lr, steps) in enumerate(zip(self.lr, self.recorded_step_lrs, strict=True)):
+                positions += [epoch + step / len(steps) for step in range(len(steps))] if steps else [float(epoch)]
+                lrs += list(steps) if steps else [lr]
+            return positions, lrs
         if self.steps_per_epoch is None:
             return [epoch - 1.0 for epoch in self.epochs], list(self.lr)
-        return lr_by_step(self.spec, self.steps_per_epoch, self.val_loss)
+        positions_, lrs_ = _replayed(self.spec.model_dump_json(), self.steps_per_epoch, tuple(self.val_loss))
+        return list(positions_), list(lrs_)
 
 
 def lr_by_step(spec: RunSpec, steps_per_epoch: int, val_losses: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -114,6 +127,12 @@ def lr_by_step(spec: RunSpec, steps_per_epoch: int, val_losses: Sequence[float])
         elif when == "epoch":
             scheduler.step()
     return positions, lrs
+
+
+@functools.lru_cache(maxsize=256)  # the study's figures redraw the same best trials again and again
+def _replayed(spec_json: str, steps_per_epoch: int, val_losses: tuple[float, ...]) -> tuple[tuple, tuple]:
+    positions, lrs = lr_by_step(RunSpec.model_validate_json(spec_json), steps_per_epoch, val_losses)
+    return tuple(positions), tuple(lrs)
 
 
 def thin(xs: Sequence[float], ys: Sequence[float], limit: int = MAX_POINTS) -> tuple[list[float], list[float]]:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only, never a window; set before pyplot could be 
 
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from lrsearch.curves import TrialCurves, thin  # noqa: E402
 from lrsearch.report import format_params  # noqa: E402
@@ -19,20 +20,40 @@ from lrsearch.report import format_params  # noqa: E402
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable in a page
 
 
-def trial_picture(curves: TrialCurves) -> Figure:
-    """The LR the trial trained with, step by step, beside its train and val loss per epoch."""
-    figure = Figure(figsize=(9, 3.2))
-    lr_axes, loss_axes = figure.subplots(1, 2)
-    _draw_lr(lr_axes, [curves], legend=False)
-    lr_axes.set_title(f"LR: {curves.spec.schedule.name}, base {curves.spec.lr:.3g}", fontsize=10)
-    loss_axes.plot(curves.epochs, curves.train_loss, marker=".", label="train loss")
-    loss_axes.plot(curves.epochs, curves.val_loss, marker=".", label="val loss")
-    loss_axes.set_xlabel("epoch")
-    loss_axes.set_title(f"trial #{curves.number}: {curves.state.name.lower()}", fontsize=10)
-    loss_axes.legend(fontsize=8)
-    figure.suptitle(format_params(curves.spec.schedule.params), fontsize=8)
-    figure.tight_layout()
-    return figure
+class TrialPicture:
+    """The LR a trial trained with, step by step, beside its train and val loss per epoch.
+
+    One figure is redrawn for trial after trial: building a matplotlib figure (axes, ticks, legend)
+    costs more than drawing it, and a search draws one picture per trial.
+    """
+
+    def __init__(self) -> None:
+        self.figure = Figure(figsize=(9, 3.2))
+        self.lr_axes, self.loss_axes = self.figure.subplots(1, 2)
+        (self._lr,) = self.lr_axes.plot([], [], drawstyle="steps-post")
+        (self._train,) = self.loss_axes.plot([], [], marker=".", label="train loss")
+        (self._val,) = self.loss_axes.plot([], [], marker=".", label="val loss")
+        self.lr_axes.set(xlabel="epoch", ylabel="learning rate")
+        self.loss_axes.set_xlabel("epoch")
+        self.loss_axes.legend(fontsize=8, loc="upper right")
+        self._params = self.figure.suptitle("", fontsize=8)
+        # A fixed layout: tight_layout would double the time a trial spends here.
+        self.figure.subplots_adjust(left=0.09, right=0.98, bottom=0.16, top=0.83, wspace=0.28)
+
+    def draw(self, curves: TrialCurves) -> Figure:
+        xs, ys = thin(*curves.lr_by_step())
+        self._lr.set_data([*xs, float(len(curves.val_loss))], [*ys, ys[-1]])  # the last LR holds to the end
+        self._train.set_data(curves.epochs, curves.train_loss)
+        self._val.set_data(curves.epochs, curves.val_loss)
+        self.lr_axes.set_yscale("log" if _spans_decades(ys) else "linear")
+        for axes in (self.lr_axes, self.loss_axes):
+            axes.relim()
+            axes.autoscale_view()
+            _few_ticks(axes)
+        self.lr_axes.set_title(f"LR: {curves.spec.schedule.name}, base {curves.spec.lr:.3g}", fontsize=10)
+        self.loss_axes.set_title(f"trial #{curves.number}: {curves.state.name.lower()}", fontsize=10)
+        self._params.set_text(format_params(curves.spec.schedule.params))
+        return self.figure
 
 
 def top_lr_curves(top: Sequence[TrialCurves]) -> Figure:
@@ -76,6 +97,12 @@ def replay_comparison(results: Mapping[str, float]) -> Figure:
     return figure
 
 
+def _few_ticks(axes: Axes) -> None:
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_locator(MaxNLocator(5) if axis.get_scale() == "linear" else LogLocator(numticks=4))
+        axis.set_minor_locator(NullLocator())
+
+
 def to_bytes(figure: Figure, fmt: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=110)
@@ -83,15 +110,18 @@ def to_bytes(figure: Figure, fmt: str) -> bytes:
 
 
 def _draw_lr(axes: Axes, trials: Sequence[TrialCurves], legend: bool) -> None:
-    lowest, highest = float("inf"), 0.0
+    every_lr: list[float] = []
     for curves in trials:
         xs, ys = thin(*curves.lr_by_step())
-        xs.append(float(len(curves.val_loss)))  # the last LR holds to the end of the last epoch
-        ys.append(ys[-1])
-        axes.step(xs, ys, where="post", label=curves.label)
-        lowest, highest = min(lowest, *ys), max(highest, *ys)
+        axes.step([*xs, float(len(curves.val_loss))], [*ys, ys[-1]], where="post", label=curves.label)
+        every_lr += ys
     axes.set(xlabel="epoch", ylabel="learning rate")
-    if lowest > 0 and highest / lowest > 20:  # warm-ups and decays span decades
+    if _spans_decades(every_lr):
         axes.set_yscale("log")
     if legend:
         axes.legend(fontsize=8)
+
+
+def _spans_decades(lrs: Sequence[float]) -> bool:
+    """Warm-ups and decays span decades: a log scale shows them; a linear one, constant LRs."""
+    return min(lrs) > 0 and max(lrs) / min(lrs) > 20

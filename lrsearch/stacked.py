@@ -164,6 +164,7 @@ class StackedTrainer:
         n_train = len(self.data.train)
         per_batch = [i for i, m in enumerate(members) if m.when == "batch"]
         columns = self._columns(members, lrs, momenta)  # rebuilt only when a per-batch schedule moves
+        step_lrs: dict[int, list[float]] = {i: [] for i in per_batch}
         for start in range(0, n_train, self.batch_size):
             index = orders[:, start : start + self.batch_size]  # [K, B]
             logits = self._forward(train_x[index])
@@ -179,13 +180,17 @@ class StackedTrainer:
             self._update(members, lrs, momenta, columns)
             if per_batch:
                 for i in per_batch:
+                    step_lrs[i].append(lrs[i])
                     members[i].scheduler.step()
                     lrs[i], momenta[i] = members[i].lr(), members[i].momentum()
                 columns = self._columns(members, lrs, momenta)
             loss_sum += losses.detach()
         train_losses = (loss_sum / self.steps_per_epoch).tolist()
         val_logits = self._validation_logits()
-        return [self._end_epoch(m, i, start_lrs[i], train_losses[i], val_logits) for i, m in enumerate(members)]
+        return [
+            self._end_epoch(m, i, start_lrs[i], tuple(step_lrs.get(i, ())), train_losses[i], val_logits)
+            for i, m in enumerate(members)
+        ]
 
     @torch.no_grad()
     def _validation_logits(self) -> torch.Tensor:
@@ -193,7 +198,15 @@ class StackedTrainer:
         return self._forward(x)
 
     @torch.no_grad()
-    def _end_epoch(self, member: _Member, row: int, lr: float, train_loss: float, logits: torch.Tensor) -> EpochOutcome:
+    def _end_epoch(
+        self,
+        member: _Member,
+        row: int,
+        lr: float,
+        step_lrs: tuple[float, ...],
+        train_loss: float,
+        logits: torch.Tensor,
+    ) -> EpochOutcome:
         member.epoch += 1
         y = self.data.val.y
         val_loss = F.cross_entropy(logits[row], y).item()
@@ -205,7 +218,7 @@ class StackedTrainer:
             member.scheduler.step(val_loss)
         elif member.when == "epoch":
             member.scheduler.step()
-        record = EpochRecord(member.epoch, lr, train_loss, val_loss, accuracy)
+        record = EpochRecord(member.epoch, lr, train_loss, val_loss, accuracy, step_lrs)
         member.history.append(record)
         return EpochOutcome(member.key, record, finished=member.epoch == self.epochs)
 

@@ -26,6 +26,8 @@ class EpochRecord:
     train_loss: float  # mean over the epoch's batches
     val_loss: float
     val_accuracy: float
+    # The LR of each optimizer step of the epoch, for per-batch schedules (the others hold `lr`).
+    step_lrs: tuple[float, ...] = ()
 
 
 @dataclass
@@ -99,6 +101,7 @@ def train(
         model.train()
         order = torch.randperm(n_train, generator=batch_order).to(device)
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per batch
+        step_lrs: list[float] = []
         for start in range(0, n_train, spec.batch_size):
             index = order[start : start + spec.batch_size]
             loss = F.cross_entropy(model(data.train.x[index]), data.train.y[index])
@@ -107,6 +110,7 @@ def train(
             optimizer.step()
             if when == "batch":
                 # OneCycleLR and CyclicLR count optimizer steps, not epochs.
+                step_lrs.append(optimizer.param_groups[0]["lr"])
                 scheduler.step()
             loss_sum += loss.detach()
         train_loss = loss_sum.item() / steps_per_epoch
@@ -118,7 +122,7 @@ def train(
             scheduler.step(val_loss)  # ReduceLROnPlateau decides from the validation loss
         elif when == "epoch":
             scheduler.step()
-        record = EpochRecord(epoch, lr, train_loss, val_loss, val_accuracy)
+        record = EpochRecord(epoch, lr, train_loss, val_loss, val_accuracy, tuple(step_lrs))
         history.epochs.append(record)
         if on_epoch is not None:
             on_epoch(record)

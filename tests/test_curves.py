@@ -43,6 +43,10 @@ def test_the_pictured_lr_is_the_lr_every_optimizer_step_trained_with(tiny_data, 
     finally:
         hook.remove()
     steps = tiny_data.steps_per_epoch(spec.batch_size)
+    # What training recorded for the picture of a trial ending now...
+    recorded = [lr for r in history.epochs for lr in (r.step_lrs or [r.lr] * steps)]
+    assert recorded == trained_with
+    # ...and what a replay from the study's stored curves shows of a finished one.
     positions, lrs = lr_by_step(spec, steps, [record.val_loss for record in history.epochs])
 
     # Each point holds until the next: expand them to one LR per optimizer step.

@@ -87,10 +87,10 @@ def test_figures_off_attaches_nothing(tiny_config_file, tmp_path):
 
 
 def test_a_picture_that_fails_never_fails_its_trial(tiny_config_file, monkeypatch, caplog):
-    def broken(curves):
+    def broken(self, curves):
         raise RuntimeError("no ink")
 
-    monkeypatch.setattr("lrsearch.plots.trial_picture", broken)
+    monkeypatch.setattr("lrsearch.plots.TrialPicture.draw", broken)
     study = _search(tiny_config_file, "--stack", "1")
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert "no picture attached: RuntimeError: no ink" in caplog.text

@@ -88,6 +88,7 @@ def test_a_stacked_trial_equals_the_same_trial_trained_alone(stacked_run, tiny_d
     stacked = [outcome.record for outcome in outcomes[case]]
     assert [r.epoch for r in stacked] == list(range(1, EPOCHS + 1))
     assert [r.lr for r in stacked] == [r.lr for r in alone]  # the real scheduler drove both
+    assert [r.step_lrs for r in stacked] == [r.step_lrs for r in alone]  # what the trial's picture shows
     for mine, theirs in zip(stacked, alone, strict=True):
         assert mine.val_loss == pytest.approx(theirs.val_loss, abs=1e-6)
         assert mine.train_loss == pytest.approx(theirs.train_loss, abs=1e-6)
