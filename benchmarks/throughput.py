@@ -46,7 +46,7 @@ def optuna_example_loop(spec: RunSpec, data: Data, on_epoch=None) -> float:
     batch moved to the device, a model per trial)."""
     device = data.train.x.device
     torch.manual_seed(spec.seed)
-    model = make_mlp(data.n_features, spec.model.hidden, data.n_classes).to(device)
+    model = make_mlp(data.n_features, spec.model.hidden, data.n_outputs).to(device)
     optimizer = build_optimizer(spec, model.parameters())
     dataset = TensorDataset(data.train.x.cpu(), data.train.y.cpu())
     loader = DataLoader(dataset, batch_size=spec.batch_size, shuffle=True)

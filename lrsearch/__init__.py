@@ -25,6 +25,7 @@ _EXPORTS = {
     "Schedule": "lrsearch.schedules",
     "RunSpec": "lrsearch.spec",
     "load_run_spec": "lrsearch.spec",
+    "Task": "lrsearch.tasks",
 }
 
 __all__ = sorted(_EXPORTS)

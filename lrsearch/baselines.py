@@ -29,7 +29,7 @@ def baseline_specs(spec: RunSpec) -> dict[str, RunSpec]:
     }
 
 
-def replay_record(spec: RunSpec, device: str, results: dict[str, Any]) -> dict[str, Any]:
+def replay_record(spec: RunSpec, device: str, score: str | None, results: dict[str, Any]) -> dict[str, Any]:
     """What a replay stores in its study: per run label, its test and val figures or why it diverged.
 
     Args:
@@ -42,8 +42,15 @@ def replay_record(spec: RunSpec, device: str, results: dict[str, Any]) -> dict[s
         else:
             runs[label] = {
                 "test_loss": result.test_loss,
-                "test_accuracy": result.test_accuracy,
+                "test_score": result.test_score,
                 "val_loss": result.final.val_loss,
             }
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return {"spec": spec.model_dump(mode="json"), "device": device, "seed": spec.seed, "when": when, "runs": runs}
+    return {
+        "spec": spec.model_dump(mode="json"),
+        "device": device,
+        "seed": spec.seed,
+        "when": when,
+        "score": score,  # what test_score is: "accuracy", "R²" or None
+        "runs": runs,
+    }

@@ -89,6 +89,10 @@ def optimize(
         typer.Option(help="median, successive-halving, hyperband, patient, wilcoxon or none [default: median]."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial [default: 20].")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="A built-in task (`lrsearch tasks`) or your own, module:function [default: classification]."),
+    ] = None,
     export: Annotated[
         Path | None, typer.Option(help="Where to write the best run [default: studies/<study>-best.yaml].")
     ] = None,
@@ -111,9 +115,11 @@ def optimize(
         "study.pruner": pruner,
         "study.export": export,
         "train.epochs": epochs,
+        "data.task": task,
     }
     settings = load_config(config, overrides)
     torch_devices = _devices_for(settings)
+    _check_task(settings)
     quiet_optuna()
     study = open_study(settings)
     before = len(study.get_trials(deepcopy=False))
@@ -148,6 +154,7 @@ def worker(
     flags["study.timeout"] = timeout
     settings = stored_config(study, flags)
     torch_devices = _devices_for(settings)
+    _check_task(settings)
     before = len(study.get_trials(deepcopy=False))
     # Workers sample with fresh seeds: a fixed one would repeat what the first machine's workers propose.
     interrupted = _run_search(settings, study, torch_devices, None, before, total=None)
@@ -157,6 +164,23 @@ def worker(
         typer.echo("\n".join(best_lines(summary.best)))
     if interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _check_task(settings: Any) -> None:
+    """Load a user's task once before the study is touched: a mistake in it is one line, and nothing is
+    written. Say so when it makes the trials train one at a time."""
+    from lrsearch.tasks import is_user_task
+
+    if not is_user_task(settings.data.task):
+        return
+    from lrsearch.data import load_data
+
+    load_data(settings.data, settings.study.seed)
+    if settings.study.stack != 1:
+        typer.echo(
+            f"task {settings.data.task} brings its own model: trials train one at a time "
+            "(the stacked engine trains the built-in MLP)"
+        )
 
 
 def _devices_for(settings: Any) -> list[Any]:
@@ -338,6 +362,17 @@ def export(
 
 
 @app.command()
+def tasks() -> None:
+    """List the built-in tasks and their settings (the config's `data` section)."""
+    from lrsearch.tasks import BUILTIN_TASKS
+
+    for task in BUILTIN_TASKS.values():
+        settings = ", ".join(f"{name}={value}" for name, value in task.defaults.items()) or "none"
+        typer.echo(f"{task.name:<15} {task.kind:<15} {task.about}\n{'':<31}settings: {settings}")
+    typer.echo("your own: --task module:function or path/to/file.py:function, returning lrsearch.Task")
+
+
+@app.command()
 @_user_errors_exit_2
 def dashboard(
     study_name: Annotated[
@@ -426,8 +461,9 @@ def train_command(
     from rich.table import Table
 
     from lrsearch.baselines import baseline_specs
-    from lrsearch.data import load_data
+    from lrsearch.data import load_data, whole
     from lrsearch.device import pin_threads, resolve_device
+    from lrsearch.objective import SCORE_LABELS
     from lrsearch.spec import load_run_spec
     from lrsearch.train import Diverged, EpochRecord, History, train
 
@@ -442,11 +478,13 @@ def train_command(
     pin_threads(torch_device)
     data = load_data(spec.data, spec.seed, torch_device)
 
+    score = SCORE_LABELS.get(data.score or "")
+
     def print_epoch(record: EpochRecord) -> None:
         typer.echo(
             f"Epoch [{record.epoch}/{spec.epochs}], Learning Rate: {record.lr:.6g}, "
-            f"Train Loss: {record.train_loss:.4f}, Val Loss: {record.val_loss:.4f}, "
-            f"Val Accuracy: {record.val_accuracy:.4f}"
+            f"Train Loss: {record.train_loss:.4f}, Val Loss: {record.val_loss:.4f}"
+            + ("" if score is None else f", Val {score[0].upper() + score[1:]}: {record.val_score:.4f}")
         )
 
     runs = {f"{spec.schedule.name} (this run)": spec}
@@ -463,21 +501,23 @@ def train_command(
         if run is spec and isinstance(results[label], History):
             typer.echo(f"final val loss: {results[label].final.val_loss:.6f}")
 
-    table = Table(title=f"test split ({len(data.test)} rows), seed {spec.seed}")
-    for column in ("run", "test loss", "test accuracy", "final val loss"):
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    split = "no test split" if data.test is None else f"test split ({len(whole(data.test, torch_device)[1])} rows)"
+    table = Table(title=f"{split}, seed {spec.seed}")
+    for column in ("run", "test loss", f"test {score or 'score'}", "final val loss"):
         table.add_column(column, justify="left" if column == "run" else "right")
     for label, result in results.items():
         if isinstance(result, str):
             table.add_row(label, result, "-", "-")
         else:
-            table.add_row(
-                label, f"{result.test_loss:.4f}", f"{result.test_accuracy:.4f}", f"{result.final.val_loss:.4f}"
-            )
+            table.add_row(label, figure(result.test_loss), figure(result.test_score), figure(result.final.val_loss))
     _console().print(table)
     if study is not None:
         from lrsearch.baselines import REPLAY_ATTR, replay_record
 
-        study.set_user_attr(REPLAY_ATTR, replay_record(spec, str(torch_device), results))
+        study.set_user_attr(REPLAY_ATTR, replay_record(spec, str(torch_device), data.score, results))
         typer.echo(f"recorded in study {study.study_name!r} (see `lrsearch report --study-name {study.study_name}`)")
 
 

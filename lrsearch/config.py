@@ -37,6 +37,7 @@ FLAGS: dict[str, str] = {
     "study.pruner": "--pruner",
     "study.export": "--export",
     "train.epochs": "--epochs",
+    "data.task": "--task",
 }
 
 

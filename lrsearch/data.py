@@ -1,74 +1,202 @@
-"""scikit-learn data -> standardized train/val/test tensors, already on the training device."""
+"""A task's data, on the training device, and what a run on it computes: the model to train, the loss and
+the score reported beside it.
+
+A built-in task is tensors already on the device (the loop never copies data per batch) and the spec's
+MLP; a user's task brings its own model factory and loss, and may bring DataLoaders instead of tensors.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import make_classification
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
 
-from lrsearch.spec import DataSpec
+from lrsearch.errors import ConfigError
+from lrsearch.model import make_mlp
+from lrsearch.spec import DataSpec, RunSpec
+from lrsearch.tasks import BUILTIN_TASKS, Kind, load_user_task
 
 
 @dataclass(frozen=True)
 class Split:
     x: torch.Tensor  # float32 [rows, features]
-    y: torch.Tensor  # int64 [rows]
+    y: torch.Tensor  # classes: int64 [rows]; regression: float32 [rows]
 
     def __len__(self) -> int:
         return self.y.shape[0]
 
 
+Source = Split | DataLoader
+
+
 @dataclass(frozen=True)
 class Data:
-    train: Split
-    val: Split
-    test: Split
-    n_features: int
-    n_classes: int
+    """A task as training sees it.
+
+    Attributes:
+        n_features, n_outputs: the MLP's input and output sizes (built-in tasks).
+        score: "accuracy", "r2" or None: what is reported beside the loss.
+        model_factory, loss_fn: a user task's; None means the spec's MLP and the built-in loss.
+    """
+
+    train: Source
+    val: Source
+    test: Source | None
+    kind: Kind | None
+    score: str | None
+    n_features: int | None = None
+    n_outputs: int | None = None
+    model_factory: Callable[[], nn.Module] | None = None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def stackable(self) -> bool:
+        """Whether the stacked engine can train it: the built-in MLP on tensors."""
+        return self.model_factory is None and isinstance(self.train, Split) and isinstance(self.val, Split)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Optimizer steps in one pass over the train split (the last batch may be short)."""
+        if isinstance(self.train, DataLoader):
+            return len(self.train)
         return -(-len(self.train) // batch_size)
+
+    def reseed(self, seed: int) -> None:
+        """Restart a DataLoader's own shuffling generator, so each run sees the batch order its seed gives
+        (a loader without one shuffles from torch's global generator, which `train` seeds)."""
+        generator = getattr(self.train, "generator", None)
+        if isinstance(self.train, DataLoader) and generator is not None:
+            generator.manual_seed(seed)
+
+    def new_model(self, spec: RunSpec) -> nn.Module:
+        """A fresh model, drawn from torch's current random state (the caller seeds it)."""
+        if self.model_factory is not None:
+            return self.model_factory()
+        return make_mlp(self.n_features, spec.model.hidden, self.n_outputs)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss_fn is not None:
+            return self.loss_fn(output, target)
+        if self.kind == "regression":
+            return F.mse_loss(output.squeeze(-1), target)
+        return F.cross_entropy(output, target)
+
+    def score_of(self, output: torch.Tensor, target: torch.Tensor) -> float | None:
+        if self.score == "accuracy":
+            return (output.argmax(dim=-1) == target).float().mean().item()
+        if self.score == "r2":
+            prediction = output.reshape(target.shape)
+            residual = ((target - prediction) ** 2).sum()
+            total = ((target - target.mean()) ** 2).sum()
+            return (1 - residual / total).item()
+        return None
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator, device: torch.device | str
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The train split's batches of one epoch: tensors in an order drawn from `generator` (one
+        permutation an epoch, as the stacked engine draws them); a DataLoader's own."""
+        if isinstance(self.train, DataLoader):
+            for x, y in self.train:
+                yield x.to(device), y.to(device)
+            return
+        order = torch.randperm(len(self.train), generator=generator).to(device)
+        for start in range(0, len(self.train), batch_size):
+            index = order[start : start + batch_size]
+            yield self.train.x[index], self.train.y[index]
+
+
+def whole(source: Source, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's inputs and targets, all of them (a DataLoader's batches concatenated), on `device`."""
+    if isinstance(source, Split):
+        return source.x, source.y
+    xs, ys = zip(*[(x.to(device), y.to(device)) for x, y in source], strict=True)
+    return torch.cat(xs), torch.cat(ys)
 
 
 def load_data(spec: DataSpec, seed: int, device: torch.device | str = "cpu") -> Data:
-    """Generate the data set and split it stratified; scale with statistics of the train split only.
+    """Load the spec's task on `device`.
 
     Args:
-        spec: the data set settings.
+        spec: the task and its settings.
         seed: seeds the generator and the split, so every trial of a study sees the same data.
-        device: where the tensors live; the training loop never copies data per batch.
+
+    Raises:
+        ConfigError: a user's task can't be imported, or returned something unusable.
     """
-    x, y = make_classification(
-        n_samples=spec.n_samples,
-        n_features=spec.n_features,
-        n_informative=spec.n_informative,
-        n_redundant=0,
-        n_classes=spec.n_classes,
-        class_sep=spec.class_sep,
+    if spec.task in BUILTIN_TASKS:
+        return _builtin(spec, seed, device)
+    return _user(spec.task, device)
+
+
+def _builtin(spec: DataSpec, seed: int, device: torch.device | str) -> Data:
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    task = BUILTIN_TASKS[spec.task]
+    x, y = task.generate(spec.settings(), seed)
+    classes = task.kind == "classification"
+    held_out = spec.val_fraction + spec.test_fraction
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, test_size=held_out, stratify=y if classes else None, random_state=seed
+    )
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest,
+        y_rest,
+        test_size=spec.test_fraction / held_out,
+        stratify=y_rest if classes else None,
         random_state=seed,
     )
-    held_out = spec.val_fraction + spec.test_fraction
-    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=held_out, stratify=y, random_state=seed)
-    x_val, x_test, y_val, y_test = train_test_split(
-        x_rest, y_rest, test_size=spec.test_fraction / held_out, stratify=y_rest, random_state=seed
-    )
-    scaler = StandardScaler().fit(x_train)
+    features = StandardScaler().fit(x_train)
+    target_mean, target_std = (0.0, 1.0) if classes else (float(np.mean(y_train)), float(np.std(y_train)) or 1.0)
 
-    def to_split(features: np.ndarray, labels: np.ndarray) -> Split:
-        return Split(
-            torch.as_tensor(scaler.transform(features), dtype=torch.float32, device=device),
-            torch.as_tensor(labels, dtype=torch.int64, device=device),
-        )
+    def to_split(inputs: np.ndarray, targets: np.ndarray) -> Split:
+        if classes:
+            labels = torch.as_tensor(targets, dtype=torch.int64, device=device)
+        else:  # standardized, so MSE and the LR ranges mean the same whatever the target's units
+            labels = torch.as_tensor((targets - target_mean) / target_std, dtype=torch.float32, device=device)
+        return Split(torch.as_tensor(features.transform(inputs), dtype=torch.float32, device=device), labels)
 
     return Data(
         train=to_split(x_train, y_train),
         val=to_split(x_val, y_val),
         test=to_split(x_test, y_test),
-        n_features=spec.n_features,
-        n_classes=spec.n_classes,
+        kind=task.kind,
+        score="accuracy" if classes else "r2",
+        n_features=x.shape[1],
+        n_outputs=int(np.max(y)) + 1 if classes else 1,
+    )
+
+
+def _user(name: str, device: torch.device | str) -> Data:
+    task = load_user_task(name)
+    where = f"--task {name}"
+    splits = {"train": task.train, "val": task.val, "test": task.test}
+    sources: dict[str, Source | None] = {}
+    for split, value in splits.items():
+        if value is None and split == "test":
+            sources[split] = None
+        elif isinstance(value, DataLoader):
+            sources[split] = value
+        elif isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value):
+            x, y = value
+            if len(x) != len(y) or len(x) == 0:
+                raise ConfigError(f"{where}: Task.{split}: x has {len(x)} rows and y {len(y)}; they must match")
+            sources[split] = Split(x.to(device), y.to(device))
+        else:
+            raise ConfigError(
+                f"{where}: Task.{split} is {type(value).__name__}; expected an (x, y) pair of tensors or a DataLoader"
+            )
+    return Data(
+        train=sources["train"],
+        val=sources["val"],
+        test=sources["test"],
+        kind=None,
+        score=task.score,
+        model_factory=task.model,
+        loss_fn=task.loss,
     )

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from lrsearch import plots
 from lrsearch.baselines import REPLAY_ATTR
 from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
+from lrsearch.objective import SCORE_LABELS
 from lrsearch.report import counts_line, format_params, summarize
 
 TOP_K = 5
@@ -143,17 +144,23 @@ def _replay(study: optuna.Study) -> Section:
             f"{html.escape(study.study_name)}</code> trains the best run, a constant LR and StepLR on the "
             "test split and records them here.</p>",
         )
+
+    def cell(value: float | None) -> str:
+        return "<td>-</td>" if value is None else f"<td>{value:.4f}</td>"
+
     rows, losses = [], {}
     for label, run in replay["runs"].items():
-        if "test_loss" in run:
-            losses[label] = run["test_loss"]
-            cells = f"<td>{run['test_loss']:.4f}</td><td>{run['test_accuracy']:.4f}</td><td>{run['val_loss']:.4f}</td>"
-        else:
+        if "diverged" in run:
             cells = f"<td colspan='3'>{html.escape(run['diverged'])}</td>"
+        else:
+            if run["test_loss"] is not None:
+                losses[label] = run["test_loss"]
+            cells = cell(run["test_loss"]) + cell(run["test_score"]) + cell(run["val_loss"])
         rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    score = html.escape(SCORE_LABELS.get(replay.get("score") or "", "score"))
     table = (
         f"<p>Replayed on {html.escape(replay['device'])}, seed {replay['seed']}, recorded {replay['when']}.</p>"
-        "<table><tr><th>run</th><th>test loss</th><th>test accuracy</th><th>final val loss</th></tr>"
+        f"<table><tr><th>run</th><th>test loss</th><th>test {score}</th><th>final val loss</th></tr>"
         f"{''.join(rows)}</table>"
     )
     figure = plots.replay_comparison(losses) if losses else None

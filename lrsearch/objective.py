@@ -21,7 +21,8 @@ from lrsearch.train import Diverged, EpochRecord, train
 # Names of the user attributes every trial carries (the report and the dashboard read them).
 RUN_SPEC = "run_spec"
 DEVICE = "device"
-CURVES = ("lr", "train_loss", "val_loss", "val_accuracy")
+CURVES = ("lr", "train_loss", "val_loss")  # and val_<score>, e.g. val_accuracy, when the task has a score
+SCORE_LABELS = {"accuracy": "accuracy", "r2": "R²"}  # a task's score -> how it is shown
 STEPS_PER_EPOCH = "steps_per_epoch"  # lets a picture replay per-batch schedules step by step
 PRUNED_REASON = "pruned_reason"
 
@@ -103,6 +104,8 @@ class Objective:
         # One write per curve at the end, not one per epoch: each storage write costs milliseconds.
         for name in CURVES:
             trial.set_user_attr(name, [getattr(record, name) for record in records])
+        if self.data.score is not None:
+            trial.set_user_attr(f"val_{self.data.score}", [record.val_score for record in records])
         trial.set_user_attr(STEPS_PER_EPOCH, self.steps_per_epoch)
         if self.pictures is not None and records:
             self.pictures(trial, spec, records, state, self.steps_per_epoch)

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
 from lrsearch.errors import ConfigError
-from lrsearch.objective import RUN_SPEC
+from lrsearch.objective import RUN_SPEC, SCORE_LABELS
 from lrsearch.spec import RunSpec
 
 
@@ -22,12 +22,20 @@ class TrialRow:
     number: int
     spec: RunSpec
     val_loss: float
-    val_accuracy: float | None
+    val_score: float | None
+    score_label: str | None  # "accuracy", "R²"; None for a task without a score
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRow:
-        accuracies = trial.user_attrs.get("val_accuracy") or [None]
-        return cls(trial.number, RunSpec.model_validate(trial.user_attrs[RUN_SPEC]), trial.value, accuracies[-1])
+        spec = RunSpec.model_validate(trial.user_attrs[RUN_SPEC])
+        for name, label in SCORE_LABELS.items():
+            if trial.user_attrs.get(f"val_{name}"):
+                return cls(trial.number, spec, trial.value, trial.user_attrs[f"val_{name}"][-1], label)
+        return cls(trial.number, spec, trial.value, None, None)
+
+    @property
+    def score_text(self) -> str:
+        return "-" if self.val_score is None else f"{self.val_score:.4f}"
 
 
 @dataclass(frozen=True)
@@ -80,31 +88,33 @@ def counts_line(summary: Summary) -> str:
 def best_lines(row: TrialRow) -> list[str]:
     """The best trial, a line per fact."""
     spec = row.spec
-    accuracy = "-" if row.val_accuracy is None else f"{row.val_accuracy:.4f}"
-    return [
+    lines = [
         f"best trial: #{row.number}",
         f"  schedule:     {spec.schedule.name} ({format_params(spec.schedule.params)})",
         f"  base lr:      {spec.lr:.4g}",
         f"  optimizer:    {spec.optimizer.name} (momentum={spec.optimizer.momentum:.4g}, "
         f"weight_decay={spec.optimizer.weight_decay:.4g})",
         f"  val loss:     {row.val_loss:.6f}",
-        f"  val accuracy: {accuracy}",
     ]
+    if row.score_label is not None:
+        lines.append(f"  val {row.score_label + ':':<9} {row.score_text}")
+    return lines
 
 
 def top_table(summary: Summary) -> Table:
     table = Table(title=f"top {len(summary.top)} of study {summary.study_name!r}")
-    for column in ("#", "trial", "val loss", "val acc", "lr"):
+    labels = {row.score_label for row in summary.top} - {None}
+    score_column = f"val {labels.pop()}" if len(labels) == 1 else "val score"
+    for column in ("#", "trial", "val loss", score_column, "lr"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("schedule", no_wrap=True)
     table.add_column("params", overflow="fold")
     for rank, row in enumerate(summary.top, start=1):
-        accuracy = "-" if row.val_accuracy is None else f"{row.val_accuracy:.4f}"
         table.add_row(
             str(rank),
             str(row.number),
             f"{row.val_loss:.4f}",
-            accuracy,
+            row.score_text,
             f"{row.spec.lr:.4g}",
             row.spec.schedule.name,
             format_params(row.spec.schedule.params),

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lrsearch.errors import ConfigError, from_validation_error
 from lrsearch.schedules import SCHEDULES
+from lrsearch.tasks import BUILTIN_TASKS, check_task_name
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
 
@@ -25,26 +26,59 @@ class StrictModel(BaseModel):
 
 
 class DataSpec(StrictModel):
-    """A scikit-learn `make_classification` set, split stratified into train/val/test."""
+    """The task (`lrsearch tasks`, or `module:function` for your own) and, for a built-in one, its
+    settings; a setting left out takes the task's default. Built-in data is split train/val/test
+    (stratified for classes) and standardized with statistics of the train split."""
 
-    n_samples: int = Field(5000, ge=30)  # total rows before the split
-    n_features: int = Field(20, ge=2)
-    n_informative: int = Field(10, ge=1)  # features that carry the signal
-    n_classes: int = Field(3, ge=2)
-    class_sep: float = Field(1.0, gt=0)  # larger is easier
+    task: str = "classification"
+    n_samples: int | None = Field(None, ge=30)  # total rows before the split
+    n_features: int | None = Field(None, ge=2)
+    n_informative: int | None = Field(None, ge=1)  # features that carry the signal
+    n_classes: int | None = Field(None, ge=2)
+    class_sep: float | None = Field(None, gt=0)  # larger is easier
+    noise: float | None = Field(None, ge=0)  # moons, circles: std of the jitter; regression: of the target
     val_fraction: float = Field(0.2, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        check_task_name(name)
+        return name
+
     @model_validator(mode="after")
-    def _generable(self) -> DataSpec:
-        # make_classification puts two clusters per class on the corners of an n_informative cube.
-        if self.n_informative > self.n_features:
-            raise ValueError(f"n_informative ({self.n_informative}) must be at most n_features ({self.n_features})")
-        if 2 * self.n_classes > 2**self.n_informative:
+    def _fits_the_task(self) -> DataSpec:
+        given = {name for name in _TASK_SETTINGS if getattr(self, name) is not None}
+        builtin = BUILTIN_TASKS.get(self.task)
+        used = set(builtin.defaults) if builtin else set()
+        if given - used:
+            allowed = ", ".join(sorted(used)) or "none (only val_fraction and test_fraction, for built-in tasks)"
             raise ValueError(
-                f"n_classes={self.n_classes} needs n_informative >= {(2 * self.n_classes - 1).bit_length()}"
+                f"{', '.join(sorted(given - used))}: not a setting of task {self.task!r}; it takes {allowed}"
             )
+        settings = self.settings()
+        if {"n_informative", "n_features"} <= set(settings) and settings["n_informative"] > settings["n_features"]:
+            raise ValueError(
+                f"n_informative ({settings['n_informative']}) must be at most n_features ({settings['n_features']})"
+            )
+        # make_classification puts two clusters per class on the corners of an n_informative cube.
+        if "n_classes" in settings and 2 * settings["n_classes"] > 2 ** settings["n_informative"]:
+            needed = (2 * settings["n_classes"] - 1).bit_length()
+            raise ValueError(f"n_classes={settings['n_classes']} needs n_informative >= {needed}")
         return self
+
+    def settings(self) -> dict[str, Any]:
+        """The built-in task's settings, defaults filled in (empty for a user's task)."""
+        builtin = BUILTIN_TASKS.get(self.task)
+        if builtin is None:
+            return {}
+        return {
+            name: default if getattr(self, name) is None else getattr(self, name)
+            for name, default in builtin.defaults.items()
+        }
+
+
+_TASK_SETTINGS = ("n_samples", "n_features", "n_informative", "n_classes", "class_sep", "noise")
 
 
 class ModelSpec(StrictModel):

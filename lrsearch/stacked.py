@@ -75,6 +75,8 @@ class StackedTrainer:
     """
 
     def __init__(self, data: Data, problem: RunSpec, device: torch.device | str = "cpu") -> None:
+        if not data.stackable:
+            raise ValueError("the stacked engine trains the built-in MLP on tensors; this task brings its own")
         self.data, self.device = data, torch.device(device)
         self.epochs, self.batch_size, self.seed = problem.epochs, problem.batch_size, problem.seed
         self.hidden = problem.model.hidden
@@ -85,7 +87,7 @@ class StackedTrainer:
         self._orders = torch.stack([torch.randperm(len(data.train), generator=order) for _ in range(self.epochs)])
         self._orders = self._orders.to(self.device)
         torch.manual_seed(self.seed)
-        initial = make_mlp(data.n_features, self.hidden, data.n_classes)
+        initial = make_mlp(data.n_features, self.hidden, data.n_outputs)
         # nn.Linear's own layout ([out, in] weights, used transposed), so the matmuls match it. All of a
         # trial's parameters live in one row of a [K, P] tensor, so the optimizer update is a few
         # operations on one tensor whatever the number of layers.
@@ -168,8 +170,7 @@ class StackedTrainer:
         for start in range(0, n_train, self.batch_size):
             index = orders[:, start : start + self.batch_size]  # [K, B]
             logits = self._forward(train_x[index])
-            losses = F.cross_entropy(logits.flatten(0, 1), train_y[index].flatten(), reduction="none")
-            losses = losses.view(k, -1).mean(dim=1)
+            losses = self._losses(logits, train_y[index])
             self._grad.zero_()
             with warnings.catch_warnings():
                 # The gradients are views of one flat tensor on purpose (one update for all layers).
@@ -192,6 +193,13 @@ class StackedTrainer:
             for i, m in enumerate(members)
         ]
 
+    def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each trial's mean loss over its batch: outputs [K, B, out], targets [K, B] -> [K]."""
+        if self.data.kind == "regression":
+            return ((outputs.squeeze(-1) - targets) ** 2).mean(dim=1)
+        losses = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+        return losses.view(len(outputs), -1).mean(dim=1)
+
     @torch.no_grad()
     def _validation_logits(self) -> torch.Tensor:
         x = self.data.val.x.unsqueeze(0).expand(len(self.members), -1, -1)
@@ -209,8 +217,8 @@ class StackedTrainer:
     ) -> EpochOutcome:
         member.epoch += 1
         y = self.data.val.y
-        val_loss = F.cross_entropy(logits[row], y).item()
-        accuracy = (logits[row].argmax(dim=1) == y).float().mean().item()
+        val_loss = self.data.loss(logits[row], y).item()  # as the one-trial loop computes them
+        score = self.data.score_of(logits[row], y)
         for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
             if not math.isfinite(value):
                 return EpochOutcome(member.key, None, diverged=f"{what} became {value} at epoch {member.epoch}")
@@ -218,7 +226,7 @@ class StackedTrainer:
             member.scheduler.step(val_loss)
         elif member.when == "epoch":
             member.scheduler.step()
-        record = EpochRecord(member.epoch, lr, train_loss, val_loss, accuracy, step_lrs)
+        record = EpochRecord(member.epoch, lr, train_loss, val_loss, score, step_lrs)
         member.history.append(record)
         return EpochOutcome(member.key, record, finished=member.epoch == self.epochs)
 

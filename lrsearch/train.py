@@ -10,12 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lrsearch.build import build_optimizer, build_scheduler, step_on
-from lrsearch.data import Data, Split
-from lrsearch.model import make_mlp
+from lrsearch.data import Data, Source, whole
 from lrsearch.spec import RunSpec
 
 
@@ -25,7 +23,7 @@ class EpochRecord:
     lr: float  # the LR at the start of the epoch (per-batch schedules move it within the epoch)
     train_loss: float  # mean over the epoch's batches
     val_loss: float
-    val_accuracy: float
+    val_score: float | None  # the task's score (accuracy, R²), None when it has none
     # The LR of each optimizer step of the epoch, for per-batch schedules (the others hold `lr`).
     step_lrs: tuple[float, ...] = ()
 
@@ -34,7 +32,7 @@ class EpochRecord:
 class History:
     epochs: list[EpochRecord] = field(default_factory=list)
     test_loss: float | None = None  # only when `train(..., evaluate_test=True)`
-    test_accuracy: float | None = None
+    test_score: float | None = None
 
     @property
     def final(self) -> EpochRecord:
@@ -53,13 +51,12 @@ OnEpoch = Callable[[EpochRecord], None]
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy on a whole split, in one batch."""
+def evaluate(model: nn.Module, data: Data, split: Source, device: torch.device | str) -> tuple[float, float | None]:
+    """The task's loss and score on a whole split (one batch for tensors)."""
     model.eval()
-    logits = model(split.x)
-    loss = F.cross_entropy(logits, split.y).item()
-    accuracy = (logits.argmax(dim=1) == split.y).float().mean().item()
-    return loss, accuracy
+    x, y = whole(split, device)
+    output = model(x)
+    return data.loss(output, y).item(), data.score_of(output, y)
 
 
 def train(
@@ -69,7 +66,7 @@ def train(
     on_epoch: OnEpoch | None = None,
     evaluate_test: bool = False,
 ) -> History:
-    """Train the spec's MLP with its optimizer and LR schedule.
+    """Train the task's model (the spec's MLP for a built-in task) with the spec's optimizer and LR schedule.
 
     Args:
         spec: the run.
@@ -87,24 +84,22 @@ def train(
     """
     # Weights are drawn on the CPU from the spec's seed, so every device starts from the same model.
     torch.manual_seed(spec.seed)
-    model = make_mlp(data.n_features, spec.model.hidden, data.n_classes).to(device)
+    model = data.new_model(spec).to(device)
     optimizer = build_optimizer(spec, model.parameters())
-    n_train = len(data.train)
     steps_per_epoch = data.steps_per_epoch(spec.batch_size)
     scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
     when = step_on(spec)
     batch_order = torch.Generator().manual_seed(spec.seed)
+    data.reseed(spec.seed)
     history = History()
 
     for epoch in range(1, spec.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         model.train()
-        order = torch.randperm(n_train, generator=batch_order).to(device)
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per batch
         step_lrs: list[float] = []
-        for start in range(0, n_train, spec.batch_size):
-            index = order[start : start + spec.batch_size]
-            loss = F.cross_entropy(model(data.train.x[index]), data.train.y[index])
+        for x, y in data.batches(spec.batch_size, batch_order, device):
+            loss = data.loss(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -114,7 +109,7 @@ def train(
                 scheduler.step()
             loss_sum += loss.detach()
         train_loss = loss_sum.item() / steps_per_epoch
-        val_loss, val_accuracy = evaluate(model, data.val)
+        val_loss, val_score = evaluate(model, data, data.val, device)
         for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
             if not math.isfinite(value):
                 raise Diverged(epoch, what, value, history)
@@ -122,11 +117,11 @@ def train(
             scheduler.step(val_loss)  # ReduceLROnPlateau decides from the validation loss
         elif when == "epoch":
             scheduler.step()
-        record = EpochRecord(epoch, lr, train_loss, val_loss, val_accuracy, tuple(step_lrs))
+        record = EpochRecord(epoch, lr, train_loss, val_loss, val_score, tuple(step_lrs))
         history.epochs.append(record)
         if on_epoch is not None:
             on_epoch(record)
 
-    if evaluate_test:
-        history.test_loss, history.test_accuracy = evaluate(model, data.test)
+    if evaluate_test and data.test is not None:
+        history.test_loss, history.test_score = evaluate(model, data, data.test, device)
     return history

@@ -32,6 +32,7 @@ from lrsearch.objective import Objective, Pictures
 from lrsearch.stopping import StopSignal, stop_on_interrupt
 from lrsearch.storage import AdmissionLock, admission_lock, artifact_folder, has_heartbeat
 from lrsearch.study import join_study, recording_failures
+from lrsearch.tasks import is_user_task
 
 BUDGET_ATTR = "lrsearch_budget"  # study attribute: {"target": trials to hold or None, "first": trial number}
 WORKER_ATTR = "worker"  # trial attribute: host:pid of the process that ran it
@@ -175,11 +176,12 @@ def plan_workers(
     """`jobs` workers taking the devices in turn; worker i samples with seed + i (None: fresh entropy).
 
     A stacked worker's matrices are large enough to gain from threads: CPU workers share the cores.
+    A user's task brings its own model, which the stacked engine cannot train: one trial at a time.
     """
     setups = []
     for i in range(jobs):
         device = devices[i % len(devices)]
-        stack = stack_size(config.study.stack, device, config.study.trials)
+        stack = 1 if is_user_task(config.data.task) else stack_size(config.study.stack, device, config.study.trials)
         threads = max(1, len(os.sched_getaffinity(0)) // jobs) if stack > 1 else 1
         setups.append(WorkerSetup(config, str(device), None if seed is None else seed + i, stop_file, stack, threads))
     return setups

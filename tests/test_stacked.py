@@ -92,7 +92,7 @@ def test_a_stacked_trial_equals_the_same_trial_trained_alone(stacked_run, tiny_d
     for mine, theirs in zip(stacked, alone, strict=True):
         assert mine.val_loss == pytest.approx(theirs.val_loss, abs=1e-6)
         assert mine.train_loss == pytest.approx(theirs.train_loss, abs=1e-6)
-        assert mine.val_accuracy == pytest.approx(theirs.val_accuracy, abs=1e-6)
+        assert mine.val_score == pytest.approx(theirs.val_score, abs=1e-6)
     assert outcomes[case][-1].finished
 
 
