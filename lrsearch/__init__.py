@@ -1,11 +1,14 @@
 """lrsearch: find the learning-rate schedule, with its numbers, to train with.
 
-For your own training code: load an exported run and build its optimizer and scheduler::
+Search from Python, and carry the winner into your own training loop::
 
-    spec = load_run_spec("best.yaml")
-    optimizer = build_optimizer(spec, model.parameters())
-    scheduler = build_scheduler(spec, optimizer, steps_per_epoch=len(train_loader))
-    step_on(spec)  # "batch", "epoch" or "metric": when to call scheduler.step()
+    result = lrsearch.search(trials=50, task="moons")   # result.best, result.trials, result.study
+    result.export("best.yaml")
+
+    schedule = lrsearch.load_schedule("best.yaml")
+    scheduler = schedule.build(optimizer, steps_per_epoch=len(train_loader))
+    ...  # schedule.after_batch(scheduler) after each optimizer.step(),
+    ...  # schedule.after_epoch(scheduler, val_loss) after each epoch
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from typing import Any
 # Public name -> the module that defines it. Imported on first use, so that `lrsearch --help` does not
 # wait for torch and optuna to load.
 _EXPORTS = {
+    "search": "lrsearch.api",
+    "SearchResult": "lrsearch.api",
+    "load_schedule": "lrsearch.build",
+    "LoadedSchedule": "lrsearch.build",
+    "SearchConfig": "lrsearch.config",
     "build_optimizer": "lrsearch.build",
     "build_scheduler": "lrsearch.build",
     "step_on": "lrsearch.build",

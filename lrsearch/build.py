@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch.optim import Optimizer
@@ -10,7 +11,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lrsearch.errors import ConfigError
 from lrsearch.schedules import Budget, StepOn, get_schedule
-from lrsearch.spec import RunSpec
+from lrsearch.spec import RunSpec, load_run_spec
 
 
 def build_optimizer(spec: RunSpec, parameters: Iterable[torch.nn.Parameter]) -> Optimizer:
@@ -54,3 +55,68 @@ def step_on(spec: RunSpec) -> StepOn:
     """When to call the scheduler's `step()`: after every `batch`, every `epoch`, or every epoch with the
     validation loss as `scheduler.step(val_loss)` (`metric`)."""
     return get_schedule(spec.schedule.name).step_on
+
+
+class LoadedSchedule:
+    """A searched schedule, ready for any optimizer and any run length (`load_schedule("best.yaml")`).
+
+    In your loop, call `after_batch(scheduler)` after every `optimizer.step()` and
+    `after_epoch(scheduler, val_loss)` at the end of every epoch: each steps the scheduler only when it
+    is that schedule's moment (`step_on`: "batch" for OneCycleLR and CyclicLR, "metric" for
+    ReduceLROnPlateau, which takes the validation loss, "epoch" for the rest).
+    """
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.schedule.name
+
+    @property
+    def lr(self) -> float:
+        """The searched base LR (the peak for OneCycleLR and CyclicLR)."""
+        return self.spec.lr
+
+    @property
+    def step_on(self) -> StepOn:
+        return step_on(self.spec)
+
+    def build(
+        self, optimizer: Optimizer, steps_per_epoch: int, epochs: int | None = None, set_lr: bool = True
+    ) -> LRScheduler:
+        """The torch scheduler for `optimizer`.
+
+        Args:
+            steps_per_epoch: optimizer steps an epoch (`len(train_loader)`).
+            epochs: your run's length (default: the searched one). Schedules that span the whole run
+                (OneCycleLR, the decays of WarmupDecay and WarmupStableDecay) stretch to it; epoch counts
+                among the parameters (StepLR's step_size, a warm-up's length) stay as searched.
+            set_lr: set every parameter group's LR to the searched base LR first (the schedule's numbers
+                were tuned with it); False keeps the optimizer's own.
+        """
+        if set_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr
+        return build_scheduler(self.spec, optimizer, steps_per_epoch, epochs)
+
+    def after_batch(self, scheduler: LRScheduler) -> None:
+        if self.step_on == "batch":
+            scheduler.step()
+
+    def after_epoch(self, scheduler: LRScheduler, val_loss: float | None = None) -> None:
+        if self.step_on == "epoch":
+            scheduler.step()
+        elif self.step_on == "metric":
+            if val_loss is None:
+                raise ValueError(f"{self.name} decides from the validation loss: after_epoch(scheduler, val_loss)")
+            scheduler.step(val_loss)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.spec.schedule.params.items())
+        return f"LoadedSchedule({self.name}({params}), lr={self.lr:.4g}, steps every {self.step_on})"
+
+
+def load_schedule(path: str | Path) -> LoadedSchedule:
+    """The schedule of an exported run (`lrsearch export`), to build for your own optimizer and loop."""
+    return LoadedSchedule(load_run_spec(path))

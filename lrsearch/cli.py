@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -203,86 +202,22 @@ def _run_search(
         seed: worker i samples with seed + i; None gives every worker fresh entropy.
         before: trials the study held before; the bar counts the ones after.
     """
-    import shutil
-    import tempfile
+    from lrsearch.search_run import SearchRun
 
-    from lrsearch.stopping import StopSignal, stop_on_interrupt
-    from lrsearch.workers import plan_workers, run_worker
-
-    jobs = settings.study.jobs
-    stop_folder = Path(tempfile.mkdtemp(prefix="lrsearch-"))
-    stop = StopSignal(stop_folder / "stop")
-    setups = plan_workers(settings, jobs, devices, seed, stop.path)
-    stacks = {setup.stack for setup in setups}
+    search = SearchRun(settings, study, devices, seed)
+    jobs, stacks = len(search.setups), {setup.stack for setup in search.setups}
     typer.echo(
         f"study {settings.study.name!r} in {settings.study.storage} ({before} trials so far), "
         f"{settings.train.epochs} epochs a trial, {jobs} worker{'s' if jobs > 1 else ''} on "
-        + ", ".join(setup.device for setup in setups)
+        + ", ".join(setup.device for setup in search.setups)
         + ("" if stacks == {1} else f", {'/'.join(map(str, sorted(stacks)))} trials at once each")
     )
-    started = time.perf_counter()
-    second_interrupt = False
-    try:
-        with (
-            _TrialProgress(total, study, before) as progress,
-            _study_figures(settings, study),
-            stop_on_interrupt(stop),
-        ):
-            if jobs == 1:
-                reports = [run_worker(setups[0], stop, callbacks=[progress.update])]
-            else:
-                reports = _run_in_processes(setups, progress)
-    except KeyboardInterrupt:  # a second Ctrl-C: the running trials were cut off
-        second_interrupt, reports = True, []
-    finally:
-        shutil.rmtree(stop_folder, ignore_errors=True)
-    interrupted = second_interrupt or stop.is_set()
-    typer.echo(f"{'interrupted' if interrupted else 'finished'} after {time.perf_counter() - started:.1f} s")
-    if jobs > 1 and reports:
-        typer.echo("trials per worker: " + ", ".join(f"{r.worker} on {r.device}: {r.trials}" for r in reports))
+    with _TrialProgress(total, study, before) as progress:
+        interrupted = search.run(on_progress=progress.refresh)
+    typer.echo(f"{'interrupted' if interrupted else 'finished'} after {search.seconds:.1f} s")
+    if jobs > 1 and search.reports:
+        typer.echo("trials per worker: " + ", ".join(f"{r.worker} on {r.device}: {r.trials}" for r in search.reports))
     return interrupted
-
-
-def _study_figures(settings: Any, study: Any) -> Any:
-    """Keep the study's dashboard figures and best-config note current while the search runs."""
-    from contextlib import nullcontext
-
-    if not settings.study.figures:
-        return nullcontext()
-    from lrsearch.dashboard import StudyRefresher
-    from lrsearch.storage import admission_lock
-
-    return StudyRefresher(study, admission_lock(settings.study.storage, f"{settings.study.name}.figures"))
-
-
-def _run_in_processes(setups: list[Any], progress: _TrialProgress) -> list[Any]:
-    """Run worker processes while this one refreshes the progress bar from the study."""
-    import threading
-
-    from lrsearch.workers import run_workers
-
-    outcome: dict[str, Any] = {}
-
-    def wait_for_workers() -> None:
-        try:
-            outcome["reports"] = run_workers(setups)
-        except BaseException as error:  # re-raised in the main thread
-            outcome["error"] = error
-
-    waiter = threading.Thread(target=wait_for_workers, daemon=True)
-    waiter.start()
-    try:
-        while waiter.is_alive():
-            waiter.join(timeout=0.5)
-            progress.refresh()
-    except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the next run retries what was running
-        from joblib.externals.loky import get_reusable_executor
-
-        get_reusable_executor().shutdown(wait=False, kill_workers=True)
-        raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["reports"]
 
 
 class _TrialProgress:
@@ -311,10 +246,6 @@ class _TrialProgress:
     def __exit__(self, *exc: object) -> None:
         self.refresh()
         self._progress.stop()
-
-    def update(self, study: Any, trial: Any) -> None:
-        """An Optuna callback: called after each trial of this process."""
-        self.refresh()
 
     def refresh(self) -> None:
         from optuna.trial import TrialState

@@ -169,9 +169,26 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     else:
         raw, source = load_yaml_mapping(path), str(path)
     config = with_overrides(raw, overrides or {}, source)
+    require_an_end(config, source)
+    return config
+
+
+def require_an_end(config: SearchConfig, source: str) -> None:
     if config.study.trials is None and config.study.timeout is None:
         raise ConfigError(f"{source}: study.trials: set trials or timeout, or the search never ends")
-    return config
+
+
+def overrides_from(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options named as the command line's (`trials`, `study_name`, ...) -> the config fields they set.
+
+    Raises:
+        ConfigError: an option that `lrsearch optimize` does not have.
+    """
+    by_name = {flag.removeprefix("--").replace("-", "_"): key for key, flag in FLAGS.items()}
+    unknown = sorted(set(options) - set(by_name))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: not a search setting; choose from {', '.join(sorted(by_name))}")
+    return {by_name[name]: value for name, value in options.items()}
 
 
 def with_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str) -> SearchConfig:

@@ -1,0 +1,108 @@
+"""The Python API, for notebooks and scripts: run a search, get a result object.
+
+import lrsearch
+
+result = lrsearch.search(trials=50, task="moons")
+result.best              # the winning RunSpec
+result.trials            # a pandas DataFrame, one row per trial
+result.export("best.yaml")
+schedule = lrsearch.load_schedule("best.yaml")  # for your own optimizer and loop
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.config import SearchConfig, load_config, overrides_from, require_an_end, with_overrides
+from lrsearch.errors import ConfigError
+from lrsearch.objective import RUN_SPEC
+from lrsearch.spec import RunSpec
+
+if TYPE_CHECKING:
+    import pandas
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search found, and the study it ran on (which holds every trial)."""
+
+    study: optuna.Study
+    config: SearchConfig
+    interrupted: bool  # Ctrl-C stopped it before its budget was spent
+
+    @property
+    def best_trial(self) -> FrozenTrial:
+        """The completed trial with the lowest final val loss, in the whole study."""
+        completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not completed:
+            raise ConfigError(f"study {self.study.study_name!r} has no completed trial")
+        return min(completed, key=lambda t: t.value)
+
+    @property
+    def best(self) -> RunSpec:
+        """The best trial's RunSpec: `best.schedule`, `best.lr`, `best.optimizer`..."""
+        return RunSpec.model_validate(self.best_trial.user_attrs[RUN_SPEC])
+
+    @property
+    def best_value(self) -> float:
+        return self.best_trial.value
+
+    @property
+    def trials(self) -> pandas.DataFrame:
+        """One row per trial: number, state, final val loss (`value`), start, duration, and the sampled
+        parameters (`params_schedule`, `params_lr`, `params_<schedule>.<name>`...)."""
+        return self.study.trials_dataframe(attrs=("number", "state", "value", "datetime_start", "duration", "params"))
+
+    def export(self, path: str | Path) -> RunSpec:
+        """Write the best RunSpec as YAML (replay: `lrsearch train --config PATH`)."""
+        from lrsearch.report import export_best
+
+        return export_best(self.study, Path(path))
+
+
+def search(config: str | Path | dict[str, Any] | SearchConfig | None = None, **settings: Any) -> SearchResult:
+    """Run a search and return its result; a stored study with the same name gets the new trials.
+
+    Args:
+        config: a config file, a dict shaped like one, a `SearchConfig`, or None for
+            `studies/default.yaml` (when it exists, else the built-in defaults).
+        settings: the command-line options by their names: trials, timeout, study_name, storage, seed,
+            jobs, stack, devices, sampler, pruner, epochs, export, task.
+
+    Raises:
+        ConfigError: a setting is not valid (its message names it), before anything is written.
+    """
+    overrides = overrides_from(settings)
+    if isinstance(config, SearchConfig):
+        config = config.model_dump(mode="json")
+    if isinstance(config, dict):
+        resolved = with_overrides(copy.deepcopy(config), overrides, "config")
+        require_an_end(resolved, "config")
+    else:
+        resolved = load_config(None if config is None else Path(config), overrides)
+    return _run(resolved)
+
+
+def _run(config: SearchConfig) -> SearchResult:
+    from lrsearch.data import load_data
+    from lrsearch.device import resolve_devices
+    from lrsearch.logs import quiet_optuna
+    from lrsearch.search_run import SearchRun
+    from lrsearch.study import open_study
+    from lrsearch.tasks import is_user_task
+    from lrsearch.workers import add_to_budget
+
+    devices = resolve_devices(config.study.devices)
+    if is_user_task(config.data.task):
+        load_data(config.data, config.study.seed)  # its mistakes surface before the study is touched
+    quiet_optuna()
+    study = open_study(config)
+    add_to_budget(study, config.study.trials)
+    interrupted = SearchRun(config, study, devices, config.study.seed).run()
+    return SearchResult(study=study, config=config, interrupted=interrupted)

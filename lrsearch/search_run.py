@@ -1,0 +1,100 @@
+"""One run of a search on a study: its workers (in this process or in worker processes), Ctrl-C handling,
+and the dashboard figures kept current. The CLI and the Python API both run searches through it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from lrsearch.config import SearchConfig
+from lrsearch.stopping import StopSignal, stop_on_interrupt
+from lrsearch.workers import WorkerReport, plan_workers, run_worker, run_workers
+
+POLL_S = 0.5  # how often `on_progress` runs while worker processes train
+
+
+class SearchRun:
+    """The workers of one run of `config` on `study`.
+
+    Args:
+        seed: worker i samples with seed + i; None gives every worker fresh entropy.
+    """
+
+    def __init__(
+        self, config: SearchConfig, study: optuna.Study, devices: list[torch.device], seed: int | None
+    ) -> None:
+        self.config, self.study = config, study
+        self._stop_folder = Path(tempfile.mkdtemp(prefix="lrsearch-"))
+        self.stop = StopSignal(self._stop_folder / "stop")
+        self.setups = plan_workers(config, config.study.jobs, devices, seed, self.stop.path)
+        self.reports: list[WorkerReport] = []
+        self.seconds = 0.0
+
+    def run(self, on_progress: Callable[[], None] | None = None) -> bool:
+        """Run the workers until the study's budget (or the timeout) is spent; True when Ctrl-C stopped
+        them. The first Ctrl-C ends each running trial after its epoch; a second one stops at once.
+
+        Args:
+            on_progress: called after each trial (one worker) or every `POLL_S` (worker processes).
+        """
+        started = time.perf_counter()
+        second_interrupt = False
+        try:
+            with _figures(self.config, self.study), stop_on_interrupt(self.stop):
+                if len(self.setups) == 1:
+                    callbacks = [] if on_progress is None else [lambda study, trial: on_progress()]
+                    self.reports = [run_worker(self.setups[0], self.stop, callbacks=callbacks)]
+                else:
+                    self.reports = _in_processes(self.setups, on_progress)
+        except KeyboardInterrupt:  # a second Ctrl-C: the running trials were cut off
+            second_interrupt = True
+        finally:
+            shutil.rmtree(self._stop_folder, ignore_errors=True)
+            self.seconds = time.perf_counter() - started
+        return second_interrupt or self.stop.is_set()
+
+
+def _figures(config: SearchConfig, study: optuna.Study) -> AbstractContextManager[Any]:
+    """Keep the study's dashboard figures and best-config note current while the search runs."""
+    if not config.study.figures:
+        return nullcontext()
+    from lrsearch.dashboard import StudyRefresher
+    from lrsearch.storage import admission_lock
+
+    return StudyRefresher(study, admission_lock(config.study.storage, f"{config.study.name}.figures"))
+
+
+def _in_processes(setups: list[Any], on_progress: Callable[[], None] | None) -> list[WorkerReport]:
+    """Run worker processes while this one reports progress."""
+    outcome: dict[str, Any] = {}
+
+    def wait_for_workers() -> None:
+        try:
+            outcome["reports"] = run_workers(setups)
+        except BaseException as error:  # re-raised in the main thread
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait_for_workers, daemon=True)
+    waiter.start()
+    try:
+        while waiter.is_alive():
+            waiter.join(timeout=POLL_S)
+            if on_progress is not None:
+                on_progress()
+    except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the next run retries what was running
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=False, kill_workers=True)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["reports"]
