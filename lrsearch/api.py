@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.config import SearchConfig, load_config, overrides_from, require_an_end, with_overrides
+from lrsearch.config import (
+    SearchConfig,
+    load_config,
+    overrides_from,
+    require_an_end,
+    require_shared_storage,
+    with_overrides,
+)
 from lrsearch.errors import ConfigError
 from lrsearch.objective import RUN_SPEC
 from lrsearch.spec import RunSpec
@@ -98,6 +105,7 @@ def _run(config: SearchConfig) -> SearchResult:
     from lrsearch.tasks import is_user_task
     from lrsearch.workers import add_to_budget
 
+    require_shared_storage(config)
     devices = resolve_devices(config.study.devices)
     if is_user_task(config.data.task):
         load_data(config.data, config.study.seed)  # its mistakes surface before the study is touched

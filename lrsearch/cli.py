@@ -183,13 +183,10 @@ def _check_task(settings: Any) -> None:
 
 
 def _devices_for(settings: Any) -> list[Any]:
+    from lrsearch.config import require_shared_storage
     from lrsearch.device import resolve_devices
 
-    if settings.study.jobs > 1 and settings.study.storage == "sqlite:///:memory:":
-        raise ConfigError(
-            "--jobs: worker processes need a storage they share (an SQLite or journal file, or PostgreSQL), "
-            "not sqlite:///:memory:"
-        )
+    require_shared_storage(settings)
     return resolve_devices(settings.study.devices)
 
 

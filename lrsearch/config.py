@@ -178,6 +178,14 @@ def require_an_end(config: SearchConfig, source: str) -> None:
         raise ConfigError(f"{source}: study.trials: set trials or timeout, or the search never ends")
 
 
+def require_shared_storage(config: SearchConfig) -> None:
+    if config.study.jobs > 1 and config.study.storage == "sqlite:///:memory:":
+        raise ConfigError(
+            "--jobs: worker processes need a storage they share (an SQLite or journal file, or PostgreSQL), "
+            "not sqlite:///:memory:"
+        )
+
+
 def overrides_from(options: Mapping[str, Any]) -> dict[str, Any]:
     """Options named as the command line's (`trials`, `study_name`, ...) -> the config fields they set.
 

@@ -7,13 +7,20 @@ machines). These are the strings `optuna` and `optuna-dashboard` accept too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import (
+    BaseStorage,
+    InMemoryStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
 from optuna.storages.journal import JournalFileBackend
 
 from lrsearch.errors import ConfigError
@@ -21,6 +28,7 @@ from lrsearch.errors import ConfigError
 # A trial whose worker died is retried at most this often; a trial that kills its worker each time
 # (out of memory, say) must not loop forever.
 MAX_RETRIES = 3
+IN_MEMORY = "sqlite:///:memory:"  # a study that lives as long as its process (tests, notebooks, benchmarks)
 SQLITE_BUSY_TIMEOUT_S = 120  # how long a write waits for another process's write before failing
 
 
@@ -36,6 +44,8 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
     Raises:
         ConfigError: the URL is malformed, its driver is missing, or the server or file can't be reached.
     """
+    if url == IN_MEMORY:
+        return _in_memory()
     file = _storage_file(url)
     if "://" not in url and file.suffix in {".db", ".sqlite", ".sqlite3"}:
         raise ConfigError(
@@ -69,9 +79,16 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
     return storage
 
 
+@functools.cache
+def _in_memory() -> InMemoryStorage:
+    """This process's in-memory storage: every opening of `sqlite:///:memory:` in a process (the search,
+    its worker, the report) must see the same studies. Nothing of it outlives the process."""
+    return InMemoryStorage()
+
+
 def has_heartbeat(url: str) -> bool:
     """Whether a dead worker's trial is detected in this storage (Optuna's journal file has no heartbeat)."""
-    return "://" in url and url != "sqlite:///:memory:"
+    return "://" in url and url != IN_MEMORY
 
 
 def artifact_folder(url: str, setting: Path | None = None) -> Path | None:
