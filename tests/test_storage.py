@@ -5,7 +5,9 @@ import sqlite3
 import optuna
 import pytest
 from optuna.storages import JournalStorage, RDBStorage
+from typer.testing import CliRunner
 
+from lrsearch.cli import app
 from lrsearch.errors import ConfigError
 from lrsearch.storage import admission_lock, has_heartbeat, open_storage
 
@@ -30,6 +32,16 @@ def test_the_url_alone_picks_the_storage(tmp_path):
     assert isinstance(open_storage(str(tmp_path / "search.log")), JournalStorage)
     assert isinstance(open_storage(f"sqlite:///{tmp_path}/search.db"), RDBStorage)
     assert has_heartbeat(f"sqlite:///{tmp_path}/search.db") and not has_heartbeat(str(tmp_path / "search.log"))
+
+
+def test_an_in_memory_search_runs_and_its_study_is_the_process_s(tiny_config_file):
+    # The search's worker opens the storage again: it must find the study the command created.
+    result = CliRunner().invoke(
+        app, ["optimize", "--config", str(tiny_config_file), "--storage", "sqlite:///:memory:", "--trials", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert open_storage("sqlite:///:memory:") is open_storage("sqlite:///:memory:")
+    assert len(optuna.load_study(study_name="default", storage=open_storage("sqlite:///:memory:")).trials) >= 2
 
 
 def test_sqlite_is_in_wal_mode_for_concurrent_readers(tmp_path):
