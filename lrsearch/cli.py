@@ -358,14 +358,12 @@ def report(
 
     quiet_optuna()
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
-    drawers = list(sections(study))
+    drawers = sections(study)
     drawn = []
     with Progress(transient=True) as progress:
         task = progress.add_task("drawing the report", total=len(drawers))
         for draw in drawers:
-            section = draw()
-            if section is not None:
-                drawn.append(section)
+            drawn.append(draw())
             progress.advance(task)
     write_html(study, drawn, output)
     typer.echo(f"wrote {output}")

@@ -1,7 +1,7 @@
 """What optuna-dashboard shows of a study beyond its own plots, and the server itself.
 
-- every finished trial carries a picture of its LR schedule and losses, as an Optuna artifact (the
-  trial page shows image artifacts);
+- every finished trial carries a picture of its LR schedule and losses: an Optuna artifact of the trial,
+  shown full size by the trial's note (the artifact list shows only a thumbnail);
 - the study carries plotly figures (the top trials' LR curves and val losses, schedule types compared)
   and a note with the best RunSpec as YAML; the process that shows the search's progress refreshes them.
 """
@@ -165,7 +165,7 @@ class StudyRefresher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.refresh()  # the last trials' results, whatever the interval
+        self._refresh_quietly()  # the last trials' results, whatever the interval
 
     def refresh(self) -> None:
         finished = sum(1 for t in self._study.get_trials(deepcopy=False) if t.state.is_finished())
@@ -176,10 +176,13 @@ class StudyRefresher:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self.refresh()
-            except Exception:  # noqa: BLE001 - a figure must never stop a search; the exit refresh retries
-                continue
+            self._refresh_quietly()
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except Exception as error:  # noqa: BLE001 - a figure must never stop a search; the next refresh retries
+            _log.warning("the study's figures were not refreshed: %s: %s", type(error).__name__, error)
 
 
 @contextmanager

@@ -6,9 +6,10 @@ from __future__ import annotations
 import html
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +33,20 @@ class Section:
     figure: Figure | None = None
 
 
-def sections(study: optuna.Study) -> Iterator[Callable[[], Section | None]]:
-    """The report's sections, each drawn when called (so a progress bar can follow)."""
-    trials = study.get_trials(deepcopy=False)
-    curves = finished_curves(trials)
+def sections(study: optuna.Study) -> list[Callable[[], Section]]:
+    """The report's sections, each drawn when called (so a progress bar can follow); those with nothing
+    to show yet are left out."""
+    curves = finished_curves(study.get_trials(deepcopy=False))
     top = top_completed(curves, TOP_K)
-    yield lambda: _summary(study)
-    yield lambda: _history(study) if top else None
-    yield (
-        lambda: (
-            Section("lr-curves", "LR schedules of the best trials", figure=plots.top_lr_curves(top)) if top else None
-        )
-    )
-    yield lambda: Section("val-loss", "Their val loss", figure=plots.top_val_losses(top)) if top else None
-    yield lambda: _schedule_types(curves) if curves else None
-    yield lambda: _importances(study) if len(top) > 1 else None
-    yield lambda: _replay(study)
+    drawers: list[Callable[[], Section]] = [partial(_summary, study)]
+    if top:
+        drawers += [partial(_history, study), partial(_best_lr_curves, top), partial(_best_val_losses, top)]
+    if curves:
+        drawers.append(partial(_schedule_types, curves))
+    if len(top) > 1:
+        drawers.append(partial(_importances, study))
+    drawers.append(partial(_replay, study))
+    return drawers
 
 
 def write_html(study: optuna.Study, drawn: list[Section], path: Path) -> None:
@@ -104,6 +103,14 @@ def _history(study: optuna.Study) -> Section:
 
     axes = plot_optimization_history(study)
     return Section("history", "Optimization history", figure=_detached(axes))
+
+
+def _best_lr_curves(top: list[TrialCurves]) -> Section:
+    return Section("lr-curves", "LR schedules of the best trials", figure=plots.top_lr_curves(top))
+
+
+def _best_val_losses(top: list[TrialCurves]) -> Section:
+    return Section("val-loss", "Their val loss", figure=plots.top_val_losses(top))
 
 
 def _schedule_types(curves: list[TrialCurves]) -> Section:
