@@ -124,7 +124,7 @@ def optimize(
     before = len(study.get_trials(deepcopy=False))
     add_to_budget(study, settings.study.trials)
     interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
-    _print_report(study, settings.study.export_path)
+    _print_report(study, settings.study.export_path, settings.study.storage)
     if interrupted:
         typer.echo(f"re-run with --study-name {settings.study.name} to add more trials")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -258,7 +258,8 @@ class _TrialProgress:
         )
 
 
-def _print_report(study: Any, export_path: Path) -> None:
+def _print_report(study: Any, export_path: Path, storage: str) -> None:
+    from lrsearch.config import DEFAULT_STORAGE
     from lrsearch.report import best_lines, counts_line, export_best, summarize, top_table
 
     summary = summarize(study)
@@ -269,7 +270,11 @@ def _print_report(study: Any, export_path: Path) -> None:
     typer.echo("\n".join(best_lines(summary.best)))
     _console().print(top_table(summary))
     export_best(study, export_path)
-    typer.echo(f"best run written to {export_path} (replay: lrsearch train --config {export_path})")
+    record = f" --study-name {study.study_name}" + ("" if storage == DEFAULT_STORAGE else f" --storage {storage}")
+    typer.echo(f"best run written to {export_path}")
+    typer.echo(
+        f"replay it beside the baselines, recorded for `lrsearch report`: lrsearch train --config {export_path}{record}"
+    )
 
 
 @app.command()

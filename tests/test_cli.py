@@ -31,6 +31,8 @@ def test_optimize_then_replay_reproduces_the_best_trial(tiny_config_file, tmp_pa
     assert result.exit_code == 0, result.output
     assert "4 trials:" in result.output and "best trial: #" in result.output and "top " in result.output
     assert f"best run written to {best_yaml}" in result.output
+    storage = _storage(tiny_config_file)
+    assert f"lrsearch train --config {best_yaml} --study-name default --storage {storage}" in result.output
 
     study = optuna.load_study(study_name="default", storage=_storage(tiny_config_file))
     assert load_run_spec(best_yaml).model_dump(mode="json") == study.best_trial.user_attrs["run_spec"]
