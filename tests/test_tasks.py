@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 import lrsearch
 from lrsearch.config import load_config
+from lrsearch.dashboard import trial_pictures
 from lrsearch.data import load_data
 from lrsearch.errors import ConfigError
 from lrsearch.schedules import SCHEDULES, Budget
@@ -139,6 +140,7 @@ def test_a_user_task_is_searched_exported_and_replayed(tmp_path):
 
     study = optuna.load_study(study_name="default", storage=f"sqlite:///{tmp_path}/studies/lrsearch.db")
     assert len(study.trials) == 5 and study.trials[0].user_attrs["run_spec"]["data"]["task"] == "my_models:build"
+    assert all(trial_pictures(study, trial) for trial in study.trials)  # the dashboard shows its trials too
     exported = tmp_path / "studies" / "default-best.yaml"
     assert load_run_spec(exported).data.task == "my_models:build"
     replay = _run("train", "--config", exported, cwd=tmp_path)
