@@ -24,7 +24,6 @@ from lrsearch.config import (
     load_config,
     overrides_from,
     require_an_end,
-    require_shared_storage,
     with_overrides,
 )
 from lrsearch.errors import ConfigError
@@ -97,20 +96,8 @@ def search(config: str | Path | dict[str, Any] | SearchConfig | None = None, **s
 
 
 def _run(config: SearchConfig) -> SearchResult:
-    from lrsearch.data import load_data
-    from lrsearch.device import resolve_devices
-    from lrsearch.logs import quiet_optuna
-    from lrsearch.search_run import SearchRun
-    from lrsearch.study import open_study
-    from lrsearch.tasks import is_user_task
-    from lrsearch.workers import add_to_budget
+    from lrsearch.search_run import SearchRun, open_search
 
-    require_shared_storage(config)
-    devices = resolve_devices(config.study.devices)
-    if is_user_task(config.data.task):
-        load_data(config.data, config.study.seed)  # its mistakes surface before the study is touched
-    quiet_optuna()
-    study = open_study(config)
-    add_to_budget(study, config.study.trials)
+    study, devices = open_search(config)
     interrupted = SearchRun(config, study, devices, config.study.seed).run()
     return SearchResult(study=study, config=config, interrupted=interrupted)

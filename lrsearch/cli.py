@@ -98,8 +98,7 @@ def optimize(
 ) -> None:
     """Search LR schedules; re-running with the same study name adds trials to it."""
     from lrsearch.config import load_config
-    from lrsearch.study import open_study
-    from lrsearch.workers import add_to_budget
+    from lrsearch.search_run import open_search
 
     overrides = {
         "study.trials": trials,
@@ -117,12 +116,9 @@ def optimize(
         "data.task": task,
     }
     settings = load_config(config, overrides)
-    torch_devices = _devices_for(settings)
-    _check_task(settings)
-    quiet_optuna()
-    study = open_study(settings)
+    study, torch_devices = open_search(settings)
+    _say_if_one_at_a_time(settings)
     before = len(study.get_trials(deepcopy=False))
-    add_to_budget(study, settings.study.trials)
     interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
     _print_report(study, settings.study.export_path, settings.study.storage)
     if interrupted:
@@ -144,6 +140,7 @@ def worker(
     until its trial budget is spent. The search settings come from the study itself."""
     from lrsearch.config import DEFAULT_STORAGE
     from lrsearch.report import best_lines, counts_line, summarize
+    from lrsearch.search_run import check_search
     from lrsearch.study import load_existing_study, stored_config
 
     url = storage or DEFAULT_STORAGE
@@ -152,8 +149,8 @@ def worker(
     flags = {"study.storage": url, "study.jobs": jobs, "study.stack": stack, "study.devices": devices}
     flags["study.timeout"] = timeout
     settings = stored_config(study, flags)
-    torch_devices = _devices_for(settings)
-    _check_task(settings)
+    torch_devices = check_search(settings)
+    _say_if_one_at_a_time(settings)
     before = len(study.get_trials(deepcopy=False))
     # Workers sample with fresh seeds: a fixed one would repeat what the first machine's workers propose.
     interrupted = _run_search(settings, study, torch_devices, None, before, total=None)
@@ -165,29 +162,14 @@ def worker(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _check_task(settings: Any) -> None:
-    """Load a user's task once before the study is touched: a mistake in it is one line, and nothing is
-    written. Say so when it makes the trials train one at a time."""
+def _say_if_one_at_a_time(settings: Any) -> None:
     from lrsearch.tasks import is_user_task
 
-    if not is_user_task(settings.data.task):
-        return
-    from lrsearch.data import load_data
-
-    load_data(settings.data, settings.study.seed)
-    if settings.study.stack != 1:
+    if is_user_task(settings.data.task) and settings.study.stack != 1:
         typer.echo(
             f"task {settings.data.task} brings its own model: trials train one at a time "
             "(the stacked engine trains the built-in MLP)"
         )
-
-
-def _devices_for(settings: Any) -> list[Any]:
-    from lrsearch.config import require_shared_storage
-    from lrsearch.device import resolve_devices
-
-    require_shared_storage(settings)
-    return resolve_devices(settings.study.devices)
 
 
 def _run_search(

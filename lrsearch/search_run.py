@@ -15,11 +15,39 @@ from typing import Any
 import optuna
 import torch
 
-from lrsearch.config import SearchConfig
+from lrsearch.config import SearchConfig, require_shared_storage
+from lrsearch.data import load_data
+from lrsearch.device import resolve_devices
+from lrsearch.logs import quiet_optuna
 from lrsearch.stopping import StopSignal, stop_on_interrupt
-from lrsearch.workers import WorkerReport, plan_workers, run_worker, run_workers
+from lrsearch.study import open_study
+from lrsearch.tasks import is_user_task
+from lrsearch.workers import WorkerReport, add_to_budget, plan_workers, run_worker, run_workers
 
 POLL_S = 0.5  # how often `on_progress` runs while worker processes train
+
+
+def check_search(config: SearchConfig) -> list[torch.device]:
+    """What a search needs before any study is touched: a storage its workers can share, devices that
+    exist, and a user's task that loads (so a mistake in it is one line, and nothing is written).
+
+    Returns:
+        The devices the workers take in turn.
+    """
+    require_shared_storage(config)
+    devices = resolve_devices(config.study.devices)
+    if is_user_task(config.data.task):
+        load_data(config.data, config.study.seed)
+    return devices
+
+
+def open_search(config: SearchConfig) -> tuple[optuna.Study, list[torch.device]]:
+    """Check the search, open (or create) its study and add its trials to the study's budget."""
+    devices = check_search(config)
+    quiet_optuna()
+    study = open_study(config)
+    add_to_budget(study, config.study.trials)
+    return study, devices
 
 
 class SearchRun:
