@@ -304,7 +304,7 @@ def dashboard(
     import threading
 
     from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.dashboard import refresh_study, serving
+    from lrsearch.dashboard import figures_lock, refresh_study, serving
     from lrsearch.storage import artifact_folder, open_storage
     from lrsearch.study import load_existing_study
 
@@ -314,7 +314,8 @@ def dashboard(
     path = "/dashboard/"
     if study_name is not None:
         study = load_existing_study(study_name, url)
-        refresh_study(study)  # a study from before figures existed, or whose search was stopped
+        with figures_lock(url, study_name):  # a search may be refreshing them too
+            refresh_study(study)  # a study from before figures existed, or whose search was stopped
         path += f"studies/{study_storage.get_study_id_from_name(study_name)}"
     with serving(study_storage, artifact_folder(url, artifacts), host, port) as server:
         shown_host = f"[{host}]" if ":" in host else host

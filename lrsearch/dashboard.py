@@ -148,6 +148,14 @@ def refresh_study(study: optuna.Study) -> None:
         save_note(study, note)
 
 
+def figures_lock(storage_url: str, study_name: str) -> Any:
+    """Held while the study's figures are written: two commands on one study must not interleave the
+    chunks a figure is stored in."""
+    from lrsearch.storage import admission_lock
+
+    return admission_lock(storage_url, f"{study_name}.figures")
+
+
 class StudyRefresher:
     """Refreshes a study's figures at most every `interval` seconds, in a background thread, while a
     search runs; `study_lock` keeps two commands on one study from writing the figures at once."""

@@ -95,10 +95,9 @@ def _figures(config: SearchConfig, study: optuna.Study) -> AbstractContextManage
     """Keep the study's dashboard figures and best-config note current while the search runs."""
     if not config.study.figures:
         return nullcontext()
-    from lrsearch.dashboard import StudyRefresher
-    from lrsearch.storage import admission_lock
+    from lrsearch.dashboard import StudyRefresher, figures_lock
 
-    return StudyRefresher(study, admission_lock(config.study.storage, f"{config.study.name}.figures"))
+    return StudyRefresher(study, figures_lock(config.study.storage, config.study.name))
 
 
 def _in_processes(setups: list[Any], on_progress: Callable[[], None] | None) -> list[WorkerReport]:
