@@ -72,12 +72,15 @@ class SearchResult:
         return export_best(self.study, Path(path))
 
 
-def search(config: str | Path | dict[str, Any] | SearchConfig | None = None, **settings: Any) -> SearchResult:
+def search(
+    config: str | Path | dict[str, Any] | SearchConfig | None = None, progress: bool = False, **settings: Any
+) -> SearchResult:
     """Run a search and return its result; a stored study with the same name gets the new trials.
 
     Args:
         config: a config file, a dict shaped like one, a `SearchConfig`, or None for
             `studies/default.yaml` (when it exists, else the built-in defaults).
+        progress: show the command line's progress bar (trials done, best value, pruned, time).
         settings: the command-line options by their names: trials, timeout, study_name, storage, seed,
             jobs, stack, devices, sampler, pruner, epochs, export, task.
 
@@ -92,12 +95,18 @@ def search(config: str | Path | dict[str, Any] | SearchConfig | None = None, **s
         require_an_end(resolved, "config")
     else:
         resolved = load_config(None if config is None else Path(config), overrides)
-    return _run(resolved)
+    return _run(resolved, progress)
 
 
-def _run(config: SearchConfig) -> SearchResult:
+def _run(config: SearchConfig, progress: bool) -> SearchResult:
+    from lrsearch.progress import TrialProgress
     from lrsearch.search_run import SearchRun, open_search
 
     study, devices = open_search(config)
-    interrupted = SearchRun(config, study, devices, config.study.seed).run()
+    run = SearchRun(config, study, devices, config.study.seed)
+    if progress:
+        with TrialProgress(config.study.trials, study, len(study.get_trials(deepcopy=False))) as bar:
+            interrupted = run.run(on_progress=bar.refresh)
+    else:
+        interrupted = run.run()
     return SearchResult(study=study, config=config, interrupted=interrupted)

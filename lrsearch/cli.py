@@ -191,53 +191,14 @@ def _run_search(
         + ", ".join(setup.device for setup in search.setups)
         + ("" if stacks == {1} else f", {'/'.join(map(str, sorted(stacks)))} trials at once each")
     )
-    with _TrialProgress(total, study, before) as progress:
+    from lrsearch.progress import TrialProgress
+
+    with TrialProgress(total, study, before) as progress:
         interrupted = search.run(on_progress=progress.refresh)
     typer.echo(f"{'interrupted' if interrupted else 'finished'} after {search.seconds:.1f} s")
     if jobs > 1 and search.reports:
         typer.echo("trials per worker: " + ", ".join(f"{r.worker} on {r.device}: {r.trials}" for r in search.reports))
     return interrupted
-
-
-class _TrialProgress:
-    """A progress bar of the trials this run finished, pruned ones among them, the study's best value
-    and elapsed time, read from the study (so it counts every worker's trials)."""
-
-    def __init__(self, total: int | None, study: Any, before: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._study, self._before = study, before
-        self._progress = Progress(
-            TextColumn("trials"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("best {task.fields[best]}"),
-            TextColumn("pruned {task.fields[pruned]}"),
-            TimeElapsedColumn(),
-            transient=False,
-        )
-        self._task = self._progress.add_task("trials", total=total, best="-", pruned=0)
-
-    def __enter__(self) -> _TrialProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.refresh()
-        self._progress.stop()
-
-    def refresh(self) -> None:
-        from optuna.trial import TrialState
-
-        trials = self._study.get_trials(deepcopy=False)
-        ours = [trial for trial in trials[self._before :] if trial.state.is_finished()]
-        values = [trial.value for trial in trials if trial.state == TrialState.COMPLETE]
-        self._progress.update(
-            self._task,
-            completed=len(ours),
-            best=f"{min(values):.4f}" if values else "-",
-            pruned=sum(trial.state == TrialState.PRUNED for trial in ours),
-        )
 
 
 def _print_report(study: Any, export_path: Path, storage: str) -> None:
