@@ -180,13 +180,14 @@ def test_the_example_task_trains_reproducibly_from_its_data_loader():
     assert first.final.val_score > 0.5
 
 
-def test_the_python_api_searches_and_returns_the_result(tmp_path):
+def test_the_python_api_searches_and_returns_the_result(tmp_path, capsys):
     config = dict(TINY) | {
         "data": {"n_samples": 400},
         "study": {"storage": f"sqlite:///{tmp_path}/api.db", "name": "api"},
     }
-    result = lrsearch.search(config, trials=4, task="moons", stack=2)
+    result = lrsearch.search(config, trials=4, task="moons", stack=2, progress=True)
     assert not result.interrupted and len(result.trials) == 4
+    assert "4/4" in capsys.readouterr().out  # the progress bar
     assert set(result.trials["state"]) <= {"COMPLETE", "PRUNED"}
     assert result.trials["value"].min() == pytest.approx(result.best_value)
     assert result.best.data.task == "moons" and result.best == RunSpec.model_validate(
