@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from lrsearch.errors import ConfigError
 from lrsearch.model import make_mlp
 from lrsearch.spec import DataSpec, RunSpec
-from lrsearch.tasks import BUILTIN_TASKS, Kind, load_user_task
+from lrsearch.tasks import BUILTIN_TASKS, Kind, Task, load_user_task
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,11 @@ def _user(name: str, device: torch.device | str) -> Data:
         if value is None and split == "test":
             sources[split] = None
         elif isinstance(value, DataLoader):
+            batch = next(iter(value), None)
+            if not (
+                isinstance(batch, tuple | list) and len(batch) == 2 and all(isinstance(v, torch.Tensor) for v in batch)
+            ):
+                raise ConfigError(f"{where}: Task.{split}: a DataLoader must yield (x, y) pairs of tensors")
             sources[split] = value
         elif isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value):
             x, y = value
@@ -191,6 +196,7 @@ def _user(name: str, device: torch.device | str) -> Data:
             raise ConfigError(
                 f"{where}: Task.{split} is {type(value).__name__}; expected an (x, y) pair of tensors or a DataLoader"
             )
+    _check_one_step(where, task, sources["train"], device)
     return Data(
         train=sources["train"],
         val=sources["val"],
@@ -200,3 +206,16 @@ def _user(name: str, device: torch.device | str) -> Data:
         model_factory=task.model,
         loss_fn=task.loss,
     )
+
+
+def _check_one_step(where: str, task: Task, train: Source, device: torch.device | str) -> None:
+    """Run the user's model and loss on a few training rows, so a shape mistake is one line now rather than
+    a failed trial for every trial of the search."""
+    x, y = next(iter(train)) if isinstance(train, DataLoader) else (train.x[:2], train.y[:2])
+    try:
+        loss = task.loss(task.model().to(device)(x.to(device)), y.to(device))
+    except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConfigError(f"{where}: loss(model(x), y) raised {type(error).__name__}: {first_line}") from None
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ConfigError(f"{where}: loss(model(x), y) must return one number (a scalar tensor)")

@@ -120,6 +120,11 @@ def not_a_task():
     return {"model": None}
 
 
+def wrong_outputs():
+    task = build()
+    return lrsearch.Task(model=lambda: nn.Linear(4, 2), train=task.train, val=task.val, loss=task.loss)
+
+
 def uneven():
     task = build()
     return lrsearch.Task(model=task.model, train=(task.train[0], task.train[1][:5]), val=task.val, loss=task.loss)
@@ -162,6 +167,11 @@ def test_a_user_task_is_searched_exported_and_replayed(tmp_path):
             "expected lrsearch.Task(model=..., train=..., val=..., loss=...)",
         ),
         ("my_models:uneven", "Error: --task my_models:uneven: Task.train: x has 160 rows and y 5; they must match"),
+        (
+            "my_models:wrong_outputs",
+            "Error: --task my_models:wrong_outputs: loss(model(x), y) raised RuntimeError: "
+            "mat1 and mat2 shapes cannot be multiplied (2x5 and 4x2)",
+        ),
     ],
 )
 def test_a_broken_user_task_is_one_line_and_writes_nothing(tmp_path, task, message):
