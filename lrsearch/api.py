@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from lrsearch.config import (
     SearchConfig,
@@ -45,10 +45,10 @@ class SearchResult:
     @property
     def best_trial(self) -> FrozenTrial:
         """The completed trial with the lowest final val loss, in the whole study."""
-        completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not completed:
-            raise ConfigError(f"study {self.study.study_name!r} has no completed trial")
-        return min(completed, key=lambda t: t.value)
+        try:
+            return self.study.best_trial
+        except ValueError:  # Optuna's way of saying there is none
+            raise ConfigError(f"study {self.study.study_name!r} has no completed trial") from None
 
     @property
     def best(self) -> RunSpec:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.build import build_optimizer, build_scheduler, step_on
+from lrsearch.build import LoadedSchedule, build_optimizer
 from lrsearch.objective import RUN_SPEC, STEPS_PER_EPOCH
 from lrsearch.spec import RunSpec
 from lrsearch.train import EpochRecord
@@ -89,6 +89,11 @@ class TrialCurves:
     def label(self) -> str:
         return f"#{self.number} {self.spec.schedule.name}"
 
+    def lr_curve(self) -> tuple[list[float], list[float]]:
+        """`lr_by_step()` thinned for drawing, with the last LR held to the end of the last epoch."""
+        xs, ys = thin(*self.lr_by_step())
+        return [*xs, float(len(self.val_loss))], [*ys, ys[-1]]
+
     def lr_by_step(self) -> tuple[list[float], list[float]]:
         """(position in epochs, LR) from which the LR held until the next point: as training recorded
         it, else replayed with the real scheduler (the per-epoch LRs when the steps are unknown)."""
@@ -110,22 +115,18 @@ def lr_by_step(spec: RunSpec, steps_per_epoch: int, val_losses: Sequence[float])
     (position in epochs, LR) from which the LR holds until the next point: every optimizer step for
     per-batch schedules, every epoch start for the others. ReduceLROnPlateau is fed the recorded val
     losses, as it was in training."""
+    schedule = LoadedSchedule(spec)
     optimizer = build_optimizer(spec, [torch.zeros(1, requires_grad=True)])
-    scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
+    scheduler = schedule.build(optimizer, steps_per_epoch)
     optimizer.step()  # no gradient, so nothing moves; the scheduler only checks that a step came first
-    when = step_on(spec)
     positions: list[float] = []
     lrs: list[float] = []
     for epoch, val_loss in enumerate(val_losses):
-        for step in range(steps_per_epoch if when == "batch" else 1):
+        for step in range(steps_per_epoch if schedule.step_on == "batch" else 1):
             positions.append(epoch + step / steps_per_epoch)
             lrs.append(optimizer.param_groups[0]["lr"])
-            if when == "batch":
-                scheduler.step()
-        if when == "metric":
-            scheduler.step(val_loss)
-        elif when == "epoch":
-            scheduler.step()
+            schedule.after_batch(scheduler)
+        schedule.after_epoch(scheduler, val_loss)
     return positions, lrs
 
 

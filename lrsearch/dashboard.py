@@ -21,7 +21,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.trial import FrozenTrial, TrialState
 from optuna_dashboard import save_note
 
-from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, thin, top_completed
+from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
 from lrsearch.errors import ConfigError
 from lrsearch.report import format_params
 from lrsearch.spec import RunSpec
@@ -103,8 +103,7 @@ def study_figures(trials: list[FrozenTrial], k: int = TOP_K) -> dict[str, Any]:
     top = top_completed(curves, k)
     lr_figure, loss_figure = go.Figure(), go.Figure()
     for trial in top:
-        xs, ys = thin(*trial.lr_by_step())
-        xs, ys = xs + [float(len(trial.val_loss))], ys + [ys[-1]]
+        xs, ys = trial.lr_curve()
         lr_figure.add_scatter(x=xs, y=_rounded(ys), name=trial.label, line_shape="hv", mode="lines")
         loss_figure.add_scatter(x=trial.epochs, y=_rounded(trial.val_loss), name=trial.label, mode="lines+markers")
     lr_figure.update_layout(title=f"LR schedules of the {len(top)} best trials", xaxis_title="epoch")

@@ -177,26 +177,25 @@ def _user(name: str, device: torch.device | str) -> Data:
     where = f"--task {name}"
     splits = {"train": task.train, "val": task.val, "test": task.test}
     sources: dict[str, Source | None] = {}
+    first_rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # a few rows of each split, to try the task
     for split, value in splits.items():
         if value is None and split == "test":
             sources[split] = None
         elif isinstance(value, DataLoader):
             batch = next(iter(value), None)
-            if not (
-                isinstance(batch, tuple | list) and len(batch) == 2 and all(isinstance(v, torch.Tensor) for v in batch)
-            ):
+            if not _tensor_pair(batch):
                 raise ConfigError(f"{where}: Task.{split}: a DataLoader must yield (x, y) pairs of tensors")
-            sources[split] = value
-        elif isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value):
+            sources[split], first_rows[split] = value, batch
+        elif _tensor_pair(value):
             x, y = value
             if len(x) != len(y) or len(x) == 0:
                 raise ConfigError(f"{where}: Task.{split}: x has {len(x)} rows and y {len(y)}; they must match")
-            sources[split] = Split(x.to(device), y.to(device))
+            sources[split], first_rows[split] = Split(x.to(device), y.to(device)), (x[:2], y[:2])
         else:
             raise ConfigError(
                 f"{where}: Task.{split} is {type(value).__name__}; expected an (x, y) pair of tensors or a DataLoader"
             )
-    _check_one_step(where, task, sources["train"], device)
+    _check_one_step(where, task, *first_rows["train"], device)
     return Data(
         train=sources["train"],
         val=sources["val"],
@@ -208,10 +207,13 @@ def _user(name: str, device: torch.device | str) -> Data:
     )
 
 
-def _check_one_step(where: str, task: Task, train: Source, device: torch.device | str) -> None:
+def _tensor_pair(value: object) -> bool:
+    return isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value)
+
+
+def _check_one_step(where: str, task: Task, x: torch.Tensor, y: torch.Tensor, device: torch.device | str) -> None:
     """Run the user's model and loss on a few training rows, so a shape mistake is one line now rather than
     a failed trial for every trial of the search."""
-    x, y = next(iter(train)) if isinstance(train, DataLoader) else (train.x[:2], train.y[:2])
     try:
         loss = task.loss(task.model().to(device)(x.to(device)), y.to(device))
     except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line

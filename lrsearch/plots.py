@@ -14,7 +14,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
-from lrsearch.curves import TrialCurves, thin  # noqa: E402
+from lrsearch.curves import TrialCurves  # noqa: E402
 from lrsearch.report import format_params  # noqa: E402
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable in a page
@@ -41,8 +41,8 @@ class TrialPicture:
         self.figure.subplots_adjust(left=0.09, right=0.98, bottom=0.16, top=0.83, wspace=0.28)
 
     def draw(self, curves: TrialCurves) -> Figure:
-        xs, ys = thin(*curves.lr_by_step())
-        self._lr.set_data([*xs, float(len(curves.val_loss))], [*ys, ys[-1]])  # the last LR holds to the end
+        xs, ys = curves.lr_curve()
+        self._lr.set_data(xs, ys)
         self._train.set_data(curves.epochs, curves.train_loss)
         self._val.set_data(curves.epochs, curves.val_loss)
         self.lr_axes.set_yscale("log" if _spans_decades(ys) else "linear")
@@ -112,8 +112,8 @@ def to_bytes(figure: Figure, fmt: str) -> bytes:
 def _draw_lr(axes: Axes, trials: Sequence[TrialCurves], legend: bool) -> None:
     every_lr: list[float] = []
     for curves in trials:
-        xs, ys = thin(*curves.lr_by_step())
-        axes.step([*xs, float(len(curves.val_loss))], [*ys, ys[-1]], where="post", label=curves.label)
+        xs, ys = curves.lr_curve()
+        axes.step(xs, ys, where="post", label=curves.label)
         every_lr += ys
     axes.set(xlabel="epoch", ylabel="learning rate")
     if _spans_decades(every_lr):

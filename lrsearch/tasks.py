@@ -7,6 +7,7 @@ optional test split, the loss, and optionally which score to report beside it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -136,8 +137,9 @@ def check_task_name(name: str) -> None:
         )
 
 
+@functools.cache  # once a process: the command checks the task, then its in-process worker trains on it
 def load_user_task(name: str) -> Task:
-    """Import `module:function` (or `path/to/file.py:function`) and call it.
+    """Import `module:function` (or `path/to/file.py:function`) and call it, once per process.
 
     Raises:
         ConfigError: the module or function is missing, or it returned something other than a `Task`.
