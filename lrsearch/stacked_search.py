@@ -75,19 +75,23 @@ def work_stacked(
                     move, room = admit(study, stack - len(running), wait_for_running=wait_for_retries and not running)
                     with warnings.catch_warnings():  # it sends its own heartbeats (_Heartbeats)
                         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                        asked = [study.ask() for _ in range(room)]
+                        for _ in range(room):
+                            asked.append(study.ask())
+                            # Its first heartbeat at once: a trial without any is never found stale, so if
+                            # this worker died now, the others would wait for it for ever.
+                            beats.add(asked[-1])
             for trial in asked:
                 trial.set_user_attr(WORKER_ATTR, worker)
                 try:
                     spec = objective.begin(trial)
                 except (Interrupted, *CAUGHT) as error:
+                    beats.remove(trial)
                     _tell(study, trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
                     continue
                 if trainer is None:
                     trainer = StackedTrainer(objective.data, spec, objective.device)
                 trainer.add(trial.number, spec)
                 running[trial.number] = _Running(trial, spec)
-                beats.add(trial)
                 ran += 1
             if not running:
                 if move == "wait" and not stop.is_set():
