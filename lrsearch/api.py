@@ -85,7 +85,8 @@ def search(
             jobs, stack, devices, sampler, pruner, epochs, export, task.
 
     Raises:
-        ConfigError: a setting is not valid (its message names it), before anything is written.
+        ConfigError: a setting is not valid (its message names it), before anything is written; or a
+            config file names a task of your own (code) that `task=` does not name.
     """
     overrides = overrides_from(settings)
     if isinstance(config, SearchConfig):
@@ -94,7 +95,12 @@ def search(
         resolved = with_overrides(copy.deepcopy(config), overrides, "config")
         require_an_end(resolved, "config")
     else:
+        from lrsearch.config import DEFAULT_CONFIG
+        from lrsearch.tasks import require_named
+
         resolved = load_config(None if config is None else Path(config), overrides)
+        # A config file may come from someone else; a dict is the caller's own code.
+        require_named(resolved.data.task, settings.get("task"), str(config or DEFAULT_CONFIG))
     return _run(resolved, progress)
 
 
@@ -102,11 +108,11 @@ def _run(config: SearchConfig, progress: bool) -> SearchResult:
     from lrsearch.progress import TrialProgress
     from lrsearch.search_run import SearchRun, open_search
 
-    study, devices = open_search(config)
-    run = SearchRun(config, study, devices, config.study.seed)
-    if progress:
-        with TrialProgress(config.study.trials, study, len(study.get_trials(deepcopy=False))) as bar:
-            interrupted = run.run(on_progress=bar.refresh)
-    else:
-        interrupted = run.run()
+    with open_search(config) as (study, devices):
+        run = SearchRun(config, study, devices, config.study.seed)
+        if progress:
+            with TrialProgress(config.study.trials, study, len(study.get_trials(deepcopy=False))) as bar:
+                interrupted = run.run(on_progress=bar.refresh)
+        else:
+            interrupted = run.run()
     return SearchResult(study=study, config=config, interrupted=interrupted)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lrsearch.errors import ConfigError
+from lrsearch.errors import ConfigError, StorageFault, fault_line, is_fault
 from lrsearch.logs import quiet_optuna
 
 app = typer.Typer(
@@ -28,11 +28,15 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_FAULT = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
 def _user_errors_exit_2(command: F) -> F:
+    """Mistakes a user can make become one line and exit code 2; a storage or file that fails under the
+    command (disk full, read-only, server gone) one line and exit code 1."""
+
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -40,6 +44,14 @@ def _user_errors_exit_2(command: F) -> F:
         except ConfigError as error:
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except StorageFault as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(EXIT_FAULT) from None
+        except Exception as error:
+            if not is_fault(error):
+                raise
+            typer.echo(f"Error: {fault_line(error)}", err=True)
+            raise typer.Exit(EXIT_FAULT) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -59,6 +71,13 @@ StorageOption = Annotated[
 JobsOption = Annotated[int | None, typer.Option(help="Worker processes on this machine [default: 1].")]
 StackOption = Annotated[
     str | None, typer.Option(help="Trials each worker trains at once; 1 trains one at a time [default: auto].")
+]
+TaskOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A built-in task (`lrsearch tasks`) or your own, module:function; your own task is code, and it "
+        "runs only when this option names it [default: classification, or the config's]."
+    ),
 ]
 DevicesOption = Annotated[
     str | None,
@@ -88,10 +107,7 @@ def optimize(
         typer.Option(help="median, successive-halving, hyperband, patient, wilcoxon or none [default: median]."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial [default: 20].")] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(help="A built-in task (`lrsearch tasks`) or your own, module:function [default: classification]."),
-    ] = None,
+    task: TaskOption = None,
     export: Annotated[
         Path | None, typer.Option(help="Where to write the best run [default: studies/<study>-best.yaml].")
     ] = None,
@@ -115,15 +131,20 @@ def optimize(
         "train.epochs": epochs,
         "data.task": task,
     }
+    from lrsearch.config import DEFAULT_CONFIG
+    from lrsearch.tasks import require_named
+
     settings = load_config(config, overrides)
-    study, torch_devices = open_search(settings)
-    _say_if_one_at_a_time(settings)
-    before = len(study.get_trials(deepcopy=False))
-    interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
-    _print_report(study, settings.study.export_path, settings.study.storage)
+    require_named(settings.data.task, task, str(config or DEFAULT_CONFIG))
+    with open_search(settings) as (study, torch_devices):
+        _say_if_one_at_a_time(settings)
+        before = len(study.get_trials(deepcopy=False))
+        interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
+        _print_report(study, settings.study.export_path, settings.study.storage)
     if interrupted:
         typer.echo(f"re-run with --study-name {settings.study.name} to add more trials")
         raise typer.Exit(EXIT_INTERRUPTED)
+    _fail_if_nothing_completed(study, before)
 
 
 @app.command()
@@ -135,6 +156,10 @@ def worker(
     stack: StackOption = None,
     devices: DevicesOption = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="The study's own task (module:function), when it is one: naming it runs its code here."),
+    ] = None,
 ) -> None:
     """Join a study that `lrsearch optimize` started (on this or another machine) and run its trials
     until its trial budget is spent. The search settings come from the study itself."""
@@ -142,6 +167,7 @@ def worker(
     from lrsearch.report import best_lines, counts_line, summarize
     from lrsearch.search_run import check_search
     from lrsearch.study import load_existing_study, stored_config
+    from lrsearch.tasks import require_named
 
     url = storage or DEFAULT_STORAGE
     quiet_optuna()
@@ -149,6 +175,7 @@ def worker(
     flags = {"study.storage": url, "study.jobs": jobs, "study.stack": stack, "study.devices": devices}
     flags["study.timeout"] = timeout
     settings = stored_config(study, flags)
+    require_named(settings.data.task, task, f"study {study_name!r}")
     torch_devices = check_search(settings)
     _say_if_one_at_a_time(settings)
     before = len(study.get_trials(deepcopy=False))
@@ -199,6 +226,26 @@ def _run_search(
     if jobs > 1 and search.reports:
         typer.echo("trials per worker: " + ", ".join(f"{r.worker} on {r.device}: {r.trials}" for r in search.reports))
     return interrupted
+
+
+def _fail_if_nothing_completed(study: Any, before: int) -> None:
+    """A search whose trials all failed or were pruned found nothing: say why, and exit non-zero."""
+    from optuna.trial import TrialState
+
+    from lrsearch.budget import trials_of_run
+    from lrsearch.study import FAIL_REASON
+
+    ran = [trial for trial in trials_of_run(study.get_trials(deepcopy=False), before) if trial.state.is_finished()]
+    if not ran or any(trial.state == TrialState.COMPLETE for trial in ran):
+        return
+    failed = [trial for trial in ran if trial.state == TrialState.FAIL]
+    why = f"; the first failure: {failed[0].user_attrs.get(FAIL_REASON, 'no reason recorded')}" if failed else ""
+    typer.echo(
+        f"Error: none of the {len(ran)} trials of this run completed ({len(failed)} failed, "
+        f"{len(ran) - len(failed)} pruned){why}",
+        err=True,
+    )
+    raise typer.Exit(EXIT_FAULT)
 
 
 def _print_report(study: Any, export_path: Path, storage: str) -> None:
@@ -331,6 +378,10 @@ def train_command(
         str | None, typer.Option("--study-name", help="Record the results in this study, for `lrsearch report`.")
     ] = None,
     storage: StorageOption = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="The config's own task (module:function), when it is one: naming it runs its code."),
+    ] = None,
 ) -> None:
     """Replay one run, then compare its test loss with a constant LR and the classic StepLR."""
     from rich.table import Table
@@ -340,9 +391,11 @@ def train_command(
     from lrsearch.device import pin_threads, resolve_device
     from lrsearch.objective import SCORE_LABELS
     from lrsearch.spec import load_run_spec
+    from lrsearch.tasks import require_named
     from lrsearch.train import Diverged, EpochRecord, History, train
 
     spec = load_run_spec(config)
+    require_named(spec.data.task, task, str(config))
     study = None
     if study_name is not None:  # checked before training: a wrong name should not cost a whole replay
         from lrsearch.config import DEFAULT_STORAGE
@@ -414,6 +467,9 @@ def schedulers(
 
 
 def main() -> None:
+    from lrsearch.logs import one_line_thread_faults
+
+    one_line_thread_faults()
     app()
 
 

@@ -96,18 +96,29 @@ class Data:
         return None
 
     def batches(
-        self, batch_size: int, generator: torch.Generator, device: torch.device | str
+        self, batch_size: int, seed: int, epoch: int, device: torch.device | str
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The train split's batches of one epoch: tensors in an order drawn from `generator` (one
-        permutation an epoch, as the stacked engine draws them); a DataLoader's own."""
+        """The train split's batches of one epoch (0-based): tensors in `epoch_order` (as the stacked
+        engine orders them); a DataLoader's own."""
         if isinstance(self.train, DataLoader):
             for x, y in self.train:
                 yield x.to(device), y.to(device)
             return
-        order = torch.randperm(len(self.train), generator=generator).to(device)
+        order = epoch_order(len(self.train), seed, epoch).to(device)
         for start in range(0, len(self.train), batch_size):
             index = order[start : start + batch_size]
             yield self.train.x[index], self.train.y[index]
+
+
+def epoch_order(rows: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the train rows in one epoch (0-based) of a run with `seed`.
+
+    Each epoch's permutation has a generator of its own, seeded by (seed, epoch): an engine can draw
+    the order of any epoch without drawing, or keeping, every epoch before it (a run of 20,000 epochs
+    would otherwise hold 20,000 permutations).
+    """
+    generator = torch.Generator().manual_seed((seed << 32) | epoch)
+    return torch.randperm(rows, generator=generator)
 
 
 def whole(source: Source, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 """The package's own exceptions: `ConfigError` for every mistake a user can make (bad config, flag, file,
-storage or name), and `Interrupted` for a search the user stopped."""
+storage or name), `StorageFault` for a storage that fails under a running command (disk full, read-only,
+server gone), and `Interrupted` for a search the user stopped."""
 
 from __future__ import annotations
 
@@ -8,6 +9,44 @@ from pydantic import ValidationError
 
 class ConfigError(Exception):
     """Raised for input the user can fix; the CLI prints it as one line and exits with code 2."""
+
+
+class StorageFault(Exception):
+    """The storage (or a file being written) failed while a command ran; the CLI prints it as one line
+    and exits with code 1. Raised by workers after they tried to end their running trials as FAIL."""
+
+
+def fault_line(error: BaseException) -> str:
+    """The root cause of a storage or file error, in one line: what SQLite, the driver or the OS said
+    (`database or disk is full`, `[Errno 28] No space left on device: 'j.log'`), not the wrappers'
+    explanations around it."""
+    root = error
+    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+        root = root.__cause__ or root.__context__
+    if isinstance(root, OSError) and root.strerror:
+        where = f": {root.filename}" if root.filename else ""
+        return f"{root.strerror}{where}"
+    text = str(getattr(root, "orig", None) or root).strip()
+    return text.splitlines()[0] if text else type(root).__name__
+
+
+def is_fault(error: BaseException) -> bool:
+    """An error of the machine, not of lrsearch: a file or the storage could not be written or read
+    (disk full, read-only, a server gone)."""
+    import sys
+
+    if isinstance(error, OSError):
+        return True
+    if "sqlalchemy" in sys.modules:
+        import sqlalchemy.exc
+
+        if isinstance(error, sqlalchemy.exc.SQLAlchemyError):
+            return True
+    if "optuna" in sys.modules:
+        import optuna.exceptions
+
+        return isinstance(error, optuna.exceptions.StorageInternalError)
+    return False
 
 
 class Interrupted(Exception):

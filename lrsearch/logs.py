@@ -1,17 +1,38 @@
-"""Optuna's log output as lrsearch wants it: failures only, and no traceback for a Ctrl-C."""
+"""Log output as lrsearch wants it: Optuna's failures only, each in one line, and a background thread's
+failed storage write in one line too."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 
-from lrsearch.errors import Interrupted
+from lrsearch.errors import fault_line, is_fault
+
+_log = logging.getLogger("lrsearch")
 
 
-def _drop_interrupt_traceback(record: logging.LogRecord) -> bool:
-    if record.exc_info and record.exc_info[0] and issubclass(record.exc_info[0], KeyboardInterrupt | Interrupted):
-        record.exc_info, record.exc_text = None, None  # Ctrl-C is no crash: its one-line notice will do
+def _drop_traceback(record: logging.LogRecord) -> bool:
+    # A failed trial's reason is in its one-line message and in its `fail_reason` attribute; a traceback
+    # per failed trial would bury the progress bar (and a Ctrl-C is no crash at all).
+    record.exc_info, record.exc_text = None, None
     return True
+
+
+def one_line_thread_faults() -> None:
+    """A heartbeat or figure thread whose storage write fails (disk full, server gone) logs one line
+    instead of a traceback; the worker's own next write fails too and ends the command with the cause."""
+    default = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and is_fault(args.exc_value):
+            _log.warning("a background write to the storage failed: %s", fault_line(args.exc_value))
+        else:
+            default(args)
+
+    if not getattr(threading.excepthook, "one_line_faults", False):
+        hook.one_line_faults = True  # type: ignore[attr-defined]
+        threading.excepthook = hook
 
 
 def quiet_optuna() -> None:
@@ -20,6 +41,6 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for handler in logging.getLogger("optuna").handlers:
-        if _drop_interrupt_traceback not in handler.filters:
-            handler.addFilter(_drop_interrupt_traceback)
+        if _drop_traceback not in handler.filters:
+            handler.addFilter(_drop_traceback)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -33,8 +33,11 @@ class TrialProgress:
         self._progress.stop()
 
     def refresh(self) -> None:
+        from lrsearch.budget import trials_of_run
+
         trials = self._study.get_trials(deepcopy=False)
-        ours = [trial for trial in trials[self._before :] if trial.state.is_finished()]
+        # A dead worker's trial and its retry are one trial of the budget, and so one step of the bar.
+        ours = [trial for trial in trials_of_run(trials, self._before) if trial.state.is_finished()]
         values = [trial.value for trial in trials if trial.state == TrialState.COMPLETE]
         self._progress.update(
             self._task,

@@ -7,8 +7,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from lrsearch.data import load_data
 from lrsearch.device import resolve_devices
 from lrsearch.logs import quiet_optuna
 from lrsearch.stopping import StopSignal, stop_on_interrupt
+from lrsearch.storage import exclusive_search
 from lrsearch.study import open_study
 from lrsearch.tasks import is_user_task
 from lrsearch.workers import WorkerReport, add_to_budget, plan_workers, run_worker, run_workers
@@ -41,13 +42,16 @@ def check_search(config: SearchConfig) -> list[torch.device]:
     return devices
 
 
-def open_search(config: SearchConfig) -> tuple[optuna.Study, list[torch.device]]:
-    """Check the search, open (or create) its study and add its trials to the study's budget."""
+@contextmanager
+def open_search(config: SearchConfig) -> Iterator[tuple[optuna.Study, list[torch.device]]]:
+    """Check the search, open (or create) its study and add its trials to the study's budget; the study
+    is this search's until the block ends (a second search of it is refused as busy)."""
     devices = check_search(config)
     quiet_optuna()
-    study = open_study(config)
-    add_to_budget(study, config.study.trials)
-    return study, devices
+    with exclusive_search(config.study.storage, config.study.name):
+        study = open_study(config)
+        add_to_budget(study, config.study.trials)
+        yield study, devices
 
 
 class SearchRun:

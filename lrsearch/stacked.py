@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch.optim import Optimizer
 
 from lrsearch.build import build_optimizer, build_scheduler, step_on
-from lrsearch.data import Data
+from lrsearch.data import Data, epoch_order
 from lrsearch.model import make_mlp
 from lrsearch.schedules import StepOn
 from lrsearch.spec import RunSpec
-from lrsearch.train import EpochRecord
+from lrsearch.train import EpochRecord, recorded_steps
 
 ADAM_BETA2 = 0.999  # as build_optimizer sets it
 ADAM_EPS = 1e-8  # torch's default
@@ -81,11 +81,8 @@ class StackedTrainer:
         self.epochs, self.batch_size, self.seed = problem.epochs, problem.batch_size, problem.seed
         self.hidden = problem.model.hidden
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
-        # The batch order of every epoch, drawn as the one-trial loop draws it: one generator, one
-        # permutation an epoch, from the seed.
-        order = torch.Generator().manual_seed(self.seed)
-        self._orders = torch.stack([torch.randperm(len(data.train), generator=order) for _ in range(self.epochs)])
-        self._orders = self._orders.to(self.device)
+        self._orders: dict[int, torch.Tensor] = {}  # epoch -> its batch order, for the epochs members are at
+        self._recorded = recorded_steps(self.steps_per_epoch, self.epochs)
         torch.manual_seed(self.seed)
         initial = make_mlp(data.n_features, self.hidden, data.n_outputs)
         # nn.Linear's own layout ([out, in] weights, used transposed), so the matmuls match it. All of a
@@ -159,15 +156,14 @@ class StackedTrainer:
         lrs = [m.lr() for m in members]
         start_lrs = list(lrs)
         momenta = [m.momentum() for m in members]
-        epochs = torch.tensor([m.epoch for m in members], device=self.device)
-        orders = self._orders.index_select(0, epochs)  # [K, n_train]
+        orders = self._epoch_orders([m.epoch for m in members])  # [K, n_train]
         train_x, train_y = self.data.train.x, self.data.train.y
         loss_sum = torch.zeros(k, device=self.device)
         n_train = len(self.data.train)
         per_batch = [i for i, m in enumerate(members) if m.when == "batch"]
         columns = self._columns(members, lrs, momenta)  # rebuilt only when a per-batch schedule moves
         step_lrs: dict[int, list[float]] = {i: [] for i in per_batch}
-        for start in range(0, n_train, self.batch_size):
+        for step, start in enumerate(range(0, n_train, self.batch_size)):
             index = orders[:, start : start + self.batch_size]  # [K, B]
             logits = self._forward(train_x[index])
             losses = self._losses(logits, train_y[index])
@@ -181,7 +177,8 @@ class StackedTrainer:
             self._update(members, lrs, momenta, columns)
             if per_batch:
                 for i in per_batch:
-                    step_lrs[i].append(lrs[i])
+                    if step in self._recorded:
+                        step_lrs[i].append(lrs[i])
                     members[i].scheduler.step()
                     lrs[i], momenta[i] = members[i].lr(), members[i].momentum()
                 columns = self._columns(members, lrs, momenta)
@@ -192,6 +189,14 @@ class StackedTrainer:
             self._end_epoch(m, i, start_lrs[i], tuple(step_lrs.get(i, ())), train_losses[i], val_logits)
             for i, m in enumerate(members)
         ]
+
+    def _epoch_orders(self, epochs: list[int]) -> torch.Tensor:
+        """Each member's batch order for its epoch, as the one-trial loop draws it (`epoch_order`)."""
+        self._orders = {e: order for e, order in self._orders.items() if e in epochs}
+        for epoch in epochs:
+            if epoch not in self._orders:
+                self._orders[epoch] = epoch_order(len(self.data.train), self.seed, epoch).to(self.device)
+        return torch.stack([self._orders[epoch] for epoch in epochs])
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each trial's mean loss over its batch: outputs [K, B, out], targets [K, B] -> [K]."""

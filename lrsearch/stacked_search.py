@@ -10,6 +10,7 @@ guesses, so a refill does not propose the same region as the trials beside it.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import socket
 import threading
@@ -22,15 +23,19 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.errors import Interrupted
+from lrsearch.budget import admit
+from lrsearch.errors import Interrupted, fault_line, is_fault
+from lrsearch.internals import fail_stale_trials, storage_of, trial_id
 from lrsearch.objective import Objective
 from lrsearch.spec import RunSpec
 from lrsearch.stacked import EpochOutcome, StackedTrainer
 from lrsearch.stopping import StopSignal
 from lrsearch.storage import AdmissionLock
-from lrsearch.study import FAIL_REASON
+from lrsearch.study import FAIL_REASON, WORKER_ATTR
 from lrsearch.train import EpochRecord
-from lrsearch.workers import CAUGHT, IDLE_POLL_S, WORKER_ATTR, Callback, admit
+from lrsearch.workers import CAUGHT, IDLE_POLL_S, Callback
+
+_log = logging.getLogger("lrsearch")
 
 
 @dataclass
@@ -71,7 +76,7 @@ def work_stacked(
             if len(running) < stack and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
                 with lock:  # one read of the study for the whole refill
                     if wait_for_retries:
-                        optuna.storages.fail_stale_trials(study)
+                        fail_stale_trials(study)
                     move, room = admit(study, stack - len(running), wait_for_running=wait_for_retries and not running)
                     with warnings.catch_warnings():  # it sends its own heartbeats (_Heartbeats)
                         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -84,7 +89,7 @@ def work_stacked(
                 trial.set_user_attr(WORKER_ATTR, worker)
                 try:
                     spec = objective.begin(trial)
-                except (Interrupted, *CAUGHT) as error:
+                except CAUGHT as error:  # Interrupted among them
                     beats.remove(trial)
                     _tell(study, trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
                     continue
@@ -100,7 +105,7 @@ def work_stacked(
                 return ran
             try:
                 outcomes = trainer.train_epoch()
-            except BaseException as error:  # e.g. out of memory, or a second Ctrl-C: every trial says why
+            except BaseException as error:  # a model raising, out of memory, a second Ctrl-C: each trial says why
                 for entry in running.values():
                     beats.remove(entry.trial)
                     objective.record_curves(entry.trial, entry.spec, entry.records, TrialState.FAIL)
@@ -205,7 +210,7 @@ class _Heartbeats:
     """
 
     def __init__(self, study: optuna.Study, interval: float | None) -> None:
-        self._storage = study._storage  # Optuna has no public handle on a study's storage
+        self._storage = storage_of(study)
         self._interval = interval
         self._trial_ids: set[int] = set()
         self._guard = threading.Lock()
@@ -224,17 +229,22 @@ class _Heartbeats:
 
     def add(self, trial: optuna.Trial) -> None:
         with self._guard:
-            self._trial_ids.add(trial._trial_id)
+            self._trial_ids.add(trial_id(trial))
         if self._interval is not None:
-            self._storage.record_heartbeat(trial._trial_id)
+            self._storage.record_heartbeat(trial_id(trial))
 
     def remove(self, trial: optuna.Trial) -> None:
         with self._guard:
-            self._trial_ids.discard(trial._trial_id)
+            self._trial_ids.discard(trial_id(trial))
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
             with self._guard:
                 trial_ids = list(self._trial_ids)
-            for trial_id in trial_ids:
-                self._storage.record_heartbeat(trial_id)
+            for stored_id in trial_ids:
+                try:
+                    self._storage.record_heartbeat(stored_id)
+                except Exception as error:  # a blip of the server must not end the heartbeats for good
+                    if not is_fault(error):
+                        raise
+                    _log.warning("a heartbeat was not recorded: %s", fault_line(error))

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import logging
+import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +26,7 @@ from optuna.storages import (
     RDBStorage,
     RetryHeartbeatStaleTrialCallback,
 )
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from lrsearch.errors import ConfigError
 
@@ -30,6 +35,7 @@ from lrsearch.errors import ConfigError
 MAX_RETRIES = 3
 IN_MEMORY = "sqlite:///:memory:"  # a study that lives as long as its process (tests, notebooks, benchmarks)
 SQLITE_BUSY_TIMEOUT_S = 120  # how long a write waits for another process's write before failing
+_log = logging.getLogger("lrsearch")
 
 
 def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = None) -> BaseStorage:
@@ -60,7 +66,7 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
         except OSError as error:
             raise ConfigError(f"--storage: cannot create {file.parent}: {error.strerror}") from None
     if "://" not in url:
-        return JournalStorage(JournalFileBackend(url))
+        return _open_journal(url)
     heartbeat_settings: dict[str, Any] = {}
     if heartbeat is not None:
         heartbeat_settings = {
@@ -77,6 +83,80 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
     if url.startswith("sqlite"):
         _serialize_sqlite_writes(storage)
     return storage
+
+
+def _open_journal(path: str) -> JournalStorage:
+    """Optuna's journal file, read once now so that a file that is not a journal is one line here."""
+    try:
+        storage = JournalStorage(SafeJournalFile(path))
+        storage.get_all_studies()  # replays the whole file (kept in the storage, not read twice)
+    except IsADirectoryError:
+        raise ConfigError(
+            f"--storage: {path} is a folder; a journal storage is a file, such as studies/search.log"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"--storage: cannot use journal file {path}: {error.strerror}") from None
+    except ValueError:  # json.JSONDecodeError is one: a complete line that is not a journal record
+        raise ConfigError(
+            f"--storage: {path} is not an Optuna journal file (a line of it is not a journal record)"
+        ) from None
+    return storage
+
+
+class SafeJournalFile(JournalFileBackend):
+    """Optuna's journal file, never left unreadable by a write.
+
+    A write cut off (a killed process, a full disk) leaves a partial last line. Optuna reads past it,
+    but appends the next record onto it, and from then on every reader fails. Here each append first
+    drops such a partial line (it is a record that never finished, so no one ever read it) and, when
+    the write itself fails, cuts the file back to where it began. Both happen under the journal's own
+    lock, which every writer of the file takes.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._writers = JournalFileSymlinkLock(path)
+        super().__init__(path, lock_obj=self._writers)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
+        self._writers.acquire()
+        try:
+            with open(self._path, "r+b", buffering=0) as file:
+                start = _end_of_last_line(file)
+                try:
+                    written = 0
+                    while written < len(data):
+                        written += file.write(data[written:])
+                    os.fsync(file.fileno())
+                except OSError:
+                    os.ftruncate(file.fileno(), start)
+                    raise
+        finally:
+            self._writers.release()
+
+
+def _end_of_last_line(file: Any) -> int:
+    """The size of the file's complete lines; a partial line after them is cut off (and said)."""
+    size = file.seek(0, os.SEEK_END)
+    position = size
+    while position > 0:
+        chunk_start = max(0, position - 65536)
+        file.seek(chunk_start)
+        newline = file.read(position - chunk_start).rfind(b"\n")
+        if newline >= 0:
+            position = chunk_start + newline + 1
+            break
+        position = chunk_start
+    if position != size:
+        os.ftruncate(file.fileno(), position)
+        _log.warning(
+            "journal %s: dropped an unfinished last record (%d bytes) left by a write that was cut off",
+            file.name,
+            size - position,
+        )
+    file.seek(position)
+    return position
 
 
 @functools.cache
@@ -170,6 +250,57 @@ def admission_lock(url: str, study_name: str) -> AdmissionLock:
     return filelock.FileLock(Path(tempfile.gettempdir()) / f"lrsearch-{digest}.lock")  # this machine only
 
 
+_SEARCHES_IN_MEMORY: set[str] = set()  # studies of sqlite:///:memory: that a search of this process runs
+
+
+@contextmanager
+def exclusive_search(url: str, study_name: str) -> Iterator[None]:
+    """Held by the command that sets a study's trial budget and runs it (`lrsearch optimize`,
+    `lrsearch.search`) for as long as it runs.
+
+    A second such command on the same study would set the budget under the first one's feet (the first
+    would stop early and say it finished); it is refused instead, and `lrsearch worker` is the way to
+    add workers to a running search. Like the admission lock, it is released if the process dies.
+
+    Raises:
+        ConfigError: another command is running a search on the study.
+    """
+    busy = ConfigError(
+        f"--study-name: study {study_name!r} is busy: another `lrsearch optimize` is running it; wait for it "
+        f"to end, or add workers to it with `lrsearch worker --study-name {study_name}`"
+    )
+    if url == IN_MEMORY:
+        if study_name in _SEARCHES_IN_MEMORY:
+            raise busy
+        _SEARCHES_IN_MEMORY.add(study_name)
+        try:
+            yield
+        finally:
+            _SEARCHES_IN_MEMORY.discard(study_name)
+        return
+    if url.startswith("postgresql"):
+        lock: Any = _PostgresAdvisoryLock(url, f"lrsearch-search:{study_name}")
+        try:
+            taken = lock.try_acquire()
+        except Exception:  # noqa: BLE001 - the server can't be reached: open_storage says why in one line
+            open_storage(url)
+            raise
+        if not taken:
+            raise busy
+    else:
+        import filelock
+
+        lock = admission_lock(url, f"{study_name}.search")
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise busy from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class _PostgresAdvisoryLock:
     """`pg_advisory_lock` on its own connection: the server releases it if the worker dies."""
 
@@ -185,6 +316,18 @@ class _PostgresAdvisoryLock:
 
         self._connection = self._engine.connect()
         self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no one holds it; False (and no connection kept) if someone does."""
+        import sqlalchemy
+
+        self._connection = self._engine.connect()
+        query = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
+        if self._connection.execute(query, {"key": self._key}).scalar():
+            return True
+        self._connection.close()
+        self._connection = None
+        return False
 
     def release(self) -> None:
         import sqlalchemy

@@ -137,6 +137,27 @@ def check_task_name(name: str) -> None:
         )
 
 
+def require_named(task: str, named: str | None, source: str) -> None:
+    """A user's task is code, and lrsearch imports and runs it: only when the command names it (`--task`),
+    never because a config file, an exported YAML or a shared study says so.
+
+    Args:
+        task: the task the config, spec or study asks for.
+        named: what this command's `--task` says (None: nothing).
+        source: where `task` comes from, for the message.
+
+    Raises:
+        ConfigError: a user's task that the command does not name.
+    """
+    if named is not None and named != task:
+        raise ConfigError(f"--task: {source} trains task {task!r}, not {named!r}")
+    if is_user_task(task) and named is None:
+        raise ConfigError(
+            f"data.task: {source} names your own task {task!r}, which is code that lrsearch would import and "
+            f"run; if you trust it, name it on the command: --task {task}"
+        )
+
+
 @functools.cache  # once a process: the command checks the task, then its in-process worker trains on it
 def load_user_task(name: str) -> Task:
     """Import `module:function` (or `path/to/file.py:function`) and call it, once per process.

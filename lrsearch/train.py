@@ -24,7 +24,7 @@ class EpochRecord:
     train_loss: float  # mean over the epoch's batches
     val_loss: float
     val_score: float | None  # the task's score (accuracy, R²), None when it has none
-    # The LR of each optimizer step of the epoch, for per-batch schedules (the others hold `lr`).
+    # The LR of the epoch's `recorded_steps`, evenly spaced, for per-batch schedules (others hold `lr`).
     step_lrs: tuple[float, ...] = ()
 
 
@@ -48,6 +48,16 @@ class Diverged(Exception):
 
 
 OnEpoch = Callable[[EpochRecord], None]
+# LRs a trial's records keep of its steps, at most (and one an epoch): the pictures draw ~200 points, and
+# a long run of per-batch steps must not hold millions of floats.
+MAX_STEP_LRS = 2000
+
+
+def recorded_steps(steps_per_epoch: int, epochs: int) -> frozenset[int]:
+    """The steps of each epoch whose LR a per-batch schedule's record keeps: every step on a short
+    run, evenly spaced ones on a long run."""
+    kept = min(steps_per_epoch, max(1, MAX_STEP_LRS // epochs))
+    return frozenset(i * steps_per_epoch // kept for i in range(kept))
 
 
 @torch.no_grad()
@@ -89,7 +99,7 @@ def train(
     steps_per_epoch = data.steps_per_epoch(spec.batch_size)
     scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
     when = step_on(spec)
-    batch_order = torch.Generator().manual_seed(spec.seed)
+    recorded = recorded_steps(steps_per_epoch, spec.epochs) if when == "batch" else frozenset()
     data.reseed(spec.seed)
     history = History()
 
@@ -98,14 +108,15 @@ def train(
         model.train()
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per batch
         step_lrs: list[float] = []
-        for x, y in data.batches(spec.batch_size, batch_order, device):
+        for step, (x, y) in enumerate(data.batches(spec.batch_size, spec.seed, epoch - 1, device)):
             loss = data.loss(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if when == "batch":
                 # OneCycleLR and CyclicLR count optimizer steps, not epochs.
-                step_lrs.append(optimizer.param_groups[0]["lr"])
+                if step in recorded:
+                    step_lrs.append(optimizer.param_groups[0]["lr"])
                 scheduler.step()
             loss_sum += loss.detach()
         train_loss = loss_sum.item() / steps_per_epoch

@@ -1,7 +1,7 @@
 """Workers: processes that run a study's trials until its trial budget is spent.
 
-A study carries its budget (how many trials it should hold) as a study attribute, so every worker, on
-this machine or another, stops at the same count. A worker takes the study's admission lock to decide
+A study carries its budget (how many trials it should hold, `budget.py`), so every worker, on this
+machine or another, stops at the same count. A worker takes the study's admission lock to decide
 whether one more trial is needed and to ask for it, which keeps the count exact however many workers
 race. A trial whose worker died (no heartbeat) is failed and queued again by Optuna; the retry takes its
 place in the count, and workers wait for such retries before they call the study done.
@@ -16,26 +16,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import optuna
 import torch
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.budget import BUDGET_ATTR, add_to_budget, admit, counted_trials, next_move, trials_of_run
 from lrsearch.config import SearchConfig
 from lrsearch.data import load_data
 from lrsearch.device import pin_threads
-from lrsearch.errors import Interrupted
-from lrsearch.logs import quiet_optuna
+from lrsearch.errors import StorageFault, fault_line, is_fault
+from lrsearch.internals import fail_stale_trials, storage_of, trial_id
+from lrsearch.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.objective import Objective, Pictures
 from lrsearch.stopping import StopSignal, stop_on_interrupt
 from lrsearch.storage import AdmissionLock, admission_lock, artifact_folder, has_heartbeat
-from lrsearch.study import join_study, recording_failures
+from lrsearch.study import FAIL_REASON, WORKER_ATTR, join_study, recording_failures
 from lrsearch.tasks import is_user_task
 
-BUDGET_ATTR = "lrsearch_budget"  # study attribute: {"target": trials to hold or None, "first": trial number}
-WORKER_ATTR = "worker"  # trial attribute: host:pid of the process that ran it
 IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries of dead workers' trials
 MAX_RESTARTS = 10  # times the worker processes are started again after one of them died
 # benchmarks/throughput.py on a 2-core CPU: stacks of 10, 25 and 50 train 5.8x, 8.8x and 10.7x faster
@@ -46,45 +44,13 @@ AUTO_STACK_CPU = 10
 # On an H100 throughput keeps growing with K (K=50 49x, 100 89x, 200 153x, 400 212x an Optuna-example
 # loop); 128 is fast there while the sampler still sees generations on budgets of 500 trials or more.
 AUTO_STACK_GPU = 128
-CAUGHT = (RuntimeError, ValueError, ArithmeticError)  # a trial raising these ends FAIL; the worker goes on
+# A trial whose training raises ends FAIL with the reason, and the worker goes on: whatever a user's model
+# or data raises. A storage that fails under the worker is not the trial's fault: it ends the worker.
+CAUGHT = (Exception,)
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
-Move = Literal["run", "wait", "done"]
 _log = logging.getLogger("lrsearch")
-
-
-def counted_trials(trials: Sequence[FrozenTrial]) -> int:
-    """Trials that count against the budget: all, except those a retry replaced (the retry counts)."""
-    replaced = {number for trial in trials for number in RetryHeartbeatStaleTrialCallback.retry_history(trial)}
-    return len(trials) - len(replaced)
-
-
-def add_to_budget(study: optuna.Study, trials: int | None) -> int | None:
-    """Let the study hold `trials` more trials than it counts now (None: no limit); returns the target."""
-    stored = study.get_trials(deepcopy=False)
-    target = None if trials is None else counted_trials(stored) + trials
-    study.set_user_attr(BUDGET_ATTR, {"target": target, "first": len(stored)})
-    return target
-
-
-def next_move(study: optuna.Study, wait_for_running: bool) -> Move:
-    """Run a trial, wait for running ones (whose worker may die, and whose retry someone must run), or stop."""
-    return admit(study, 1, wait_for_running)[0]
-
-
-def admit(study: optuna.Study, wanted: int, wait_for_running: bool) -> tuple[Move, int]:
-    """How many of `wanted` new trials may start now: ("run", n), or ("wait" or "done", 0)."""
-    budget = study.user_attrs.get(BUDGET_ATTR, {"target": None, "first": 0})
-    trials = study.get_trials(deepcopy=False)
-    waiting = sum(trial.state == TrialState.WAITING for trial in trials)  # queued retries: they already count
-    room = wanted if budget["target"] is None else max(0, budget["target"] - counted_trials(trials)) + waiting
-    if min(wanted, room) > 0:
-        return "run", min(wanted, room)
-    if wait_for_running and any(
-        trial.state == TrialState.RUNNING and trial.number >= budget["first"] for trial in trials
-    ):
-        return "wait", 0
-    return "done", 0
+__all__ = ["BUDGET_ATTR", "WORKER_ATTR", "add_to_budget", "admit", "counted_trials", "next_move", "trials_of_run"]
 
 
 @dataclass(frozen=True)
@@ -121,16 +87,15 @@ def work(
         lock.acquire()
         admitted = _Admitted(lock, recording_failures(objective), worker)
         try:
+            if wait_for_retries:
+                fail_stale_trials(study)  # before Optuna's own, which would not say why
             move = next_move(study, wait_for_running=wait_for_retries)
             if move == "run":
                 # Optuna asks for the trial inside optimize (failing stale trials first, which queues
                 # their retries); the objective frees the lock once it has its trial.
+                # Interrupted is caught too: the trial ends FAIL with its reason, and the stop signal ends the loop.
                 study.optimize(admitted, n_trials=1, catch=CAUGHT, callbacks=list(callbacks))
                 ran += 1
-            elif move == "wait":
-                optuna.storages.fail_stale_trials(study)  # a dead worker's trial turns into a queued retry
-        except Interrupted:
-            break  # the trial is recorded as FAIL with its reason; the stop signal says the rest
         finally:
             admitted.release_once()
         if move == "done":
@@ -197,12 +162,53 @@ def stack_size(setting: int | str, device: torch.device, trials: int | None) -> 
 
 
 def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callback] = ()) -> WorkerReport:
-    """Load the data onto the worker's device and run trials of the study until it is done."""
-    from lrsearch.stacked_search import work_stacked  # it builds on this module's budget and constants
+    """Load the data onto the worker's device and run trials of the study until it is done.
 
+    Raises:
+        StorageFault: the storage failed under the worker (disk full, server gone); its running trials
+            were ended FAIL with the cause where the storage still allowed it.
+    """
     config, device = setup.config, torch.device(setup.device)
     pin_threads(device, setup.threads)
     study = join_study(config, setup.sampler_seed)
+    try:
+        return _run_trials(setup, study, stop, callbacks)
+    except Exception as error:
+        if not is_fault(error):
+            raise
+        raise _fault(study, error) from error
+
+
+def _fault(study: optuna.Study, error: Exception) -> StorageFault:
+    """End this worker's running trials as FAIL with the cause, as far as the failing storage lets us."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    cause = fault_line(error)
+    ended = left = 0
+    try:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    except Exception:  # noqa: BLE001 - the storage can't even be read
+        running = []
+    for trial in running:
+        if trial.user_attrs.get(WORKER_ATTR) != worker:
+            continue
+        try:
+            storage_of(study).set_trial_user_attr(trial_id(trial), FAIL_REASON, f"the storage failed: {cause}")
+            study.tell(trial.number, state=TrialState.FAIL)
+            ended += 1
+        except Exception:  # noqa: BLE001 - the write that failed may fail again
+            left += 1
+    fate = f"; its {ended} running trial(s) ended FAIL with this reason" if ended else ""
+    if left:
+        fate += f"; {left} running trial(s) could not be marked failed (a later run fails them once stale)"
+    return StorageFault(f"the study's storage failed: {cause}{fate}")
+
+
+def _run_trials(
+    setup: WorkerSetup, study: optuna.Study, stop: StopSignal, callbacks: Sequence[Callback]
+) -> WorkerReport:
+    from lrsearch.stacked_search import work_stacked  # it builds on this module's budget and constants
+
+    config, device = setup.config, torch.device(setup.device)
     data = load_data(config.data, config.study.seed, device)
     objective = Objective(config, data, device, stop)
     lock = admission_lock(config.study.storage, config.study.name)
@@ -230,6 +236,7 @@ def _trial_pictures(config: SearchConfig) -> Pictures | None:
 
 def _worker_process(setup: WorkerSetup) -> WorkerReport:
     quiet_optuna()
+    one_line_thread_faults()
     # A terminal's Ctrl-C reaches every worker of the process group: each stops after its epoch.
     with stop_on_interrupt(StopSignal(setup.stop_file)) as stop:
         return run_worker(setup, stop)

@@ -63,7 +63,8 @@ def test_same_spec_same_history(tiny_data_spec, tiny_data):
 
 
 def test_training_learns(tiny_data_spec, tiny_data):
-    history = train(_spec(tiny_data_spec, lr=0.05, epochs=10), tiny_data, evaluate_test=True)
+    # 20 epochs: at 10, the val accuracy on these 80 rows is 0.65 to 0.74 depending on the seed.
+    history = train(_spec(tiny_data_spec, lr=0.05, epochs=20), tiny_data, evaluate_test=True)
     assert history.final.val_score > 0.7
     assert history.final.train_loss < history.epochs[0].train_loss
     assert history.test_loss is not None and 0 <= history.test_score <= 1
