@@ -32,7 +32,17 @@ def fault_line(error: BaseException) -> str:
 
 def is_fault(error: BaseException) -> bool:
     """An error of the machine, not of lrsearch: a file or the storage could not be written or read
-    (disk full, read-only, a server gone)."""
+    (disk full, read-only, a server gone), raised as it is or under another error (Optuna's own
+    bookkeeping raises an AssertionError when its write of a trial's end fails)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if _is_fault_itself(cause):
+            return True
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+    return False
+
+
+def _is_fault_itself(error: BaseException) -> bool:
     import sys
 
     if isinstance(error, OSError):

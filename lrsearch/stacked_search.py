@@ -33,7 +33,7 @@ from lrsearch.stopping import StopSignal
 from lrsearch.storage import AdmissionLock
 from lrsearch.study import FAIL_REASON, WORKER_ATTR
 from lrsearch.train import EpochRecord
-from lrsearch.workers import CAUGHT, IDLE_POLL_S, Callback
+from lrsearch.workers import CAUGHT, IDLE_POLL_S, Callback, fail_after_fault
 
 _log = logging.getLogger("lrsearch")
 
@@ -70,64 +70,74 @@ def work_stacked(
     trainer: StackedTrainer | None = None
     running: dict[int, _Running] = {}
     ran = 0
-    with _Heartbeats(study, heartbeat) as beats:
-        while True:
-            move, asked = "done", []
-            if len(running) < stack and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                with lock:  # one read of the study for the whole refill
-                    if wait_for_retries:
-                        fail_stale_trials(study)
-                    move, room = admit(study, stack - len(running), wait_for_running=wait_for_retries and not running)
-                    with warnings.catch_warnings():  # it sends its own heartbeats (_Heartbeats)
-                        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                        for _ in range(room):
-                            asked.append(study.ask())
-                            # Its first heartbeat at once: a trial without any is never found stale, so if
-                            # this worker died now, the others would wait for it for ever.
-                            beats.add(asked[-1])
-            for trial in asked:
-                trial.set_user_attr(WORKER_ATTR, worker)
+    asked: list[optuna.Trial] = []
+    try:
+        with _Heartbeats(study, heartbeat) as beats:
+            while True:
+                move, asked = "done", []
+                if len(running) < stack and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                    with lock:  # one read of the study for the whole refill
+                        if wait_for_retries:
+                            fail_stale_trials(study)
+                        move, room = admit(
+                            study, stack - len(running), wait_for_running=wait_for_retries and not running
+                        )
+                        with warnings.catch_warnings():  # it sends its own heartbeats (_Heartbeats)
+                            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                            for _ in range(room):
+                                asked.append(study.ask())
+                                # Its first heartbeat at once: a trial without any is never found stale, so if
+                                # this worker died now, the others would wait for it for ever.
+                                beats.add(asked[-1])
+                for trial in asked:
+                    trial.set_user_attr(WORKER_ATTR, worker)
+                    try:
+                        spec = objective.begin(trial)
+                    except CAUGHT as error:  # Interrupted among them
+                        beats.remove(trial)
+                        _tell(study, trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
+                        continue
+                    if trainer is None:
+                        trainer = StackedTrainer(objective.data, spec, objective.device)
+                    trainer.add(trial.number, spec)
+                    running[trial.number] = _Running(trial, spec)
+                    ran += 1
+                if not running:
+                    if move == "wait" and not stop.is_set():
+                        time.sleep(IDLE_POLL_S)
+                        continue
+                    return ran
                 try:
-                    spec = objective.begin(trial)
-                except CAUGHT as error:  # Interrupted among them
-                    beats.remove(trial)
-                    _tell(study, trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
-                    continue
-                if trainer is None:
-                    trainer = StackedTrainer(objective.data, spec, objective.device)
-                trainer.add(trial.number, spec)
-                running[trial.number] = _Running(trial, spec)
-                ran += 1
-            if not running:
-                if move == "wait" and not stop.is_set():
-                    time.sleep(IDLE_POLL_S)
-                    continue
-                return ran
-            try:
-                outcomes = trainer.train_epoch()
-            except BaseException as error:  # a model raising, out of memory, a second Ctrl-C: each trial says why
-                for entry in running.values():
+                    outcomes = trainer.train_epoch()
+                except BaseException as error:  # a model raising, out of memory, a second Ctrl-C: each trial says why
+                    for entry in running.values():
+                        beats.remove(entry.trial)
+                        objective.record_curves(entry.trial, entry.spec, entry.records, TrialState.FAIL)
+                        _tell(study, entry.trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
+                    running.clear()
+                    trainer = None
+                    if isinstance(error, CAUGHT):
+                        continue
+                    raise
+                reported = _report(outcomes, running)
+                pruning = any(o.record and o.record.epoch >= objective.first_pruning_epoch for o in outcomes)
+                view = _EpochView(study) if pruning else None
+                for outcome, entry in reported:
+                    state, reason = _judge(objective, entry, outcome, view)
+                    if state is None:
+                        continue
+                    trainer.remove(outcome.key)
+                    del running[outcome.key]
                     beats.remove(entry.trial)
-                    objective.record_curves(entry.trial, entry.spec, entry.records, TrialState.FAIL)
-                    _tell(study, entry.trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
-                running.clear()
-                trainer = None
-                if isinstance(error, CAUGHT):
-                    continue
-                raise
-            reported = _report(outcomes, running)
-            pruning = any(o.record and o.record.epoch >= objective.first_pruning_epoch for o in outcomes)
-            view = _EpochView(study) if pruning else None
-            for outcome, entry in reported:
-                state, reason = _judge(objective, entry, outcome, view)
-                if state is None:
-                    continue
-                trainer.remove(outcome.key)
-                del running[outcome.key]
-                beats.remove(entry.trial)
-                objective.record_curves(entry.trial, entry.spec, entry.records, state)
-                value = entry.records[-1].val_loss if state == TrialState.COMPLETE else None
-                _tell(study, entry.trial, state, callbacks, reason, value)
+                    objective.record_curves(entry.trial, entry.spec, entry.records, state)
+                    value = entry.records[-1].val_loss if state == TrialState.COMPLETE else None
+                    _tell(study, entry.trial, state, callbacks, reason, value)
+    except Exception as error:
+        if not is_fault(error):
+            raise
+        in_hand = [entry.trial for entry in running.values()]
+        in_hand += [trial for trial in asked if trial.number not in running]
+        raise fail_after_fault(study, in_hand, error) from error
 
 
 def _report(outcomes: list[EpochOutcome], running: dict[int, _Running]) -> list[tuple[EpochOutcome, _Running]]:

@@ -26,7 +26,7 @@ from lrsearch.config import SearchConfig
 from lrsearch.data import load_data
 from lrsearch.device import pin_threads
 from lrsearch.errors import StorageFault, fault_line, is_fault
-from lrsearch.internals import fail_stale_trials, storage_of, trial_id
+from lrsearch.internals import fail_stale_trials
 from lrsearch.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.objective import Objective, Pictures
 from lrsearch.stopping import StopSignal, stop_on_interrupt
@@ -96,6 +96,10 @@ def work(
                 # Interrupted is caught too: the trial ends FAIL with its reason, and the stop signal ends the loop.
                 study.optimize(admitted, n_trials=1, catch=CAUGHT, callbacks=list(callbacks))
                 ran += 1
+        except Exception as error:
+            if not is_fault(error):
+                raise
+            raise fail_after_fault(study, [] if admitted.trial is None else [admitted.trial], error) from error
         finally:
             admitted.release_once()
         if move == "done":
@@ -111,6 +115,7 @@ class _Admitted:
     def __init__(self, lock: AdmissionLock, objective: Callable[[optuna.Trial], float], worker: str) -> None:
         self._lock, self._objective, self._worker = lock, objective, worker
         self._held = True
+        self.trial: optuna.Trial | None = None  # the trial Optuna asked for
 
     def release_once(self) -> None:
         if self._held:
@@ -119,6 +124,7 @@ class _Admitted:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.release_once()
+        self.trial = trial
         trial.set_user_attr(WORKER_ATTR, self._worker)
         return self._objective(trial)
 
@@ -171,35 +177,25 @@ def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callbac
     config, device = setup.config, torch.device(setup.device)
     pin_threads(device, setup.threads)
     study = join_study(config, setup.sampler_seed)
-    try:
-        return _run_trials(setup, study, stop, callbacks)
-    except Exception as error:
-        if not is_fault(error):
-            raise
-        raise _fault(study, error) from error
+    return _run_trials(setup, study, stop, callbacks)
 
 
-def _fault(study: optuna.Study, error: Exception) -> StorageFault:
-    """End this worker's running trials as FAIL with the cause, as far as the failing storage lets us."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+def fail_after_fault(study: optuna.Study, trials: Sequence[optuna.Trial], error: Exception) -> StorageFault:
+    """The storage failed under the worker: end its running `trials` as FAIL with the cause, as far as the
+    failing storage lets us, and say what became of them."""
     cause = fault_line(error)
-    ended = left = 0
-    try:
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    except Exception:  # noqa: BLE001 - the storage can't even be read
-        running = []
-    for trial in running:
-        if trial.user_attrs.get(WORKER_ATTR) != worker:
-            continue
+    ended = 0
+    for trial in trials:
         try:
-            storage_of(study).set_trial_user_attr(trial_id(trial), FAIL_REASON, f"the storage failed: {cause}")
-            study.tell(trial.number, state=TrialState.FAIL)
+            trial.set_user_attr(FAIL_REASON, f"the storage failed: {cause}")
+            study.tell(trial, state=TrialState.FAIL)
             ended += 1
-        except Exception:  # noqa: BLE001 - the write that failed may fail again
-            left += 1
+        except Exception as again:  # noqa: BLE001 - the write that failed may fail again
+            if "finished" in str(again):  # Optuna ended it already (its own try to fail it worked)
+                ended += 1
     fate = f"; its {ended} running trial(s) ended FAIL with this reason" if ended else ""
-    if left:
-        fate += f"; {left} running trial(s) could not be marked failed (a later run fails them once stale)"
+    if len(trials) > ended:
+        fate += f"; {len(trials) - ended} running trial(s) could not be marked failed"
     return StorageFault(f"the study's storage failed: {cause}{fate}")
 
 
