@@ -10,7 +10,7 @@ from optuna.storages import BaseStorage
 
 from lrsearch.config import SearchConfig, with_overrides
 from lrsearch.errors import ConfigError
-from lrsearch.storage import open_storage
+from lrsearch.storage import open_storage, shown_url
 
 PROBLEM_ATTR = "lrsearch_problem"  # study attribute: the settings its trials were trained under
 CONFIG_ATTR = "lrsearch_config"  # study attribute: the search as the last `optimize` set it, for workers
@@ -181,7 +181,9 @@ def load_existing_study(name: str, storage_url: str) -> optuna.Study:
     except KeyError:
         names = optuna.get_all_study_names(storage)
         known = ", ".join(names) if names else "none yet"
-        raise ConfigError(f"--study-name: no study {name!r} in {storage_url}; stored studies: {known}") from None
+        raise ConfigError(
+            f"--study-name: no study {name!r} in {shown_url(storage_url)}; stored studies: {known}"
+        ) from None
 
 
 def recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
