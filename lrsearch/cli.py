@@ -350,9 +350,10 @@ def train_command(
     study = None
     if study_name is not None:  # checked before training: a wrong name should not cost a whole replay
         from lrsearch.config import DEFAULT_STORAGE
-        from lrsearch.study import load_existing_study
+        from lrsearch.study import check_replay_problem, load_existing_study
 
         study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
+        check_replay_problem(study, spec)
     torch_device = resolve_device(device)
     pin_threads(torch_device)
     data = load_data(spec.data, spec.seed, torch_device)
