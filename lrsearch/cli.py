@@ -209,11 +209,12 @@ def _run_search(
         before: trials the study held before; the bar counts the ones after.
     """
     from lrsearch.search_run import SearchRun
+    from lrsearch.storage import shown_url
 
     search = SearchRun(settings, study, devices, seed)
     jobs, stacks = len(search.setups), {setup.stack for setup in search.setups}
     typer.echo(
-        f"study {settings.study.name!r} in {settings.study.storage} ({before} trials so far), "
+        f"study {settings.study.name!r} in {shown_url(settings.study.storage)} ({before} trials so far), "
         f"{settings.train.epochs} epochs a trial, {jobs} worker{'s' if jobs > 1 else ''} on "
         + ", ".join(setup.device for setup in search.setups)
         + ("" if stacks == {1} else f", {'/'.join(map(str, sorted(stacks)))} trials at once each")
@@ -251,6 +252,7 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
 def _print_report(study: Any, export_path: Path, storage: str) -> None:
     from lrsearch.config import DEFAULT_STORAGE
     from lrsearch.report import best_lines, counts_line, export_best, summarize, top_table
+    from lrsearch.storage import shown_url
 
     summary = summarize(study)
     typer.echo(counts_line(summary))
@@ -260,7 +262,9 @@ def _print_report(study: Any, export_path: Path, storage: str) -> None:
     typer.echo("\n".join(best_lines(summary.best)))
     _console().print(top_table(summary))
     export_best(study, export_path)
-    record = f" --study-name {study.study_name}" + ("" if storage == DEFAULT_STORAGE else f" --storage {storage}")
+    record = f" --study-name {study.study_name}" + (
+        "" if storage == DEFAULT_STORAGE else f" --storage {shown_url(storage)}"
+    )
     typer.echo(f"best run written to {export_path}")
     typer.echo(
         f"replay it beside the baselines, recorded for `lrsearch report`: lrsearch train --config {export_path}{record}"
@@ -313,7 +317,7 @@ def dashboard(
 
     from lrsearch.config import DEFAULT_STORAGE
     from lrsearch.dashboard import figures_lock, refresh_study, serving
-    from lrsearch.storage import artifact_folder, open_storage
+    from lrsearch.storage import artifact_folder, open_storage, shown_url
     from lrsearch.study import load_existing_study
 
     url = storage or DEFAULT_STORAGE
@@ -327,7 +331,7 @@ def dashboard(
         path += f"studies/{study_storage.get_study_id_from_name(study_name)}"
     with serving(study_storage, artifact_folder(url, artifacts), host, port) as server:
         shown_host = f"[{host}]" if ":" in host else host
-        typer.echo(f"optuna-dashboard on {url}: http://{shown_host}:{server.server_port}{path}")
+        typer.echo(f"optuna-dashboard on {shown_url(url)}: http://{shown_host}:{server.server_port}{path}")
         typer.echo("press Ctrl-C to stop")
         sys.stdout.flush()
         try:
@@ -399,9 +403,10 @@ def train_command(
     study = None
     if study_name is not None:  # checked before training: a wrong name should not cost a whole replay
         from lrsearch.config import DEFAULT_STORAGE
-        from lrsearch.study import load_existing_study
+        from lrsearch.study import check_replay_problem, load_existing_study
 
         study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
+        check_replay_problem(study, spec)
     torch_device = resolve_device(device)
     pin_threads(torch_device)
     data = load_data(spec.data, spec.seed, torch_device)

@@ -9,15 +9,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from optuna.trial import FrozenTrial, TrialState
+from pydantic import Field, TypeAdapter, ValidationError
 
 from lrsearch.build import LoadedSchedule, build_optimizer
+from lrsearch.errors import ConfigError
 from lrsearch.objective import RUN_SPEC, STEPS_PER_EPOCH
 from lrsearch.spec import RunSpec
 from lrsearch.train import EpochRecord
 
+_FLOATS = TypeAdapter(list[float])
+_STEPS = TypeAdapter(Annotated[int, Field(ge=1)] | None)
 MAX_POINTS = 200  # per curve: enough to show a cycle's shape, small enough to store in a study
 
 
@@ -39,20 +44,27 @@ class TrialCurves:
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialCurves | None:
-        """The trial's curves, or None for a trial that recorded none (failed before training)."""
+        """The trial's curves, or None for a trial that recorded none (failed before training) or whose
+        records do not parse (anyone who can write to the storage can write them)."""
         attrs = trial.user_attrs
         if RUN_SPEC not in attrs or not attrs.get("val_loss"):
             return None
-        return cls(
-            number=trial.number,
-            state=trial.state,
-            value=trial.value,
-            spec=RunSpec.model_validate(attrs[RUN_SPEC]),
-            lr=list(attrs.get("lr", [])),
-            train_loss=list(attrs.get("train_loss", [])),
-            val_loss=list(attrs["val_loss"]),
-            steps_per_epoch=attrs.get(STEPS_PER_EPOCH),
-        )
+        try:
+            val_loss = _FLOATS.validate_python(attrs["val_loss"])
+            curves = cls(
+                number=trial.number,
+                state=trial.state,
+                value=trial.value,
+                spec=RunSpec.model_validate(attrs[RUN_SPEC]),
+                lr=_FLOATS.validate_python(attrs.get("lr", [])),
+                train_loss=_FLOATS.validate_python(attrs.get("train_loss", [])),
+                val_loss=val_loss,
+                steps_per_epoch=_STEPS.validate_python(attrs.get(STEPS_PER_EPOCH)),
+            )
+        except ValidationError:
+            return None
+        same_length = len(curves.lr) == len(curves.train_loss) == len(val_loss)
+        return curves if same_length else None
 
     @classmethod
     def of_run(
@@ -106,7 +118,10 @@ class TrialCurves:
             return positions, lrs
         if self.steps_per_epoch is None:
             return [epoch - 1.0 for epoch in self.epochs], list(self.lr)
-        positions_, lrs_ = _replayed(self.spec.model_dump_json(), self.steps_per_epoch, tuple(self.val_loss))
+        try:
+            positions_, lrs_ = _replayed(self.spec.model_dump_json(), self.steps_per_epoch, tuple(self.val_loss))
+        except (ConfigError, TypeError, ValueError):  # stored parameters its scheduler can't take
+            return [epoch - 1.0 for epoch in self.epochs], list(self.lr)
         return list(positions_), list(lrs_)
 
 

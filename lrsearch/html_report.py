@@ -15,10 +15,12 @@ from typing import Any
 
 import optuna
 from matplotlib.figure import Figure
+from pydantic import ValidationError
 
 from lrsearch import plots
-from lrsearch.baselines import REPLAY_ATTR
+from lrsearch.baselines import REPLAY_ATTR, Replay
 from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
+from lrsearch.errors import error_field
 from lrsearch.objective import SCORE_LABELS
 from lrsearch.report import counts_line, format_params, summarize
 
@@ -80,6 +82,9 @@ def write_pngs(drawn: list[Section], folder: Path, stem: str) -> list[Path]:
 def _summary(study: optuna.Study) -> Section:
     summary = summarize(study, k=TOP_K)
     parts = [f"<p>{html.escape(counts_line(summary))}</p>"]
+    if summary.unreadable:
+        numbers = ", ".join(f"#{number}" for number in summary.unreadable)
+        parts.append(f"<p>Left out, their stored records unreadable: trial {numbers}.</p>")
     if summary.best is not None:
         rows = "".join(
             f"<tr><td>{rank}</td><td>#{row.number}</td><td>{row.val_loss:.4f}</td><td>{row.spec.lr:.4g}</td>"
@@ -142,8 +147,8 @@ def _importances(study: optuna.Study) -> Section:
 
 
 def _replay(study: optuna.Study) -> Section:
-    replay = study.user_attrs.get(REPLAY_ATTR)
-    if not replay:
+    stored = study.user_attrs.get(REPLAY_ATTR)
+    if not stored:
         return Section(
             "baselines",
             "Against the baselines",
@@ -151,27 +156,40 @@ def _replay(study: optuna.Study) -> Section:
             f"{html.escape(study.study_name)}</code> trains the best run, a constant LR and StepLR on the "
             "test split and records them here.</p>",
         )
+    try:
+        replay = Replay.model_validate(stored)
+    except ValidationError as error:
+        return Section("baselines", "Against the baselines", _unreadable_replay(study, error))
 
     def cell(value: float | None) -> str:
         return "<td>-</td>" if value is None else f"<td>{value:.4f}</td>"
 
     rows, losses = [], {}
-    for label, run in replay["runs"].items():
-        if "diverged" in run:
-            cells = f"<td colspan='3'>{html.escape(run['diverged'])}</td>"
+    for label, run in replay.runs.items():
+        if run.diverged is not None:
+            cells = f"<td colspan='3'>{html.escape(run.diverged)}</td>"
         else:
-            if run["test_loss"] is not None:
-                losses[label] = run["test_loss"]
-            cells = cell(run["test_loss"]) + cell(run["test_score"]) + cell(run["val_loss"])
+            if run.test_loss is not None:
+                losses[label] = run.test_loss
+            cells = cell(run.test_loss) + cell(run.test_score) + cell(run.val_loss)
         rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
-    score = html.escape(SCORE_LABELS.get(replay.get("score") or "", "score"))
+    score = html.escape(SCORE_LABELS.get(replay.score or "", "score"))
     table = (
-        f"<p>Replayed on {html.escape(replay['device'])}, seed {replay['seed']}, recorded {replay['when']}.</p>"
+        f"<p>Replayed on {html.escape(replay.device)}, seed {replay.seed}, recorded {html.escape(replay.when)}.</p>"
         f"<table><tr><th>run</th><th>test loss</th><th>test {score}</th><th>final val loss</th></tr>"
         f"{''.join(rows)}</table>"
     )
     figure = plots.replay_comparison(losses) if losses else None
     return Section("baselines", "Against the baselines", table, figure)
+
+
+def _unreadable_replay(study: optuna.Study, error: ValidationError) -> str:
+    where = f"{error_field(error)}: {error.errors()[0]['msg']}"
+    return (
+        f"<p>The recorded replay is unreadable ({html.escape(where)}): it was not written by this version of "
+        "lrsearch, or was changed since. <code>lrsearch train --config best.yaml --study-name "
+        f"{html.escape(study.study_name)}</code> records it again.</p>"
+    )
 
 
 def _detached(axes: Any) -> Figure:

@@ -90,7 +90,8 @@ def replay_comparison(results: Mapping[str, float]) -> Figure:
     """The replayed winner beside the baselines, on the test split."""
     figure = Figure(figsize=(7, 0.6 * len(results) + 1.2))
     axes = figure.subplots()
-    axes.barh(list(results), list(results.values()))
+    labels = [label.replace("$", r"\$") for label in results]  # stored text, not mathtext to parse
+    axes.barh(labels, list(results.values()))
     axes.set(xlabel="test loss (lower is better)", title="the best schedule against the baselines")
     axes.invert_yaxis()
     figure.tight_layout()

@@ -4,17 +4,21 @@ and the best RunSpec exported as YAML."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
+from rich.text import Text
 
 from lrsearch.errors import ConfigError
 from lrsearch.objective import RUN_SPEC, SCORE_LABELS
 from lrsearch.spec import RunSpec
+
+_FLOATS = TypeAdapter(list[float])
 
 
 @dataclass(frozen=True)
@@ -26,11 +30,17 @@ class TrialRow:
     score_label: str | None  # "accuracy", "R²"; None for a task without a score
 
     @classmethod
-    def of(cls, trial: FrozenTrial) -> TrialRow:
-        spec = RunSpec.model_validate(trial.user_attrs[RUN_SPEC])
+    def of(cls, trial: FrozenTrial) -> TrialRow | None:
+        """The trial's row, or None when what it stores does not parse (anyone who can write to the
+        storage can write its attributes: a view shows them as data, or not at all)."""
+        try:
+            spec = RunSpec.model_validate(trial.user_attrs[RUN_SPEC])
+        except ValidationError:
+            return None
         for name, label in SCORE_LABELS.items():
-            if trial.user_attrs.get(f"val_{name}"):
-                return cls(trial.number, spec, trial.value, trial.user_attrs[f"val_{name}"][-1], label)
+            scores = _floats(trial.user_attrs.get(f"val_{name}"))
+            if scores:
+                return cls(trial.number, spec, trial.value, scores[-1], label)
         return cls(trial.number, spec, trial.value, None, None)
 
     @property
@@ -43,6 +53,7 @@ class Summary:
     study_name: str
     counts: dict[str, int]  # trial state name -> how many
     top: list[TrialRow]  # best first
+    unreadable: list[int] = field(default_factory=list)  # better trials than top[-1] whose records don't parse
 
     @property
     def best(self) -> TrialRow | None:
@@ -55,7 +66,17 @@ def summarize(study: optuna.Study, k: int = 5) -> Summary:
     counts = Counter(trial.state.name for trial in trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and RUN_SPEC in t.user_attrs]
     complete.sort(key=lambda t: t.value)
-    return Summary(study.study_name, dict(counts), [TrialRow.of(t) for t in complete[:k]])
+    top: list[TrialRow] = []
+    unreadable: list[int] = []
+    for trial in complete:  # best first, parsing no more trials than it takes
+        if len(top) == k:
+            break
+        row = TrialRow.of(trial)
+        if row is None:
+            unreadable.append(trial.number)
+        else:
+            top.append(row)
+    return Summary(study.study_name, dict(counts), top, unreadable)
 
 
 def export_best(study: optuna.Study, path: Path) -> RunSpec:
@@ -69,6 +90,13 @@ def export_best(study: optuna.Study, path: Path) -> RunSpec:
         f"replay: lrsearch train --config {path}",
     )
     return best.spec
+
+
+def _floats(values: Any) -> list[float] | None:
+    try:
+        return _FLOATS.validate_python(values)
+    except ValidationError:
+        return None
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -102,7 +130,8 @@ def best_lines(row: TrialRow) -> list[str]:
 
 
 def top_table(summary: Summary) -> Table:
-    table = Table(title=f"top {len(summary.top)} of study {summary.study_name!r}")
+    # Stored strings go in as Text: rich would read "[...]" in them as markup (and fail on a stray "[/x]").
+    table = Table(title=Text(f"top {len(summary.top)} of study {summary.study_name!r}"))
     labels = {row.score_label for row in summary.top} - {None}
     score_column = f"val {labels.pop()}" if len(labels) == 1 else "val score"
     for column in ("#", "trial", "val loss", score_column, "lr"):
@@ -117,6 +146,6 @@ def top_table(summary: Summary) -> Table:
             row.score_text,
             f"{row.spec.lr:.4g}",
             row.spec.schedule.name,
-            format_params(row.spec.schedule.params),
+            Text(format_params(row.spec.schedule.params)),
         )
     return table

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,50 @@ MAX_RETRIES = 3
 IN_MEMORY = "sqlite:///:memory:"  # a study that lives as long as its process (tests, notebooks, benchmarks)
 SQLITE_BUSY_TIMEOUT_S = 120  # how long a write waits for another process's write before failing
 _log = logging.getLogger("lrsearch")
+MASK = "***"  # what a password is shown as (SQLAlchemy's own mask)
+# `scheme://user:PASSWORD@`, for text SQLAlchemy can't parse: the password runs to the last `@` of the word.
+_CREDENTIALS = re.compile(r"(?P<user>[A-Za-z][\w+.-]*://[^\s:/@]*):\S*@")
+
+
+def shown_url(url: str) -> str:
+    """The storage URL as it may be printed: its password masked (it would land in terminals, CI logs
+    and bug reports). A journal file's path, an SQLite URL or a URL without a password come back as
+    they are; one SQLAlchemy can't parse has any `//user:PASSWORD@` masked all the same."""
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # ArgumentError, or ValueError for a bad port: no URL, but maybe a password
+        return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", url)
+    if parsed.password is None:
+        return url
+    # The regex on top: an unescaped `@` in a password makes SQLAlchemy split it at the wrong `@`.
+    return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", parsed.render_as_string(hide_password=True))
+
+
+def scrubbed(text: str, url: str) -> str:
+    """`text` (an error from SQLAlchemy, a driver or Optuna about `url`) without `url`'s password,
+    whether it quotes the URL or the password alone."""
+    for secret in _passwords(url):
+        text = text.replace(secret, MASK)
+    return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", text)
+
+
+def _passwords(url: str) -> list[str]:
+    """The password of `url` as written and as decoded, longest first so neither leaves a piece of the other."""
+    from urllib.parse import unquote
+
+    from sqlalchemy.engine import make_url
+
+    found = {match.group(0)[len(match.group("user")) + 1 : -1] for match in _CREDENTIALS.finditer(url)}
+    try:
+        found.add(make_url(url).password or "")
+    except Exception:  # unparseable: the regex found what there is
+        pass
+    found |= {unquote(secret) for secret in found}
+    return sorted(found - {"", MASK}, key=len, reverse=True)
 
 
 def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = None) -> BaseStorage:
@@ -79,7 +124,7 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
         storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_settings)
     except Exception as error:  # SQLAlchemy, driver and Optuna errors alike mean "can't use this URL"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"--storage: cannot open {url!r}: {first_line}") from None
+        raise ConfigError(f"--storage: cannot open {shown_url(url)!r}: {scrubbed(first_line, url)}") from None
     if url.startswith("sqlite"):
         _serialize_sqlite_writes(storage)
     return storage

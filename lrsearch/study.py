@@ -10,7 +10,8 @@ from optuna.storages import BaseStorage
 
 from lrsearch.config import SearchConfig, with_overrides
 from lrsearch.errors import ConfigError
-from lrsearch.storage import open_storage
+from lrsearch.spec import RunSpec
+from lrsearch.storage import open_storage, shown_url
 
 PROBLEM_ATTR = "lrsearch_problem"  # study attribute: the settings its trials were trained under
 CONFIG_ATTR = "lrsearch_config"  # study attribute: the search as the last `optimize` set it, for workers
@@ -153,15 +154,44 @@ def stored_config(study: optuna.Study, overrides: dict[str, Any]) -> SearchConfi
 
 
 def _check_same_problem(name: str, stored: dict | None, wanted: dict) -> None:
-    if stored is None:
-        return
+    differing = _first_difference(stored, wanted)
+    if differing is not None:
+        key, old, new = differing
+        raise ConfigError(
+            f"study {name!r} was made with {key}={old!r}, not {new!r}; "
+            "use another --study-name or the study's own settings"
+        )
+
+
+def check_replay_problem(study: optuna.Study, spec: RunSpec) -> None:
+    """Refuse to record a replay of another problem in `study`: the report would set its test loss
+    beside baselines and trials it does not compare with.
+
+    Raises:
+        ConfigError: naming the first setting (data, model, epochs, batch size, seed) that differs.
+    """
+    train = {"epochs": spec.epochs, "batch_size": spec.batch_size}
+    problem = {"data": spec.data.model_dump(mode="json"), "model": spec.model.model_dump(mode="json")}
+    problem |= {"train": train, "seed": spec.seed}  # the shape and order of `SearchConfig.problem()`
+    differing = _first_difference(study.user_attrs.get(PROBLEM_ATTR), problem)
+    if differing is not None:
+        key, old, new = differing
+        raise ConfigError(
+            f"--study-name: study {study.study_name!r} was searched with {key}={old!r}, but the config has "
+            f"{new!r}; a replay must train the study's problem"
+        )
+
+
+def _first_difference(stored: dict | None, wanted: dict) -> tuple[str, object, object] | None:
+    """The first setting of `wanted` that the `stored` problem has otherwise, as (dotted key, stored,
+    wanted); None when they agree or nothing is stored (a study made before problems were kept)."""
+    if not isinstance(stored, dict):
+        return None
     old = _flatten(stored)
     for key, value in _flatten(wanted).items():
         if old.get(key) != value:
-            raise ConfigError(
-                f"study {name!r} was made with {key}={old.get(key)!r}, not {value!r}; "
-                "use another --study-name or the study's own settings"
-            )
+            return key, old.get(key), value
+    return None
 
 
 def _flatten(settings: dict, prefix: str = "") -> dict[str, object]:
@@ -182,7 +212,9 @@ def load_existing_study(name: str, storage_url: str) -> optuna.Study:
     except KeyError:
         names = optuna.get_all_study_names(storage)
         known = ", ".join(names) if names else "none yet"
-        raise ConfigError(f"--study-name: no study {name!r} in {storage_url}; stored studies: {known}") from None
+        raise ConfigError(
+            f"--study-name: no study {name!r} in {shown_url(storage_url)}; stored studies: {known}"
+        ) from None
 
 
 def recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:

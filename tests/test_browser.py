@@ -109,3 +109,27 @@ def test_the_report_renders_from_disk(browser, searched, tmp_path):
     assert all(figures.nth(i).bounding_box()["height"] > 100 for i in range(figures.count()))
     assert page.get_by_text(f"Best config (trial #{study.best_trial.number})").is_visible()
     page.screenshot(path=SCREENSHOTS / "report.png", full_page=True)
+
+
+def test_markup_stored_in_a_study_shows_as_text_in_the_report(browser, tmp_path):
+    from test_html_report import HOSTILE_NAME, IMAGE, SCRIPT, hostile_replay, hostile_study, write_report
+
+    storage = f"sqlite:///{tmp_path}/hostile.db"
+    hostile_study(storage, hostile_replay())
+    out = tmp_path / "report.html"
+    write_report(storage, out)
+
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(out.as_uri())
+    page.wait_for_load_state("load")
+    assert page.get_by_role("heading", name=f"lrsearch report: study {HOSTILE_NAME}").is_visible()
+    replay = page.locator("section#baselines")
+    assert f"Replayed on {IMAGE}, seed 0, recorded {SCRIPT}." in replay.inner_text()
+    assert replay.locator("td", has_text=SCRIPT).count() == 2  # a run's label, a divergence message
+    assert page.locator("section#summary pre", has_text=f"{SCRIPT}:build").is_visible()  # the best run spec
+    assert page.get_by_text("Left out, their stored records unreadable: trial #3.").is_visible()
+    assert page.locator("script, img").count() == 0
+    page.screenshot(path=SCREENSHOTS / "report-hostile.png", full_page=True)
+    assert dialogs == []

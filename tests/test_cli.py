@@ -215,3 +215,39 @@ def test_a_worker_s_bad_flag_is_named(tiny_config_file):
     result = runner.invoke(app, ["worker", "--storage", _storage(tiny_config_file), "--jobs", "0"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: --jobs: Input should be greater than or equal to 1 (got 0)"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"epochs": 30}, "was searched with train.epochs=4, but the config has 30"),
+        ({"seed": 7}, "was searched with seed=0, but the config has 7"),
+        ({"data": {"task": "moons"}}, "was searched with data.task='classification', but the config has 'moons'"),
+    ],
+    ids=["epochs", "seed", "data"],
+)
+def test_a_replay_of_another_problem_is_not_recorded_in_the_study(tiny_config_file, tmp_path, change, message):
+    best_yaml = tmp_path / "best.yaml"
+    args = ["optimize", "--config", str(tiny_config_file), "--trials", "1", "--export", str(best_yaml)]
+    assert runner.invoke(app, args).exit_code == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(yaml.safe_load(best_yaml.read_text()) | change))
+    storage = _storage(tiny_config_file)
+    result = runner.invoke(app, ["train", "--config", str(other), "--study-name", "default", "--storage", storage])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"Error: --study-name: study 'default' {message}; a replay must train the study's problem"
+    )
+    assert "Epoch [" not in result.output  # refused before training
+    assert "lrsearch_replay" not in optuna.load_study(study_name="default", storage=storage).user_attrs
+
+
+def test_a_replay_of_the_study_s_problem_is_recorded(tiny_config_file, tmp_path):
+    best_yaml = tmp_path / "best.yaml"
+    args = ["optimize", "--config", str(tiny_config_file), "--trials", "1", "--export", str(best_yaml)]
+    assert runner.invoke(app, args).exit_code == 0
+    storage = _storage(tiny_config_file)
+    replay = ["train", "--config", str(best_yaml), "--study-name", "default", "--storage", storage, "--no-baselines"]
+    result = runner.invoke(app, replay)
+    assert result.exit_code == 0, result.output
+    assert "lrsearch_replay" in optuna.load_study(study_name="default", storage=storage).user_attrs
