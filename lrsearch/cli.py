@@ -98,6 +98,7 @@ def optimize(
 ) -> None:
     """Search LR schedules; re-running with the same study name adds trials to it."""
     from lrsearch.config import load_config
+    from lrsearch.paths import check_writable
     from lrsearch.search_run import open_search
 
     overrides = {
@@ -116,6 +117,7 @@ def optimize(
         "data.task": task,
     }
     settings = load_config(config, overrides)
+    check_writable(settings.study.export_path, "--export")  # before the search, not after it
     study, torch_devices = open_search(settings)
     _say_if_one_at_a_time(settings)
     before = len(study.get_trials(deepcopy=False))
@@ -229,9 +231,11 @@ def export(
 ) -> None:
     """Write the best trial of a study as a RunSpec YAML (replay it with `lrsearch train --config`)."""
     from lrsearch.config import DEFAULT_STORAGE
+    from lrsearch.paths import check_writable
     from lrsearch.report import export_best
     from lrsearch.study import load_existing_study
 
+    check_writable(output, "--output")
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
     spec = export_best(study, output)
     typer.echo(f"wrote {output}: {spec.schedule.name}, base lr {spec.lr:.4g}")
@@ -303,8 +307,10 @@ def report(
 
     from lrsearch.config import DEFAULT_STORAGE
     from lrsearch.html_report import sections, write_html, write_pngs
+    from lrsearch.paths import check_writable
     from lrsearch.study import load_existing_study
 
+    check_writable(output, "--output")  # --png writes beside it
     quiet_optuna()
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
     drawers = sections(study)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
 from lrsearch.errors import ConfigError, error_field, from_validation_error
+from lrsearch.paths import PLAIN_NAME, is_plain_name
 from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
 from lrsearch.spec import MAX_SEED, DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
 
@@ -139,7 +140,19 @@ class StudySettings(StrictModel):
 
     @property
     def export_path(self) -> Path:
-        return self.export or Path("studies") / f"{self.name}-best.yaml"
+        """Where the best RunSpec goes; the study name becomes a file name only when it is a plain one.
+
+        Raises:
+            ConfigError: no `export` is set and the name would lead out of `studies/` (`../x`, `a/b`).
+        """
+        if self.export is not None:
+            return self.export
+        if not is_plain_name(self.name):
+            raise ConfigError(
+                f"--study-name: {self.name!r} would name the export file studies/{self.name}-best.yaml; "
+                f"use {PLAIN_NAME}, or give --export PATH"
+            )
+        return Path("studies") / f"{self.name}-best.yaml"
 
 
 class SearchConfig(StrictModel):
