@@ -155,8 +155,20 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
 
 
 def load_run_spec(path: Path | str) -> RunSpec:
-    """Load a RunSpec YAML (such as `lrsearch export` writes)."""
+    """Load a RunSpec YAML (such as `lrsearch export` writes), its schedule built and stepped through the
+    run once (`build.check_schedule`): a user may have edited it, and torch is the judge of what it takes.
+
+    Raises:
+        ConfigError: naming the file and the field.
+    """
+    from lrsearch.build import check_schedule  # build imports this module
+
     try:
-        return RunSpec.model_validate(load_yaml_mapping(Path(path)))
+        spec = RunSpec.model_validate(load_yaml_mapping(Path(path)))
     except ValidationError as error:
         raise from_validation_error(error, str(path)) from None
+    try:
+        check_schedule(spec)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return spec
