@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrsearch.errors import ConfigError
-from lrsearch.schedules import Budget, StepOn, get_schedule
+from lrsearch.schedules import Budget, StepOn, get_schedule, searched_params
 from lrsearch.spec import RunSpec, load_run_spec
 
 
@@ -47,7 +49,9 @@ def build_scheduler(
     budget = Budget(epochs=epochs or spec.epochs, steps_per_epoch=steps_per_epoch)
     try:
         return schedule.build(optimizer, dict(spec.schedule.params), budget)
-    except (TypeError, ValueError, KeyError) as error:
+    except KeyError as error:
+        raise ConfigError(f"schedule.params: {schedule.name} needs the parameter {error.args[0]!r}") from None
+    except (TypeError, ValueError) as error:
         raise ConfigError(f"schedule.params: not valid for {schedule.name}: {error}") from None
 
 
@@ -115,6 +119,53 @@ class LoadedSchedule:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.spec.schedule.params.items())
         return f"LoadedSchedule({self.name}({params}), lr={self.lr:.4g}, steps every {self.step_on})"
+
+
+def check_schedule(spec: RunSpec, steps_per_epoch: int = 1) -> None:
+    """Build the spec's scheduler for a real optimizer on one dummy parameter and step it through the whole
+    run as training does, so that parameters torch refuses, or that give a non-finite or negative LR,
+    are one line before a run starts rather than a traceback in its middle.
+
+    Args:
+        steps_per_epoch: optimizer steps an epoch; 1 checks the schedule's shape when the data is unknown.
+
+    Raises:
+        ConfigError: `schedule.params: StepLR(step_size=0): ZeroDivisionError: ...`, and the like.
+    """
+    schedule = LoadedSchedule(spec)
+    unknown = sorted(set(spec.schedule.params) - set(searched_params(schedule.name)))
+    if unknown:
+        known = ", ".join(searched_params(schedule.name)) or "none"
+        raise ConfigError(f"schedule.params: {schedule.name} has no parameter {unknown[0]!r}; it takes {known}")
+    label = f"{schedule.name}({', '.join(f'{k}={v!r}' for k, v in spec.schedule.params.items())})"
+    optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation notes are not the user's mistake
+            _step_through(schedule, optimizer, steps_per_epoch)
+    except ConfigError as error:
+        raise ConfigError(f"schedule.params: {label}: {str(error).removeprefix('schedule.params: ')}") from None
+    except Exception as error:  # noqa: BLE001 - whatever torch raises, said in one line
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConfigError(f"schedule.params: {label}: {type(error).__name__}: {detail}".rstrip(": ")) from None
+
+
+def _step_through(schedule: LoadedSchedule, optimizer: Optimizer, steps_per_epoch: int) -> None:
+    scheduler = schedule.build(optimizer, steps_per_epoch)
+    for epoch in range(1, schedule.spec.epochs + 1):
+        for _ in range(steps_per_epoch):
+            _check_lr(optimizer, epoch)
+            optimizer.step()
+            schedule.after_batch(scheduler)
+        # A loss that never improves, so ReduceLROnPlateau acts. The LR after the last step is never used
+        # (OneCycleLR's linear anneal goes below 0 there), so it is not checked.
+        schedule.after_epoch(scheduler, val_loss=1.0)
+
+
+def _check_lr(optimizer: Optimizer, epoch: int) -> None:
+    lr = optimizer.param_groups[0]["lr"]
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ConfigError(f"the LR becomes {lr} in epoch {epoch}")
 
 
 def load_schedule(path: str | Path) -> LoadedSchedule:

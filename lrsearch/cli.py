@@ -114,6 +114,7 @@ def optimize(
 ) -> None:
     """Search LR schedules; re-running with the same study name adds trials to it."""
     from lrsearch.config import load_config
+    from lrsearch.paths import check_writable
     from lrsearch.search_run import open_search
 
     overrides = {
@@ -136,6 +137,7 @@ def optimize(
 
     settings = load_config(config, overrides)
     require_named(settings.data.task, task, str(config or DEFAULT_CONFIG))
+    check_writable(settings.study.export_path, "--export")  # before the search, not after it
     with open_search(settings) as (study, torch_devices):
         _say_if_one_at_a_time(settings)
         before = len(study.get_trials(deepcopy=False))
@@ -280,9 +282,11 @@ def export(
 ) -> None:
     """Write the best trial of a study as a RunSpec YAML (replay it with `lrsearch train --config`)."""
     from lrsearch.config import DEFAULT_STORAGE
+    from lrsearch.paths import check_writable
     from lrsearch.report import export_best
     from lrsearch.study import load_existing_study
 
+    check_writable(output, "--output")
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
     spec = export_best(study, output)
     typer.echo(f"wrote {output}: {spec.schedule.name}, base lr {spec.lr:.4g}")
@@ -354,8 +358,10 @@ def report(
 
     from lrsearch.config import DEFAULT_STORAGE
     from lrsearch.html_report import sections, write_html, write_pngs
+    from lrsearch.paths import check_writable
     from lrsearch.study import load_existing_study
 
+    check_writable(output, "--output")  # --png writes beside it
     quiet_optuna()
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
     drawers = sections(study)

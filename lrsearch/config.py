@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
 from lrsearch.errors import ConfigError, error_field, from_validation_error
+from lrsearch.paths import PLAIN_NAME, is_plain_name
 from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
-from lrsearch.spec import DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
+from lrsearch.spec import MAX_SEED, DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
 
 DEFAULT_CONFIG = Path("studies/default.yaml")
 DEFAULT_STORAGE = "sqlite:///studies/lrsearch.db"
@@ -96,6 +97,14 @@ class SearchSpace(StrictModel):
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         return momentum
 
+    @field_validator("weight_decay")
+    @classmethod
+    def _weight_decay_not_negative(cls, weight_decay: float | Range) -> float | Range:
+        low = weight_decay.low if isinstance(weight_decay, Range) else weight_decay
+        if low < 0:
+            raise ValueError(f"weight_decay must be at least 0, got {weight_decay}")
+        return weight_decay
+
     @model_validator(mode="after")
     def _known_fixed(self) -> SearchSpace:
         allowed = searchable_parameters(self.schedules)
@@ -112,7 +121,7 @@ class StudySettings(StrictModel):
     timeout: float | None = Field(None, gt=0)  # seconds; stops starting new trials after it
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "median"
-    seed: int = 0  # seeds the sampler, the data and every run
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # seeds the sampler, the data and every run (worker i: seed + i)
     # auto, or a comma-separated list of cpu, cuda, cuda:N (workers take turns); `device` is its old name
     devices: str = Field("auto", validation_alias=AliasChoices("devices", "device"))
     jobs: int = Field(1, ge=1)  # worker processes on this machine
@@ -131,7 +140,19 @@ class StudySettings(StrictModel):
 
     @property
     def export_path(self) -> Path:
-        return self.export or Path("studies") / f"{self.name}-best.yaml"
+        """Where the best RunSpec goes; the study name becomes a file name only when it is a plain one.
+
+        Raises:
+            ConfigError: no `export` is set and the name would lead out of `studies/` (`../x`, `a/b`).
+        """
+        if self.export is not None:
+            return self.export
+        if not is_plain_name(self.name):
+            raise ConfigError(
+                f"--study-name: {self.name!r} would name the export file studies/{self.name}-best.yaml; "
+                f"use {PLAIN_NAME}, or give --export PATH"
+            )
+        return Path("studies") / f"{self.name}-best.yaml"
 
 
 class SearchConfig(StrictModel):

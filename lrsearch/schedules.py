@@ -410,3 +410,8 @@ def searched_ranges(schedule: Schedule, budget: Budget) -> list[ParamRange]:
     recorder = _RangeRecorder()
     schedule.suggest(recorder, budget)
     return recorder.ranges
+
+
+def searched_params(name: str) -> list[str]:
+    """The parameters a RunSpec of schedule `name` holds (the keys its `suggest` returns)."""
+    return list(get_schedule(name).suggest(_RangeRecorder(), Budget(20, 1)))

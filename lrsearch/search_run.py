@@ -19,6 +19,7 @@ from lrsearch.config import SearchConfig, require_shared_storage
 from lrsearch.data import load_data
 from lrsearch.device import resolve_devices
 from lrsearch.logs import quiet_optuna
+from lrsearch.space import check_fixed
 from lrsearch.stopping import StopSignal, stop_on_interrupt
 from lrsearch.storage import exclusive_search
 from lrsearch.study import open_study
@@ -30,15 +31,18 @@ POLL_S = 0.5  # how often `on_progress` runs while worker processes train
 
 def check_search(config: SearchConfig) -> list[torch.device]:
     """What a search needs before any study is touched: a storage its workers can share, devices that
-    exist, and a user's task that loads (so a mistake in it is one line, and nothing is written).
+    exist, a user's task that loads (so a mistake in it is one line, and nothing is written), and pinned
+    `search.fixed` values the search could sample.
 
     Returns:
         The devices the workers take in turn.
     """
     require_shared_storage(config)
     devices = resolve_devices(config.study.devices)
-    if is_user_task(config.data.task):
-        load_data(config.data, config.study.seed)
+    if is_user_task(config.data.task) or config.search.fixed:
+        data = load_data(config.data, config.study.seed)
+        # The pinned values' ranges may depend on the budget, whose steps an epoch the data decides.
+        check_fixed(config, data.steps_per_epoch(config.train.batch_size))
     return devices
 
 

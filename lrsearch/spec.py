@@ -17,12 +17,15 @@ from lrsearch.schedules import SCHEDULES
 from lrsearch.tasks import BUILTIN_TASKS, check_task_name
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
+# numpy's random_state takes seeds below 2**32, and workers sample with seed + i: this leaves room.
+MAX_SEED = 2**31 - 1
 
 
 class StrictModel(BaseModel):
     """Immutable, and unknown fields are errors (a typo in a YAML file must not pass silently)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf passes every lower bound and nan every hand-written `if x < low`: neither is a usable setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataSpec(StrictModel):
@@ -122,7 +125,7 @@ class RunSpec(StrictModel):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
-    seed: int = 0  # data split, initial weights and minibatch order
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # data split, initial weights and minibatch order
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -152,8 +155,20 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
 
 
 def load_run_spec(path: Path | str) -> RunSpec:
-    """Load a RunSpec YAML (such as `lrsearch export` writes)."""
+    """Load a RunSpec YAML (such as `lrsearch export` writes), its schedule built and stepped through the
+    run once (`build.check_schedule`): a user may have edited it, and torch is the judge of what it takes.
+
+    Raises:
+        ConfigError: naming the file and the field.
+    """
+    from lrsearch.build import check_schedule  # build imports this module
+
     try:
-        return RunSpec.model_validate(load_yaml_mapping(Path(path)))
+        spec = RunSpec.model_validate(load_yaml_mapping(Path(path)))
     except ValidationError as error:
         raise from_validation_error(error, str(path)) from None
+    try:
+        check_schedule(spec)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return spec

@@ -30,6 +30,7 @@ from optuna.storages import (
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from lrsearch.errors import ConfigError
+from lrsearch.paths import file_part
 
 # A trial whose worker died is retried at most this often; a trial that kills its worker each time
 # (out of memory, say) must not loop forever.
@@ -288,7 +289,8 @@ def admission_lock(url: str, study_name: str) -> AdmissionLock:
         return _PostgresAdvisoryLock(url, f"lrsearch:{study_name}")
     file = _storage_file(url)
     if file is not None:
-        return filelock.FileLock(f"{file}.{study_name}.lock")
+        # Beside the study file; a name that is not a plain file name (`../x`) must not lead elsewhere.
+        return filelock.FileLock(f"{file}.{file_part(study_name)}.lock")
     if url == "sqlite:///:memory:":
         return threading.Lock()
     digest = hashlib.sha256(f"{url}\n{study_name}".encode()).hexdigest()[:16]

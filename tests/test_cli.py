@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from lrsearch.cli import app
+from lrsearch.paths import file_part
 from lrsearch.spec import load_run_spec
 
 runner = CliRunner()
@@ -251,3 +252,91 @@ def test_a_replay_of_the_study_s_problem_is_recorded(tiny_config_file, tmp_path)
     result = runner.invoke(app, replay)
     assert result.exit_code == 0, result.output
     assert "lrsearch_replay" in optuna.load_study(study_name="default", storage=storage).user_attrs
+
+
+# Each case would have trained, or written outside its folder, before the checks: the tiny problem keeps a
+# missed check short. "{tmp}" is the test's folder (also the working directory); "@name" a file of CHECKED_FILES.
+CHECKED_BEFORE_ANY_WORK = {
+    "study name climbing out": (["optimize", "--study-name", "../../etc/x"], "--study-name: '../../etc/x' would name"),
+    "hidden study name": (["optimize", "--study-name", ".x"], "or give --export PATH"),
+    "export to a folder": (["optimize", "--export", "{tmp}"], "--export: {tmp} is a folder"),
+    "export under a file": (["optimize", "--export", "file.txt/out.yaml"], "--export: cannot write file.txt/out.yaml"),
+    "export where no file can go": (["optimize", "--export", "/proc/x/y.yaml"], "--export: cannot write /proc/x"),
+    "negative seed": (["optimize", "--seed", "-1"], "--seed: Input should be greater than or equal to 0"),
+    "seed past 2**31 - 1": (["optimize", "--seed", "2147483648"], "--seed: Input should be less than or equal to"),
+    "infinite lr bound": (["optimize", "--config", "@inf_lr"], "search.lr.high: Input should be a finite number"),
+    "nan momentum": (["optimize", "--config", "@nan_momentum"], "Input should be a finite number (got nan)"),
+    "negative weight decay": (["optimize", "--config", "@weight_decay"], "search.weight_decay: weight_decay must be"),
+    "infinite timeout": (["optimize", "--timeout", "inf"], "--timeout: Input should be a finite number"),
+    "pinned unknown schedule": (["optimize", "--config", "@fixed_schedule"], "search.fixed: schedule='Nope' is not"),
+    "pinned gamma out of range": (
+        ["optimize", "--config", "@fixed_gamma"],
+        "search.fixed: StepLR.gamma=5.0 is outside its searched range [0.05, 0.9]",
+    ),
+    "pinned optimizer not searched": (
+        ["optimize", "--config", "@fixed_optimizer"],
+        "search.fixed: optimizer='lion' is not one of search.optimizers (sgd)",
+    ),
+    "pinned momentum not searched": (["optimize", "--config", "@fixed_momentum"], "search.fixed: momentum is not"),
+    "export -o to a folder": (["export", "-o", "{tmp}"], "--output: {tmp} is a folder"),
+    "export -o under a file": (["export", "-o", "file.txt/best.yaml"], "--output: cannot write file.txt/best.yaml"),
+    "report -o under a file": (["report", "-o", "file.txt/r.html", "--png"], "--output: cannot write file.txt/r.html"),
+    "replay step size 0": (["train", "--config", "@step_size_0"], "schedule.params: StepLR(step_size=0, gamma=0.5)"),
+    "replay nan gamma": (["train", "--config", "@nan_gamma"], "the LR becomes nan in epoch 3"),
+    "replay unknown parameter": (["train", "--config", "@unknown_param"], "StepLR has no parameter 'foo'"),
+    "replay negative seed": (["train", "--config", "@replay_seed"], "seed: Input should be greater than or equal to 0"),
+}
+_TINY_YAML = "data: {n_samples: 400, n_features: 8, n_informative: 4}\nmodel: {hidden: 8}\ntrain: {epochs: 2}\n"
+_ONE_TRIAL = "study: {trials: 1}\n"
+CHECKED_FILES = {
+    "@inf_lr": _TINY_YAML + _ONE_TRIAL + "search: {lr: {low: 0.01, high: .inf}}\n",
+    "@nan_momentum": _TINY_YAML + _ONE_TRIAL + "search: {momentum: .nan}\n",
+    "@weight_decay": _TINY_YAML + _ONE_TRIAL + "search: {weight_decay: -0.1}\n",
+    "@fixed_schedule": _TINY_YAML + _ONE_TRIAL + "search: {fixed: {schedule: Nope}}\n",
+    "@fixed_gamma": _TINY_YAML + _ONE_TRIAL + "search: {fixed: {StepLR.gamma: 5.0}}\n",
+    "@fixed_optimizer": _TINY_YAML + _ONE_TRIAL + "search: {fixed: {optimizer: lion}}\n",
+    "@fixed_momentum": _TINY_YAML + _ONE_TRIAL + "search: {fixed: {momentum: 0.5}}\n",
+    "@step_size_0": "epochs: 3\nschedule: {name: StepLR, params: {step_size: 0, gamma: 0.5}}\n",
+    "@nan_gamma": "epochs: 3\nschedule: {name: StepLR, params: {step_size: 2, gamma: .nan}}\n",
+    "@unknown_param": "epochs: 3\nschedule: {name: StepLR, params: {step_size: 2, gamma: 0.5, foo: 1}}\n",
+    "@replay_seed": "seed: -1\n",
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKED_BEFORE_ANY_WORK))
+def test_checked_before_any_work_one_line_exit_2_nothing_written(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file.txt").write_text("kept")
+    args, message = CHECKED_BEFORE_ANY_WORK[case]
+    args = [_checked_file(tmp_path, a) if a in CHECKED_FILES else a.format(tmp=tmp_path) for a in args]
+    if args[0] == "optimize" and "--config" not in args:
+        args += ["--config", _checked_file(tmp_path, "@tiny")]
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: "), result.stderr
+    assert message.format(tmp=tmp_path) in result.stderr and "Traceback" not in result.output
+    assert sorted(tmp_path.rglob("*")) == before  # no study, no export, no folder
+    assert not Path("/etc/x-best.yaml").exists()
+
+
+def _checked_file(tmp_path: Path, name: str) -> str:
+    path = tmp_path / f"{name[1:]}.yaml"
+    path.write_text(CHECKED_FILES.get(name, _TINY_YAML + _ONE_TRIAL))
+    return str(path)
+
+
+def test_commands_that_read_a_study_take_any_stored_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _checked_file(tmp_path, "@tiny")
+    name = "../a/b"
+    made = runner.invoke(app, ["optimize", "--config", config, "--study-name", name, "--export", "best.yaml"])
+    assert made.exit_code == 0, made.output
+    exported = runner.invoke(app, ["export", "--study-name", name, "-o", "again.yaml"])
+    assert exported.exit_code == 0, exported.output
+    assert load_run_spec(tmp_path / "again.yaml") == load_run_spec(tmp_path / "best.yaml")
+    # The lock files are named by a digest, beside the study file: nothing climbed out.
+    studies = tmp_path / "studies"
+    assert not (tmp_path.parent / "a").exists() and [p.name for p in studies.iterdir() if p.is_dir()] == ["artifacts"]
+    locks = {p.name for p in studies.iterdir() if p.name.endswith(".lock")}
+    assert locks == {f"lrsearch.db.{file_part(name)}.lock", f"lrsearch.db.{file_part(name + '.figures')}.lock"}
