@@ -395,6 +395,7 @@ def train_command(
 ) -> None:
     """Replay one run, then compare its test loss with a constant LR and the classic StepLR."""
     from rich.table import Table
+    from rich.text import Text
 
     from lrsearch.baselines import baseline_specs
     from lrsearch.data import load_data, whole
@@ -437,6 +438,10 @@ def train_command(
             )
         except Diverged as diverged:
             results[label] = f"diverged: {diverged}"
+        except Exception as error:  # a user's model or data raising: that run failed, the others still train
+            if is_fault(error):
+                raise
+            results[label] = f"failed: {type(error).__name__}: {error}"
         if run is spec and isinstance(results[label], History):
             typer.echo(f"final val loss: {results[label].final.val_loss:.6f}")
 
@@ -449,7 +454,7 @@ def train_command(
         table.add_column(column, justify="left" if column == "run" else "right")
     for label, result in results.items():
         if isinstance(result, str):
-            table.add_row(label, result, "-", "-")
+            table.add_row(label, Text(result), "-", "-")  # an error's text, not rich markup
         else:
             table.add_row(label, figure(result.test_loss), figure(result.test_score), figure(result.final.val_loss))
     _console().print(table)
@@ -458,6 +463,10 @@ def train_command(
 
         study.set_user_attr(REPLAY_ATTR, replay_record(spec, str(torch_device), data.score, results))
         typer.echo(f"recorded in study {study.study_name!r} (see `lrsearch report --study-name {study.study_name}`)")
+    replayed = next(iter(results.values()))
+    if isinstance(replayed, str) and replayed.startswith("failed: "):
+        typer.echo(f"Error: the run {replayed}", err=True)
+        raise typer.Exit(EXIT_FAULT)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from lrsearch.device import resolve_devices
 from lrsearch.logs import quiet_optuna
 from lrsearch.space import check_fixed
 from lrsearch.stopping import StopSignal, stop_on_interrupt
-from lrsearch.storage import exclusive_search
+from lrsearch.storage import exclusive_search, open_storage
 from lrsearch.study import open_study
 from lrsearch.tasks import is_user_task
 from lrsearch.workers import WorkerReport, add_to_budget, plan_workers, run_worker, run_workers
@@ -52,8 +52,9 @@ def open_search(config: SearchConfig) -> Iterator[tuple[optuna.Study, list[torch
     is this search's until the block ends (a second search of it is refused as busy)."""
     devices = check_search(config)
     quiet_optuna()
+    storage = open_storage(config.study.storage, heartbeat=config.study.heartbeat)  # a bad one is one line first
     with exclusive_search(config.study.storage, config.study.name):
-        study = open_study(config)
+        study = open_study(config, storage)
         add_to_budget(study, config.study.trials)
         yield study, devices
 

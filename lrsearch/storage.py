@@ -98,6 +98,11 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
     """
     if url == IN_MEMORY:
         return _in_memory()
+    if url.strip() in {"", "sqlite://", "sqlite:///"}:
+        raise ConfigError(
+            f"--storage: {url!r} names no file; give sqlite:///FILE, a journal FILE such as studies/search.log, "
+            "postgresql://..., or sqlite:///:memory: for a study kept in this process"
+        )
     file = _storage_file(url)
     if "://" not in url and file.suffix in {".db", ".sqlite", ".sqlite3"}:
         raise ConfigError(
@@ -338,6 +343,9 @@ def exclusive_search(url: str, study_name: str) -> Iterator[None]:
         import filelock
 
         lock = admission_lock(url, f"{study_name}.search")
+        folder = Path(lock.lock_file).parent
+        if not os.access(folder, os.W_OK):  # filelock would wait for a lock it can never make, and say busy
+            raise ConfigError(f"--storage: cannot write in {folder} (read-only?): a search writes its study there")
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:

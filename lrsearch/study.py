@@ -86,7 +86,7 @@ def _patience(epochs: int) -> int:
     return max(2, epochs // 5)
 
 
-def open_study(config: SearchConfig) -> optuna.Study:
+def open_study(config: SearchConfig, storage: BaseStorage | None = None) -> optuna.Study:
     """Create the study, or load it to add trials; a stored study must have been made for the same problem.
 
     The search configuration is stored in the study, so `lrsearch worker` on another machine runs the
@@ -97,7 +97,7 @@ def open_study(config: SearchConfig) -> optuna.Study:
             epochs, batch size or seed (its trials would not compare with new ones).
     """
     settings = config.study
-    storage = open_storage(settings.storage, heartbeat=settings.heartbeat)
+    storage = storage or open_storage(settings.storage, heartbeat=settings.heartbeat)
     problem = config.problem()
     try:
         study = optuna.load_study(study_name=settings.name, storage=storage)

@@ -171,6 +171,8 @@ def load_user_task(name: str) -> Task:
         module = _import(module_name)
     except ImportError as error:
         raise ConfigError(f"{where}: cannot import {module_name!r}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - the user's module raised while it was imported
+        raise ConfigError(f"{where}: importing {module_name!r} raised {type(error).__name__}: {error}") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ConfigError(f"{where}: {module_name!r} has no function {function_name!r}")
