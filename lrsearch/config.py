@@ -16,7 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from lrsearch.errors import ConfigError, error_field, from_validation_error
 from lrsearch.paths import PLAIN_NAME, is_plain_name
 from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
-from lrsearch.spec import MAX_SEED, DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
+from lrsearch.spec import MAX_EPOCHS, MAX_SEED, DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
 
 DEFAULT_CONFIG = Path("studies/default.yaml")
 DEFAULT_STORAGE = "sqlite:///studies/lrsearch.db"
@@ -59,7 +59,7 @@ class Range(StrictModel):
 
 
 class TrainSettings(StrictModel):
-    epochs: int = Field(20, ge=1)  # every trial's length; schedule ranges are expressed against it
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS)  # every trial's length; schedule ranges are expressed against it
     batch_size: int = Field(32, ge=1)
 
 

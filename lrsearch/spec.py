@@ -17,6 +17,11 @@ from lrsearch.schedules import SCHEDULES
 from lrsearch.tasks import BUILTIN_TASKS, check_task_name
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
+# Bounds past which a value is a typo, not a plan: it would hang building the run or exhaust memory in
+# every trial, instead of failing here in one line.
+MAX_EPOCHS = 1_000_000
+MAX_ROWS = 10_000_000
+MAX_WIDTH = 100_000
 # numpy's random_state takes seeds below 2**32, and workers sample with seed + i: this leaves room.
 MAX_SEED = 2**31 - 1
 
@@ -34,8 +39,8 @@ class DataSpec(StrictModel):
     (stratified for classes) and standardized with statistics of the train split."""
 
     task: str = "classification"
-    n_samples: int | None = Field(None, ge=30)  # total rows before the split
-    n_features: int | None = Field(None, ge=2)
+    n_samples: int | None = Field(None, ge=30, le=MAX_ROWS)  # total rows before the split
+    n_features: int | None = Field(None, ge=2, le=MAX_WIDTH)
     n_informative: int | None = Field(None, ge=1)  # features that carry the signal
     n_classes: int | None = Field(None, ge=2)
     class_sep: float | None = Field(None, gt=0)  # larger is easier
@@ -87,7 +92,7 @@ _TASK_SETTINGS = ("n_samples", "n_features", "n_informative", "n_classes", "clas
 class ModelSpec(StrictModel):
     """The MLP: input -> hidden -> hidden -> classes, ReLU."""
 
-    hidden: int = Field(64, ge=1)
+    hidden: int = Field(64, ge=1, le=MAX_WIDTH)
 
 
 class OptimizerSpec(StrictModel):
@@ -123,7 +128,7 @@ class RunSpec(StrictModel):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     lr: float = Field(0.1, gt=0)  # base learning rate (the peak for OneCycleLR and CyclicLR)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0, le=MAX_SEED)  # data split, initial weights and minibatch order
 
