@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from lrsearch.config import SearchConfig
 from lrsearch.storage import open_storage
+from lrsearch.study import FAIL_REASON
 from lrsearch.workers import BUDGET_ATTR, WORKER_ATTR, add_to_budget, counted_trials, next_move, plan_workers
 
 LRSEARCH = Path(sys.executable).parent / "lrsearch"
@@ -146,8 +147,12 @@ def test_a_killed_worker_s_trial_is_failed_and_retried(tmp_path, stack):
     study = optuna.load_study(study_name="default", storage=url)
     killed = study.trials[victim.number]
     assert killed.state == TrialState.FAIL
+    assert killed.user_attrs[FAIL_REASON].startswith(
+        f"worker {victim.user_attrs[WORKER_ATTR]} stopped sending heartbeats: "
+    )
     retries = [t for t in study.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number]
     assert retries and retries[-1].state == TrialState.COMPLETE and retries[-1].params == killed.params
+    assert FAIL_REASON not in retries[-1].user_attrs  # its predecessor's reason is not its own
     assert counted_trials(study.trials) == 6
     replaced = {n for t in study.trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     assert all(t.state == TrialState.COMPLETE for t in study.trials if t.number not in replaced)
