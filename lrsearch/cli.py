@@ -31,6 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAULT = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell tool whose reader went away
 
 
 def _user_errors_exit_2(command: F) -> F:
@@ -47,6 +48,9 @@ def _user_errors_exit_2(command: F) -> F:
         except StorageFault as error:
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(EXIT_FAULT) from None
+        except BrokenPipeError:  # `lrsearch ... | head`: the reader has what it wanted
+            sys.stdout = None  # type: ignore[assignment]  # nothing more to flush at exit
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as error:
             if not is_fault(error):
                 raise
