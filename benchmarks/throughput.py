@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrsearch.budget import add_to_budget
 from lrsearch.build import build_optimizer, build_scheduler, step_on
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data, load_data
@@ -36,7 +37,6 @@ from lrsearch.stacked import StackedTrainer
 from lrsearch.stacked_search import work_stacked
 from lrsearch.stopping import StopSignal
 from lrsearch.study import make_pruner, make_sampler
-from lrsearch.workers import add_to_budget
 
 CORES = len(os.sched_getaffinity(0))
 

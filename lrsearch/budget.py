@@ -11,6 +11,8 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.errors import ConfigError
+
 BUDGET_ATTR = "lrsearch_budget"  # study attribute: {"target": trials to hold or None, "first": trial number}
 Move = Literal["run", "wait", "done"]
 
@@ -44,6 +46,18 @@ def add_to_budget(study: optuna.Study, trials: int | None) -> int | None:
     return target
 
 
+def _stored_budget(study: optuna.Study) -> dict[str, int | None]:
+    """The budget the study holds, checked: it is stored data, which anyone with the storage can write."""
+    budget = study.user_attrs.get(BUDGET_ATTR, {"target": None, "first": 0})
+    target, first = (budget.get("target"), budget.get("first")) if isinstance(budget, dict) else (None, None)
+    if not (target is None or type(target) is int) or type(first) is not int or first < 0:
+        raise ConfigError(
+            f"--study-name: study {study.study_name!r} holds an unreadable trial budget ({BUDGET_ATTR}); "
+            "run `lrsearch optimize` on it to set a new one"
+        )
+    return {"target": target, "first": first}
+
+
 def next_move(study: optuna.Study, wait_for_running: bool) -> Move:
     """Run a trial, wait for running ones (whose worker may die, and whose retry someone must run), or stop."""
     return admit(study, 1, wait_for_running)[0]
@@ -51,7 +65,7 @@ def next_move(study: optuna.Study, wait_for_running: bool) -> Move:
 
 def admit(study: optuna.Study, wanted: int, wait_for_running: bool) -> tuple[Move, int]:
     """How many of `wanted` new trials may start now: ("run", n), or ("wait" or "done", 0)."""
-    budget = study.user_attrs.get(BUDGET_ATTR, {"target": None, "first": 0})
+    budget = _stored_budget(study)
     trials = study.get_trials(deepcopy=False)
     waiting = sum(trial.state == TrialState.WAITING for trial in trials)  # queued retries: they already count
     room = wanted if budget["target"] is None else max(0, budget["target"] - counted_trials(trials)) + waiting

@@ -34,7 +34,7 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell tool whose reader went away
 
 
-def _user_errors_exit_2(command: F) -> F:
+def _errors_in_one_line(command: F) -> F:
     """Mistakes a user can make become one line and exit code 2; a storage or file that fails under the
     command (disk full, read-only, server gone) one line and exit code 1."""
 
@@ -54,7 +54,9 @@ def _user_errors_exit_2(command: F) -> F:
         except Exception as error:
             if not is_fault(error):
                 raise
-            typer.echo(f"Error: {fault_line(error)}", err=True)
+            from lrsearch.storage import scrubbed
+
+            typer.echo(f"Error: {scrubbed(fault_line(error), kwargs.get('storage') or '')}", err=True)
             raise typer.Exit(EXIT_FAULT) from None
 
     return wrapper  # type: ignore[return-value]
@@ -90,7 +92,7 @@ DevicesOption = Annotated[
 
 
 @app.command()
-@_user_errors_exit_2
+@_errors_in_one_line
 def optimize(
     trials: Annotated[
         int | None, typer.Option(help="Trials to add to the study, all workers together [default: 50].")
@@ -154,7 +156,7 @@ def optimize(
 
 
 @app.command()
-@_user_errors_exit_2
+@_errors_in_one_line
 def worker(
     study_name: Annotated[str, typer.Option("--study-name", help="The study to work on.")] = "default",
     storage: StorageOption = None,
@@ -267,8 +269,8 @@ def _print_report(study: Any, export_path: Path, storage: str) -> None:
         return
     typer.echo("\n".join(best_lines(summary.best)))
     _console().print(top_table(summary))
-    export_best(study, export_path)
-    record = f" --study-name {study.study_name}" + (
+    spec = export_best(study, export_path)
+    record = f"{spec.replay_options} --study-name {study.study_name}" + (
         "" if storage == DEFAULT_STORAGE else f" --storage {shown_url(storage)}"
     )
     typer.echo(f"best run written to {export_path}")
@@ -278,7 +280,7 @@ def _print_report(study: Any, export_path: Path, storage: str) -> None:
 
 
 @app.command()
-@_user_errors_exit_2
+@_errors_in_one_line
 def export(
     study_name: Annotated[str, typer.Option("--study-name", help="The study to export.")] = "default",
     storage: StorageOption = None,
@@ -308,7 +310,7 @@ def tasks() -> None:
 
 
 @app.command()
-@_user_errors_exit_2
+@_errors_in_one_line
 def dashboard(
     study_name: Annotated[
         str | None, typer.Option("--study-name", help="Open at this study and refresh its figures first.")
@@ -349,7 +351,7 @@ def dashboard(
 
 
 @app.command()
-@_user_errors_exit_2
+@_errors_in_one_line
 def report(
     study_name: Annotated[str, typer.Option("--study-name", help="The study to report on.")] = "default",
     storage: StorageOption = None,
@@ -383,7 +385,7 @@ def report(
 
 
 @app.command("train")
-@_user_errors_exit_2
+@_errors_in_one_line
 def train_command(
     config: Annotated[Path, typer.Option(help="A RunSpec YAML, as `lrsearch export` writes.")],
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
@@ -435,6 +437,7 @@ def train_command(
     if baselines:
         runs |= baseline_specs(spec)
     results: dict[str, History | str] = {}
+    failure: str | None = None  # why the replayed run itself raised
     for label, run in runs.items():
         try:
             results[label] = train(
@@ -446,6 +449,7 @@ def train_command(
             if is_fault(error):
                 raise
             results[label] = f"failed: {type(error).__name__}: {error}"
+            failure = failure or (f"{type(error).__name__}: {error}" if run is spec else None)
         if run is spec and isinstance(results[label], History):
             typer.echo(f"final val loss: {results[label].final.val_loss:.6f}")
 
@@ -462,15 +466,14 @@ def train_command(
         else:
             table.add_row(label, figure(result.test_loss), figure(result.test_score), figure(result.final.val_loss))
     _console().print(table)
+    if failure is not None:  # nothing to record: the study keeps the replay it had
+        typer.echo(f"Error: the run failed: {failure}", err=True)
+        raise typer.Exit(EXIT_FAULT)
     if study is not None:
         from lrsearch.baselines import REPLAY_ATTR, replay_record
 
         study.set_user_attr(REPLAY_ATTR, replay_record(spec, str(torch_device), data.score, results))
         typer.echo(f"recorded in study {study.study_name!r} (see `lrsearch report --study-name {study.study_name}`)")
-    replayed = next(iter(results.values()))
-    if isinstance(replayed, str) and replayed.startswith("failed: "):
-        typer.echo(f"Error: the run {replayed}", err=True)
-        raise typer.Exit(EXIT_FAULT)
 
 
 @app.command()

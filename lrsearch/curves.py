@@ -16,13 +16,14 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, TypeAdapter, ValidationError
 
 from lrsearch.build import LoadedSchedule, build_optimizer
-from lrsearch.errors import ConfigError
 from lrsearch.objective import RUN_SPEC, STEPS_PER_EPOCH
-from lrsearch.spec import RunSpec
+from lrsearch.spec import MAX_ROWS, RunSpec
 from lrsearch.train import EpochRecord
 
 _FLOATS = TypeAdapter(list[float])
-_STEPS = TypeAdapter(Annotated[int, Field(ge=1)] | None)
+# A picture replays a stored schedule step by step; past this many steps it draws the per-epoch LRs.
+MAX_REPLAYED_STEPS = 200_000
+_STEPS = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_ROWS)] | None)  # steps an epoch: at most a step a row
 MAX_POINTS = 200  # per curve: enough to show a cycle's shape, small enough to store in a study
 
 
@@ -116,11 +117,11 @@ class TrialCurves:
                 positions += [epoch + step / len(steps) for step in range(len(steps))] if steps else [float(epoch)]
                 lrs += list(steps) if steps else [lr]
             return positions, lrs
-        if self.steps_per_epoch is None:
+        if self.steps_per_epoch is None or self.steps_per_epoch * len(self.val_loss) > MAX_REPLAYED_STEPS:
             return [epoch - 1.0 for epoch in self.epochs], list(self.lr)
         try:
             positions_, lrs_ = _replayed(self.spec.model_dump_json(), self.steps_per_epoch, tuple(self.val_loss))
-        except (ConfigError, TypeError, ValueError):  # stored parameters its scheduler can't take
+        except Exception:  # noqa: BLE001 - stored parameters its scheduler can't take (any error): a view, not a run
             return [epoch - 1.0 for epoch in self.epochs], list(self.lr)
         return list(positions_), list(lrs_)
 

@@ -152,7 +152,7 @@ def figures_lock(storage_url: str, study_name: str) -> Any:
     chunks a figure is stored in."""
     from lrsearch.storage import admission_lock
 
-    return admission_lock(storage_url, f"{study_name}.figures")
+    return admission_lock(storage_url, study_name, role="figures")
 
 
 class StudyRefresher:

@@ -4,6 +4,8 @@ server gone), and `Interrupted` for a search the user stopped."""
 
 from __future__ import annotations
 
+import sys
+
 from pydantic import ValidationError
 
 
@@ -20,9 +22,7 @@ def fault_line(error: BaseException) -> str:
     """The root cause of a storage or file error, in one line: what SQLite, the driver or the OS said
     (`database or disk is full`, `[Errno 28] No space left on device: 'j.log'`), not the wrappers'
     explanations around it."""
-    root = error
-    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
-        root = root.__cause__ or root.__context__
+    root = _causes(error)[-1]
     if isinstance(root, OSError) and root.strerror:
         where = f": {root.filename}" if root.filename else ""
         return f"{root.strerror}{where}"
@@ -34,17 +34,25 @@ def is_fault(error: BaseException) -> bool:
     """An error of the machine, not of lrsearch: a file or the storage could not be written or read
     (disk full, read-only, a server gone), raised as it is or under another error (Optuna's own
     bookkeeping raises an AssertionError when its write of a trial's end fails)."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if _is_fault_itself(cause):
-            return True
-        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
-    return False
+    return any(_is_fault_itself(cause) for cause in _causes(error))
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what it was raised from. An error raised while another was handled is not caused by
+    it (user code catching FileNotFoundError, then raising ValueError), except Optuna's AssertionError,
+    which it raises when the write that ends a trial fails."""
+    chain = [error]
+    while True:
+        last = chain[-1]
+        following = last.__cause__
+        if following is None and isinstance(last, AssertionError) and not last.__suppress_context__:
+            following = last.__context__
+        if following is None or following in chain:
+            return chain
+        chain.append(following)
 
 
 def _is_fault_itself(error: BaseException) -> bool:
-    import sys
-
     if isinstance(error, OSError):
         return True
     if "sqlalchemy" in sys.modules:

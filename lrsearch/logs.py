@@ -4,6 +4,7 @@ failed storage write in one line too."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 
@@ -14,8 +15,10 @@ _log = logging.getLogger("lrsearch")
 
 def _drop_traceback(record: logging.LogRecord) -> bool:
     # A failed trial's reason is in its one-line message and in its `fail_reason` attribute; a traceback
-    # per failed trial would bury the progress bar (and a Ctrl-C is no crash at all).
-    record.exc_info, record.exc_text = None, None
+    # per failed trial would bury the progress bar (and a Ctrl-C is no crash at all). LRSEARCH_DEBUG=1
+    # keeps them, to find where a model of your own raised.
+    if not os.environ.get("LRSEARCH_DEBUG"):
+        record.exc_info, record.exc_text = None, None
     return True
 
 

@@ -87,7 +87,7 @@ def export_best(study: optuna.Study, path: Path) -> RunSpec:
     best.spec.save(
         path,
         comment=f"lrsearch: best trial #{best.number} of study {study.study_name!r}, val loss {best.val_loss:.6f}\n"
-        f"replay: lrsearch train --config {path}",
+        f"replay: lrsearch train --config {path}{best.spec.replay_options}",
     )
     return best.spec
 

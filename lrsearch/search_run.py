@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 import torch
 
+from lrsearch.budget import add_to_budget
 from lrsearch.config import SearchConfig, require_shared_storage
 from lrsearch.data import load_data
 from lrsearch.device import resolve_devices
@@ -24,7 +25,7 @@ from lrsearch.stopping import StopSignal, stop_on_interrupt
 from lrsearch.storage import exclusive_search, open_storage
 from lrsearch.study import open_study
 from lrsearch.tasks import is_user_task
-from lrsearch.workers import WorkerReport, add_to_budget, plan_workers, run_worker, run_workers
+from lrsearch.workers import WorkerReport, plan_workers, run_worker, run_workers
 
 POLL_S = 0.5  # how often `on_progress` runs while worker processes train
 

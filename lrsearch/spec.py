@@ -6,6 +6,7 @@ The search samples RunSpecs, training consumes them, and the exported best-confi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lrsearch.errors import ConfigError, from_validation_error
 from lrsearch.schedules import SCHEDULES
-from lrsearch.tasks import BUILTIN_TASKS, check_task_name
+from lrsearch.tasks import BUILTIN_TASKS, check_task_name, is_user_task
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
 # Bounds past which a value is a typo, not a plan: it would hang building the run or exhaust memory in
@@ -139,7 +140,19 @@ class RunSpec(StrictModel):
         """Write the YAML, after `comment` lines (e.g. where the run came from), which loading ignores."""
         header = "".join(f"# {line}\n" for line in comment.splitlines())
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(header + self.to_yaml())
+        # Written beside, then moved over: a full disk mid-write must not leave half of a good file.
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            partial.write_text(header + self.to_yaml())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    @property
+    def replay_options(self) -> str:
+        """The options `lrsearch train` needs beyond `--config` to replay this run: a task of the
+        user's own is code, run only when the command names it."""
+        return f" --task {self.data.task}" if is_user_task(self.data.task) else ""
 
 
 def load_yaml_mapping(path: Path) -> dict[str, Any]:

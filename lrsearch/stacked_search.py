@@ -94,6 +94,8 @@ def work_stacked(
                     try:
                         spec = objective.begin(trial)
                     except CAUGHT as error:  # Interrupted among them
+                        if is_fault(error):
+                            raise
                         beats.remove(trial)
                         _tell(study, trial, TrialState.FAIL, callbacks, f"{type(error).__name__}: {error}")
                         continue

@@ -29,7 +29,7 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
-from lrsearch.errors import ConfigError
+from lrsearch.errors import ConfigError, fault_line
 from lrsearch.paths import file_part
 
 # A trial whose worker died is retried at most this often; a trial that kills its worker each time
@@ -55,7 +55,9 @@ def shown_url(url: str) -> str:
         parsed = make_url(url)
     except Exception:  # ArgumentError, or ValueError for a bad port: no URL, but maybe a password
         return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", url)
-    if parsed.password is None:
+    if parsed.query.get("password"):  # libpq also takes `?password=...`
+        parsed = parsed.update_query_dict({"password": MASK})
+    elif parsed.password is None:
         return url
     # The regex on top: an unescaped `@` in a password makes SQLAlchemy split it at the wrong `@`.
     return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", parsed.render_as_string(hide_password=True))
@@ -77,7 +79,8 @@ def _passwords(url: str) -> list[str]:
 
     found = {match.group(0)[len(match.group("user")) + 1 : -1] for match in _CREDENTIALS.finditer(url)}
     try:
-        found.add(make_url(url).password or "")
+        parsed = make_url(url)
+        found |= {parsed.password or "", str(parsed.query.get("password") or "")}
     except Exception:  # unparseable: the regex found what there is
         pass
     found |= {unquote(secret) for secret in found}
@@ -147,7 +150,7 @@ def _open_journal(path: str) -> JournalStorage:
         ) from None
     except OSError as error:
         raise ConfigError(f"--storage: cannot use journal file {path}: {error.strerror}") from None
-    except ValueError:  # json.JSONDecodeError is one: a complete line that is not a journal record
+    except (ValueError, KeyError, TypeError, AssertionError):  # lines that are JSON, but not journal records
         raise ConfigError(
             f"--storage: {path} is not an Optuna journal file (a line of it is not a journal record)"
         ) from None
@@ -285,20 +288,25 @@ class AdmissionLock(Protocol):
     def __exit__(self, *exc: object) -> Any: ...
 
 
-def admission_lock(url: str, study_name: str) -> AdmissionLock:
+def admission_lock(url: str, study_name: str, role: str = "") -> AdmissionLock:
     """A lock shared by every worker of the study: an advisory lock in PostgreSQL (any machine), a
-    file lock beside a storage file (one machine), or a thread lock for an in-memory study."""
+    file lock beside a storage file (one machine), or a thread lock for an in-memory study.
+
+    Args:
+        role: what else of the study it guards ("search", "figures"); no study name gives the same lock.
+    """
     import filelock
 
+    name = f"{study_name}\0{role}" if role else study_name  # NUL: no study "a.search" meets study a's role
     if url.startswith("postgresql"):
-        return _PostgresAdvisoryLock(url, f"lrsearch:{study_name}")
+        return _PostgresAdvisoryLock(url, f"lrsearch:{name}")
     file = _storage_file(url)
     if file is not None:
         # Beside the study file; a name that is not a plain file name (`../x`) must not lead elsewhere.
-        return filelock.FileLock(f"{file}.{file_part(study_name)}.lock")
+        return filelock.FileLock(f"{file}.{file_part(name)}.lock")
     if url == "sqlite:///:memory:":
         return threading.Lock()
-    digest = hashlib.sha256(f"{url}\n{study_name}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{url}\n{name}".encode()).hexdigest()[:16]
     return filelock.FileLock(Path(tempfile.gettempdir()) / f"lrsearch-{digest}.lock")  # this machine only
 
 
@@ -330,19 +338,19 @@ def exclusive_search(url: str, study_name: str) -> Iterator[None]:
         finally:
             _SEARCHES_IN_MEMORY.discard(study_name)
         return
-    if url.startswith("postgresql"):
-        lock: Any = _PostgresAdvisoryLock(url, f"lrsearch-search:{study_name}")
+    lock: Any = admission_lock(url, study_name, role="search")
+    if isinstance(lock, _PostgresAdvisoryLock):
         try:
             taken = lock.try_acquire()
-        except Exception:  # noqa: BLE001 - the server can't be reached: open_storage says why in one line
-            open_storage(url)
-            raise
+        except Exception as error:  # noqa: BLE001 - the server went away since the storage was opened
+            raise ConfigError(
+                f"--storage: cannot open {shown_url(url)!r}: {scrubbed(fault_line(error), url)}"
+            ) from None
         if not taken:
             raise busy
     else:
         import filelock
 
-        lock = admission_lock(url, f"{study_name}.search")
         folder = Path(lock.lock_file).parent
         if not os.access(folder, os.W_OK):  # filelock would wait for a lock it can never make, and say busy
             raise ConfigError(f"--storage: cannot write in {folder} (read-only?): a search writes its study there")
@@ -369,27 +377,45 @@ class _PostgresAdvisoryLock:
     def acquire(self) -> None:
         import sqlalchemy
 
-        self._connection = self._engine.connect()
-        self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+        connection = self._engine.connect()
+        try:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
 
     def try_acquire(self) -> bool:
         """Take the lock if no one holds it; False (and no connection kept) if someone does."""
         import sqlalchemy
 
-        self._connection = self._engine.connect()
-        query = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
-        if self._connection.execute(query, {"key": self._key}).scalar():
-            return True
-        self._connection.close()
-        self._connection = None
-        return False
+        connection = self._engine.connect()
+        try:
+            taken = connection.execute(
+                sqlalchemy.text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
+            ).scalar()
+        except BaseException:
+            connection.close()
+            raise
+        if taken:
+            self._connection = connection
+        else:
+            connection.close()
+        return bool(taken)
 
     def release(self) -> None:
+        """Unlock; when the server is gone, closing the connection is all there is to do (the server
+        frees a session's advisory locks when the session ends), and the error that ended the command
+        must not be replaced by this one."""
         import sqlalchemy
 
-        self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
-        self._connection.close()
-        self._connection = None
+        connection, self._connection = self._connection, None
+        try:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+        except Exception as error:  # noqa: BLE001
+            _log.warning("the study's lock was freed by closing its connection: %s", fault_line(error))
+        finally:
+            connection.close()
 
     def __enter__(self) -> None:
         self.acquire()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -149,6 +148,8 @@ def stored_config(study: optuna.Study, overrides: dict[str, Any]) -> SearchConfi
     shared = study.user_attrs.get(CONFIG_ATTR)
     if shared is None:
         raise ConfigError(f"--study-name: study {study.study_name!r} was not made by `lrsearch optimize`")
+    if not isinstance(shared, dict) or not isinstance(shared.get("study"), dict):  # stored data is data
+        raise ConfigError(f"--study-name: study {study.study_name!r} holds unreadable search settings ({CONFIG_ATTR})")
     raw = shared | {"study": shared["study"] | {"name": study.study_name}}
     return with_overrides(raw, overrides, f"study {study.study_name!r}")
 
@@ -215,18 +216,3 @@ def load_existing_study(name: str, storage_url: str) -> optuna.Study:
         raise ConfigError(
             f"--study-name: no study {name!r} in {shown_url(storage_url)}; stored studies: {known}"
         ) from None
-
-
-def recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
-    """The objective, storing why a trial failed in its `fail_reason` attribute."""
-
-    def run(trial: optuna.Trial) -> float:
-        try:
-            return objective(trial)
-        except optuna.TrialPruned:
-            raise
-        except BaseException as error:  # Ctrl-C too: the interrupted trial says so
-            trial.set_user_attr(FAIL_REASON, f"{type(error).__name__}: {error}".rstrip(": "))
-            raise
-
-    return run

@@ -21,17 +21,17 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.budget import BUDGET_ATTR, add_to_budget, admit, counted_trials, next_move, trials_of_run
+from lrsearch.budget import next_move
 from lrsearch.config import SearchConfig
 from lrsearch.data import load_data
 from lrsearch.device import pin_threads
 from lrsearch.errors import StorageFault, fault_line, is_fault
-from lrsearch.internals import fail_stale_trials
+from lrsearch.internals import fail_stale_trials, storage_of, trial_id
 from lrsearch.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.objective import Objective, Pictures
 from lrsearch.stopping import StopSignal, stop_on_interrupt
-from lrsearch.storage import AdmissionLock, admission_lock, artifact_folder, has_heartbeat
-from lrsearch.study import FAIL_REASON, WORKER_ATTR, join_study, recording_failures
+from lrsearch.storage import AdmissionLock, admission_lock, artifact_folder, has_heartbeat, scrubbed
+from lrsearch.study import FAIL_REASON, WORKER_ATTR, join_study
 from lrsearch.tasks import is_user_task
 
 IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries of dead workers' trials
@@ -50,7 +50,6 @@ CAUGHT = (Exception,)
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 _log = logging.getLogger("lrsearch")
-__all__ = ["BUDGET_ATTR", "WORKER_ATTR", "add_to_budget", "admit", "counted_trials", "next_move", "trials_of_run"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def work(
     ran = 0
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         lock.acquire()
-        admitted = _Admitted(lock, recording_failures(objective), worker)
+        admitted = _Admitted(lock, _recording_failures(objective), worker)
         try:
             if wait_for_retries:
                 fail_stale_trials(study)  # before Optuna's own, which would not say why
@@ -94,7 +93,7 @@ def work(
                 # Optuna asks for the trial inside optimize (failing stale trials first, which queues
                 # their retries); the objective frees the lock once it has its trial.
                 # Interrupted is caught too: the trial ends FAIL with its reason, and the stop signal ends the loop.
-                study.optimize(admitted, n_trials=1, catch=CAUGHT, callbacks=list(callbacks))
+                study.optimize(admitted, n_trials=1, catch=(_TrialFailed,), callbacks=list(callbacks))
                 ran += 1
         except Exception as error:
             if not is_fault(error):
@@ -183,20 +182,46 @@ def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callbac
 def fail_after_fault(study: optuna.Study, trials: Sequence[optuna.Trial], error: Exception) -> StorageFault:
     """The storage failed under the worker: end its running `trials` as FAIL with the cause, as far as the
     failing storage lets us, and say what became of them."""
-    cause = fault_line(error)
-    ended = 0
+    cause = scrubbed(fault_line(error), "")
+    ended = left = 0
     for trial in trials:
         try:
+            if storage_of(study).get_trial(trial_id(trial)).state.is_finished():
+                continue  # ended already (Optuna's own write of its end went through)
             trial.set_user_attr(FAIL_REASON, f"the storage failed: {cause}")
             study.tell(trial, state=TrialState.FAIL)
             ended += 1
-        except Exception as again:  # noqa: BLE001 - the write that failed may fail again
-            if "finished" in str(again):  # Optuna ended it already (its own try to fail it worked)
-                ended += 1
-    fate = f"; its {ended} running trial(s) ended FAIL with this reason" if ended else ""
-    if len(trials) > ended:
-        fate += f"; {len(trials) - ended} running trial(s) could not be marked failed"
+        except Exception:  # noqa: BLE001 - the write that failed may fail again
+            left += 1
+    fate = f"; {ended} running trial(s) ended FAIL with this reason" if ended else ""
+    if left:
+        fate += f"; {left} running trial(s) could not be marked failed"
     return StorageFault(f"the study's storage failed: {cause}{fate}")
+
+
+class _TrialFailed(Exception):
+    """A trial's own training raised (whatever a user's model or data raises): Optuna ends the trial FAIL
+    and the worker goes on. The storage failing is not the trial's fault, and is not wrapped in this."""
+
+
+def _recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+    """The objective, storing why a trial failed in its `fail_reason` attribute."""
+
+    def run(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except BaseException as error:  # Ctrl-C too: the interrupted trial says so
+            if isinstance(error, Exception) and is_fault(error):
+                raise
+            reason = f"{type(error).__name__}: {error}".rstrip(": ")
+            trial.set_user_attr(FAIL_REASON, reason)
+            if isinstance(error, Exception):
+                raise _TrialFailed(reason) from error
+            raise
+
+    return run
 
 
 def _run_trials(

@@ -339,5 +339,5 @@ def test_commands_that_read_a_study_take_any_stored_name(tmp_path, monkeypatch):
     studies = tmp_path / "studies"
     assert not (tmp_path.parent / "a").exists() and [p.name for p in studies.iterdir() if p.is_dir()] == ["artifacts"]
     locks = {p.name for p in studies.iterdir() if p.name.endswith(".lock")}
-    purposes = ("", ".figures", ".search")  # admission, figures, the running search
-    assert locks == {f"lrsearch.db.{file_part(name + purpose)}.lock" for purpose in purposes}
+    roles = ("", "\0figures", "\0search")  # admission, figures, the running search
+    assert locks == {f"lrsearch.db.{file_part(name + role)}.lock" for role in roles}

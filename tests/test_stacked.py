@@ -10,6 +10,7 @@ import torch
 from conftest import TINY
 from optuna.trial import TrialState
 
+from lrsearch.budget import add_to_budget
 from lrsearch.config import SearchConfig
 from lrsearch.objective import Objective
 from lrsearch.schedules import SCHEDULES, Budget
@@ -19,7 +20,6 @@ from lrsearch.stacked import StackedTrainer
 from lrsearch.stacked_search import work_stacked
 from lrsearch.stopping import StopSignal
 from lrsearch.train import train
-from lrsearch.workers import add_to_budget
 
 EPOCHS = 6
 OPTIMIZERS = {

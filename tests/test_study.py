@@ -6,6 +6,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from lrsearch.budget import add_to_budget
 from lrsearch.config import load_config
 from lrsearch.data import load_data
 from lrsearch.errors import ConfigError
@@ -13,7 +14,7 @@ from lrsearch.objective import Objective
 from lrsearch.stopping import StopSignal
 from lrsearch.storage import admission_lock
 from lrsearch.study import FAIL_REASON, load_existing_study, make_sampler, open_study
-from lrsearch.workers import add_to_budget, work
+from lrsearch.workers import work
 
 
 def _search(config, trials, objective=None):

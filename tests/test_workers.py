@@ -15,10 +15,11 @@ from conftest import TINY, running_trial
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from lrsearch.budget import BUDGET_ATTR, add_to_budget, counted_trials, next_move
 from lrsearch.config import SearchConfig
 from lrsearch.storage import open_storage
-from lrsearch.study import FAIL_REASON
-from lrsearch.workers import BUDGET_ATTR, WORKER_ATTR, add_to_budget, counted_trials, next_move, plan_workers
+from lrsearch.study import FAIL_REASON, WORKER_ATTR
+from lrsearch.workers import plan_workers
 
 LRSEARCH = Path(sys.executable).parent / "lrsearch"
 
