@@ -148,7 +148,7 @@ def test_a_user_task_is_searched_exported_and_replayed(tmp_path):
     assert all(trial_pictures(study, trial) for trial in study.trials)  # the dashboard shows its trials too
     exported = tmp_path / "studies" / "default-best.yaml"
     assert load_run_spec(exported).data.task == "my_models:build"
-    replay = _run("train", "--config", exported, cwd=tmp_path)
+    replay = _run("train", "--config", exported, "--task", "my_models:build", cwd=tmp_path)
     assert replay.returncode == 0, replay.stderr
     assert float(re.search(r"final val loss: ([0-9.]+)", replay.stdout).group(1)) == pytest.approx(
         study.best_value, abs=1e-6
