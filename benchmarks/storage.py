@@ -29,6 +29,7 @@ from lrsearch.logs import quiet_optuna
 from lrsearch.objective import Objective
 from lrsearch.storage import open_storage
 from lrsearch.study import make_pruner, make_sampler
+from lrsearch.workers import run_here
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from postgres_server import new_database, throwaway_postgres  # noqa: E402
@@ -51,7 +52,7 @@ def timed_search(
         pruner=make_pruner(config.study.pruner, config.train.epochs),
     )
     started = time.perf_counter()
-    study.optimize(objective(config, data, torch.device("cpu")), n_trials=config.study.trials)
+    run_here(study, objective(config, data, torch.device("cpu")), config.study.trials)
     return time.perf_counter() - started, study.best_value
 
 

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrsearch.budget import add_to_budget
 from lrsearch.build import build_optimizer, build_scheduler, step_on
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data, load_data
@@ -34,9 +33,9 @@ from lrsearch.objective import Objective
 from lrsearch.space import sample_run_spec
 from lrsearch.spec import RunSpec
 from lrsearch.stacked import StackedTrainer
-from lrsearch.stacked_search import work_stacked
 from lrsearch.stopping import StopSignal
 from lrsearch.study import make_pruner, make_sampler
+from lrsearch.workers import run_here
 
 CORES = len(os.sched_getaffinity(0))
 
@@ -162,20 +161,15 @@ def _searches(config: SearchConfig, data: Data, budget: float, seed: int) -> dic
         return optuna_example_loop(spec, data, report)
 
     results["(a) Optuna-example loop"] = _timed(lambda: study.optimize(example_objective, timeout=budget), study)
-    study = new_study()
-    results["(b) lrsearch, one at a time"] = _timed(lambda: study.optimize(objective, timeout=budget), study)
-    torch.set_num_threads(CORES)
-    for stack in (10, 16, 25):
+    for stack in (1, 10, 16, 25):
+        torch.set_num_threads(1 if stack == 1 else CORES)
         study = new_study()
-        add_to_budget(study, None)
         stop = StopSignal()
         timer = threading.Timer(budget, stop.set)  # running trials end at their next epoch, unfinished
         timer.start()
-        stacked = Objective(config, data, torch.device("cpu"), stop)
-        lock = threading.Lock()
-        results[f"(c) stacked, K={stack}"] = _timed(
-            lambda s=study, o=stacked, k=stack, st=stop, lk=lock: work_stacked(s, o, k, lk, st, False), study
-        )
+        searching = Objective(config, data, torch.device("cpu"), stop)
+        label = "(b) lrsearch, one at a time" if stack == 1 else f"(c) stacked, K={stack}"
+        results[label] = _timed(lambda s=study, o=searching, k=stack: run_here(s, o, None, stack=k), study)
     return results
 
 

@@ -16,7 +16,7 @@ from lrsearch.space import sample_run_spec
 from lrsearch.spec import RunSpec
 from lrsearch.stopping import StopSignal
 from lrsearch.study import first_pruning_epoch
-from lrsearch.train import Diverged, EpochRecord, train
+from lrsearch.train import EpochRecord
 
 # Names of the user attributes every trial carries (the report and the dashboard read them).
 RUN_SPEC = "run_spec"
@@ -45,30 +45,6 @@ class Objective:
         self.first_pruning_epoch = first_pruning_epoch(config.study.pruner, config.train.epochs)
         self.pictures: Pictures | None = None  # attaches a finished trial's picture (while it can be written)
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        spec = self.begin(trial)
-        records: list[EpochRecord] = []
-        state = TrialState.FAIL
-
-        def report(record: EpochRecord) -> None:
-            records.append(record)
-            self.report(trial, record)
-
-        try:
-            history = train(spec, self.data, self.device, on_epoch=report)
-            state = TrialState.COMPLETE
-        except Diverged as diverged:
-            state = TrialState.PRUNED
-            raise self.diverged(trial, str(diverged)) from None
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
-            raise
-        finally:
-            self.record_curves(trial, spec, records, state)
-        return history.final.val_loss
-
-    # The steps of a trial, also used by the stacked engine, which trains many trials at once.
-
     def begin(self, trial: optuna.Trial) -> RunSpec:
         """Sample the trial's RunSpec and record it (and the device) in the trial."""
         if self.stop.is_set():
@@ -77,11 +53,6 @@ class Objective:
         trial.set_user_attr(RUN_SPEC, spec.model_dump(mode="json"))
         trial.set_user_attr(DEVICE, str(self.device))
         return spec
-
-    def report(self, trial: optuna.Trial, record: EpochRecord) -> None:
-        """Report an epoch; raises `optuna.TrialPruned` (with the reason recorded) or `Interrupted`."""
-        trial.report(record.val_loss, record.epoch)
-        self.judge(trial, record, trial.should_prune)
 
     def judge(self, trial: optuna.Trial, record: EpochRecord, should_prune: Callable[[], bool]) -> None:
         """After a reported epoch: raise `Interrupted` on a stop request, or `optuna.TrialPruned` (its

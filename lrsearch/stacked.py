@@ -25,6 +25,7 @@ from torch.optim import Optimizer
 
 from lrsearch.build import build_optimizer, build_scheduler, step_on
 from lrsearch.data import Data, epoch_order
+from lrsearch.engine import EpochOutcome
 from lrsearch.model import make_mlp
 from lrsearch.schedules import StepOn
 from lrsearch.spec import RunSpec
@@ -54,16 +55,6 @@ class _Member:
     def momentum(self) -> float:
         group = self.shadow.param_groups[0]
         return group["betas"][0] if "betas" in group else group["momentum"]
-
-
-@dataclass(frozen=True)
-class EpochOutcome:
-    """What one epoch did to one trial: its record, or why it diverged."""
-
-    key: object
-    record: EpochRecord | None
-    diverged: str | None = None  # e.g. "train loss became nan at epoch 3"
-    finished: bool = False  # it has trained all its epochs
 
 
 class StackedTrainer:

@@ -1,6 +1,8 @@
-"""The one training loop: `train(spec, data, device, on_epoch) -> History`.
+"""The lone engine: one run with real `torch.optim` on a real module, `train(spec, data, device) ->
+History`, and `LoneEngine`, which trains its trials that way an epoch at a time for the trial loop.
 
-The search, `lrsearch train` and the benchmarks all call it, so a replayed RunSpec reproduces its trial.
+The search (with `--stack 1`, or a task the stacked engine cannot train), `lrsearch train` and the
+benchmarks all run it, so a replayed RunSpec reproduces its trial.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from torch import nn
 
 from lrsearch.build import build_optimizer, build_scheduler, step_on
 from lrsearch.data import Data, Source, whole
+from lrsearch.engine import EpochOutcome
+from lrsearch.errors import is_fault
 from lrsearch.spec import RunSpec
 
 
@@ -40,11 +44,11 @@ class History:
 
 
 class Diverged(Exception):
-    """The loss became NaN or infinite; `history` holds the epochs before it."""
+    """The loss became NaN or infinite; `history` holds the epochs before it (set by `train`)."""
 
-    def __init__(self, epoch: int, what: str, value: float, history: History) -> None:
+    def __init__(self, epoch: int, what: str, value: float) -> None:
         super().__init__(f"{what} became {value} at epoch {epoch}")
-        self.history = history
+        self.history = History()
 
 
 OnEpoch = Callable[[EpochRecord], None]
@@ -82,8 +86,7 @@ def train(
         spec: the run.
         data: from `load_data(spec.data, spec.seed, device)`: loaded once, shared by every run.
         device: where the model trains; must be where `data` lives.
-        on_epoch: called after every epoch with its record; the search reports to Optuna here and
-            may raise `optuna.TrialPruned` to stop the run.
+        on_epoch: called after every epoch with its record.
         evaluate_test: also measure the test split at the end (the search never looks at it).
 
     Returns:
@@ -92,47 +95,142 @@ def train(
     Raises:
         Diverged: the training or validation loss became NaN or infinite.
     """
-    # Weights are drawn on the CPU from the spec's seed, so every device starts from the same model.
-    torch.manual_seed(spec.seed)
-    model = data.new_model(spec).to(device)
-    optimizer = build_optimizer(spec, model.parameters())
-    steps_per_epoch = data.steps_per_epoch(spec.batch_size)
-    scheduler = build_scheduler(spec, optimizer, steps_per_epoch)
-    when = step_on(spec)
-    recorded = recorded_steps(steps_per_epoch, spec.epochs) if when == "batch" else frozenset()
-    data.reseed(spec.seed)
+    run = LoneRun(spec, data, device)
     history = History()
+    while not run.finished:
+        try:
+            record = run.train_epoch()
+        except Diverged as diverged:
+            diverged.history = history
+            raise
+        history.epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    if evaluate_test and data.test is not None:
+        history.test_loss, history.test_score = evaluate(run.model, data, data.test, device)
+    return history
 
-    for epoch in range(1, spec.epochs + 1):
+
+class LoneRun:
+    """One run with real `torch.optim` on a real module, an epoch per `train_epoch()` call: what
+    `train` runs, and what the lone engine runs for each of its trials.
+
+    Each run keeps torch's random state to itself between its epochs (a DataLoader without a generator
+    shuffles from it, Dropout draws from it), so runs trained side by side each equal the run alone.
+    """
+
+    def __init__(self, spec: RunSpec, data: Data, device: torch.device | str) -> None:
+        self.spec, self.data, self.device = spec, data, device
+        # Weights are drawn on the CPU from the spec's seed, so every device starts from the same model.
+        torch.manual_seed(spec.seed)
+        self.model = data.new_model(spec).to(device)
+        self.optimizer = build_optimizer(spec, self.model.parameters())
+        self.steps_per_epoch = data.steps_per_epoch(spec.batch_size)
+        self.scheduler = build_scheduler(spec, self.optimizer, self.steps_per_epoch)
+        self.when = step_on(spec)
+        self.recorded = recorded_steps(self.steps_per_epoch, spec.epochs) if self.when == "batch" else frozenset()
+        data.reseed(spec.seed)
+        self._random = _RandomState.now(device)
+        self.epoch = 0  # epochs done
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch == self.spec.epochs
+
+    def train_epoch(self) -> EpochRecord:
+        """Train the next epoch; raises `Diverged` when a loss becomes NaN or infinite."""
+        with self._random:
+            return self._train_epoch()
+
+    def _train_epoch(self) -> EpochRecord:
+        spec, data, model, optimizer = self.spec, self.data, self.model, self.optimizer
+        self.epoch += 1
         lr = optimizer.param_groups[0]["lr"]
         model.train()
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per batch
+        loss_sum = torch.zeros((), device=self.device)  # summed on the device: no sync per batch
         step_lrs: list[float] = []
-        for step, (x, y) in enumerate(data.batches(spec.batch_size, spec.seed, epoch - 1, device)):
+        for step, (x, y) in enumerate(data.batches(spec.batch_size, spec.seed, self.epoch - 1, self.device)):
             loss = data.loss(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if when == "batch":
+            if self.when == "batch":
                 # OneCycleLR and CyclicLR count optimizer steps, not epochs.
-                if step in recorded:
+                if step in self.recorded:
                     step_lrs.append(optimizer.param_groups[0]["lr"])
-                scheduler.step()
+                self.scheduler.step()
             loss_sum += loss.detach()
-        train_loss = loss_sum.item() / steps_per_epoch
-        val_loss, val_score = evaluate(model, data, data.val, device)
+        train_loss = loss_sum.item() / self.steps_per_epoch
+        val_loss, val_score = evaluate(model, data, data.val, self.device)
         for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
             if not math.isfinite(value):
-                raise Diverged(epoch, what, value, history)
-        if when == "metric":
-            scheduler.step(val_loss)  # ReduceLROnPlateau decides from the validation loss
-        elif when == "epoch":
-            scheduler.step()
-        record = EpochRecord(epoch, lr, train_loss, val_loss, val_score, tuple(step_lrs))
-        history.epochs.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
+                raise Diverged(self.epoch, what, value)
+        if self.when == "metric":
+            self.scheduler.step(val_loss)  # ReduceLROnPlateau decides from the validation loss
+        elif self.when == "epoch":
+            self.scheduler.step()
+        return EpochRecord(self.epoch, lr, train_loss, val_loss, val_score, tuple(step_lrs))
 
-    if evaluate_test and data.test is not None:
-        history.test_loss, history.test_score = evaluate(model, data, data.test, device)
-    return history
+
+class _RandomState:
+    """torch's random state of one run, swapped in for its epochs and out after them."""
+
+    def __init__(self, cpu: torch.Tensor, cuda: torch.Tensor | None, device: torch.device) -> None:
+        self._cpu, self._cuda, self._device = cpu, cuda, device
+        self._outside: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    @classmethod
+    def now(cls, device: torch.device | str) -> _RandomState:
+        device = torch.device(device)
+        cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        return cls(torch.get_rng_state(), cuda, device)
+
+    def __enter__(self) -> None:
+        outside_cuda = torch.cuda.get_rng_state(self._device) if self._cuda is not None else None
+        self._outside = (torch.get_rng_state(), outside_cuda)
+        torch.set_rng_state(self._cpu)
+        if self._cuda is not None:
+            torch.cuda.set_rng_state(self._cuda, self._device)
+
+    def __exit__(self, *exc: object) -> None:
+        self._cpu = torch.get_rng_state()
+        if self._cuda is not None:
+            self._cuda = torch.cuda.get_rng_state(self._device)
+        assert self._outside is not None
+        torch.set_rng_state(self._outside[0])
+        if self._outside[1] is not None:
+            torch.cuda.set_rng_state(self._outside[1], self._device)
+
+
+class LoneEngine:
+    """The lone engine: each of its trials a `LoneRun` of its own (real `torch.optim`, real module), an
+    epoch of each per `train_epoch()`. What `lrsearch train` replays with, so it is the reference the
+    stacked engine is held equal to; and the engine of any task the stacked engine cannot train."""
+
+    def __init__(self, data: Data, device: torch.device | str) -> None:
+        self.data, self.device = data, device
+        self._runs: dict[object, LoneRun] = {}
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def add(self, key: object, spec: RunSpec) -> None:
+        self._runs[key] = LoneRun(spec, self.data, self.device)
+
+    def remove(self, key: object) -> None:
+        del self._runs[key]
+
+    def train_epoch(self) -> list[EpochOutcome]:
+        outcomes = []
+        for key, run in self._runs.items():
+            try:
+                record = run.train_epoch()
+            except Diverged as diverged:
+                outcomes.append(EpochOutcome(key, None, diverged=str(diverged)))
+            except Exception as error:  # the trial's own model or data raised: it fails, the others go on
+                if is_fault(error):
+                    raise
+                outcomes.append(EpochOutcome(key, None, failed=f"{type(error).__name__}: {error}"))
+            else:
+                outcomes.append(EpochOutcome(key, record, finished=run.finished))
+        return outcomes

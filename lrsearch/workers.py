@@ -12,29 +12,28 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.budget import next_move
+from lrsearch.budget import add_to_budget
 from lrsearch.config import SearchConfig
-from lrsearch.data import load_data
+from lrsearch.data import Data, load_data
 from lrsearch.device import pin_threads
-from lrsearch.errors import StorageFault, fault_line, is_fault
-from lrsearch.internals import fail_stale_trials, storage_of, trial_id
 from lrsearch.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.objective import Objective, Pictures
+from lrsearch.stacked import StackedTrainer
 from lrsearch.stopping import StopSignal, stop_on_interrupt
-from lrsearch.storage import AdmissionLock, admission_lock, artifact_folder, has_heartbeat, scrubbed
-from lrsearch.study import FAIL_REASON, WORKER_ATTR, join_study
+from lrsearch.storage import admission_lock, artifact_folder, has_heartbeat
+from lrsearch.study import join_study
 from lrsearch.tasks import is_user_task
+from lrsearch.train import LoneEngine
+from lrsearch.trial_loop import Callback, NewEngine, run_trials
 
-IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries of dead workers' trials
 MAX_RESTARTS = 10  # times the worker processes are started again after one of them died
 # benchmarks/throughput.py on a 2-core CPU: stacks of 10, 25 and 50 train 5.8x, 8.8x and 10.7x faster
 # than an Optuna-example loop, but searches of a fixed time found their best schedules with K=10 (mean
@@ -44,11 +43,6 @@ AUTO_STACK_CPU = 10
 # On an H100 throughput keeps growing with K (K=50 49x, 100 89x, 200 153x, 400 212x an Optuna-example
 # loop); 128 is fast there while the sampler still sees generations on budgets of 500 trials or more.
 AUTO_STACK_GPU = 128
-# A trial whose training raises ends FAIL with the reason, and the worker goes on: whatever a user's model
-# or data raises. A storage that fails under the worker is not the trial's fault: it ends the worker.
-CAUGHT = (Exception,)
-
-Callback = Callable[[optuna.Study, FrozenTrial], None]
 _log = logging.getLogger("lrsearch")
 
 
@@ -59,73 +53,6 @@ class WorkerReport:
     worker: str
     device: str
     trials: int
-
-
-def work(
-    study: optuna.Study,
-    objective: Callable[[optuna.Trial], float],
-    lock: AdmissionLock,
-    stop: StopSignal,
-    wait_for_retries: bool,
-    timeout: float | None = None,
-    callbacks: Sequence[Callback] = (),
-) -> int:
-    """Run trials of `study` until its budget is spent, `timeout` seconds pass or `stop` is set.
-
-    Args:
-        wait_for_retries: with a heartbeat storage, stay until every trial of the budget has ended,
-            so a trial whose worker dies is retried here.
-
-    Returns:
-        How many trials this worker ran.
-    """
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    deadline = None if timeout is None else time.monotonic() + timeout
-    ran = 0
-    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-        lock.acquire()
-        admitted = _Admitted(lock, _recording_failures(objective), worker)
-        try:
-            if wait_for_retries:
-                fail_stale_trials(study)  # before Optuna's own, which would not say why
-            move = next_move(study, wait_for_running=wait_for_retries)
-            if move == "run":
-                # Optuna asks for the trial inside optimize (failing stale trials first, which queues
-                # their retries); the objective frees the lock once it has its trial.
-                # Interrupted is caught too: the trial ends FAIL with its reason, and the stop signal ends the loop.
-                study.optimize(admitted, n_trials=1, catch=(_TrialFailed,), callbacks=list(callbacks))
-                ran += 1
-        except Exception as error:
-            if not is_fault(error):
-                raise
-            raise fail_after_fault(study, [] if admitted.trial is None else [admitted.trial], error) from error
-        finally:
-            admitted.release_once()
-        if move == "done":
-            break
-        if move == "wait":
-            time.sleep(IDLE_POLL_S)
-    return ran
-
-
-class _Admitted:
-    """The objective as a worker runs it: frees the admission lock as soon as Optuna has asked the trial."""
-
-    def __init__(self, lock: AdmissionLock, objective: Callable[[optuna.Trial], float], worker: str) -> None:
-        self._lock, self._objective, self._worker = lock, objective, worker
-        self._held = True
-        self.trial: optuna.Trial | None = None  # the trial Optuna asked for
-
-    def release_once(self) -> None:
-        if self._held:
-            self._held = False
-            self._lock.release()
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        self.release_once()
-        self.trial = trial
-        trial.set_user_attr(WORKER_ATTR, self._worker)
-        return self._objective(trial)
 
 
 @dataclass(frozen=True)
@@ -179,70 +106,53 @@ def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callbac
     return _run_trials(setup, study, stop, callbacks)
 
 
-def fail_after_fault(study: optuna.Study, trials: Sequence[optuna.Trial], error: Exception) -> StorageFault:
-    """The storage failed under the worker: end its running `trials` as FAIL with the cause, as far as the
-    failing storage lets us, and say what became of them."""
-    cause = scrubbed(fault_line(error), "")
-    ended = left = 0
-    for trial in trials:
-        try:
-            if storage_of(study).get_trial(trial_id(trial)).state.is_finished():
-                continue  # ended already (Optuna's own write of its end went through)
-            trial.set_user_attr(FAIL_REASON, f"the storage failed: {cause}")
-            study.tell(trial, state=TrialState.FAIL)
-            ended += 1
-        except Exception:  # noqa: BLE001 - the write that failed may fail again
-            left += 1
-    fate = f"; {ended} running trial(s) ended FAIL with this reason" if ended else ""
-    if left:
-        fate += f"; {left} running trial(s) could not be marked failed"
-    return StorageFault(f"the study's storage failed: {cause}{fate}")
-
-
-class _TrialFailed(Exception):
-    """A trial's own training raised (whatever a user's model or data raises): Optuna ends the trial FAIL
-    and the worker goes on. The storage failing is not the trial's fault, and is not wrapped in this."""
-
-
-def _recording_failures(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
-    """The objective, storing why a trial failed in its `fail_reason` attribute."""
-
-    def run(trial: optuna.Trial) -> float:
-        try:
-            return objective(trial)
-        except optuna.TrialPruned:
-            raise
-        except BaseException as error:  # Ctrl-C too: the interrupted trial says so
-            if isinstance(error, Exception) and is_fault(error):
-                raise
-            reason = f"{type(error).__name__}: {error}".rstrip(": ")
-            trial.set_user_attr(FAIL_REASON, reason)
-            if isinstance(error, Exception):
-                raise _TrialFailed(reason) from error
-            raise
-
-    return run
-
-
 def _run_trials(
     setup: WorkerSetup, study: optuna.Study, stop: StopSignal, callbacks: Sequence[Callback]
 ) -> WorkerReport:
-    from lrsearch.stacked_search import work_stacked  # it builds on this module's budget and constants
-
     config, device = setup.config, torch.device(setup.device)
     data = load_data(config.data, config.study.seed, device)
     objective = Objective(config, data, device, stop)
-    lock = admission_lock(config.study.storage, config.study.name)
-    heartbeat = has_heartbeat(config.study.storage)
     objective.pictures = _trial_pictures(config)
-    if setup.stack > 1:
-        interval = config.study.heartbeat if heartbeat else None
-        ran = work_stacked(
-            study, objective, setup.stack, lock, stop, heartbeat, config.study.timeout, callbacks, interval
-        )
-    else:
-        ran = work(study, objective, lock, stop, heartbeat, config.study.timeout, callbacks)
+    heartbeat = has_heartbeat(config.study.storage)
+    ran = run_trials(
+        study=study,
+        objective=objective,
+        new_engine=engine_for(data, device, setup.stack),
+        stack=setup.stack,
+        lock=admission_lock(config.study.storage, config.study.name),
+        stop=stop,
+        wait_for_retries=heartbeat,
+        timeout=config.study.timeout,
+        callbacks=callbacks,
+        heartbeat=config.study.heartbeat if heartbeat else None,
+    )
     return WorkerReport(worker=f"{socket.gethostname()}:{os.getpid()}", device=setup.device, trials=ran)
+
+
+def run_here(
+    study: optuna.Study, objective: Objective, trials: int | None, *, stack: int = 1, callbacks: Sequence[Callback] = ()
+) -> int:
+    """Add `trials` to the study's budget and run them in this thread, with this process's own lock and
+    no heartbeats: for tests, benchmarks and notebooks. Returns how many trials it ran."""
+    add_to_budget(study, trials)
+    return run_trials(
+        study=study,
+        objective=objective,
+        new_engine=engine_for(objective.data, objective.device, stack),
+        stack=stack,
+        lock=threading.Lock(),
+        stop=objective.stop,
+        wait_for_retries=False,
+        callbacks=callbacks,
+    )
+
+
+def engine_for(data: Data, device: torch.device, stack: int) -> NewEngine:
+    """The stacked engine for stacks of the built-in MLP on tensors; else the lone engine (real
+    `torch.optim` on a real module), which a stack of one uses too, so that it trains as it replays."""
+    if stack > 1 and data.stackable:
+        return lambda spec: StackedTrainer(data, spec, device)
+    return lambda spec: LoneEngine(data, device)
 
 
 def _trial_pictures(config: SearchConfig) -> Pictures | None:

@@ -98,7 +98,7 @@ def test_a_picture_that_fails_never_fails_its_trial(tiny_config_file, monkeypatc
 
 def test_searching_imports_no_plotting_library_until_it_draws():
     code = (
-        "import sys, lrsearch.cli, lrsearch.workers, lrsearch.stacked_search, lrsearch.report\n"
+        "import sys, lrsearch.cli, lrsearch.workers, lrsearch.trial_loop, lrsearch.report\n"
         "print(sorted({'matplotlib', 'plotly', 'optuna_dashboard'} & set(sys.modules)))"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

@@ -12,6 +12,7 @@ from lrsearch.errors import Interrupted
 from lrsearch.objective import PRUNED_REASON, RUN_SPEC, Objective
 from lrsearch.spec import RunSpec
 from lrsearch.train import train
+from lrsearch.workers import run_here
 from tests.conftest import TINY
 
 
@@ -22,7 +23,7 @@ def _objective(tiny_data, **search) -> Objective:
 
 def test_completed_trial_records_spec_curves_and_device(tiny_data):
     study = optuna.create_study()
-    study.optimize(_objective(tiny_data, schedules=["StepLR"]), n_trials=1)
+    run_here(study, _objective(tiny_data, schedules=["StepLR"]), 1)
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE
     assert trial.user_attrs["device"] == "cpu"
@@ -36,7 +37,7 @@ def test_completed_trial_records_spec_curves_and_device(tiny_data):
 
 def test_pruner_stops_a_trial_and_says_why(tiny_data):
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # prunes at the first report
-    study.optimize(_objective(tiny_data), n_trials=2)
+    run_here(study, _objective(tiny_data), 2)
     for trial in study.trials:
         assert trial.state == TrialState.PRUNED
         assert trial.user_attrs[PRUNED_REASON].startswith("pruned at epoch 1 with val loss")
@@ -47,11 +48,11 @@ def test_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tiny_da
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     # A constant LR this large blows the weights up; a decaying schedule might rescue the run.
     objective = _objective(tiny_data, schedules=["none"], lr={"low": 1e4, "high": 1e5})
-    study.optimize(objective, n_trials=1)
+    run_here(study, objective, 1)
     diverged = study.trials[0]
     assert diverged.state == TrialState.PRUNED
     assert diverged.user_attrs[PRUNED_REASON].startswith("diverged:")
-    study.optimize(_objective(tiny_data, schedules=["none"], lr={"low": 0.01, "high": 0.05}), n_trials=1)
+    run_here(study, _objective(tiny_data, schedules=["none"], lr={"low": 0.01, "high": 0.05}), 1)
     assert study.trials[1].state == TrialState.COMPLETE
 
 
@@ -89,4 +90,4 @@ def test_a_stop_request_ends_the_trial_at_the_next_epoch(tiny_data):
     trial = study.ask()
     objective.stop.set()
     with pytest.raises(Interrupted, match="stopped before training"):
-        objective(trial)
+        objective.begin(trial)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 
 import optuna
 import pytest
@@ -10,16 +9,14 @@ import torch
 from conftest import TINY
 from optuna.trial import TrialState
 
-from lrsearch.budget import add_to_budget
 from lrsearch.config import SearchConfig
 from lrsearch.objective import Objective
 from lrsearch.schedules import SCHEDULES, Budget
 from lrsearch.space import _Namespaced
 from lrsearch.spec import ModelSpec, OptimizerSpec, RunSpec, ScheduleSpec
 from lrsearch.stacked import StackedTrainer
-from lrsearch.stacked_search import work_stacked
-from lrsearch.stopping import StopSignal
 from lrsearch.train import train
+from lrsearch.workers import run_here
 
 EPOCHS = 6
 OPTIMIZERS = {
@@ -134,14 +131,13 @@ def test_a_stacked_search_refills_its_slots_and_each_trial_replays(tiny_data_mod
     data, _ = tiny_data_module
     config = SearchConfig.model_validate(TINY | {"study": {"pruner": "median"}})
     study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
-    add_to_budget(study, 12)
     objective = Objective(config, data, torch.device("cpu"))
     largest = []
 
     def watch(study, trial):
         largest.append(sum(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)))
 
-    ran = work_stacked(study, objective, 4, threading.Lock(), StopSignal(), False, callbacks=[watch])
+    ran = run_here(study, objective, 12, stack=4, callbacks=[watch])
     assert ran == 12 and len(study.trials) == 12
     assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert TrialState.PRUNED in {t.state for t in study.trials}
@@ -176,9 +172,9 @@ def test_stacked_trials_equal_lone_trials_on_cuda(tiny_data_module):
 def test_the_epoch_view_prunes_as_the_trials_themselves_would(tmp_path, pruner):
     """Two trials of one stack judged after each epoch from one read of the study, against the same two
     judged by `trial.should_prune()` in a twin study (pruners keep state, so each study is asked once)."""
-    from lrsearch.stacked_search import _EpochView
     from lrsearch.storage import open_storage
     from lrsearch.study import make_pruner
+    from lrsearch.trial_loop import _EpochView
 
     def judged(folder: str, with_view: bool) -> list[tuple[bool, bool]]:
         storage = open_storage(f"sqlite:///{tmp_path}/{folder}.db")

@@ -1,29 +1,27 @@
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
 
-from lrsearch.budget import add_to_budget
 from lrsearch.config import load_config
 from lrsearch.data import load_data
 from lrsearch.errors import ConfigError
+from lrsearch.model import make_mlp
 from lrsearch.objective import Objective
-from lrsearch.stopping import StopSignal
-from lrsearch.storage import admission_lock
 from lrsearch.study import FAIL_REASON, load_existing_study, make_sampler, open_study
-from lrsearch.workers import work
+from lrsearch.workers import run_here
 
 
 def _search(config, trials, objective=None):
     study = open_study(config)
-    add_to_budget(study, trials)
     if objective is None:
         objective = Objective(config, load_data(config.data, config.study.seed), torch.device("cpu"))
-    lock = admission_lock(config.study.storage, config.study.name)
-    work(study, objective, lock, StopSignal(), wait_for_retries=True)
+    run_here(study, objective, trials)
     return study
 
 
@@ -56,17 +54,24 @@ def test_every_sampler_searches_the_conditional_space(tiny_config_file, sampler)
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tiny_config_file):
     config = load_config(tiny_config_file)
-    objective = Objective(config, load_data(config.data, 0), torch.device("cpu"))
+    data = load_data(config.data, 0)
+    built = []
 
-    def sometimes_broken(trial):
-        if trial.number == 0:
-            raise RuntimeError("CUDA error: an illegal memory access")
-        return objective(trial)
+    def broken(*_: object) -> None:
+        raise IndexError("CUDA error: an illegal memory access")
 
-    study = _search(config, 2, sometimes_broken)
+    def models_the_first_breaks() -> torch.nn.Module:  # as a user's model might, on its first run only
+        model = make_mlp(data.n_features, config.model.hidden, data.n_outputs)
+        built.append(model)
+        if len(built) == 1:
+            model.register_forward_hook(broken)
+        return model
+
+    user_like = dataclasses.replace(data, model_factory=models_the_first_breaks, loss_fn=data.loss)
+    study = _search(config, 2, Objective(config, user_like, torch.device("cpu")))
     states = [t.state for t in study.trials]
     assert states[0] == TrialState.FAIL and states[1] in (TrialState.COMPLETE, TrialState.PRUNED)
-    assert study.trials[0].user_attrs[FAIL_REASON] == "RuntimeError: CUDA error: an illegal memory access"
+    assert study.trials[0].user_attrs[FAIL_REASON] == "IndexError: CUDA error: an illegal memory access"
 
 
 def test_exporting_a_missing_study_lists_the_stored_ones(tiny_config_file, tmp_path):
