@@ -72,6 +72,7 @@ class LoadedSchedule:
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
+        self.step_on: StepOn = step_on(spec)
 
     @property
     def name(self) -> str:
@@ -81,10 +82,6 @@ class LoadedSchedule:
     def lr(self) -> float:
         """The searched base LR (the peak for OneCycleLR and CyclicLR)."""
         return self.spec.lr
-
-    @property
-    def step_on(self) -> StepOn:
-        return step_on(self.spec)
 
     def build(
         self, optimizer: Optimizer, steps_per_epoch: int, epochs: int | None = None, set_lr: bool = True
@@ -103,6 +100,8 @@ class LoadedSchedule:
             for group in optimizer.param_groups:
                 group["lr"] = self.lr
         return build_scheduler(self.spec, optimizer, steps_per_epoch, epochs)
+
+    # The one stepping rule: the lone engine, the stacked engine and your own loop all step with these two.
 
     def after_batch(self, scheduler: LRScheduler) -> None:
         if self.step_on == "batch":

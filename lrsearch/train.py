@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from lrsearch.build import build_optimizer, build_scheduler, step_on
+from lrsearch.build import LoadedSchedule, build_optimizer
 from lrsearch.data import Data, Source, whole
 from lrsearch.engine import EpochOutcome
 from lrsearch.errors import is_fault
@@ -126,9 +126,10 @@ class LoneRun:
         self.model = data.new_model(spec).to(device)
         self.optimizer = build_optimizer(spec, self.model.parameters())
         self.steps_per_epoch = data.steps_per_epoch(spec.batch_size)
-        self.scheduler = build_scheduler(spec, self.optimizer, self.steps_per_epoch)
-        self.when = step_on(spec)
-        self.recorded = recorded_steps(self.steps_per_epoch, spec.epochs) if self.when == "batch" else frozenset()
+        self.schedule = LoadedSchedule(spec)  # what a user's own loop steps with: the one stepping rule
+        self.scheduler = self.schedule.build(self.optimizer, self.steps_per_epoch)
+        per_batch = self.schedule.step_on == "batch"
+        self.recorded = recorded_steps(self.steps_per_epoch, spec.epochs) if per_batch else frozenset()
         data.reseed(spec.seed)
         self._random = _RandomState.now(device)
         self.epoch = 0  # epochs done
@@ -154,21 +155,16 @@ class LoneRun:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if self.when == "batch":
-                # OneCycleLR and CyclicLR count optimizer steps, not epochs.
-                if step in self.recorded:
-                    step_lrs.append(optimizer.param_groups[0]["lr"])
-                self.scheduler.step()
+            if step in self.recorded:
+                step_lrs.append(optimizer.param_groups[0]["lr"])
+            self.schedule.after_batch(self.scheduler)  # OneCycleLR and CyclicLR count steps, not epochs
             loss_sum += loss.detach()
         train_loss = loss_sum.item() / self.steps_per_epoch
         val_loss, val_score = evaluate(model, data, data.val, self.device)
         for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
             if not math.isfinite(value):
                 raise Diverged(self.epoch, what, value)
-        if self.when == "metric":
-            self.scheduler.step(val_loss)  # ReduceLROnPlateau decides from the validation loss
-        elif self.when == "epoch":
-            self.scheduler.step()
+        self.schedule.after_epoch(self.scheduler, val_loss)  # ReduceLROnPlateau decides from the val loss
         return EpochRecord(self.epoch, lr, train_loss, val_loss, val_score, tuple(step_lrs))
 
 
