@@ -117,8 +117,9 @@ def epoch_order(rows: int, seed: int, epoch: int) -> torch.Tensor:
     the order of any epoch without drawing, or keeping, every epoch before it (a run of 20,000 epochs
     would otherwise hold 20,000 permutations).
     """
-    generator = torch.Generator().manual_seed((seed << 32) | epoch)
-    return torch.randperm(rows, generator=generator)
+    # torch's CPU generator keeps 32 bits of a seed: (seed, epoch) are mixed into 32 well-spread bits.
+    mixed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return torch.randperm(rows, generator=torch.Generator().manual_seed(mixed))
 
 
 def whole(source: Source, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,3 +20,11 @@ def test_same_seed_same_data_other_seed_other_data(tiny_data_spec):
     a, b, c = (load_data(tiny_data_spec, seed=s) for s in (0, 0, 1))
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.val.y, b.val.y)
     assert not torch.equal(a.train.x, c.train.x)
+
+
+def test_each_seed_and_epoch_has_its_own_batch_order():
+    from lrsearch.data import epoch_order
+
+    orders = {(seed, epoch): tuple(epoch_order(50, seed, epoch).tolist()) for seed in (0, 1, 7) for epoch in (0, 1)}
+    assert len(set(orders.values())) == len(orders)  # torch keeps 32 bits of a seed: the seed must not be lost
+    assert epoch_order(50, 7, 1).tolist() == list(orders[(7, 1)])  # and each is reproducible
