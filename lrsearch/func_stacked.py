@@ -13,6 +13,10 @@ Each trial is its RunSpec, seed included, as `lrsearch.train.train` runs it:
   reproduces each trial's lone run (the order a shuffling loader draws, and any draws of the dataset);
 - it walks its own epochs: trials join and leave at any epoch boundary.
 
+A convolution is the one layer run trial by trial: vmap would make K trials' convolutions one grouped
+convolution, whose backward sums in another order than the lone one (a relative 1e-6 a step, which
+training compounds, and Adam blows up) and which, on the CPU, is slower than K plain ones.
+
 What cannot be stacked (a forward that calls `.item()` or branches on a tensor's value, a loader with
 worker processes, ...) is found by `stackable` when the task loads; such a task trains one trial at a time.
 Random layers (Dropout) draw different numbers for each trial (`randomness="different"`); they cannot
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader, IterableDataset
 
 from lrsearch.data import Data, Split, epoch_order, whole
@@ -164,7 +169,8 @@ class FuncStackedTrainer:
         def forward(p: Tensors, o: Tensors, inputs: torch.Tensor) -> torch.Tensor:
             return functional_call(self._base, (p, o), (inputs,))
 
-        return vmap(forward, in_dims=(0, 0, 0 if batched else None), randomness="different")(params, others, x)
+        with _PerTrialConvolutions():
+            return vmap(forward, in_dims=(0, 0, 0 if batched else None), randomness="different")(params, others, x)
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each trial's loss (the task's, a mean over its batch): [K]."""
@@ -372,6 +378,56 @@ def _stacked(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     if len(shapes) > 1:
         raise ValueError(f"the trials' batches have different shapes {sorted(shapes)}; they cannot be stacked")
     return torch.stack(tensors).to(device)
+
+
+# The arguments of torch's convolutions, in order, to read them however the model passes them.
+_CONVOLUTIONS = {
+    **dict.fromkeys((torch.conv1d, torch.conv2d, torch.conv3d), ("stride", "padding", "dilation", "groups")),
+    **dict.fromkeys(
+        (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d),
+        ("stride", "padding", "output_padding", "groups", "dilation"),
+    ),
+}
+
+
+class _PerTrialConvolutions(TorchFunctionMode):
+    """Within: a convolution under vmap is each trial's own convolution (`_PerTrial`), not one grouped one."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in _CONVOLUTIONS:
+            return func(*args, **kwargs)
+        named = dict(zip(("input", "weight", "bias", *_CONVOLUTIONS[func]), args, strict=False)) | kwargs
+        x, weight, bias = named.pop("input"), named.pop("weight"), named.pop("bias", None)
+        return _PerTrial.apply(func, named, x, weight, bias)
+
+
+class _PerTrial(torch.autograd.Function):
+    """`func(x, weight, bias, **options)` whose vmap rule runs it once per trial; autograd then records, and
+    differentiates, each trial's own call, as the lone run does."""
+
+    @staticmethod
+    def forward(func, options, x, weight, bias):
+        return func(x, weight, bias, **options)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("a per-trial convolution is differentiated through its vmap rule, never on its own")
+
+    @staticmethod
+    def vmap(info, in_dims, func, options, x, weight, bias):
+        def trial(tensor: torch.Tensor | None, dim: int | None, k: int) -> torch.Tensor | None:
+            return tensor if tensor is None or dim is None else tensor.select(dim, k)
+
+        outputs = [
+            func(*(trial(t, d, k) for t, d in zip((x, weight, bias), in_dims[2:], strict=True)), **options)
+            for k in range(info.batch_size)
+        ]
+        return torch.stack(outputs), 0
 
 
 @contextmanager
