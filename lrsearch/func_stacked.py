@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -60,8 +60,8 @@ class _Model:
     """One trial's model as tensors: its trainable parameters (flat) and the rest (buffers, frozen ones)."""
 
     flat: torch.Tensor
-    others: Tensors = field(default_factory=dict)
-    stream: _Stream | None = None
+    others: Tensors
+    stream: _Stream | None
 
 
 class FuncStackedTrainer:
@@ -217,23 +217,29 @@ class FuncStackedTrainer:
     def _validate(self) -> tuple[list[float], list[float | None]]:
         """Each trial's val loss and score, in eval mode, computed as the lone loop's `evaluate` does."""
         k = len(self._stack)
-        if self._val is not None:
-            x, y = self._val
-            ys = [y] * k
-            self._base.eval()
-            outputs = self._outputs(x, batched=False)
-        else:  # a DataLoader: each trial reads it through its own random state, as its lone run does
-            pairs = []
-            for m in self._stack.members:
-                with self._replaying(m.key):
-                    pairs.append(whole(self.data.val, self.device))
-            ys = [y for _, y in pairs]
-            self._base.eval()
-            outputs = self._outputs(_stacked([x for x, _ in pairs], self.device), batched=True)
+        x, ys, batched = self._val_split()
+        self._base.eval()
+        outputs = self._outputs(x, batched=batched)
         self._base.train()
+        ys = ys if batched else ys * k
         val_losses = [self.data.loss(outputs[row], ys[row]).item() for row in range(k)]
         scores = [self.data.score_of(outputs[row], ys[row]) for row in range(k)]
         return val_losses, scores
+
+    def _val_split(self) -> tuple[torch.Tensor, list[torch.Tensor], bool]:
+        """The val inputs and targets: shared (x [N, ...], one y; False) or each trial's ([K, N, ...], K; True)."""
+        if self._val is not None:
+            return self._val[0], [self._val[1]], False
+        if not self._streams:
+            x, y = whole(self.data.val, self.device)
+            return x, [y], False
+        pairs = []
+        for m in self._stack.members:  # each trial reads the loader through its own random state, as alone
+            with self._replaying(m.key):
+                pairs.append(whole(self.data.val, self.device))
+        if all(torch.equal(x, pairs[0][0]) and torch.equal(y, pairs[0][1]) for x, y in pairs):
+            return pairs[0][0], [pairs[0][1]], False
+        return _stacked([x for x, _ in pairs], self.device), [y for _, y in pairs], True
 
     @contextmanager
     def _replaying(self, key: object) -> Iterator[_Stream]:

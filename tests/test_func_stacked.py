@@ -216,6 +216,21 @@ def test_a_trial_joining_a_running_stack_still_equals_itself_alone(digits, model
     _assert_equal([o.record for o in late["third"]], _alone(third, data)[0][: EPOCHS - 2])
 
 
+@pytest.mark.parametrize("shuffled", [False, True], ids=["val-in-order", "val-shuffled"])
+def test_a_val_loader_is_read_through_each_trials_random_state(digits, shuffled):
+    """Alone, reading the val loader draws from torch's generator, which the train loader shuffles from."""
+    _, _, x_val, y_val = digits
+    data = _user_data(digits, SmallConvNet, "loader")
+    data = dataclasses.replace(data, val=DataLoader(TensorDataset(x_val, y_val), batch_size=40, shuffle=shuffled))
+    specs = {seed: _spec(data, USER_TASK, *CASES[seed], seed=seed) for seed in (3, 4, 5)}
+    trainer = FuncStackedTrainer(data, specs[3])
+    for seed, spec in specs.items():
+        trainer.add(seed, spec)
+    outcomes = _train(trainer, EPOCHS)
+    for seed, spec in specs.items():
+        _assert_equal([o.record for o in outcomes[seed]], _alone(spec, data)[0])
+
+
 def test_batch_norm_keeps_each_trials_running_statistics(digits):
     data = _user_data(digits, BatchNormMLP)
     specs = [_spec(data, USER_TASK, "StepLR", optimizer, seed=seed) for seed, optimizer in enumerate(OPTIMIZERS)]
