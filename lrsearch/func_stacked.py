@@ -13,9 +13,10 @@ Each trial is its RunSpec, seed included, as `lrsearch.train.train` runs it:
   reproduces each trial's lone run (the order a shuffling loader draws, and any draws of the dataset);
 - it walks its own epochs: trials join and leave at any epoch boundary.
 
-A convolution is the one layer run trial by trial: vmap would make K trials' convolutions one grouped
-convolution, whose backward sums in another order than the lone one (a relative 1e-6 a step, which
-training compounds, and Adam blows up) and which, on the CPU, is slower than K plain ones.
+Convolutions (of a model with `nn.Conv*` modules) are run trial by trial: vmap would make K trials'
+convolutions one grouped convolution, whose backward sums in another order than the lone one (a relative
+1e-6 a step, which training compounds and Adam blows up) and which, on the CPU, is slower than K plain
+ones. A `F.conv2d` called without such a module gets vmap's grouped one: equal within rounding only.
 
 What cannot be stacked (a forward that calls `.item()` or branches on a tensor's value, a loader with
 worker processes, ...) is found by `stackable` when the task loads; such a task trains one trial at a time.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +84,8 @@ class FuncStackedTrainer:
         trainable = [(name, p) for name, p in self._base.named_parameters() if p.requires_grad]
         self._names = [name for name, _ in trainable]
         self._layout = _layout(self._base)
+        # Its Python hook costs every op a little: only where a convolution module may call one.
+        self._convolutions = any(isinstance(m, _CONVOLUTION_MODULES) for m in self._base.modules())
         self._stack = StackedUpdate([p.shape for _, p in trainable], self.steps_per_epoch, self.device)
         self._others: Tensors = {name: t.new_empty(0, *t.shape) for name, t in _others(self._base).items()}
         self._streams: dict[object, _Stream] = {}
@@ -169,7 +172,7 @@ class FuncStackedTrainer:
         def forward(p: Tensors, o: Tensors, inputs: torch.Tensor) -> torch.Tensor:
             return functional_call(self._base, (p, o), (inputs,))
 
-        with _PerTrialConvolutions():
+        with _PerTrialConvolutions() if self._convolutions else nullcontext():
             return vmap(forward, in_dims=(0, 0, 0 if batched else None), randomness="different")(params, others, x)
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -396,6 +399,9 @@ _CONVOLUTIONS = {
 }
 
 
+_CONVOLUTION_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
 class _PerTrialConvolutions(TorchFunctionMode):
     """Within: a convolution under vmap is each trial's own convolution (`_PerTrial`), not one grouped one."""
 
@@ -426,14 +432,12 @@ class _PerTrial(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, func, options, x, weight, bias):
-        def trial(tensor: torch.Tensor | None, dim: int | None, k: int) -> torch.Tensor | None:
-            return tensor if tensor is None or dim is None else tensor.select(dim, k)
+        def trials(tensor: torch.Tensor | None, dim: int | None) -> list[torch.Tensor | None]:
+            # unbind, not K selects: its backward is one stack, where each select's is a [K, ...] of zeros.
+            return [tensor] * info.batch_size if tensor is None or dim is None else list(tensor.unbind(dim))
 
-        outputs = [
-            func(*(trial(t, d, k) for t, d in zip((x, weight, bias), in_dims[2:], strict=True)), **options)
-            for k in range(info.batch_size)
-        ]
-        return torch.stack(outputs), 0
+        inputs = [trials(t, d) for t, d in zip((x, weight, bias), in_dims[2:], strict=True)]
+        return torch.stack([func(*trial, **options) for trial in zip(*inputs, strict=True)]), 0
 
 
 @contextmanager
