@@ -38,8 +38,9 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader, IterableDataset
 
 from lrsearch.data import Data, Split, epoch_order, whole
+from lrsearch.engine import EpochOutcome
 from lrsearch.spec import RunSpec
-from lrsearch.stacked import EpochOutcome, StackedUpdate
+from lrsearch.stacked import StackedUpdate
 
 Tensors = dict[str, torch.Tensor]
 # How close a stacked forward and backward must come to the model's own on the probe's two rows; a
