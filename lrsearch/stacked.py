@@ -11,12 +11,16 @@ bit-for-bit equal).
 
 A trial may join or leave the stack at any epoch boundary; each trial walks through the batch orders of
 its own epochs, so a trial that joins later still sees what it would see alone.
+
+`StackedUpdate` is the part every stacked engine shares (this one for the built-in MLP, `func_stacked`
+for any model): the flat parameters, the optimizer states, the schedulers and when they step.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -44,9 +48,9 @@ class _Member:
     shadow: Optimizer
     scheduler: object
     when: StepOn
+    recorded: frozenset[int]  # the steps of an epoch whose LR its record keeps (per-batch schedules)
     epoch: int = 0  # epochs done
     steps: int = 0  # optimizer steps done (Adam's bias correction counts them)
-    last_train_loss: float = float("nan")
     history: list[EpochRecord] = field(default_factory=list)
 
     def lr(self) -> float:
@@ -55,6 +59,185 @@ class _Member:
     def momentum(self) -> float:
         group = self.shadow.param_groups[0]
         return group["betas"][0] if "betas" in group else group["momentum"]
+
+
+class StackedUpdate:
+    """K trials' parameters as the rows of one flat [K, P] tensor, each row with its own optimizer state and
+    its own real LR scheduler; one batched SGD/Adam/AdamW step for all rows, equal to each trial's own
+    `torch.optim` step; and the one place where the trials' schedulers step.
+
+    An engine runs its forward and backward on `leaves` (per-tensor [K, ...] views of the rows), then per
+    epoch: `start_epoch()`, per batch `backward(losses)` and `step(step)`, and `end_epoch(...)`.
+
+    Args:
+        shapes: the shapes of one trial's parameter tensors, in the order of its flat row.
+        steps_per_epoch: optimizer steps in one epoch, the same for every trial (per-batch schedules use it).
+    """
+
+    def __init__(self, shapes: Sequence[torch.Size], steps_per_epoch: int, device: torch.device) -> None:
+        self.shapes, self.steps_per_epoch, self.device = list(shapes), steps_per_epoch, device
+        self.members: list[_Member] = []
+        self.theta = torch.empty(0, sum(math.prod(shape) for shape in self.shapes), device=device)  # [K, P]
+        self._state = {name: torch.empty_like(self.theta) for name in ("buffer", "exp_avg", "exp_avg_sq")}
+        self._rebuild_leaves()
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def add(self, key: object, spec: RunSpec, initial: torch.Tensor) -> None:
+        """A new row for `spec`, starting from `initial` (its flat parameters, [P]) with a fresh optimizer
+        state and scheduler."""
+        shadow = build_optimizer(spec, [torch.zeros(1, requires_grad=True)])
+        scheduler = build_scheduler(spec, shadow, self.steps_per_epoch)
+        shadow.step()  # no gradient, no change; tells the scheduler the optimizer has stepped
+        recorded = recorded_steps(self.steps_per_epoch, spec.epochs)
+        self.members.append(_Member(key, spec, shadow, scheduler, step_on(spec), recorded))
+        self.theta = torch.cat([self.theta, initial.to(self.device).unsqueeze(0)])
+        zeros = torch.zeros_like(self.theta[:1])
+        self._state = {name: torch.cat([state, zeros]) for name, state in self._state.items()}
+        self._rebuild_leaves()
+
+    def remove(self, key: object) -> None:
+        keep = self.rows_except(key)
+        self.members = [self.members[i] for i in keep]
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.theta = self.theta.index_select(0, index)
+        self._state = {name: state.index_select(0, index) for name, state in self._state.items()}
+        self._rebuild_leaves()
+
+    def rows_except(self, key: object) -> list[int]:
+        return [i for i, member in enumerate(self.members) if member.key != key]
+
+    def row(self, key: object) -> int:
+        return next(i for i, member in enumerate(self.members) if member.key == key)
+
+    def _rebuild_leaves(self) -> None:
+        """Per-tensor leaves that are views of the flat parameters, with gradients that are views of one
+        flat gradient: autograd fills it in place, and the update reads both whole."""
+        self.grad = torch.zeros_like(self.theta)
+        self.leaves: list[torch.Tensor] = []
+        start = 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            leaf = self.theta[:, start : start + size].view(-1, *shape).detach().requires_grad_(True)
+            leaf.grad = self.grad[:, start : start + size].view(-1, *shape)
+            self.leaves.append(leaf)
+            start += size
+
+    def backward(self, losses: torch.Tensor) -> None:
+        """Every trial's gradient of its own loss ([K] losses; no trial's loss depends on another's rows)."""
+        self.grad.zero_()
+        with warnings.catch_warnings():
+            # The gradients are views of one flat tensor on purpose (one update for all layers).
+            warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+            losses.sum().backward()
+
+    def start_epoch(self) -> None:
+        """Read each trial's LR and momentum as its scheduler left them."""
+        members = self.members
+        self._lrs = [m.lr() for m in members]
+        self._start_lrs = list(self._lrs)
+        self._momenta = [m.momentum() for m in members]
+        self._per_batch = [i for i, m in enumerate(members) if m.when == "batch"]
+        self._step_lrs: dict[int, list[float]] = {i: [] for i in self._per_batch}
+        self._table = self._columns()  # rebuilt only when a per-batch schedule moves
+
+    def step(self, step: int) -> None:
+        """One optimizer step for every trial (after `backward`), then the per-batch schedules' step."""
+        for m in self.members:
+            m.steps += 1
+        self._update()
+        if self._per_batch:
+            for i in self._per_batch:
+                member = self.members[i]
+                if step in member.recorded:
+                    self._step_lrs[i].append(self._lrs[i])
+                member.scheduler.step()  # OneCycleLR and CyclicLR count optimizer steps, not epochs
+                self._lrs[i], self._momenta[i] = member.lr(), member.momentum()
+            self._table = self._columns()
+
+    def end_epoch(
+        self, train_losses: list[float], val_losses: list[float], scores: list[float | None]
+    ) -> list[EpochOutcome]:
+        """Each trial's record of the epoch (or why it diverged), and the per-epoch and metric schedules' step."""
+        return [
+            self._end_epoch(m, self._start_lrs[i], tuple(self._step_lrs.get(i, ())), train, val, score)
+            for i, (m, train, val, score) in enumerate(zip(self.members, train_losses, val_losses, scores, strict=True))
+        ]
+
+    @staticmethod
+    def _end_epoch(
+        member: _Member, lr: float, step_lrs: tuple[float, ...], train_loss: float, val_loss: float, score: float | None
+    ) -> EpochOutcome:
+        member.epoch += 1
+        for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
+            if not math.isfinite(value):
+                return EpochOutcome(member.key, None, diverged=f"{what} became {value} at epoch {member.epoch}")
+        if member.when == "metric":
+            member.scheduler.step(val_loss)  # ReduceLROnPlateau decides from the validation loss
+        elif member.when == "epoch":
+            member.scheduler.step()
+        record = EpochRecord(member.epoch, lr, train_loss, val_loss, score, step_lrs)
+        member.history.append(record)
+        return EpochOutcome(member.key, record, finished=member.epoch == member.spec.epochs)
+
+    def _column(self, values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=self.device).view(-1, 1)
+
+    @torch.no_grad()
+    def _columns(self) -> dict[str, torch.Tensor]:
+        """Per-trial hyperparameters as [K, 1] columns, sent to the device in one copy."""
+        rows = [
+            [lr, momentum, m.spec.optimizer.weight_decay, m.spec.optimizer.nesterov, m.spec.optimizer.name == "sgd"]
+            for lr, momentum, m in zip(self._lrs, self._momenta, self.members, strict=True)
+        ]
+        table = torch.tensor(rows, dtype=torch.float32, device=self.device)
+        return {
+            "-lr": -table[:, 0:1],
+            "momentum": table[:, 1:2],
+            "weight_decay": table[:, 2:3],
+            "nesterov": table[:, 3:4] > 0,
+            "sgd": table[:, 4:5] > 0,
+        }
+
+    @torch.no_grad()
+    def _update(self) -> None:
+        """One optimizer step for every trial, as its own torch optimizer would take it."""
+        members, columns = self.members, self._table
+        p, grad = self.theta, self.grad
+        momentum = columns["momentum"]
+        # SGD: d = g + wd * p; buf = mom * buf + d; d = d + mom * buf (nesterov) or buf; p -= lr * d.
+        # Terms that are zero for every trial are skipped, as torch skips them.
+        decays = [m.spec.optimizer.weight_decay for m in members]
+        d = _fma(p, columns["weight_decay"], grad) if any(decays) else grad
+        buffer = self._state["buffer"]
+        buffer.mul_(momentum).add_(d)
+        if any(m.spec.optimizer.nesterov for m in members):
+            d = torch.where(columns["nesterov"], _fma(buffer, momentum, d), buffer)
+        else:
+            d = buffer
+        new = _fma(d, columns["-lr"], p)
+        if any(m.spec.optimizer.name != "sgd" for m in members):
+            new = torch.where(columns["sgd"], new, self._adam(decays))
+        p.copy_(new)
+
+    def _adam(self, decays: list[float]) -> torch.Tensor:
+        """Adam's and AdamW's step for every row (the caller keeps the rows of Adam trials)."""
+        members, lrs, momenta = self.members, self._lrs, self._momenta
+        p, grad = self.theta, self.grad
+        decoupled = self._column([m.spec.optimizer.name == "adamw" for m in members], torch.bool)
+        steps = [m.steps for m in members]
+        # Computed as torch computes them: Python floats from the current beta1 and the step count.
+        step_size = self._column([-lr / (1 - b**s) for lr, b, s in zip(lrs, momenta, steps, strict=True)])
+        correction2_sqrt = self._column([math.sqrt(1 - ADAM_BETA2**s) for s in steps])
+        shrink = self._column([1 - lr * wd for lr, wd in zip(lrs, decays, strict=True)])
+        param = torch.where(decoupled, p * shrink, p)  # AdamW: p *= 1 - lr * wd
+        g = torch.where(decoupled, grad, _fma(p, self._column(decays), grad))  # Adam: g += wd * p
+        exp_avg, exp_avg_sq = self._state["exp_avg"], self._state["exp_avg_sq"]
+        exp_avg.lerp_(g, self._column([1 - b for b in momenta]))
+        exp_avg_sq.mul_(ADAM_BETA2).addcmul_(g, g, value=1 - ADAM_BETA2)
+        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(ADAM_EPS)
+        return param + step_size * exp_avg / denom
 
 
 class StackedTrainer:
@@ -73,113 +256,64 @@ class StackedTrainer:
         self.hidden = problem.model.hidden
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
         self._orders: dict[int, torch.Tensor] = {}  # epoch -> its batch order, for the epochs members are at
-        self._recorded = recorded_steps(self.steps_per_epoch, self.epochs)
         torch.manual_seed(self.seed)
         initial = make_mlp(data.n_features, self.hidden, data.n_outputs)
         # nn.Linear's own layout ([out, in] weights, used transposed), so the matmuls match it. All of a
         # trial's parameters live in one row of a [K, P] tensor, so the optimizer update is a few
         # operations on one tensor whatever the number of layers.
-        self._shapes = [p.shape for p in initial.parameters()]
         self._initial = torch.cat([p.detach().flatten() for p in initial.parameters()]).to(self.device)
-        self.members: list[_Member] = []
-        self._theta = torch.empty(0, self._initial.numel(), device=self.device)  # [K, P]
-        self._state = {name: torch.empty_like(self._theta) for name in ("buffer", "exp_avg", "exp_avg_sq")}
-        self._rebuild_layers()
+        self._stack = StackedUpdate([p.shape for p in initial.parameters()], self.steps_per_epoch, self.device)
+
+    @property
+    def members(self) -> list[_Member]:
+        return self._stack.members
 
     def __len__(self) -> int:
-        return len(self.members)
+        return len(self._stack)
 
     def add(self, key: object, spec: RunSpec) -> None:
         """Start training `spec` (a RunSpec of this problem) from the initial weights."""
-        shadow = build_optimizer(spec, [torch.zeros(1, requires_grad=True)])
-        scheduler = build_scheduler(spec, shadow, self.steps_per_epoch)
-        shadow.step()  # no gradient, no change; tells the scheduler the optimizer has stepped
-        self.members.append(_Member(key, spec, shadow, scheduler, step_on(spec)))
-        self._theta = torch.cat([self._theta, self._initial.unsqueeze(0)])
-        zeros = torch.zeros_like(self._initial).unsqueeze(0)
-        self._state = {name: torch.cat([state, zeros]) for name, state in self._state.items()}
-        self._rebuild_layers()
+        self._stack.add(key, spec, self._initial)
 
     def remove(self, key: object) -> None:
         """Take a trial out of the stack (finished, pruned or diverged)."""
-        keep = [i for i, member in enumerate(self.members) if member.key != key]
-        self.members = [self.members[i] for i in keep]
-        index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        self._theta = self._theta.index_select(0, index)
-        self._state = {name: state.index_select(0, index) for name, state in self._state.items()}
-        self._rebuild_layers()
+        self._stack.remove(key)
 
     def weights(self, key: object) -> list[torch.Tensor]:
         """The trial's current parameters, shaped and ordered as `make_mlp(...).parameters()`."""
-        row = next(i for i, member in enumerate(self.members) if member.key == key)
-        return [w[row].detach().clone() for w in self._layers()]
-
-    def _layers(self) -> list[torch.Tensor]:
-        return self._leaves
-
-    def _rebuild_layers(self) -> None:
-        """Per-layer leaf tensors that are views of the flat parameters, with gradients that are views
-        of one flat gradient: autograd fills it in place, and the update reads both whole."""
-        self._grad = torch.zeros_like(self._theta)
-        self._leaves, start = [], 0
-        for shape in self._shapes:
-            size = math.prod(shape)
-            leaf = self._theta[:, start : start + size].view(-1, *shape).detach().requires_grad_(True)
-            leaf.grad = self._grad[:, start : start + size].view(-1, *shape)
-            self._leaves.append(leaf)
-            start += size
-
-    def _column(self, values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.tensor(values, dtype=dtype, device=self.device).view(-1, 1)
+        row = self._stack.row(key)
+        return [w[row].detach().clone() for w in self._stack.leaves]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [K, B, in] -> logits [K, B, classes], layer by layer as nn.Linear computes them."""
-        w1, b1, w2, b2, w3, b3 = self._layers()
+        w1, b1, w2, b2, w3, b3 = self._stack.leaves
         h = torch.relu(torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2)))
         h = torch.relu(torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)))
         return torch.baddbmm(b3.unsqueeze(1), h, w3.transpose(1, 2))
 
     def train_epoch(self) -> list[EpochOutcome]:
         """One epoch for every trial in the stack; each trial's own next epoch."""
-        members, k = self.members, len(self.members)
+        stack, k = self._stack, len(self._stack)
         if k == 0:
             return []
-        lrs = [m.lr() for m in members]
-        start_lrs = list(lrs)
-        momenta = [m.momentum() for m in members]
-        orders = self._epoch_orders([m.epoch for m in members])  # [K, n_train]
+        stack.start_epoch()
+        orders = self._epoch_orders([m.epoch for m in stack.members])  # [K, n_train]
         train_x, train_y = self.data.train.x, self.data.train.y
         loss_sum = torch.zeros(k, device=self.device)
-        n_train = len(self.data.train)
-        per_batch = [i for i, m in enumerate(members) if m.when == "batch"]
-        columns = self._columns(members, lrs, momenta)  # rebuilt only when a per-batch schedule moves
-        step_lrs: dict[int, list[float]] = {i: [] for i in per_batch}
-        for step, start in enumerate(range(0, n_train, self.batch_size)):
+        for step, start in enumerate(range(0, len(self.data.train), self.batch_size)):
             index = orders[:, start : start + self.batch_size]  # [K, B]
-            logits = self._forward(train_x[index])
-            losses = self._losses(logits, train_y[index])
-            self._grad.zero_()
-            with warnings.catch_warnings():
-                # The gradients are views of one flat tensor on purpose (one update for all layers).
-                warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
-                losses.sum().backward()
-            for m in members:
-                m.steps += 1
-            self._update(members, lrs, momenta, columns)
-            if per_batch:
-                for i in per_batch:
-                    if step in self._recorded:
-                        step_lrs[i].append(lrs[i])
-                    members[i].scheduler.step()
-                    lrs[i], momenta[i] = members[i].lr(), members[i].momentum()
-                columns = self._columns(members, lrs, momenta)
+            losses = self._losses(self._forward(train_x[index]), train_y[index])
+            stack.backward(losses)
+            stack.step(step)
             loss_sum += losses.detach()
         train_losses = (loss_sum / self.steps_per_epoch).tolist()
-        val_logits = self._validation_logits()
-        return [
-            self._end_epoch(m, i, start_lrs[i], tuple(step_lrs.get(i, ())), train_losses[i], val_logits)
-            for i, m in enumerate(members)
-        ]
+        with torch.no_grad():
+            logits = self._forward(self.data.val.x.unsqueeze(0).expand(k, -1, -1))
+            y = self.data.val.y
+            # As the one-trial loop computes them.
+            val_losses = [self.data.loss(logits[row], y).item() for row in range(k)]
+            scores = [self.data.score_of(logits[row], y) for row in range(k)]
+        return stack.end_epoch(train_losses, val_losses, scores)
 
     def _epoch_orders(self, epochs: list[int]) -> torch.Tensor:
         """Each member's batch order for its epoch, as the one-trial loop draws it (`epoch_order`)."""
@@ -195,93 +329,6 @@ class StackedTrainer:
             return ((outputs.squeeze(-1) - targets) ** 2).mean(dim=1)
         losses = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
         return losses.view(len(outputs), -1).mean(dim=1)
-
-    @torch.no_grad()
-    def _validation_logits(self) -> torch.Tensor:
-        x = self.data.val.x.unsqueeze(0).expand(len(self.members), -1, -1)
-        return self._forward(x)
-
-    @torch.no_grad()
-    def _end_epoch(
-        self,
-        member: _Member,
-        row: int,
-        lr: float,
-        step_lrs: tuple[float, ...],
-        train_loss: float,
-        logits: torch.Tensor,
-    ) -> EpochOutcome:
-        member.epoch += 1
-        y = self.data.val.y
-        val_loss = self.data.loss(logits[row], y).item()  # as the one-trial loop computes them
-        score = self.data.score_of(logits[row], y)
-        for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
-            if not math.isfinite(value):
-                return EpochOutcome(member.key, None, diverged=f"{what} became {value} at epoch {member.epoch}")
-        if member.when == "metric":
-            member.scheduler.step(val_loss)
-        elif member.when == "epoch":
-            member.scheduler.step()
-        record = EpochRecord(member.epoch, lr, train_loss, val_loss, score, step_lrs)
-        member.history.append(record)
-        return EpochOutcome(member.key, record, finished=member.epoch == self.epochs)
-
-    @torch.no_grad()
-    def _columns(self, members: list[_Member], lrs: list[float], momenta: list[float]) -> dict[str, torch.Tensor]:
-        """Per-trial hyperparameters as [K, 1] columns, sent to the device in one copy."""
-        rows = [
-            [lr, momentum, m.spec.optimizer.weight_decay, m.spec.optimizer.nesterov, m.spec.optimizer.name == "sgd"]
-            for lr, momentum, m in zip(lrs, momenta, members, strict=True)
-        ]
-        table = torch.tensor(rows, dtype=torch.float32, device=self.device)
-        return {
-            "-lr": -table[:, 0:1],
-            "momentum": table[:, 1:2],
-            "weight_decay": table[:, 2:3],
-            "nesterov": table[:, 3:4] > 0,
-            "sgd": table[:, 4:5] > 0,
-        }
-
-    @torch.no_grad()
-    def _update(
-        self, members: list[_Member], lrs: list[float], momenta: list[float], columns: dict[str, torch.Tensor]
-    ) -> None:
-        """One optimizer step for every trial, as its own torch optimizer would take it."""
-        p, grad = self._theta, self._grad
-        momentum = columns["momentum"]
-        # SGD: d = g + wd * p; buf = mom * buf + d; d = d + mom * buf (nesterov) or buf; p -= lr * d.
-        # Terms that are zero for every trial are skipped, as torch skips them.
-        decays = [m.spec.optimizer.weight_decay for m in members]
-        d = _fma(p, columns["weight_decay"], grad) if any(decays) else grad
-        buffer = self._state["buffer"]
-        buffer.mul_(momentum).add_(d)
-        if any(m.spec.optimizer.nesterov for m in members):
-            d = torch.where(columns["nesterov"], _fma(buffer, momentum, d), buffer)
-        else:
-            d = buffer
-        new = _fma(d, columns["-lr"], p)
-        if any(m.spec.optimizer.name != "sgd" for m in members):
-            new = torch.where(columns["sgd"], new, self._adam(members, lrs, momenta, decays))
-        p.copy_(new)
-
-    def _adam(
-        self, members: list[_Member], lrs: list[float], momenta: list[float], decays: list[float]
-    ) -> torch.Tensor:
-        """Adam's and AdamW's step for every row (the caller keeps the rows of Adam trials)."""
-        p, grad = self._theta, self._grad
-        decoupled = self._column([m.spec.optimizer.name == "adamw" for m in members], torch.bool)
-        steps = [m.steps for m in members]
-        # Computed as torch computes them: Python floats from the current beta1 and the step count.
-        step_size = self._column([-lr / (1 - b**s) for lr, b, s in zip(lrs, momenta, steps, strict=True)])
-        correction2_sqrt = self._column([math.sqrt(1 - ADAM_BETA2**s) for s in steps])
-        shrink = self._column([1 - lr * wd for lr, wd in zip(lrs, decays, strict=True)])
-        param = torch.where(decoupled, p * shrink, p)  # AdamW: p *= 1 - lr * wd
-        g = torch.where(decoupled, grad, _fma(p, self._column(decays), grad))  # Adam: g += wd * p
-        exp_avg, exp_avg_sq = self._state["exp_avg"], self._state["exp_avg_sq"]
-        exp_avg.lerp_(g, self._column([1 - b for b in momenta]))
-        exp_avg_sq.mul_(ADAM_BETA2).addcmul_(g, g, value=1 - ADAM_BETA2)
-        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(ADAM_EPS)
-        return param + step_size * exp_avg / denom
 
 
 def _fma(x: torch.Tensor, scale: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
