@@ -145,7 +145,6 @@ def optimize(
     require_named(settings.data.task, task, str(config or DEFAULT_CONFIG))
     check_writable(settings.study.export_path, "--export")  # before the search, not after it
     with open_search(settings) as (study, torch_devices):
-        _say_if_one_at_a_time(settings)
         before = len(study.get_trials(deepcopy=False))
         interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
         _print_report(study, settings.study.export_path, settings.study.storage)
@@ -185,7 +184,6 @@ def worker(
     settings = stored_config(study, flags)
     require_named(settings.data.task, task, f"study {study_name!r}")
     torch_devices = check_search(settings)
-    _say_if_one_at_a_time(settings)
     before = len(study.get_trials(deepcopy=False))
     # Workers sample with fresh seeds: a fixed one would repeat what the first machine's workers propose.
     interrupted = _run_search(settings, study, torch_devices, None, before, total=None)
@@ -195,16 +193,6 @@ def worker(
         typer.echo("\n".join(best_lines(summary.best)))
     if interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-
-
-def _say_if_one_at_a_time(settings: Any) -> None:
-    from lrsearch.tasks import is_user_task
-
-    if is_user_task(settings.data.task) and settings.study.stack != 1:
-        typer.echo(
-            f"task {settings.data.task} brings its own model: trials train one at a time "
-            "(the stacked engine trains the built-in MLP)"
-        )
 
 
 def _run_search(
@@ -227,6 +215,8 @@ def _run_search(
         + ", ".join(setup.device for setup in search.setups)
         + ("" if stacks == {1} else f", {'/'.join(map(str, sorted(stacks)))} trials at once each")
     )
+    for why in dict.fromkeys(setup.why for setup in search.setups if setup.why):
+        typer.echo(why)
     from lrsearch.progress import TrialProgress
 
     with TrialProgress(total, study, before) as progress:

@@ -20,10 +20,12 @@ from pathlib import Path
 import optuna
 import torch
 
+from lrsearch.autostack import StackChoice, choose_stack
 from lrsearch.budget import add_to_budget
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data, load_data
 from lrsearch.device import pin_threads
+from lrsearch.func_stacked import FuncStackedTrainer
 from lrsearch.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.objective import Objective, Pictures
 from lrsearch.stacked import StackedTrainer
@@ -35,14 +37,6 @@ from lrsearch.train import LoneEngine
 from lrsearch.trial_loop import Callback, NewEngine, run_trials
 
 MAX_RESTARTS = 10  # times the worker processes are started again after one of them died
-# benchmarks/throughput.py on a 2-core CPU: stacks of 10, 25 and 50 train 5.8x, 8.8x and 10.7x faster
-# than an Optuna-example loop, but searches of a fixed time found their best schedules with K=10 (mean
-# best val loss over 3 seeds: K=10 0.2487, K=16 0.2572, K=25 0.2537, one at a time 0.2535): the
-# sampler learns only when a generation of trials ends.
-AUTO_STACK_CPU = 10
-# On an H100 throughput keeps growing with K (K=50 49x, 100 89x, 200 153x, 400 212x an Optuna-example
-# loop); 128 is fast there while the sampler still sees generations on budgets of 500 trials or more.
-AUTO_STACK_GPU = 128
 _log = logging.getLogger("lrsearch")
 
 
@@ -63,8 +57,9 @@ class WorkerSetup:
     device: str
     sampler_seed: int | None  # workers with equal seeds would propose the same trials
     stop_file: Path | None = None  # created when the search must stop
-    stack: int = 1  # trials trained at once (1: the plain loop)
+    stack: int = 1  # trials trained at once (1: one at a time, by the lone engine)
     threads: int = 1  # torch threads on the CPU
+    why: str | None = None  # what the command says about how its trials train (a model of the user's own)
 
 
 def plan_workers(
@@ -72,25 +67,21 @@ def plan_workers(
 ) -> list[WorkerSetup]:
     """`jobs` workers taking the devices in turn; worker i samples with seed + i (None: fresh entropy).
 
-    A stacked worker's matrices are large enough to gain from threads: CPU workers share the cores.
-    A user's task brings its own model, which the stacked engine cannot train: one trial at a time.
+    The stack size is chosen once per device (`autostack.choose_stack`). A stacked worker's matrices
+    are large enough to gain from threads: CPU workers share the cores.
     """
+    choices: dict[torch.device, StackChoice] = {}
     setups = []
     for i in range(jobs):
         device = devices[i % len(devices)]
-        stack = 1 if is_user_task(config.data.task) else stack_size(config.study.stack, device, config.study.trials)
+        if device not in choices:
+            user_data = load_data(config.data, config.study.seed, device) if is_user_task(config.data.task) else None
+            choices[device] = choose_stack(config, device, user_data)
+        stack, why = choices[device].size, choices[device].why
         threads = max(1, len(os.sched_getaffinity(0)) // jobs) if stack > 1 else 1
-        setups.append(WorkerSetup(config, str(device), None if seed is None else seed + i, stop_file, stack, threads))
+        sampler_seed = None if seed is None else seed + i
+        setups.append(WorkerSetup(config, str(device), sampler_seed, stop_file, stack, threads, why))
     return setups
-
-
-def stack_size(setting: int | str, device: torch.device, trials: int | None) -> int:
-    """The stack size `auto` means: fast on the device, and small enough that the sampler sees at least
-    four generations of finished trials before the budget is spent."""
-    if setting != "auto":
-        return int(setting)
-    fastest = AUTO_STACK_GPU if device.type == "cuda" else AUTO_STACK_CPU
-    return fastest if trials is None else max(1, min(fastest, -(-trials // 4)))
 
 
 def run_worker(setup: WorkerSetup, stop: StopSignal, callbacks: Sequence[Callback] = ()) -> WorkerReport:
@@ -148,11 +139,15 @@ def run_here(
 
 
 def engine_for(data: Data, device: torch.device, stack: int) -> NewEngine:
-    """The stacked engine for stacks of the built-in MLP on tensors; else the lone engine (real
-    `torch.optim` on a real module), which a stack of one uses too, so that it trains as it replays."""
-    if stack > 1 and data.stackable:
+    """The engine of a worker's trials: a stack of one is trained by the lone engine (real `torch.optim`
+    on a real module), so that it trains as it replays; a stack of the built-in MLP on tensors by its
+    specialised engine (1.3x to 1.9x faster than the general one, benchmarks/func_stacked_speed.py); any
+    other model by the general stacked engine (`torch.func`), which `choose_stack` found it can train."""
+    if stack == 1:
+        return lambda spec: LoneEngine(data, device)
+    if data.stackable:
         return lambda spec: StackedTrainer(data, spec, device)
-    return lambda spec: LoneEngine(data, device)
+    return lambda spec: FuncStackedTrainer(data, spec, device)
 
 
 def _trial_pictures(config: SearchConfig) -> Pictures | None:
