@@ -96,7 +96,7 @@ class Data:
         return None
 
     def batches(
-        self, batch_size: int, seed: int, epoch: int, device: torch.device | str
+        self, batch_size: int, *, seed: int, epoch: int, device: torch.device | str
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The train split's batches of one epoch (0-based): tensors in `epoch_order` (as the stacked
         engine orders them); a DataLoader's own."""

@@ -73,7 +73,7 @@ class SearchRun:
         self.config, self.study = config, study
         self._stop_folder = Path(tempfile.mkdtemp(prefix="lrsearch-"))
         self.stop = StopSignal(self._stop_folder / "stop")
-        self.setups = plan_workers(config, config.study.jobs, devices, seed, self.stop.path)
+        self.setups = plan_workers(config, jobs=config.study.jobs, devices=devices, seed=seed, stop_file=self.stop.path)
         self.reports: list[WorkerReport] = []
         self.seconds = 0.0
 

@@ -77,6 +77,7 @@ def train(
     spec: RunSpec,
     data: Data,
     device: torch.device | str = "cpu",
+    *,
     on_epoch: OnEpoch | None = None,
     evaluate_test: bool = False,
 ) -> History:
@@ -150,7 +151,8 @@ class LoneRun:
         model.train()
         loss_sum = torch.zeros((), device=self.device)  # summed on the device: no sync per batch
         step_lrs: list[float] = []
-        for step, (x, y) in enumerate(data.batches(spec.batch_size, spec.seed, self.epoch - 1, self.device)):
+        batches = data.batches(spec.batch_size, seed=spec.seed, epoch=self.epoch - 1, device=self.device)
+        for step, (x, y) in enumerate(batches):
             loss = data.loss(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -63,7 +63,7 @@ class WorkerSetup:
 
 
 def plan_workers(
-    config: SearchConfig, jobs: int, devices: Sequence[torch.device], seed: int | None, stop_file: Path | None
+    config: SearchConfig, *, jobs: int, devices: Sequence[torch.device], seed: int | None, stop_file: Path | None
 ) -> list[WorkerSetup]:
     """`jobs` workers taking the devices in turn; worker i samples with seed + i (None: fresh entropy).
 

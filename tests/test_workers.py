@@ -60,10 +60,11 @@ def test_next_move_follows_the_budget():
 def test_workers_take_devices_in_turn_and_sample_with_their_own_seeds():
     config = SearchConfig()
     devices = [torch.device("cuda", 0), torch.device("cuda", 1)]
-    setups = plan_workers(config, 3, devices, seed=5, stop_file=None)
+    setups = plan_workers(config, jobs=3, devices=devices, seed=5, stop_file=None)
     assert [s.device for s in setups] == ["cuda:0", "cuda:1", "cuda:0"]
     assert [s.sampler_seed for s in setups] == [5, 6, 7]
-    assert [s.sampler_seed for s in plan_workers(config, 2, devices, None, None)] == [None, None]
+    fresh = plan_workers(config, jobs=2, devices=devices, seed=None, stop_file=None)
+    assert [s.sampler_seed for s in fresh] == [None, None]
 
 
 def _config_file(folder: Path, storage: str, **study: object) -> Path:
