@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
-from lrsearch.build import build_optimizer, build_scheduler, step_on
+from lrsearch.build import LoadedSchedule, build_optimizer
 from lrsearch.data import Data, epoch_order
 from lrsearch.engine import EpochOutcome
 from lrsearch.model import make_mlp
-from lrsearch.schedules import StepOn
 from lrsearch.spec import RunSpec
 from lrsearch.train import EpochRecord, recorded_steps
 
@@ -46,8 +46,8 @@ class _Member:
     key: object
     spec: RunSpec
     shadow: Optimizer
-    scheduler: object
-    when: StepOn
+    schedule: LoadedSchedule  # when its scheduler steps: the rule every engine and a user's loop share
+    scheduler: LRScheduler
     recorded: frozenset[int]  # the steps of an epoch whose LR its record keeps (per-batch schedules)
     epoch: int = 0  # epochs done
     steps: int = 0  # optimizer steps done (Adam's bias correction counts them)
@@ -88,10 +88,11 @@ class StackedUpdate:
         """A new row for `spec`, starting from `initial` (its flat parameters, [P]) with a fresh optimizer
         state and scheduler."""
         shadow = build_optimizer(spec, [torch.zeros(1, requires_grad=True)])
-        scheduler = build_scheduler(spec, shadow, self.steps_per_epoch)
+        schedule = LoadedSchedule(spec)
+        scheduler = schedule.build(shadow, self.steps_per_epoch)
         shadow.step()  # no gradient, no change; tells the scheduler the optimizer has stepped
         recorded = recorded_steps(self.steps_per_epoch, spec.epochs)
-        self.members.append(_Member(key, spec, shadow, scheduler, step_on(spec), recorded))
+        self.members.append(_Member(key, spec, shadow, schedule, scheduler, recorded))
         self.theta = torch.cat([self.theta, initial.to(self.device).unsqueeze(0)])
         zeros = torch.zeros_like(self.theta[:1])
         self._state = {name: torch.cat([state, zeros]) for name, state in self._state.items()}
@@ -138,7 +139,7 @@ class StackedUpdate:
         self._lrs = [m.lr() for m in members]
         self._start_lrs = list(self._lrs)
         self._momenta = [m.momentum() for m in members]
-        self._per_batch = [i for i, m in enumerate(members) if m.when == "batch"]
+        self._per_batch = [i for i, m in enumerate(members) if m.schedule.step_on == "batch"]
         self._step_lrs: dict[int, list[float]] = {i: [] for i in self._per_batch}
         self._table = self._columns()  # rebuilt only when a per-batch schedule moves
 
@@ -152,7 +153,7 @@ class StackedUpdate:
                 member = self.members[i]
                 if step in member.recorded:
                     self._step_lrs[i].append(self._lrs[i])
-                member.scheduler.step()  # OneCycleLR and CyclicLR count optimizer steps, not epochs
+                member.schedule.after_batch(member.scheduler)  # OneCycleLR and CyclicLR count steps
                 self._lrs[i], self._momenta[i] = member.lr(), member.momentum()
             self._table = self._columns()
 
@@ -173,10 +174,7 @@ class StackedUpdate:
         for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
             if not math.isfinite(value):
                 return EpochOutcome(member.key, None, diverged=f"{what} became {value} at epoch {member.epoch}")
-        if member.when == "metric":
-            member.scheduler.step(val_loss)  # ReduceLROnPlateau decides from the validation loss
-        elif member.when == "epoch":
-            member.scheduler.step()
+        member.schedule.after_epoch(member.scheduler, val_loss)  # ReduceLROnPlateau decides from the val loss
         record = EpochRecord(member.epoch, lr, train_loss, val_loss, score, step_lrs)
         member.history.append(record)
         return EpochOutcome(member.key, record, finished=member.epoch == member.spec.epochs)
