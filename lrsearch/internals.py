@@ -12,7 +12,7 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat  # the storages that record heartbeats (no public name)
 from optuna.trial import TrialState
 
-from lrsearch.study import FAIL_REASON, WORKER_ATTR
+from lrsearch.records import FAIL_REASON, WORKER_ATTR
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
