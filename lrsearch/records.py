@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, TypeAdapter, ValidationError
 
 from lrsearch.spec import MAX_ROWS, RunSpec
-from lrsearch.train import EpochRecord
+
+if TYPE_CHECKING:  # a name only: reading records needs no engine loaded
+    from lrsearch.train import EpochRecord
 
 # The user attributes of a trial.
 RUN_SPEC = "run_spec"  # the RunSpec it trained, as JSON
