@@ -30,7 +30,7 @@ import lrsearch
 from lrsearch.baselines import baseline_specs
 from lrsearch.data import load_data
 from lrsearch.device import pin_threads
-from lrsearch.objective import RUN_SPEC
+from lrsearch.records import RUN_SPEC
 from lrsearch.spec import RunSpec
 from lrsearch.train import Diverged, train
 

@@ -27,7 +27,7 @@ from lrsearch.config import (
     with_overrides,
 )
 from lrsearch.errors import ConfigError
-from lrsearch.objective import RUN_SPEC
+from lrsearch.records import TrialRecord
 from lrsearch.spec import RunSpec
 
 if TYPE_CHECKING:
@@ -52,8 +52,16 @@ class SearchResult:
 
     @property
     def best(self) -> RunSpec:
-        """The best trial's RunSpec: `best.schedule`, `best.lr`, `best.optimizer`..."""
-        return RunSpec.model_validate(self.best_trial.user_attrs[RUN_SPEC])
+        """The best trial's RunSpec: `best.schedule`, `best.lr`, `best.optimizer`...
+
+        Raises:
+            ConfigError: the study has no completed trial, or the best one's stored RunSpec does not parse.
+        """
+        trial = self.best_trial
+        record = TrialRecord.of(trial)
+        if record is None:
+            raise ConfigError(f"study {self.study.study_name!r}: trial #{trial.number} stores no readable RunSpec")
+        return record.spec
 
     @property
     def best_value(self) -> float:

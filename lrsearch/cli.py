@@ -232,7 +232,7 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
     from optuna.trial import TrialState
 
     from lrsearch.budget import trials_of_run
-    from lrsearch.study import FAIL_REASON
+    from lrsearch.records import FAIL_REASON
 
     ran = [trial for trial in trials_of_run(study.get_trials(deepcopy=False), before) if trial.state.is_finished()]
     if not ran or any(trial.state == TrialState.COMPLETE for trial in ran):
@@ -396,7 +396,7 @@ def train_command(
     from lrsearch.baselines import baseline_specs
     from lrsearch.data import load_data, whole
     from lrsearch.device import pin_threads, resolve_device
-    from lrsearch.objective import SCORE_LABELS
+    from lrsearch.records import SCORE_LABELS
     from lrsearch.spec import load_run_spec
     from lrsearch.tasks import require_named
     from lrsearch.train import Diverged, EpochRecord, History, train

@@ -9,21 +9,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
 
 import torch
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import Field, TypeAdapter, ValidationError
 
 from lrsearch.build import LoadedSchedule, build_optimizer
-from lrsearch.objective import RUN_SPEC, STEPS_PER_EPOCH
-from lrsearch.spec import MAX_ROWS, RunSpec
+from lrsearch.records import CURVES, STEPS_PER_EPOCH, TrialRecord
+from lrsearch.spec import RunSpec
 from lrsearch.train import EpochRecord
 
-_FLOATS = TypeAdapter(list[float])
 # A picture replays a stored schedule step by step; past this many steps it draws the per-epoch LRs.
 MAX_REPLAYED_STEPS = 200_000
-_STEPS = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_ROWS)] | None)  # steps an epoch: at most a step a row
 MAX_POINTS = 200  # per curve: enough to show a cycle's shape, small enough to store in a study
 
 
@@ -47,25 +43,22 @@ class TrialCurves:
     def of(cls, trial: FrozenTrial) -> TrialCurves | None:
         """The trial's curves, or None for a trial that recorded none (failed before training) or whose
         records do not parse (anyone who can write to the storage can write them)."""
-        attrs = trial.user_attrs
-        if RUN_SPEC not in attrs or not attrs.get("val_loss"):
+        record = TrialRecord.of(trial)
+        if record is None or record.unreadable & {*CURVES, STEPS_PER_EPOCH}:
             return None
-        try:
-            val_loss = _FLOATS.validate_python(attrs["val_loss"])
-            curves = cls(
-                number=trial.number,
-                state=trial.state,
-                value=trial.value,
-                spec=RunSpec.model_validate(attrs[RUN_SPEC]),
-                lr=_FLOATS.validate_python(attrs.get("lr", [])),
-                train_loss=_FLOATS.validate_python(attrs.get("train_loss", [])),
-                val_loss=val_loss,
-                steps_per_epoch=_STEPS.validate_python(attrs.get(STEPS_PER_EPOCH)),
-            )
-        except ValidationError:
+        lr, train_loss, val_loss = record.lr, record.train_loss, record.val_loss
+        if not val_loss or lr is None or train_loss is None or not len(lr) == len(train_loss) == len(val_loss):
             return None
-        same_length = len(curves.lr) == len(curves.train_loss) == len(val_loss)
-        return curves if same_length else None
+        return cls(
+            number=record.number,
+            state=record.state,
+            value=record.value,
+            spec=record.spec,
+            lr=lr,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            steps_per_epoch=record.steps_per_epoch,
+        )
 
     @classmethod
     def of_run(

@@ -20,9 +20,11 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 from optuna_dashboard import save_note
+from optuna_dashboard.artifact import get_artifact_path
 
 from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
 from lrsearch.errors import ConfigError
+from lrsearch.internals import storage_of
 from lrsearch.report import format_params
 from lrsearch.spec import RunSpec
 from lrsearch.train import EpochRecord
@@ -55,7 +57,7 @@ class TrialPictures:
         curves = TrialCurves.of_run(trial.number, spec, records, state, steps_per_epoch)
         try:
             artifact_id = attach_trial_picture(trial, self.picture.draw(curves), self.store)
-            save_note(trial, trial_note(curves, _artifact_url(trial, artifact_id)))
+            save_note(trial, trial_note(curves, get_artifact_path(trial, artifact_id)))
         except Exception as error:  # noqa: BLE001 - a picture must never fail the trial it shows
             _log.warning("trial %d: no picture attached: %s: %s", trial.number, type(error).__name__, error)
 
@@ -82,14 +84,9 @@ def trial_note(curves: TrialCurves, picture_url: str) -> str:
     )
 
 
-def _artifact_url(trial: optuna.Trial, artifact_id: str) -> str:
-    # The dashboard's own route for an artifact; Optuna names a study and a trial by ids it keeps private.
-    return f"/artifacts/{trial.study._study_id}/{trial._trial_id}/{artifact_id}"
-
-
 def trial_pictures(study: optuna.Study, trial: FrozenTrial) -> list[str]:
     """Artifact ids of the pictures attached to a trial."""
-    metas = get_all_artifact_meta(trial, storage=study._storage)  # a FrozenTrial knows no storage
+    metas = get_all_artifact_meta(trial, storage=storage_of(study))  # a FrozenTrial knows no storage
     return [meta.artifact_id for meta in metas if meta.filename == TRIAL_PICTURE]
 
 

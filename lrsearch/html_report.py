@@ -21,7 +21,7 @@ from lrsearch import plots
 from lrsearch.baselines import REPLAY_ATTR, Replay
 from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
 from lrsearch.errors import error_field
-from lrsearch.objective import SCORE_LABELS
+from lrsearch.records import SCORE_LABELS
 from lrsearch.report import counts_line, format_params, summarize
 
 TOP_K = 5

@@ -1,5 +1,6 @@
 """The few places lrsearch reaches into Optuna's private attributes, each with why, so that an Optuna
-upgrade that moves them breaks here and nowhere else."""
+upgrade that moves them breaks here and nowhere else. optuna-dashboard is used through its public API
+only (`save_note`, `get_artifact_path`, `wsgi`...); a private use of it would belong here too."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat  # the storages that record heartbeats (no public name)
 from optuna.trial import TrialState
 
-from lrsearch.study import FAIL_REASON, WORKER_ATTR
+from lrsearch.records import FAIL_REASON, WORKER_ATTR
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
     """The study's storage: Optuna has no public handle on it, and ask-and-tell workers must send their
-    trials' heartbeats themselves (Optuna sends them only inside `study.optimize`)."""
+    trials' heartbeats themselves (Optuna sends them only inside `study.optimize`); a FrozenTrial's
+    artifacts are listed from it too (a FrozenTrial knows no storage)."""
     return study._storage
 
 

@@ -12,19 +12,12 @@ from optuna.trial import TrialState
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data
 from lrsearch.errors import Interrupted
+from lrsearch.records import PRUNED_REASON, curve_attrs, run_attrs
 from lrsearch.space import sample_run_spec
 from lrsearch.spec import RunSpec
 from lrsearch.stopping import StopSignal
 from lrsearch.study import first_pruning_epoch
 from lrsearch.train import EpochRecord
-
-# Names of the user attributes every trial carries (the report and the dashboard read them).
-RUN_SPEC = "run_spec"
-DEVICE = "device"
-CURVES = ("lr", "train_loss", "val_loss")  # and val_<score>, e.g. val_accuracy, when the task has a score
-SCORE_LABELS = {"accuracy": "accuracy", "r2": "R²"}  # a task's score -> how it is shown
-STEPS_PER_EPOCH = "steps_per_epoch"  # lets a picture replay per-batch schedules step by step
-PRUNED_REASON = "pruned_reason"
 
 
 class Pictures(Protocol):
@@ -50,8 +43,8 @@ class Objective:
         if self.stop.is_set():
             raise Interrupted("stopped before training")
         spec = sample_run_spec(trial, self.config, self.steps_per_epoch)
-        trial.set_user_attr(RUN_SPEC, spec.model_dump(mode="json"))
-        trial.set_user_attr(DEVICE, str(self.device))
+        for key, value in run_attrs(spec, str(self.device)).items():
+            trial.set_user_attr(key, value)
         return spec
 
     def judge(self, trial: optuna.Trial, record: EpochRecord, should_prune: Callable[[], bool]) -> None:
@@ -73,10 +66,7 @@ class Objective:
     def record_curves(self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState) -> None:
         """Before the trial ends as `state`: store its per-epoch curves, and attach its picture."""
         # One write per curve at the end, not one per epoch: each storage write costs milliseconds.
-        for name in CURVES:
-            trial.set_user_attr(name, [getattr(record, name) for record in records])
-        if self.data.score is not None:
-            trial.set_user_attr(f"val_{self.data.score}", [record.val_score for record in records])
-        trial.set_user_attr(STEPS_PER_EPOCH, self.steps_per_epoch)
+        for key, value in curve_attrs(records, self.data.score, self.steps_per_epoch).items():
+            trial.set_user_attr(key, value)
         if self.pictures is not None and records:
             self.pictures(trial, spec, records, state, self.steps_per_epoch)

@@ -10,15 +10,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 from rich.text import Text
 
 from lrsearch.errors import ConfigError
-from lrsearch.objective import RUN_SPEC, SCORE_LABELS
+from lrsearch.records import TrialRecord, stores_run
 from lrsearch.spec import RunSpec
-
-_FLOATS = TypeAdapter(list[float])
 
 
 @dataclass(frozen=True)
@@ -33,15 +30,11 @@ class TrialRow:
     def of(cls, trial: FrozenTrial) -> TrialRow | None:
         """The trial's row, or None when what it stores does not parse (anyone who can write to the
         storage can write its attributes: a view shows them as data, or not at all)."""
-        try:
-            spec = RunSpec.model_validate(trial.user_attrs[RUN_SPEC])
-        except ValidationError:
+        record = TrialRecord.of(trial)
+        if record is None:
             return None
-        for name, label in SCORE_LABELS.items():
-            scores = _floats(trial.user_attrs.get(f"val_{name}"))
-            if scores:
-                return cls(trial.number, spec, trial.value, scores[-1], label)
-        return cls(trial.number, spec, trial.value, None, None)
+        score = None if record.val_score is None else record.val_score[-1]
+        return cls(record.number, record.spec, record.value, score, record.score_label)
 
     @property
     def score_text(self) -> str:
@@ -64,7 +57,7 @@ def summarize(study: optuna.Study, k: int = 5) -> Summary:
     """The study's trial counts and its `k` best completed trials."""
     trials = study.get_trials(deepcopy=False)
     counts = Counter(trial.state.name for trial in trials)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and RUN_SPEC in t.user_attrs]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and stores_run(t)]
     complete.sort(key=lambda t: t.value)
     top: list[TrialRow] = []
     unreadable: list[int] = []
@@ -90,13 +83,6 @@ def export_best(study: optuna.Study, path: Path) -> RunSpec:
         f"replay: lrsearch train --config {path}{best.spec.replay_options}",
     )
     return best.spec
-
-
-def _floats(values: Any) -> list[float] | None:
-    try:
-        return _FLOATS.validate_python(values)
-    except ValidationError:
-        return None
 
 
 def format_params(params: dict[str, Any]) -> str:

@@ -14,8 +14,6 @@ from lrsearch.storage import open_storage, shown_url
 
 PROBLEM_ATTR = "lrsearch_problem"  # study attribute: the settings its trials were trained under
 CONFIG_ATTR = "lrsearch_config"  # study attribute: the search as the last `optimize` set it, for workers
-FAIL_REASON = "fail_reason"  # trial attribute: why a FAIL trial failed (Optuna 5 keeps it only in its log)
-WORKER_ATTR = "worker"  # trial attribute: host:pid of the process that ran it
 
 # What a worker on another machine takes from the study; storage, devices and jobs are its own.
 SHARED_STUDY_SETTINGS = {"sampler", "pruner", "seed", "heartbeat"}

@@ -30,10 +30,10 @@ from lrsearch.engine import Engine, EpochOutcome
 from lrsearch.errors import Interrupted, StorageFault, fault_line, is_fault
 from lrsearch.internals import fail_stale_trials, storage_of, trial_id
 from lrsearch.objective import Objective
+from lrsearch.records import FAIL_REASON, WORKER_ATTR
 from lrsearch.spec import RunSpec
 from lrsearch.stopping import StopSignal
 from lrsearch.storage import AdmissionLock, scrubbed
-from lrsearch.study import FAIL_REASON, WORKER_ATTR
 from lrsearch.train import EpochRecord
 
 IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries of dead workers' trials

@@ -47,8 +47,8 @@ def tiny_config_file(tmp_path: Path) -> Path:
 
 def running_trial(storage: str, epochs_done: int, study_name: str = "default", timeout: float = 120):
     """Wait until a trial of the study is RUNNING with `epochs_done` epochs reported; return it."""
+    from lrsearch.records import WORKER_ATTR
     from lrsearch.storage import open_storage
-    from lrsearch.study import WORKER_ATTR
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -27,12 +27,12 @@ from lrsearch.data import load_data
 from lrsearch.errors import ConfigError
 from lrsearch.internals import fail_stale_trials, trial_id
 from lrsearch.progress import TrialProgress
+from lrsearch.records import FAIL_REASON, WORKER_ATTR
 from lrsearch.schedules import SCHEDULES, Budget
 from lrsearch.space import _Namespaced
 from lrsearch.spec import DataSpec, ModelSpec, OptimizerSpec, RunSpec, ScheduleSpec
 from lrsearch.stacked import StackedTrainer
 from lrsearch.storage import exclusive_search, open_storage
-from lrsearch.study import FAIL_REASON, WORKER_ATTR
 from lrsearch.train import MAX_STEP_LRS, train
 
 LRSEARCH = Path(sys.executable).parent / "lrsearch"

@@ -9,7 +9,8 @@ from optuna.trial import TrialState
 
 from lrsearch.config import SearchConfig
 from lrsearch.errors import Interrupted
-from lrsearch.objective import PRUNED_REASON, RUN_SPEC, Objective
+from lrsearch.objective import Objective
+from lrsearch.records import PRUNED_REASON, RUN_SPEC
 from lrsearch.spec import RunSpec
 from lrsearch.train import train
 from lrsearch.workers import run_here

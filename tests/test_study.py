@@ -13,7 +13,8 @@ from lrsearch.data import load_data
 from lrsearch.errors import ConfigError
 from lrsearch.model import make_mlp
 from lrsearch.objective import Objective
-from lrsearch.study import FAIL_REASON, load_existing_study, make_sampler, open_study
+from lrsearch.records import FAIL_REASON
+from lrsearch.study import load_existing_study, make_sampler, open_study
 from lrsearch.workers import run_here
 
 

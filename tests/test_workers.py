@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 
 from lrsearch.budget import BUDGET_ATTR, add_to_budget, counted_trials, next_move
 from lrsearch.config import SearchConfig
+from lrsearch.records import FAIL_REASON, WORKER_ATTR
 from lrsearch.storage import open_storage
-from lrsearch.study import FAIL_REASON, WORKER_ATTR
 from lrsearch.workers import plan_workers
 
 LRSEARCH = Path(sys.executable).parent / "lrsearch"
