@@ -119,9 +119,10 @@ def optimize(
     ] = None,
 ) -> None:
     """Search LR schedules; re-running with the same study name adds trials to it."""
-    from lrsearch.config import load_config
+    from lrsearch.config import DEFAULT_CONFIG, load_config
     from lrsearch.paths import check_writable
     from lrsearch.search_run import open_search
+    from lrsearch.tasks import require_named
 
     overrides = {
         "study.trials": trials,
@@ -138,9 +139,6 @@ def optimize(
         "train.epochs": epochs,
         "data.task": task,
     }
-    from lrsearch.config import DEFAULT_CONFIG
-    from lrsearch.tasks import require_named
-
     settings = load_config(config, overrides)
     require_named(settings.data.task, task, str(config or DEFAULT_CONFIG))
     check_writable(settings.study.export_path, "--export")  # before the search, not after it
