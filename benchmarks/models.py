@@ -1,0 +1,111 @@
+"""Models of a user's own for benchmarks/throughput.py, each a task function returning `lrsearch.Task`, named
+as a user names one (`--task benchmarks/models.py:digits_layernorm`).
+
+- `conv_digits`: the conv net of studies/my_task.py on its own DataLoader (batch 64, shuffled), as it is.
+- `digits_layernorm`: an MLP with LayerNorm and Dropout on scikit-learn's 8x8 digits, as tensors.
+- `regression_resmlp`: a residual MLP (pre-LayerNorm blocks) on the built-in `regression` task's rows
+  (make_regression, 5000 rows, 20 features, standardized), as tensors, MSE loss, R² reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import lrsearch
+
+HERE = Path(__file__).resolve().parent
+# The task names the engines load them by (the path form works from any directory).
+CONV_DIGITS = f"{HERE / 'models.py'}:conv_digits"
+DIGITS_LAYERNORM = f"{HERE / 'models.py'}:digits_layernorm"
+REGRESSION_RESMLP = f"{HERE / 'models.py'}:regression_resmlp"
+
+
+def conv_digits() -> lrsearch.Task:
+    """studies/my_task.py's task: SmallConvNet, its own DataLoader."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("my_task", HERE.parent / "studies" / "my_task.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build()
+
+
+class LayerNormMLP(nn.Module):
+    """64 -> 128 -> 128 -> 10: Linear, LayerNorm, ReLU, Dropout(0.1) in each hidden layer."""
+
+    def __init__(self, inputs: int = 64, hidden: int = 128, classes: int = 10, dropout: float = 0.1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width_in in (inputs, hidden):
+            layers += [nn.Linear(width_in, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(dropout)]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def digits_layernorm() -> lrsearch.Task:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    images, labels = load_digits(return_X_y=True)
+    x = torch.tensor(images / 16.0, dtype=torch.float32)
+    y = torch.tensor(labels)
+    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=0)
+    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0)
+    return lrsearch.Task(
+        model=LayerNormMLP,
+        train=(x_train, y_train),
+        val=(x_val, y_val),
+        test=(x_test, y_test),
+        loss=F.cross_entropy,
+        score="accuracy",
+    )
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.inner = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.inner(self.norm(x))
+
+
+class ResidualMLP(nn.Module):
+    """20 -> 64, two pre-LayerNorm residual blocks (64 -> 128 -> 64), LayerNorm, -> 1."""
+
+    def __init__(self, inputs: int = 20, width: int = 64, blocks: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Linear(inputs, width)
+        self.blocks = nn.Sequential(*(ResidualBlock(width) for _ in range(blocks)))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.embed(x)))
+
+
+def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(output.squeeze(-1), target)
+
+
+def regression_resmlp() -> lrsearch.Task:
+    from lrsearch.data import load_data
+    from lrsearch.spec import DataSpec
+
+    data = load_data(DataSpec(task="regression"), seed=0)  # standardized features and target, on the CPU
+    return lrsearch.Task(
+        model=ResidualMLP,
+        train=(data.train.x, data.train.y),
+        val=(data.val.x, data.val.y),
+        test=(data.test.x, data.test.y),
+        loss=mse,
+        score="r2",
+    )
