@@ -34,13 +34,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import models  # benchmarks/models.py, beside this script
 import optuna
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks import models
 from lrsearch.build import build_optimizer, build_scheduler, step_on
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data, load_data

@@ -39,11 +39,12 @@ class StackChoice:
     why: str | None = None  # what the command says about it (a user's model), or None
 
 
-def choose_stack(config: SearchConfig, device: torch.device, data: Data | None) -> StackChoice:
+def choose_stack(config: SearchConfig, device: torch.device, data: Data | None, threads: int = 1) -> StackChoice:
     """The stack size a worker on `device` uses.
 
     Args:
         data: the task's data on `device`, for a model of the user's own (None for the built-in MLP).
+        threads: torch threads a stacked worker on the CPU gets (one trial at a time gets one).
     """
     setting, trials = config.study.stack, config.study.trials
     if data is None or data.stackable:
@@ -60,7 +61,7 @@ def choose_stack(config: SearchConfig, device: torch.device, data: Data | None) 
     sizes = sorted({1, *(_capped(size, trials, "auto") for size in (10, 50))})
     if sizes == [1]:
         return StackChoice(1)
-    speeds = _trial_epochs_per_second(data, spec, device, sizes)
+    speeds = _trial_epochs_per_second(data, spec, device, sizes, threads)
     if len(speeds) == 1:
         return StackChoice(1, f"task {task} trains one trial at a time: its epochs are compute-bound on {device}")
     best = max(speeds, key=lambda size: speeds[size])
@@ -87,15 +88,20 @@ def problem_spec(config: SearchConfig) -> RunSpec:
     )
 
 
-def _trial_epochs_per_second(data: Data, spec: RunSpec, device: torch.device, sizes: list[int]) -> dict[int, float]:
-    """Each stack size's speed on this device: its second epoch timed (the first warms up), growing sizes
-    only while the last one gained; a compute-bound lone epoch stops the measurement at once."""
+def _trial_epochs_per_second(
+    data: Data, spec: RunSpec, device: torch.device, sizes: list[int], threads: int
+) -> dict[int, float]:
+    """Each stack size's speed on this device, on the threads its worker would have: its second epoch
+    timed (the first warms up), growing sizes only while the last one gained; a compute-bound lone epoch
+    stops the measurement at once."""
     from lrsearch.func_stacked import FuncStackedTrainer
     from lrsearch.train import LoneEngine
 
     speeds: dict[int, float] = {}
+    outside_threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for size in sizes:
+            torch.set_num_threads(1 if size == 1 else threads)
             engine: Engine = LoneEngine(data, device) if size == 1 else FuncStackedTrainer(data, spec, device)
             for key in range(size):
                 engine.add(key, spec.model_copy(update={"seed": (spec.seed + key) % 2**31}))
@@ -109,4 +115,5 @@ def _trial_epochs_per_second(data: Data, spec: RunSpec, device: torch.device, si
             speeds[size] = size / seconds
             if (size == 1 and seconds > MEASURE_AT_MOST_S) or speeds[size] < WORTH_STACKING * best_before:
                 break
+    torch.set_num_threads(outside_threads)
     return speeds

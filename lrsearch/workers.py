@@ -74,11 +74,12 @@ def plan_workers(
     setups = []
     for i in range(jobs):
         device = devices[i % len(devices)]
+        stacked_threads = max(1, len(os.sched_getaffinity(0)) // jobs)
         if device not in choices:
             user_data = load_data(config.data, config.study.seed, device) if is_user_task(config.data.task) else None
-            choices[device] = choose_stack(config, device, user_data)
+            choices[device] = choose_stack(config, device, user_data, stacked_threads)
         stack, why = choices[device].size, choices[device].why
-        threads = max(1, len(os.sched_getaffinity(0)) // jobs) if stack > 1 else 1
+        threads = stacked_threads if stack > 1 else 1
         sampler_seed = None if seed is None else seed + i
         setups.append(WorkerSetup(config, str(device), sampler_seed, stop_file, stack, threads, why))
     return setups
@@ -141,7 +142,7 @@ def run_here(
 def engine_for(data: Data, device: torch.device, stack: int) -> NewEngine:
     """The engine of a worker's trials: a stack of one is trained by the lone engine (real `torch.optim`
     on a real module), so that it trains as it replays; a stack of the built-in MLP on tensors by its
-    specialised engine (1.3x to 1.9x faster than the general one, benchmarks/func_stacked_speed.py); any
+    specialised engine (1.9x as fast as the general one at K=10, 1.4x at K=50: benchmarks/throughput.py); any
     other model by the general stacked engine (`torch.func`), which `choose_stack` found it can train."""
     if stack == 1:
         return lambda spec: LoneEngine(data, device)
