@@ -1,4 +1,5 @@
-"""The Optuna objective: trial -> RunSpec -> train with a report/prune hook -> final validation loss."""
+"""A trial's own steps, as the trial loop takes them: sample its RunSpec, judge each reported epoch (stop
+request, pruner), and store its curves and picture when it ends. Training is the engines' job."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class Pictures(Protocol):
 
 
 class Objective:
-    """Trains one sampled RunSpec per trial on data loaded once for the whole study."""
+    """The steps of every trial of a study, on data loaded once for the whole study."""
 
     def __init__(self, config: SearchConfig, data: Data, device: torch.device, stop: StopSignal | None = None) -> None:
         self.config = config
