@@ -2,8 +2,8 @@
 
 The built-in MLP: a fixed size per device, measured once (below). A model of your own: stacked only if
 the stacked engine can train it (`func_stacked.stackable` tries it), and then at the size a short
-measurement on this device finds fastest; one trial at a time when stacking does not pay. Every size is
-capped so that the sampler sees at least four generations of finished trials within the budget.
+measurement on this device finds fastest; one trial at a time when stacking does not pay. A size `auto`
+picks is capped so that the sampler sees at least four generations of finished trials within the budget.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def choose_stack(config: SearchConfig, device: torch.device, data: Data | None, 
     from lrsearch.func_stacked import stackable
 
     task = config.data.task
+    if setting == 1:
+        return StackChoice(1)  # what was asked for: nothing to try
     spec = problem_spec(config)
     reason = stackable(data, spec, device)
     if reason is not None:
@@ -92,28 +94,42 @@ def _trial_epochs_per_second(
     data: Data, spec: RunSpec, device: torch.device, sizes: list[int], threads: int
 ) -> dict[int, float]:
     """Each stack size's speed on this device, on the threads its worker would have: its second epoch
-    timed (the first warms up), growing sizes only while the last one gained; a compute-bound lone epoch
-    stops the measurement at once."""
-    from lrsearch.func_stacked import FuncStackedTrainer
-    from lrsearch.train import LoneEngine
+    timed (the first warms up), growing sizes only while each gained 1.3x on the best before it (one that
+    did not is left out); a compute-bound lone epoch stops the measurement at once."""
 
     speeds: dict[int, float] = {}
     outside_threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for size in sizes:
-            torch.set_num_threads(1 if size == 1 else threads)
-            engine: Engine = LoneEngine(data, device) if size == 1 else FuncStackedTrainer(data, spec, device)
-            for key in range(size):
-                engine.add(key, spec.model_copy(update={"seed": (spec.seed + key) % 2**31}))
-            engine.train_epoch()
-            started = time.perf_counter()
-            engine.train_epoch()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - started
-            best_before = max(speeds.values(), default=0.0)
-            speeds[size] = size / seconds
-            if (size == 1 and seconds > MEASURE_AT_MOST_S) or speeds[size] < WORTH_STACKING * best_before:
-                break
-    torch.set_num_threads(outside_threads)
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for size in sizes:
+                torch.set_num_threads(1 if size == 1 else threads)
+                try:
+                    seconds = _second_epoch_seconds(data, spec, device, size)
+                except Exception:  # noqa: BLE001 - out of memory at this size, say: the sizes before it stand
+                    break
+                best_before = max(speeds.values(), default=0.0)
+                if size > 1 and size / seconds < WORTH_STACKING * best_before:
+                    break  # did not pay: not a candidate, and larger sizes will not pay either
+                speeds[size] = size / seconds
+                if size == 1 and seconds > MEASURE_AT_MOST_S:
+                    break
+    finally:
+        torch.set_num_threads(outside_threads)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the workers train on this device next
     return speeds
+
+
+def _second_epoch_seconds(data: Data, spec: RunSpec, device: torch.device, size: int) -> float:
+    from lrsearch.func_stacked import FuncStackedTrainer
+    from lrsearch.train import LoneEngine
+
+    engine: Engine = LoneEngine(data, device) if size == 1 else FuncStackedTrainer(data, spec, device)
+    for key in range(size):
+        engine.add(key, spec.model_copy(update={"seed": (spec.seed + key) % 2**31}))
+    engine.train_epoch()  # the first warms up
+    started = time.perf_counter()
+    engine.train_epoch()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started

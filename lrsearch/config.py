@@ -125,7 +125,7 @@ class StudySettings(StrictModel):
     # auto, or a comma-separated list of cpu, cuda, cuda:N (workers take turns); `device` is its old name
     devices: str = Field("auto", validation_alias=AliasChoices("devices", "device"))
     jobs: int = Field(1, ge=1)  # worker processes on this machine
-    stack: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # trials a worker trains at once; 1: plain loop
+    stack: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # trials a worker trains at once; 1: one at a time
     heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
     export: Path | None = None  # where the best RunSpec goes; default studies/<name>-best.yaml
     figures: bool = True  # attach LR and loss pictures to trials and the study, for the dashboard

@@ -1,7 +1,8 @@
 """What an engine is: it trains the trials given to it, one epoch at a time, and says how each epoch
 went. The trial loop drives every engine through this interface and nothing else: the lone engine
 (`train.LoneEngine`, real `torch.optim` on a real module, which `lrsearch train` replays with) and the
-stacked one (`stacked.StackedTrainer`, K trials as one batched computation)."""
+stacked ones, K trials as one batched computation (`stacked.StackedTrainer` for the built-in MLP,
+`func_stacked.FuncStackedTrainer` for any model)."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ class FuncStackedTrainer:
         self.batch_size = problem.batch_size
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(problem.seed)
+            _seed_cpu(problem.seed)
             self._base = data.new_model(problem).to(self.device)
         trainable = [(name, p) for name, p in self._base.named_parameters() if p.requires_grad]
         self._names = [name for name, _ in trainable]
@@ -151,7 +151,7 @@ class FuncStackedTrainer:
         """The trial's model as `train` draws it, and (a DataLoader) the random state its run goes on from."""
         generator = getattr(self._loader, "generator", None)
         with torch.random.fork_rng(devices=[]), _kept(generator):
-            torch.manual_seed(spec.seed)
+            _seed_cpu(spec.seed)
             model = self.data.new_model(spec)
             if _layout(model) != self._layout:
                 raise ValueError(f"seed {spec.seed}: the model's parameters differ from the stack's ({self._names})")
@@ -312,7 +312,7 @@ def _first_rows(data: Data, device: torch.device | str) -> tuple[torch.Tensor, t
 
 
 def _alone(data: Data, spec: RunSpec, device: torch.device | str) -> nn.Module:
-    torch.manual_seed(spec.seed)
+    _seed_cpu(spec.seed)
     return data.new_model(spec).to(device)
 
 
@@ -357,9 +357,9 @@ def _deterministic(model: nn.Module, x: torch.Tensor) -> bool:
     """Whether the model in train mode gives the same output twice (no random layers)."""
     twin = copy.deepcopy(model).train()
     with torch.no_grad():
-        torch.manual_seed(1)
+        _seed_cpu(1)
         first = twin(x)
-        torch.manual_seed(2)
+        _seed_cpu(2)
         return torch.equal(first, twin(x))
 
 
@@ -450,3 +450,10 @@ def _kept(generator: torch.Generator | None) -> Iterator[None]:
     finally:
         if generator is not None:
             generator.set_state(state)
+
+
+def _seed_cpu(seed: int) -> None:
+    """Seed the CPU generator only (weights are drawn on the CPU): `torch.manual_seed` would also reseed
+    every CUDA generator, which `fork_rng(devices=[])` does not restore, and so reset the Dropout draws
+    of the trials already training on the GPU."""
+    torch.random.default_generator.manual_seed(seed)

@@ -58,11 +58,9 @@ class Objective:
             trial.set_user_attr(PRUNED_REASON, reason)
             raise optuna.TrialPruned(reason)
 
-    def diverged(self, trial: optuna.Trial, what: str) -> optuna.TrialPruned:
-        """The exception that ends a diverged trial as pruned, its reason recorded."""
-        reason = f"diverged: {what}"
-        trial.set_user_attr(PRUNED_REASON, reason)
-        return optuna.TrialPruned(reason)
+    def diverged(self, trial: optuna.Trial, what: str) -> None:
+        """Record why a diverged trial ends pruned."""
+        trial.set_user_attr(PRUNED_REASON, f"diverged: {what}")
 
     def record_curves(self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState) -> None:
         """Before the trial ends as `state`: store its per-epoch curves, and attach its picture."""

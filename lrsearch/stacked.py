@@ -254,8 +254,9 @@ class StackedTrainer:
         self.hidden = problem.model.hidden
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
         self._orders: dict[int, torch.Tensor] = {}  # epoch -> its batch order, for the epochs members are at
-        torch.manual_seed(self.seed)
-        initial = make_mlp(data.n_features, self.hidden, data.n_outputs)
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+            torch.random.default_generator.manual_seed(self.seed)  # weights drawn on the CPU, as `train` draws them
+            initial = make_mlp(data.n_features, self.hidden, data.n_outputs)
         # nn.Linear's own layout ([out, in] weights, used transposed), so the matmuls match it. All of a
         # trial's parameters live in one row of a [K, P] tensor, so the optimizer update is a few
         # operations on one tensor whatever the number of layers.

@@ -1,12 +1,12 @@
 """The trial loop: Optuna's trial lifecycle, written once, for every engine and every stack size.
 
 A worker keeps up to `stack` trials in its engine. Under the study's admission lock it fails stale
-trials, asks for as many new trials as the budget allows and records each one's first heartbeat; then
-it trains one epoch of every trial, reports all of them, lets the pruner judge them from one read of
-the study, and tells Optuna the end of each trial that ended (completed, pruned, diverged, failed),
-refilling its freed slots at once. TPE's `constant_liar` makes the sampler treat trials still running
-as bad guesses, so a refill does not propose the region of the trials beside it. `stack=1` is the same
-loop with a stack of one.
+trials (storages with heartbeats), asks for as many new trials as the budget allows and records each
+one's first heartbeat; then it trains one epoch of every trial, reports all of them, lets the pruner
+judge them from one read of the study, and tells Optuna the end of each trial that ended (completed,
+pruned, diverged, failed), refilling its freed slots at once. TPE's `constant_liar` makes the sampler
+treat trials still running as bad guesses, so a refill does not propose the region of the trials beside
+it. `stack=1` is the same loop with a stack of one.
 """
 
 from __future__ import annotations
@@ -99,9 +99,10 @@ def run_trials(
                     return loop.ran
                 loop.train_epoch()
         except Exception as error:
-            if not is_fault(error):
-                raise
-            raise fail_after_fault(study, loop.in_hand(), error) from error
+            if is_fault(error):
+                raise fail_after_fault(study, loop.in_hand(), error) from error
+            loop.fail_in_hand(f"{type(error).__name__}: {error}")  # a bug of lrsearch's: no trial left RUNNING
+            raise
 
 
 class _Loop:
@@ -133,19 +134,21 @@ class _Loop:
         return move
 
     def start_asked(self) -> None:
-        """Sample each asked trial's RunSpec and hand it to the engine."""
+        """Sample each asked trial's RunSpec and hand it to the engine (which builds the trial's model: a
+        user's model that raises there fails that trial, with what it raised)."""
         while self.asked:
             trial = self.asked[0]
             trial.set_user_attr(WORKER_ATTR, self.worker)
             try:
                 spec = self.objective.begin(trial)
-            except Interrupted as error:
-                self.asked.pop(0)
-                self._end(trial, TrialState.FAIL, f"Interrupted: {error}")
+                if self.engine is None:
+                    self.engine = self.new_engine(spec)
+                self.engine.add(trial.number, spec)
+            except Exception as error:  # Interrupted among them
+                if is_fault(error):
+                    raise
+                self._end(trial, TrialState.FAIL, f"{type(error).__name__}: {error}")
                 continue
-            if self.engine is None:
-                self.engine = self.new_engine(spec)
-            self.engine.add(trial.number, spec)
             self.running[trial.number] = _Running(trial, spec)
             self.asked.pop(0)
             self.ran += 1
@@ -160,7 +163,7 @@ class _Loop:
                 raise
             for entry in list(self.running.values()):
                 self._end(entry.trial, TrialState.FAIL, f"{type(error).__name__}: {error}", entry)
-            self.engine = None
+            self.engine = None  # its state is that of a failed epoch: the next trials get a new one
             if isinstance(error, Exception):
                 return
             raise
@@ -188,6 +191,8 @@ class _Loop:
         if outcome.diverged is not None:
             self.objective.diverged(entry.trial, outcome.diverged)
             return TrialState.PRUNED, None
+        if outcome.finished and self.objective.stop.is_set():
+            return TrialState.COMPLETE, None  # it trained all its epochs: a stop request loses nothing of it
         try:
             self.objective.judge(
                 entry.trial, outcome.record, lambda: view is not None and view.should_prune(entry.trial)
@@ -206,16 +211,28 @@ class _Loop:
         entry: _Running | None = None,
         value: float | None = None,
     ) -> None:
-        """Tell Optuna how the trial ended, its curves and (for FAIL) its reason stored first."""
-        self.beats.remove(trial)
+        """Tell Optuna how the trial ended, its curves and (for FAIL) its reason stored first; the trial
+        stays in hand (and keeps its heartbeats) until the tell is written."""
         if entry is not None:
-            del self.running[trial.number]
             self.objective.record_curves(trial, entry.spec, entry.records, state)
         if reason is not None:
             trial.set_user_attr(FAIL_REASON, reason)
         frozen = self.study.tell(trial, value, state=state)
+        self.beats.remove(trial)
+        self.running.pop(trial.number, None)
+        if trial in self.asked:
+            self.asked.remove(trial)
         for callback in self.callbacks:
             callback(self.study, frozen)
+
+    def fail_in_hand(self, reason: str) -> None:
+        """End every trial in hand FAIL with `reason`, as far as the storage lets us (best effort)."""
+        for trial in self.in_hand():
+            try:
+                trial.set_user_attr(FAIL_REASON, reason)
+                self.study.tell(trial, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001 - the error being raised is the one to see
+                pass
 
     def in_hand(self) -> list[optuna.Trial]:
         return [entry.trial for entry in self.running.values()] + self.asked

@@ -100,3 +100,21 @@ def test_an_old_config_s_device_field_still_reads(tiny_config_file):
     raw["study"]["device"] = "cpu"
     tiny_config_file.write_text(yaml.safe_dump(raw))
     assert load_config(tiny_config_file).study.devices == "cpu"
+
+
+def test_a_model_that_fails_to_build_fails_its_trial_and_the_study_goes_on(tiny_config_file):
+    config = load_config(tiny_config_file)
+    data = load_data(config.data, 0)
+    built = []
+
+    def first_one_breaks() -> torch.nn.Module:  # raised where the engine builds the trial's model
+        built.append(True)
+        if len(built) == 1:
+            raise KeyError("no such layer")
+        return make_mlp(data.n_features, config.model.hidden, data.n_outputs)
+
+    user_like = dataclasses.replace(data, model_factory=first_one_breaks, loss_fn=data.loss)
+    study = _search(config, 2, Objective(config, user_like, torch.device("cpu")))
+    assert [t.state for t in study.trials][0] == TrialState.FAIL  # not left RUNNING
+    assert study.trials[0].user_attrs[FAIL_REASON] == "KeyError: 'no such layer'"
+    assert study.trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED)
