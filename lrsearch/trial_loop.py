@@ -93,6 +93,8 @@ def run_trials(
                         move = loop.ask(stack - len(loop.running), wait_for_retries)
                     loop.start_asked()
                 if not loop.running:
+                    if move == "run":  # every trial asked failed before training: ask for the rest
+                        continue
                     if move == "wait" and not stop.is_set():
                         time.sleep(IDLE_POLL_S)
                         continue
