@@ -250,7 +250,7 @@ class StackedTrainer:
         if not data.stackable:
             raise ValueError("the stacked engine trains the built-in MLP on tensors; this task brings its own")
         self.data, self.device = data, torch.device(device)
-        self.epochs, self.batch_size, self.seed = problem.epochs, problem.batch_size, problem.seed
+        self.batch_size, self.seed = problem.batch_size, problem.seed
         self.hidden = problem.model.hidden
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
         self._orders: dict[int, torch.Tensor] = {}  # epoch -> its batch order, for the epochs members are at

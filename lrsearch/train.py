@@ -116,8 +116,9 @@ class LoneRun:
     """One run with real `torch.optim` on a real module, an epoch per `train_epoch()` call: what
     `train` runs, and what the lone engine runs for each of its trials.
 
-    Each run keeps torch's random state to itself between its epochs (a DataLoader without a generator
-    shuffles from it, Dropout draws from it), so runs trained side by side each equal the run alone.
+    Each run keeps its random state to itself between its epochs (torch's, which Dropout and a DataLoader
+    without a generator draw from, its CUDA device's, a DataLoader's own generator), so runs trained side
+    by side each equal the run alone.
     """
 
     def __init__(self, spec: RunSpec, data: Data, device: torch.device | str) -> None:
@@ -132,7 +133,7 @@ class LoneRun:
         per_batch = self.schedule.step_on == "batch"
         self.recorded = recorded_steps(self.steps_per_epoch, spec.epochs) if per_batch else frozenset()
         data.reseed(spec.seed)
-        self._random = _RandomState.now(device)
+        self._random = _RandomState.of(data, device)
         self.epoch = 0  # epochs done
 
     @property
@@ -171,33 +172,34 @@ class LoneRun:
 
 
 class _RandomState:
-    """torch's random state of one run, swapped in for its epochs and out after them."""
+    """The generators one run draws from (torch's CPU one, its CUDA device's, a DataLoader's own), their
+    states the run's own: swapped in for its epochs and out after them."""
 
-    def __init__(self, cpu: torch.Tensor, cuda: torch.Tensor | None, device: torch.device) -> None:
-        self._cpu, self._cuda, self._device = cpu, cuda, device
-        self._outside: tuple[torch.Tensor, torch.Tensor | None] | None = None
+    def __init__(self, generators: list[torch.Generator]) -> None:
+        self._generators = generators
+        self._own = [generator.get_state() for generator in generators]
+        self._outside: list[torch.Tensor] = []
 
     @classmethod
-    def now(cls, device: torch.device | str) -> _RandomState:
+    def of(cls, data: Data, device: torch.device | str) -> _RandomState:
         device = torch.device(device)
-        cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-        return cls(torch.get_rng_state(), cuda, device)
+        generators = [torch.random.default_generator]
+        if device.type == "cuda":
+            generators.append(torch.cuda.default_generators[device.index or torch.cuda.current_device()])
+        loader_generator = getattr(data.train, "generator", None)
+        if loader_generator is not None:
+            generators.append(loader_generator)
+        return cls(generators)
 
     def __enter__(self) -> None:
-        outside_cuda = torch.cuda.get_rng_state(self._device) if self._cuda is not None else None
-        self._outside = (torch.get_rng_state(), outside_cuda)
-        torch.set_rng_state(self._cpu)
-        if self._cuda is not None:
-            torch.cuda.set_rng_state(self._cuda, self._device)
+        self._outside = [generator.get_state() for generator in self._generators]
+        for generator, state in zip(self._generators, self._own, strict=True):
+            generator.set_state(state)
 
     def __exit__(self, *exc: object) -> None:
-        self._cpu = torch.get_rng_state()
-        if self._cuda is not None:
-            self._cuda = torch.cuda.get_rng_state(self._device)
-        assert self._outside is not None
-        torch.set_rng_state(self._outside[0])
-        if self._outside[1] is not None:
-            torch.cuda.set_rng_state(self._outside[1], self._device)
+        self._own = [generator.get_state() for generator in self._generators]
+        for generator, state in zip(self._generators, self._outside, strict=True):
+            generator.set_state(state)
 
 
 class LoneEngine:

@@ -96,3 +96,35 @@ def test_on_epoch_sees_every_epoch_and_can_stop_the_run(tiny_data_spec, tiny_dat
     with pytest.raises(Stop):
         train(_spec(tiny_data_spec), tiny_data, on_epoch=hook)
     assert seen == [1, 2]
+
+
+@pytest.mark.parametrize("own_generator", [True, False], ids=["loader-generator", "global-generator"])
+def test_lone_runs_side_by_side_each_equal_the_run_alone(tiny_data_spec, tiny_data, own_generator):
+    import dataclasses
+
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lrsearch.model import make_mlp
+    from lrsearch.train import LoneEngine
+
+    loader = DataLoader(
+        TensorDataset(tiny_data.train.x, tiny_data.train.y),
+        batch_size=32,
+        shuffle=True,
+        generator=torch.Generator() if own_generator else None,
+    )
+    data = dataclasses.replace(
+        tiny_data, train=loader, model_factory=lambda: make_mlp(8, 16, 3), loss_fn=F.cross_entropy
+    )
+    specs = {seed: _spec(tiny_data_spec, lr=0.05).model_copy(update={"seed": seed}) for seed in (0, 1)}
+    engine = LoneEngine(data, "cpu")
+    for seed, spec in specs.items():
+        engine.add(seed, spec)
+    side_by_side: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(specs[0].epochs):
+        for outcome in engine.train_epoch():  # the two runs' epochs interleaved
+            side_by_side[outcome.key].append(outcome.record.val_loss)
+    for seed, spec in specs.items():
+        assert side_by_side[seed] == [r.val_loss for r in train(spec, data).epochs]
+    assert side_by_side[0] != side_by_side[1]
