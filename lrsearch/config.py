@@ -16,7 +16,16 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from lrsearch.errors import ConfigError, error_field, from_validation_error
 from lrsearch.paths import PLAIN_NAME, is_plain_name
 from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
-from lrsearch.spec import MAX_EPOCHS, MAX_SEED, DataSpec, ModelSpec, OptimizerName, StrictModel, load_yaml_mapping
+from lrsearch.spec import (
+    MAX_EPOCHS,
+    MAX_SEED,
+    DataSpec,
+    ModelSpec,
+    OptimizerName,
+    StrictModel,
+    load_yaml_mapping,
+    problem_settings,
+)
 
 DEFAULT_CONFIG = Path("studies/default.yaml")
 DEFAULT_STORAGE = "sqlite:///studies/lrsearch.db"
@@ -166,7 +175,10 @@ class SearchConfig(StrictModel):
 
     def problem(self) -> dict[str, Any]:
         """The settings that make trials comparable: a study keeps the ones it was created with."""
-        return self.model_dump(mode="json", include={"data", "model", "train"}) | {"seed": self.study.seed}
+        train = self.train
+        return problem_settings(
+            self.data, self.model, epochs=train.epochs, batch_size=train.batch_size, seed=self.study.seed
+        )
 
 
 def searchable_parameters(schedules: list[str]) -> list[str]:

@@ -133,6 +133,10 @@ class RunSpec(StrictModel):
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0, le=MAX_SEED)  # data split, initial weights and minibatch order
 
+    def problem(self) -> dict[str, Any]:
+        """The settings that make runs comparable, shaped as `SearchConfig.problem()` stores them in a study."""
+        return problem_settings(self.data, self.model, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
@@ -153,6 +157,16 @@ class RunSpec(StrictModel):
         """The options `lrsearch train` needs beyond `--config` to replay this run: a task of the
         user's own is code, run only when the command names it."""
         return f" --task {self.data.task}" if is_user_task(self.data.task) else ""
+
+
+def problem_settings(data: DataSpec, model: ModelSpec, *, epochs: int, batch_size: int, seed: int) -> dict[str, Any]:
+    """What a study keeps of its problem: the data, the model, the run length and batch size, the seed."""
+    return {
+        "data": data.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
+        "train": {"epochs": epochs, "batch_size": batch_size},
+        "seed": seed,
+    }
 
 
 def load_yaml_mapping(path: Path) -> dict[str, Any]:

@@ -169,10 +169,7 @@ def check_replay_problem(study: optuna.Study, spec: RunSpec) -> None:
     Raises:
         ConfigError: naming the first setting (data, model, epochs, batch size, seed) that differs.
     """
-    train = {"epochs": spec.epochs, "batch_size": spec.batch_size}
-    problem = {"data": spec.data.model_dump(mode="json"), "model": spec.model.model_dump(mode="json")}
-    problem |= {"train": train, "seed": spec.seed}  # the shape and order of `SearchConfig.problem()`
-    differing = _first_difference(study.user_attrs.get(PROBLEM_ATTR), problem)
+    differing = _first_difference(study.user_attrs.get(PROBLEM_ATTR), spec.problem())
     if differing is not None:
         key, old, new = differing
         raise ConfigError(
