@@ -122,6 +122,26 @@ def epoch_order(rows: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(rows, generator=torch.Generator().manual_seed(mixed))
 
 
+class EpochOrders:
+    """The batch orders of the (seed, epoch) runs a stack's trials are at: each drawn once (`epoch_order`)
+    and kept only while a trial of the stack needs it."""
+
+    def __init__(self, rows: int, device: torch.device) -> None:
+        self._rows, self._device = rows, device
+        self._orders: dict[tuple[int, int], torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def of(self, runs: list[tuple[int, int]]) -> torch.Tensor:
+        """[K, rows]: the order of each (seed, epoch) of `runs`, in turn."""
+        self._orders = {run: order for run, order in self._orders.items() if run in runs}
+        for seed, epoch in runs:
+            if (seed, epoch) not in self._orders:
+                self._orders[seed, epoch] = epoch_order(self._rows, seed, epoch).to(self._device)
+        return torch.stack([self._orders[run] for run in runs])
+
+
 def whole(source: Source, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
     """A split's inputs and targets, all of them (a DataLoader's batches concatenated), on `device`."""
     if isinstance(source, Split):

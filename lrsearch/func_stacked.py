@@ -37,7 +37,7 @@ from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader, IterableDataset
 
-from lrsearch.data import Data, Split, epoch_order, whole
+from lrsearch.data import Data, EpochOrders, Split, whole
 from lrsearch.engine import EpochOutcome
 from lrsearch.spec import RunSpec
 from lrsearch.stacked import StackedUpdate
@@ -90,7 +90,7 @@ class FuncStackedTrainer:
         self._stack = StackedUpdate([p.shape for _, p in trainable], self.steps_per_epoch, self.device)
         self._others: Tensors = {name: t.new_empty(0, *t.shape) for name, t in _others(self._base).items()}
         self._streams: dict[object, _Stream] = {}
-        self._orders: dict[tuple[int, int], torch.Tensor] = {}  # (seed, epoch) -> batch order, those in use
+        self._orders = EpochOrders(len(data.train), self.device) if isinstance(data.train, Split) else None
         self._loader = data.train if isinstance(data.train, DataLoader) else None
         self._val = None if isinstance(data.val, DataLoader) else whole(data.val, self.device)
 
@@ -184,7 +184,7 @@ class FuncStackedTrainer:
         """This epoch's batches of every trial, stacked: x [K, B, ...], y [K, B, ...]."""
         members = self._stack.members
         if self._loader is None:
-            orders = self._epoch_orders([(m.spec.seed, m.epoch) for m in members])  # [K, rows]
+            orders = self._orders.of([(m.spec.seed, m.epoch) for m in members])  # [K, rows]
             for start in range(0, len(self.data.train), self.batch_size):
                 index = orders[:, start : start + self.batch_size]
                 yield self.data.train.x[index], self.data.train.y[index]
@@ -208,14 +208,6 @@ class FuncStackedTrainer:
                 if next(stream.batches, None) is not None:
                     raise ValueError(f"the train DataLoader gave more than len(loader) = {len(self._loader)} batches")
                 stream.batches = None
-
-    def _epoch_orders(self, runs: list[tuple[int, int]]) -> torch.Tensor:
-        """Each trial's batch order for its epoch, as the lone loop draws it (`epoch_order`)."""
-        self._orders = {run: order for run, order in self._orders.items() if run in runs}
-        for seed, epoch in runs:
-            if (seed, epoch) not in self._orders:
-                self._orders[seed, epoch] = epoch_order(len(self.data.train), seed, epoch).to(self.device)
-        return torch.stack([self._orders[run] for run in runs])
 
     @torch.no_grad()
     def _validate(self) -> tuple[list[float], list[float | None]]:

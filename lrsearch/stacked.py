@@ -29,7 +29,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrsearch.build import LoadedSchedule, build_optimizer
-from lrsearch.data import Data, epoch_order
+from lrsearch.data import Data, EpochOrders
 from lrsearch.engine import EpochOutcome
 from lrsearch.model import make_mlp
 from lrsearch.spec import RunSpec
@@ -250,18 +250,12 @@ class StackedTrainer:
         if not data.stackable:
             raise ValueError("the stacked engine trains the built-in MLP on tensors; this task brings its own")
         self.data, self.device = data, torch.device(device)
-        self.batch_size, self.seed = problem.batch_size, problem.seed
-        self.hidden = problem.model.hidden
+        self.batch_size, self.hidden = problem.batch_size, problem.model.hidden
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
-        self._orders: dict[int, torch.Tensor] = {}  # epoch -> its batch order, for the epochs members are at
-        with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
-            torch.random.default_generator.manual_seed(self.seed)  # weights drawn on the CPU, as `train` draws them
-            initial = make_mlp(data.n_features, self.hidden, data.n_outputs)
-        # nn.Linear's own layout ([out, in] weights, used transposed), so the matmuls match it. All of a
-        # trial's parameters live in one row of a [K, P] tensor, so the optimizer update is a few
-        # operations on one tensor whatever the number of layers.
-        self._initial = torch.cat([p.detach().flatten() for p in initial.parameters()]).to(self.device)
-        self._stack = StackedUpdate([p.shape for p in initial.parameters()], self.steps_per_epoch, self.device)
+        self._orders = EpochOrders(len(data.train), self.device)
+        self._initial: dict[int, torch.Tensor] = {}  # seed -> its initial weights, flat
+        shapes = [p.shape for p in make_mlp(data.n_features, self.hidden, data.n_outputs).parameters()]
+        self._stack = StackedUpdate(shapes, self.steps_per_epoch, self.device)
 
     @property
     def members(self) -> list[_Member]:
@@ -271,8 +265,20 @@ class StackedTrainer:
         return len(self._stack)
 
     def add(self, key: object, spec: RunSpec) -> None:
-        """Start training `spec` (a RunSpec of this problem) from the initial weights."""
-        self._stack.add(key, spec, self._initial)
+        """Start training `spec` (a RunSpec of this problem) from its seed's initial weights."""
+        if (spec.batch_size, spec.model.hidden) != (self.batch_size, self.hidden):
+            raise ValueError("a stack trains one problem: every trial's batch size and model are the stack's")
+        self._stack.add(key, spec, self._initial_weights(spec.seed))
+
+    def _initial_weights(self, seed: int) -> torch.Tensor:
+        """nn.Linear's own layout ([out, in] weights, used transposed), so the matmuls match it, drawn on the
+        CPU from `seed` as `train` draws them; flat, as one row of the stack's [K, P] parameters."""
+        if seed not in self._initial:
+            with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+                torch.random.default_generator.manual_seed(seed)
+                model = make_mlp(self.data.n_features, self.hidden, self.data.n_outputs)
+            self._initial[seed] = torch.cat([p.detach().flatten() for p in model.parameters()]).to(self.device)
+        return self._initial[seed]
 
     def remove(self, key: object) -> None:
         """Take a trial out of the stack (finished, pruned or diverged)."""
@@ -296,7 +302,7 @@ class StackedTrainer:
         if k == 0:
             return []
         stack.start_epoch()
-        orders = self._epoch_orders([m.epoch for m in stack.members])  # [K, n_train]
+        orders = self._orders.of([(m.spec.seed, m.epoch) for m in stack.members])  # [K, n_train]
         train_x, train_y = self.data.train.x, self.data.train.y
         loss_sum = torch.zeros(k, device=self.device)
         for step, start in enumerate(range(0, len(self.data.train), self.batch_size)):
@@ -313,14 +319,6 @@ class StackedTrainer:
             val_losses = [self.data.loss(logits[row], y).item() for row in range(k)]
             scores = [self.data.score_of(logits[row], y) for row in range(k)]
         return stack.end_epoch(train_losses, val_losses, scores)
-
-    def _epoch_orders(self, epochs: list[int]) -> torch.Tensor:
-        """Each member's batch order for its epoch, as the one-trial loop draws it (`epoch_order`)."""
-        self._orders = {e: order for e, order in self._orders.items() if e in epochs}
-        for epoch in epochs:
-            if epoch not in self._orders:
-                self._orders[epoch] = epoch_order(len(self.data.train), self.seed, epoch).to(self.device)
-        return torch.stack([self._orders[epoch] for epoch in epochs])
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each trial's mean loss over its batch: outputs [K, B, out], targets [K, B] -> [K]."""

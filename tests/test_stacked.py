@@ -47,7 +47,7 @@ def _spec(tiny_data_spec, schedule: str, optimizer: str, seed: int, lr: float | 
         schedule=ScheduleSpec(name=schedule, params=params),
         epochs=EPOCHS,
         batch_size=32,
-        seed=0,
+        seed=seed % 3,  # trials of one stack with seeds of their own: own initial weights and batch order
     )
 
 
@@ -130,7 +130,11 @@ def test_a_diverging_trial_does_not_poison_its_neighbours(tiny_data_module):
 def test_a_stacked_search_refills_its_slots_and_each_trial_replays(tiny_data_module):
     data, _ = tiny_data_module
     config = SearchConfig.model_validate(TINY | {"study": {"pruner": "median"}})
-    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    # A seeded sampler: unseeded, the trials differ on every run, and one run failed once (not reproduced).
+    study = optuna.create_study(
+        sampler=optuna.samplers.TPESampler(seed=0),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
     objective = Objective(config, data, torch.device("cpu"))
     largest = []
 
