@@ -20,6 +20,8 @@ from typing import Any
 # wait for torch and optuna to load.
 _EXPORTS = {
     "search": "lrsearch.api",
+    "certify": "lrsearch.api",
+    "Certificate": "lrsearch.certificate",
     "SearchResult": "lrsearch.api",
     "load_schedule": "lrsearch.build",
     "LoadedSchedule": "lrsearch.build",

@@ -5,6 +5,7 @@ import lrsearch
 result = lrsearch.search(trials=50, task="moons")
 result.best              # the winning RunSpec
 result.trials            # a pandas DataFrame, one row per trial
+result.certificate       # the best trials and tuned controls at fresh seeds: what is recommended
 result.export("best.yaml")
 schedule = lrsearch.load_schedule("best.yaml")  # for your own optimizer and loop
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.config import (
     SearchConfig,
@@ -32,6 +33,8 @@ from lrsearch.spec import RunSpec
 
 if TYPE_CHECKING:
     import pandas
+
+    from lrsearch.certificate import Certificate
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,17 @@ class SearchResult:
         parameters (`params_schedule`, `params_lr`, `params_<schedule>.<name>`...)."""
         return self.study.trials_dataframe(attrs=("number", "state", "value", "datetime_start", "duration", "params"))
 
+    @property
+    def certificate(self) -> Certificate | None:
+        """The certificate of the study's current best trial (`lrsearch.certify`), or None: not certified
+        (`certify=False`, an interrupted search), or a better trial came since."""
+        from lrsearch.report import current_certificate
+
+        return current_certificate(self.study)
+
     def export(self, path: str | Path) -> RunSpec:
-        """Write the best RunSpec as YAML (replay: `lrsearch train --config PATH`)."""
+        """Write the recommended RunSpec as YAML (replay: `lrsearch train --config PATH`): the
+        certificate's recommendation, with its summary, or the best trial's when not certified."""
         from lrsearch.report import export_best
 
         return export_best(self.study, Path(path))
@@ -90,7 +102,8 @@ def search(
             `studies/default.yaml` (when it exists, else the built-in defaults).
         progress: show the command line's progress bar (trials done, best value, pruned, time).
         settings: the command-line options by their names: trials, timeout, study_name, storage, seed,
-            jobs, stack, devices, sampler, pruner, epochs, export, task.
+            jobs, stack, devices, sampler, pruner, epochs, export, task, seeds, certify (True by default:
+            after the search, `certify` its answer).
 
     Raises:
         ConfigError: a setting is not valid (its message names it), before anything is written; or a
@@ -123,4 +136,58 @@ def _run(config: SearchConfig, progress: bool) -> SearchResult:
                 interrupted = run.run(on_progress=bar.refresh)
         else:
             interrupted = run.run()
+        if config.study.certify and not interrupted and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            from lrsearch.certify import certify as certify_study
+
+            certify_study(
+                study, config, device=devices[0], seeds=config.study.certify_seeds, top=config.study.certify_top
+            )
     return SearchResult(study=study, config=config, interrupted=interrupted)
+
+
+def certify(
+    study_name: str = "default",
+    storage: str | None = None,
+    *,
+    seeds: int = 5,
+    top: int = 3,
+    epochs: int | None = None,
+    devices: str | None = None,
+    task: str | None = None,
+) -> Certificate:
+    """Train a stored study's best `top` distinct trials and tuned control schedules at `seeds` fresh
+    seeds (at `epochs`, schedules stretched; default the search's), store the certificate in the study
+    and return it: `certificate.sentence`, `certificate.recommended_candidate.run`.
+
+    Args:
+        task: the study's own task (module:function), when it is one: naming it runs its code.
+
+    Raises:
+        ConfigError: no such study, no completed trial, or a setting out of range.
+    """
+    from lrsearch.certify import certify as certify_study
+    from lrsearch.config import DEFAULT_STORAGE
+    from lrsearch.device import resolve_devices
+    from lrsearch.logs import quiet_optuna
+    from lrsearch.storage import exclusive_search
+    from lrsearch.study import load_existing_study, stored_config
+    from lrsearch.tasks import require_named
+
+    url = storage or DEFAULT_STORAGE
+    quiet_optuna()
+    study = load_existing_study(study_name, url)
+    config = stored_config(study, {"study.storage": url, "study.devices": devices})
+    require_named(config.data.task, task, f"study {study_name!r}")
+    device = resolve_devices(config.study.devices)[0]
+    with exclusive_search(url, study_name):
+        certificate = certify_study(study, config, device=device, seeds=seeds, top=top, epochs=epochs)
+        _show(study, config)
+    return certificate
+
+
+def _show(study: optuna.Study, config: SearchConfig) -> None:
+    """Put the certificate in the dashboard's study note and figures, when the study keeps figures."""
+    if config.study.figures:
+        from lrsearch.dashboard import refresh_locked
+
+        refresh_locked(study, config.study.storage)

@@ -13,7 +13,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lrsearch.errors import ConfigError
 from lrsearch.schedules import Budget, StepOn, get_schedule, searched_params
-from lrsearch.spec import RunSpec, load_run_spec
+from lrsearch.spec import MAX_EPOCHS, RunSpec, load_run_spec
 
 
 def build_optimizer(spec: RunSpec, parameters: Iterable[torch.nn.Parameter]) -> Optimizer:
@@ -167,6 +167,17 @@ def _check_lr(optimizer: Optimizer, epoch: int) -> None:
         raise ConfigError(f"the LR becomes {lr} in epoch {epoch}")
 
 
-def load_schedule(path: str | Path) -> LoadedSchedule:
-    """The schedule of an exported run (`lrsearch export`), to build for your own optimizer and loop."""
-    return LoadedSchedule(load_run_spec(path))
+def load_schedule(path: str | Path, epochs: int | None = None) -> LoadedSchedule:
+    """The schedule of an exported run (`lrsearch export`), to build for your own optimizer and loop.
+
+    Args:
+        epochs: the length you train for, when it is not the run's: the schedule is stretched to it
+            (`RunSpec.stretched`), keeping its shape.
+    """
+    spec = load_run_spec(path)
+    if epochs is not None:
+        if not 1 <= epochs <= MAX_EPOCHS:
+            raise ConfigError(f"epochs: must lie in [1, {MAX_EPOCHS}], got {epochs}")
+        spec = spec.stretched(epochs)
+        check_schedule(spec)
+    return LoadedSchedule(spec)

@@ -117,6 +117,17 @@ def optimize(
     export: Annotated[
         Path | None, typer.Option(help="Where to write the best run [default: studies/<study>-best.yaml].")
     ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds each trial trains at (one stack); it reports their mean [default: 1].")
+    ] = None,
+    certify: Annotated[
+        bool | None,
+        typer.Option(
+            "--certify/--no-certify",
+            help="After the search, train its best trials and tuned control schedules at fresh seeds, and "
+            "recommend what the numbers support [default: certify].",
+        ),
+    ] = None,
 ) -> None:
     """Search LR schedules; re-running with the same study name adds trials to it."""
     from lrsearch.config import DEFAULT_CONFIG, load_config
@@ -138,6 +149,8 @@ def optimize(
         "study.export": export,
         "train.epochs": epochs,
         "data.task": task,
+        "search.seeds": seeds,
+        "study.certify": certify,
     }
     settings = load_config(config, overrides)
     require_named(settings.data.task, task, str(config or DEFAULT_CONFIG))
@@ -145,6 +158,15 @@ def optimize(
     with open_search(settings) as (study, torch_devices):
         before = len(study.get_trials(deepcopy=False))
         interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
+        if not interrupted and settings.study.certify and _has_completed(study):
+            interrupted = _certify(
+                study,
+                settings,
+                torch_devices[0],
+                seeds=settings.study.certify_seeds,
+                top=settings.study.certify_top,
+                epochs=None,
+            )
         _print_report(study, settings.study.export_path, settings.study.storage)
     if interrupted:
         typer.echo(f"re-run with --study-name {settings.study.name} to add more trials")
@@ -225,6 +247,47 @@ def _run_search(
     return interrupted
 
 
+def _has_completed(study: Any) -> bool:
+    from optuna.trial import TrialState
+
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, epochs: int | None) -> bool:
+    """Certify the study's answer with a progress bar, and print what it found; True when Ctrl-C stopped
+    it (the search's trials are all stored: `lrsearch certify` can run it again)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lrsearch.certify import certify
+    from lrsearch.report import certificate_lines, certificate_table
+
+    bar = Progress(
+        TextColumn("certifying"), BarColumn(), MofNCompleteColumn(), TextColumn("run-epochs"), TimeElapsedColumn()
+    )
+    task = bar.add_task("certifying", total=None)
+    try:
+        with bar:
+            certificate = certify(
+                study,
+                settings,
+                device=device,
+                seeds=seeds,
+                top=top,
+                epochs=epochs,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except KeyboardInterrupt:
+        typer.echo(f"certification interrupted; run it again: lrsearch certify --study-name {study.study_name}")
+        return True
+    if settings.study.figures:
+        from lrsearch.dashboard import refresh_locked
+
+        refresh_locked(study, settings.study.storage)  # the dashboard's note and figure show the certificate
+    _console().print(certificate_table(certificate))
+    typer.echo("\n".join(certificate_lines(certificate)))
+    return False
+
+
 def _fail_if_nothing_completed(study: Any, before: int) -> None:
     """A search whose trials all failed or were pruned found nothing: say why, and exit non-zero."""
     from optuna.trial import TrialState
@@ -247,7 +310,7 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
 
 def _print_report(study: Any, export_path: Path, storage: str) -> None:
     from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.report import best_lines, counts_line, export_best, summarize, top_table
+    from lrsearch.report import best_lines, counts_line, current_certificate, export_best, summarize, top_table
     from lrsearch.storage import shown_url
 
     summary = summarize(study)
@@ -258,10 +321,11 @@ def _print_report(study: Any, export_path: Path, storage: str) -> None:
     typer.echo("\n".join(best_lines(summary.best)))
     _console().print(top_table(summary))
     spec = export_best(study, export_path)
+    certified = current_certificate(study) is not None
     record = f"{spec.replay_options} --study-name {study.study_name}" + (
         "" if storage == DEFAULT_STORAGE else f" --storage {shown_url(storage)}"
     )
-    typer.echo(f"best run written to {export_path}")
+    typer.echo(f"{'recommended' if certified else 'best'} run written to {export_path}")
     typer.echo(
         f"replay it beside the baselines, recorded for `lrsearch report`: lrsearch train --config {export_path}{record}"
     )
@@ -284,6 +348,58 @@ def export(
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
     spec = export_best(study, output)
     typer.echo(f"wrote {output}: {spec.schedule.name}, base lr {spec.lr:.4g}")
+
+
+@app.command("certify")
+@_errors_in_one_line
+def certify_command(
+    study_name: Annotated[str, typer.Option("--study-name", help="The study to certify.")] = "default",
+    storage: StorageOption = None,
+    seeds: Annotated[int, typer.Option(min=2, max=100, help="Fresh seeds each candidate trains at.")] = 5,
+    top: Annotated[int, typer.Option(min=1, max=20, help="The best distinct trials certified.")] = 3,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Certify at the length you will train for (schedules stretched) [default: the search's]."
+        ),
+    ] = None,
+    devices: DevicesOption = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="The study's own task (module:function), when it is one: naming it runs its code here."),
+    ] = None,
+    export: Annotated[
+        Path | None, typer.Option(help="Where to write the recommended run [default: studies/<study>-best.yaml].")
+    ] = None,
+) -> None:
+    """Train a study's best trials and tuned control schedules (constant, cosine, linear decay,
+    warmup-stable-decay, StepLR) again at fresh seeds; say, with 95% intervals, whether the search's
+    answer beats the best control, and store the certificate in the study."""
+    from lrsearch.config import DEFAULT_STORAGE, MAX_EPOCHS
+    from lrsearch.device import resolve_devices
+    from lrsearch.paths import check_writable
+    from lrsearch.storage import exclusive_search
+    from lrsearch.study import load_existing_study, stored_config
+    from lrsearch.tasks import require_named
+
+    url = storage or DEFAULT_STORAGE
+    if epochs is not None and epochs > MAX_EPOCHS:
+        raise ConfigError(f"--epochs: at most {MAX_EPOCHS}, got {epochs}")
+    quiet_optuna()
+    study = load_existing_study(study_name, url)
+    settings = stored_config(study, {"study.storage": url, "study.devices": devices, "study.export": export})
+    require_named(settings.data.task, task, f"study {study_name!r}")
+    export_path = settings.study.export_path
+    check_writable(export_path, "--export")
+    device = resolve_devices(settings.study.devices)[0]
+    with exclusive_search(url, study_name):  # a search of the study would change its best trial under us
+        interrupted = _certify(study, settings, device, seeds=seeds, top=top, epochs=epochs)
+        if interrupted:
+            raise typer.Exit(EXIT_INTERRUPTED)
+        from lrsearch.report import export_best
+
+        spec = export_best(study, export_path)
+    typer.echo(f"recommended run written to {export_path}: lrsearch train --config {export_path}{spec.replay_options}")
 
 
 @app.command()

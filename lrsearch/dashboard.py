@@ -22,11 +22,13 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_dashboard import save_note
 from optuna_dashboard.artifact import get_artifact_path
 
+from lrsearch.certificate import Certificate, stored_certificate
 from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
 from lrsearch.errors import ConfigError
 from lrsearch.internals import storage_of
 from lrsearch.report import format_params
 from lrsearch.spec import RunSpec
+from lrsearch.stats import mean_interval
 from lrsearch.train import EpochRecord
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ TRIAL_PICTURE = "lr-and-loss.svg"
 TOP_K = 5
 # The study's figures, by the id the dashboard stores each under (overwritten on every refresh).
 FIGURE_IDS = ("top-lr-curves", "top-val-loss", "schedule-types")
+CERTIFICATE_FIGURE = "certificate"
 
 
 class TrialPictures:
@@ -117,12 +120,67 @@ def study_figures(trials: list[FrozenTrial], k: int = TOP_K) -> dict[str, Any]:
     return figures
 
 
+def certificate_figure(certificate: Certificate) -> Any:
+    """The certificate as a plotly figure: each schedule's test loss per fresh seed, mean and 95% interval."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    rows = sorted((c for c in certificate.candidates if c.shown_losses is not None), key=lambda c: c.val.mean)
+    for candidate in rows:
+        losses = candidate.shown_losses
+        test = mean_interval(losses)
+        label = candidate.label + (" (recommended)" if candidate.label == certificate.recommended else "")
+        colour = "#1f77b4" if candidate.kind == "searched" else "#7f7f7f"
+        figure.add_scatter(
+            x=_rounded(losses),
+            y=[label] * len(losses),
+            mode="markers",
+            marker={"color": colour, "opacity": 0.5},
+            showlegend=False,
+            name=label,
+        )
+        error = (
+            None
+            if test.half_width is None
+            else {"type": "data", "array": [test.high - test.mean], "arrayminus": [test.mean - test.low]}
+        )
+        figure.add_scatter(
+            x=[round(test.mean, 6)],
+            y=[label],
+            error_x=error,
+            mode="markers",
+            marker={"color": colour, "symbol": "diamond", "size": 10},
+            showlegend=False,
+            name=label,
+        )
+    figure.update_layout(
+        title=f"certificate: {certificate.shown_loss} at {len(certificate.seeds)} fresh seeds (mean, 95% interval)",
+        template="none",
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+    )
+    figure.update_yaxes(autorange="reversed", automargin=True)
+    return figure
+
+
 def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
-    """The study note: the best trial so far and its RunSpec as YAML, ready to export and replay."""
+    """The study note: the certificate's recommendation when the study's best trial is certified; the
+    best trial so far and its RunSpec as YAML, ready to export and replay."""
     top = top_completed(finished_curves(trials), 1)
     if not top:
         return None
     best = top[0]
+    certificate = stored_certificate(study)
+    if isinstance(certificate, Certificate) and certificate.answer_trial == best.number:
+        chosen = certificate.recommended_candidate
+        if chosen is not None:
+            return (
+                f"## Recommended: {chosen.label}\n\n{certificate.sentence}.\n\n"
+                f"Certified at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
+                f"({certificate.when}); the figure `certificate` shows every schedule's test loss. "
+                f"`lrsearch export --study-name {study.study_name} -o best.yaml` writes this RunSpec; "
+                "`lrsearch train --config best.yaml` replays it.\n\n"
+                f"```yaml\n{chosen.run.to_yaml()}```\n"
+            )
     return (
         f"## Best schedule so far: trial #{best.number}\n\n"
         f"{best.spec.schedule.name}, base LR {best.spec.lr:.4g}, final val loss {best.value:.6f}.\n"
@@ -139,6 +197,9 @@ def refresh_study(study: optuna.Study) -> None:
     trials = study.get_trials(deepcopy=False)
     for figure_id, figure in study_figures(trials).items():
         save_plotly_graph_object(study, figure, graph_object_id=figure_id)
+    certificate = stored_certificate(study)
+    if isinstance(certificate, Certificate):
+        save_plotly_graph_object(study, certificate_figure(certificate), graph_object_id=CERTIFICATE_FIGURE)
     note = best_note(study, trials)
     if note is not None and note != get_note(study):
         save_note(study, note)
@@ -150,6 +211,13 @@ def figures_lock(storage_url: str, study_name: str) -> Any:
     from lrsearch.storage import admission_lock
 
     return admission_lock(storage_url, study_name, role="figures")
+
+
+def refresh_locked(study: optuna.Study, storage_url: str) -> None:
+    """`refresh_study` under the study's figures lock: after a search's refresher stopped (a certificate
+    stored since, say)."""
+    with figures_lock(storage_url, study.study_name):
+        refresh_study(study)
 
 
 class StudyRefresher:

@@ -37,4 +37,7 @@ class Engine(Protocol):
     def train_epoch(self) -> list[EpochOutcome]:
         """One epoch of every trial (each its own next epoch): one outcome per trial."""
 
+    def test(self, key: object) -> tuple[float, float | None]:
+        """The trial's loss and score on the test split, with its weights as trained so far."""
+
     def __len__(self) -> int: ...

@@ -127,6 +127,19 @@ class FuncStackedTrainer:
             name: params[name] if name in params else self._others[name][row].clone() for name, _, _ in self._layout
         }
 
+    @torch.no_grad()
+    def test(self, key: object) -> tuple[float, float | None]:
+        """The trial's test loss and score, in eval mode, computed as the lone loop's `evaluate` does."""
+        if self.data.test is None:
+            raise ValueError("the task has no test split")
+        x, y = whole(self.data.test, self.device)
+        self._base.eval()
+        try:
+            output = functional_call(self._base, self.state(key), (x,))
+        finally:
+            self._base.train()
+        return self.data.loss(output, y).item(), self.data.score_of(output, y)
+
     def train_epoch(self) -> list[EpochOutcome]:
         """One epoch for every trial in the stack; each trial's own next epoch."""
         stack = self._stack

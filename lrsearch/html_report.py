@@ -19,10 +19,11 @@ from pydantic import ValidationError
 
 from lrsearch import plots
 from lrsearch.baselines import REPLAY_ATTR, Replay
+from lrsearch.certificate import stored_certificate
 from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
 from lrsearch.errors import error_field
 from lrsearch.records import SCORE_LABELS
-from lrsearch.report import counts_line, format_params, summarize
+from lrsearch.report import counts_line, current_certificate, format_params, summarize
 
 TOP_K = 5
 
@@ -47,6 +48,7 @@ def sections(study: optuna.Study) -> list[Callable[[], Section]]:
         drawers.append(partial(_schedule_types, curves))
     if len(top) > 1:
         drawers.append(partial(_importances, study))
+    drawers.append(partial(_certificate, study))
     drawers.append(partial(_replay, study))
     return drawers
 
@@ -181,6 +183,59 @@ def _replay(study: optuna.Study) -> Section:
     )
     figure = plots.replay_comparison(losses) if losses else None
     return Section("baselines", "Against the baselines", table, figure)
+
+
+def _certificate(study: optuna.Study) -> Section:
+    title = "Certificate: the answer against tuned controls, at fresh seeds"
+    stored = stored_certificate(study)
+    name = html.escape(study.study_name)
+    if stored is None:
+        return Section(
+            "certificate",
+            title,
+            f"<p>Not certified yet: <code>lrsearch certify --study-name {name}</code> trains the best trials and "
+            "tuned control schedules again at fresh seeds and records the comparison here.</p>",
+        )
+    if isinstance(stored, str):
+        return Section("certificate", title, f"<p>{html.escape(stored)}.</p>")
+    current = current_certificate(study) is not None
+    stale = (
+        ""
+        if current
+        else f"<p><strong>Stale:</strong> made when trial #{stored.answer_trial} was the best; the study has a "
+        f"better trial since. <code>lrsearch certify --study-name {name}</code> certifies it.</p>"
+    )
+    score = SCORE_LABELS.get(stored.score or "")
+    rows = []
+    for c in sorted(stored.candidates, key=lambda c: c.val.mean if c.val is not None else float("inf")):
+        mark = " <strong>(recommended)</strong>" if c.label == stored.recommended else ""
+        if c.val is None:
+            cells = f"<td colspan='{3 if score else 2}'>{html.escape(c.diverged or '-')}</td>"
+        else:
+            cells = f"<td>{c.val.text()}</td><td>{'-' if c.test is None else c.test.text()}</td>"
+            if score:
+                cells += f"<td>{'-' if c.score is None else c.score.text()}</td>"
+        rows.append(f"<tr><td>{html.escape(c.label)}{mark}</td><td>{html.escape(c.kind)}</td>{cells}</tr>")
+    score_header = f"<th>test {html.escape(score)}</th>" if score else ""
+    tuned = "; ".join(
+        f"{html.escape(t.name)}: "
+        + ", ".join(
+            f"{lr:.3g} → {'div' if loss is None else f'{loss:.4f}'}"
+            for lr, loss in zip(t.lrs, t.val_losses, strict=True)
+        )
+        for t in stored.controls
+    )
+    text = (
+        f"{stale}<p><strong>{html.escape(stored.sentence)}.</strong></p>"
+        f"<p>{len(stored.candidates)} schedules trained at {len(stored.seeds)} fresh seeds (new initial weights "
+        f"and batch orders, the same data split), {stored.epochs} epochs each, on {html.escape(stored.device)} "
+        f"in {stored.seconds:.1f} s, recorded {html.escape(stored.when)}. Mean ± 95% interval (Student's t); "
+        "the winner and the recommendation are chosen on val loss, never on test loss.</p>"
+        f"<table><tr><th>schedule</th><th>kind</th><th>val loss</th><th>test loss</th>{score_header}</tr>"
+        f"{''.join(rows)}</table>"
+        f"<p>Controls' base LRs tried (val loss at the search's seeds): {tuned}.</p>"
+    )
+    return Section("certificate", title, text, plots.certificate_figure(stored))
 
 
 def _unreadable_replay(study: optuna.Study, error: ValidationError) -> str:

@@ -14,8 +14,10 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
+from lrsearch.certificate import Certificate  # noqa: E402
 from lrsearch.curves import TrialCurves  # noqa: E402
 from lrsearch.report import format_params  # noqa: E402
+from lrsearch.stats import mean_interval  # noqa: E402
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable in a page
 
@@ -94,6 +96,32 @@ def replay_comparison(results: Mapping[str, float]) -> Figure:
     axes.barh(labels, list(results.values()))
     axes.set(xlabel="test loss (lower is better)", title="the best schedule against the baselines")
     axes.invert_yaxis()
+    figure.tight_layout()
+    return figure
+
+
+def certificate_figure(certificate: Certificate) -> Figure:
+    """Each certified schedule's test loss at every fresh seed (dots), their mean and 95% interval (bar),
+    best val loss on top; the search's schedules in one colour, the controls in another."""
+    rows = sorted((c for c in certificate.candidates if c.shown_losses is not None), key=lambda c: c.val.mean)
+    figure = Figure(figsize=(8, 0.5 * len(rows) + 1.6))
+    axes = figure.subplots()
+    colours = {"searched": "tab:blue", "control": "tab:gray"}
+    for y, candidate in enumerate(rows):
+        losses, colour = candidate.shown_losses, colours[candidate.kind]
+        test = mean_interval(losses)
+        axes.scatter(losses, [y] * len(losses), s=14, color=colour, alpha=0.5)
+        error = None if test.half_width is None else [[test.mean - test.low], [test.high - test.mean]]
+        axes.errorbar([test.mean], [y], xerr=error, fmt="D", color=colour, capsize=4)
+    labels = [
+        c.label.replace("$", r"\$") + (" (recommended)" if c.label == certificate.recommended else "") for c in rows
+    ]
+    axes.set_yticks(range(len(rows)), labels)
+    axes.invert_yaxis()
+    axes.set(
+        xlabel=f"{certificate.shown_loss} at {len(certificate.seeds)} fresh seeds, mean and 95% interval",
+        title="best trials (blue), tuned controls (gray)",
+    )
     figure.tight_layout()
     return figure
 

@@ -1,5 +1,5 @@
 """What a finished (or interrupted) search tells the user: the best run, a top-k table, trial counts,
-and the best RunSpec exported as YAML."""
+its certificate, and the recommended RunSpec exported as YAML."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 from rich.text import Text
 
+from lrsearch.certificate import Certificate, stored_certificate
 from lrsearch.errors import ConfigError
-from lrsearch.records import TrialRecord, stores_run
+from lrsearch.records import SCORE_LABELS, TrialRecord, stores_run
 from lrsearch.spec import RunSpec
 
 
@@ -73,16 +74,73 @@ def summarize(study: optuna.Study, k: int = 5) -> Summary:
 
 
 def export_best(study: optuna.Study, path: Path) -> RunSpec:
-    """Write the best trial's RunSpec to `path` as YAML (for `lrsearch train --config`)."""
+    """Write the recommended RunSpec to `path` as YAML (for `lrsearch train --config`): the run the
+    study's current certificate recommends, with the certificate's summary; else the best trial's."""
     best = summarize(study, k=1).best
     if best is None:
         raise ConfigError(f"study {study.study_name!r} has no completed trial yet; nothing to export")
+    certificate = current_certificate(study)
+    chosen = certificate.recommended_candidate if certificate is not None else None
+    if certificate is not None and chosen is not None:
+        spec = chosen.run
+        spec.save(
+            path,
+            comment=f"lrsearch: {chosen.label}, recommended by the certificate of study {study.study_name!r}\n"
+            f"{certificate.sentence}\nreplay: lrsearch train --config {path}{spec.replay_options}",
+            certificate=certificate.summary(),
+        )
+        return spec
     best.spec.save(
         path,
         comment=f"lrsearch: best trial #{best.number} of study {study.study_name!r}, val loss {best.val_loss:.6f}\n"
+        f"not certified: `lrsearch certify --study-name {study.study_name}` compares it with tuned controls\n"
         f"replay: lrsearch train --config {path}{best.spec.replay_options}",
     )
     return best.spec
+
+
+def current_certificate(study: optuna.Study) -> Certificate | None:
+    """The study's certificate while it still speaks for the study's best trial (a better trial since
+    makes it stale); None when there is none, it is stale, or it is unreadable."""
+    certificate = stored_certificate(study)
+    if not isinstance(certificate, Certificate):
+        return None
+    best = summarize(study, k=1).best
+    return certificate if best is not None and best.number == certificate.answer_trial else None
+
+
+def certificate_lines(certificate: Certificate) -> list[str]:
+    """What certification found, in three lines."""
+    return [
+        f"certified: {len(certificate.candidates)} schedules at {len(certificate.seeds)} fresh seeds, "
+        f"{certificate.epochs} epochs, in {certificate.seconds:.1f} s",
+        certificate.sentence,
+        f"recommended: {certificate.recommended or 'nothing (every candidate diverged)'}",
+    ]
+
+
+def certificate_table(certificate: Certificate) -> Table:
+    """Each candidate's mean and 95% interval over the fresh seeds, best val loss first."""
+    score = SCORE_LABELS.get(certificate.score or "")
+    table = Table(title=Text(f"certificate: mean ± 95% interval over {len(certificate.seeds)} fresh seeds"))
+    table.add_column("schedule", no_wrap=True)
+    table.add_column("kind")
+    for column in ("val loss", "test loss", *([f"test {score}"] if score else [])):
+        table.add_column(column, justify="right", no_wrap=True)
+
+    def rank(candidate: Any) -> float:
+        return candidate.val.mean if candidate.val is not None else float("inf")
+
+    for candidate in sorted(certificate.candidates, key=rank):
+        mark = " (recommended)" if candidate.label == certificate.recommended else ""
+        if candidate.val is None:
+            figures = [Text(candidate.diverged or "-"), "-", *(["-"] if score else [])]
+        else:
+            figures = [candidate.val.text(), "-" if candidate.test is None else candidate.test.text()]
+            if score:
+                figures.append("-" if candidate.score is None else candidate.score.text())
+        table.add_row(Text(candidate.label + mark), candidate.kind, *figures)
+    return table
 
 
 def format_params(params: dict[str, Any]) -> str:

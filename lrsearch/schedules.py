@@ -54,6 +54,8 @@ class Schedule:
         suggest: samples the parameters; the dict it returns is what the YAML export writes.
         build: makes the torch scheduler from those parameters for an optimizer whose `lr` is the base LR.
         description: one line for `lrsearch schedulers`.
+        stretch: the parameters for a run `ratio` times as long (new epochs / old epochs): what is
+            counted in epochs scales with it, so the schedule keeps its shape over the longer run.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Schedule:
     suggest: Callable[[TrialLike, Budget], Params]
     build: Callable[[Optimizer, Params, Budget], torch_schedulers.LRScheduler]
     description: str
+    stretch: Callable[[Params, float], Params] = lambda params, ratio: dict(params)
 
 
 def _half(epochs: int) -> int:
@@ -73,6 +76,30 @@ def _quarter(epochs: int) -> int:
 
 def _base_lr(optimizer: Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
+
+
+# --- stretching a schedule to another run length ---------------------------------------------
+
+
+def _epochs_scaled(*names: str, least: int = 1) -> Callable[[Params, float], Params]:
+    """Stretches the parameters `names`, counts of epochs, by the ratio (rounded, at least `least`)."""
+
+    def stretch(params: Params, ratio: float) -> Params:
+        return params | {name: max(least, round(params[name] * ratio)) for name in names if name in params}
+
+    return stretch
+
+
+def _stretch_milestones(params: Params, ratio: float) -> Params:
+    return params | {"milestones": sorted({max(1, round(m * ratio)) for m in params["milestones"]})}
+
+
+def _stretch_exponential(params: Params, ratio: float) -> Params:
+    return params | {"gamma": params["gamma"] ** (1 / ratio)}  # the same decay over the whole run
+
+
+def _stretch_cyclic(params: Params, ratio: float) -> Params:
+    return params | {"half_cycle_epochs": params["half_cycle_epochs"] * ratio}
 
 
 # --- constant baseline --------------------------------------------------------------------------
@@ -268,6 +295,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_step,
             _torch_class(torch_schedulers.StepLR),
             "multiply the LR by gamma every step_size epochs",
+            stretch=_epochs_scaled("step_size"),
         ),
         Schedule(
             "MultiStepLR",
@@ -275,6 +303,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_multistep,
             _torch_class(torch_schedulers.MultiStepLR),
             "multiply the LR by gamma at two milestones (searched as fractions of the run)",
+            stretch=_stretch_milestones,
         ),
         Schedule(
             "ExponentialLR",
@@ -282,6 +311,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_exponential,
             _torch_class(torch_schedulers.ExponentialLR),
             "multiply the LR by gamma every epoch",
+            stretch=_stretch_exponential,
         ),
         Schedule(
             "CosineAnnealingLR",
@@ -289,6 +319,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_cosine,
             _torch_class(torch_schedulers.CosineAnnealingLR),
             "cosine decay to 0 over T_max epochs",
+            stretch=_epochs_scaled("T_max"),
         ),
         Schedule(
             "CosineAnnealingWarmRestarts",
@@ -296,6 +327,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_warm_restarts,
             _torch_class(torch_schedulers.CosineAnnealingWarmRestarts),
             "cosine decay restarted every T_0 epochs (period times T_mult after each restart)",
+            stretch=_epochs_scaled("T_0"),
         ),
         Schedule(
             "OneCycleLR",
@@ -310,6 +342,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_cyclic,
             _build_cyclic,
             "per batch: triangle waves between base LR / div_factor and the base LR",
+            stretch=_stretch_cyclic,
         ),
         Schedule(
             "LinearLR",
@@ -317,6 +350,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_linear,
             _torch_class(torch_schedulers.LinearLR),
             "linear change of the LR factor from start_factor to end_factor over total_iters epochs",
+            stretch=_epochs_scaled("total_iters"),
         ),
         Schedule(
             "PolynomialLR",
@@ -324,6 +358,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_polynomial,
             _torch_class(torch_schedulers.PolynomialLR),
             "polynomial decay to 0 over total_iters epochs",
+            stretch=_epochs_scaled("total_iters"),
         ),
         Schedule(
             "ConstantLR",
@@ -331,6 +366,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_constant,
             _torch_class(torch_schedulers.ConstantLR),
             "LR times factor for the first total_iters epochs, then the base LR",
+            stretch=_epochs_scaled("total_iters"),
         ),
         Schedule(
             "ReduceLROnPlateau",
@@ -338,6 +374,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_plateau,
             _torch_class(torch_schedulers.ReduceLROnPlateau),
             "multiply the LR by factor when the validation loss stops improving",
+            stretch=_epochs_scaled("patience", least=0),
         ),
         Schedule(
             "WarmupDecay",
@@ -345,6 +382,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_warmup_decay,
             _build_warmup_decay,
             "linear warmup, then cosine, linear or exponential decay to final_factor (SequentialLR)",
+            stretch=_epochs_scaled("warmup_epochs"),
         ),
         Schedule(
             "WarmupStableDecay",
@@ -352,6 +390,7 @@ SCHEDULES: dict[str, Schedule] = {
             _suggest_wsd,
             _build_wsd,
             "linear warmup, constant LR, then a linear decay over the last decay_epochs (SequentialLR)",
+            stretch=_epochs_scaled("warmup_epochs", "decay_epochs"),
         ),
     ]
 }

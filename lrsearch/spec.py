@@ -25,6 +25,8 @@ MAX_ROWS = 10_000_000
 MAX_WIDTH = 100_000
 # numpy's random_state takes seeds below 2**32, and workers sample with seed + i: this leaves room.
 MAX_SEED = 2**31 - 1
+# The block of an exported run that says how it was certified: for the reader; loading skips it.
+CERTIFICATE_KEY = "certificate"
 
 
 class StrictModel(BaseModel):
@@ -137,17 +139,32 @@ class RunSpec(StrictModel):
         """The settings that make runs comparable, shaped as `SearchConfig.problem()` stores them in a study."""
         return problem_settings(self.data, self.model, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)
 
+    def stretched(self, epochs: int) -> RunSpec:
+        """This run at `epochs` epochs, its schedule keeping its shape: what is counted in epochs (a step
+        size, a warmup, a cycle) scales with the run (`Schedule.stretch`); OneCycleLR already spans it."""
+        if epochs == self.epochs:
+            return self
+        params = SCHEDULES[self.schedule.name].stretch(self.schedule.params, epochs / self.epochs)
+        schedule = self.schedule.model_copy(update={"params": params})
+        return self.model_copy(update={"epochs": epochs, "schedule": schedule})
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-    def save(self, path: Path, comment: str = "") -> None:
-        """Write the YAML, after `comment` lines (e.g. where the run came from), which loading ignores."""
+    def save(self, path: Path, comment: str = "", certificate: dict[str, Any] | None = None) -> None:
+        """Write the YAML, after `comment` lines (e.g. where the run came from) and before a
+        `certificate` block (how it compared over fresh seeds); loading ignores both."""
         header = "".join(f"# {line}\n" for line in comment.splitlines())
+        footer = (
+            ""
+            if certificate is None
+            else yaml.safe_dump({CERTIFICATE_KEY: certificate}, sort_keys=False, allow_unicode=True)
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside, then moved over: a full disk mid-write must not leave half of a good file.
         partial = path.with_name(f".{path.name}.partial")
         try:
-            partial.write_text(header + self.to_yaml())
+            partial.write_text(header + self.to_yaml() + footer)
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
@@ -195,8 +212,10 @@ def load_run_spec(path: Path | str) -> RunSpec:
     """
     from lrsearch.build import check_schedule  # build imports this module
 
+    fields = load_yaml_mapping(Path(path))
+    fields.pop(CERTIFICATE_KEY, None)  # what the run's certification measured: not part of the run
     try:
-        spec = RunSpec.model_validate(load_yaml_mapping(Path(path)))
+        spec = RunSpec.model_validate(fields)
     except ValidationError as error:
         raise from_validation_error(error, str(path)) from None
     try:

@@ -33,7 +33,7 @@ from lrsearch.data import Data, EpochOrders
 from lrsearch.engine import EpochOutcome
 from lrsearch.model import make_mlp
 from lrsearch.spec import RunSpec
-from lrsearch.train import EpochRecord, recorded_steps
+from lrsearch.train import EpochRecord, evaluate, recorded_steps
 
 ADAM_BETA2 = 0.999  # as build_optimizer sets it
 ADAM_EPS = 1e-8  # torch's default
@@ -288,6 +288,16 @@ class StackedTrainer:
         """The trial's current parameters, shaped and ordered as `make_mlp(...).parameters()`."""
         row = self._stack.row(key)
         return [w[row].detach().clone() for w in self._stack.leaves]
+
+    @torch.no_grad()
+    def test(self, key: object) -> tuple[float, float | None]:
+        """The trial's test loss and score, computed as the lone loop's `evaluate` computes them."""
+        if self.data.test is None:
+            raise ValueError("the task has no test split")
+        model = make_mlp(self.data.n_features, self.hidden, self.data.n_outputs).to(self.device)
+        for parameter, trained in zip(model.parameters(), self.weights(key), strict=True):
+            parameter.copy_(trained)
+        return evaluate(model, self.data, self.data.test, self.device)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [K, B, in] -> logits [K, B, classes], layer by layer as nn.Linear computes them."""

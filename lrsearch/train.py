@@ -220,6 +220,10 @@ class LoneEngine:
     def remove(self, key: object) -> None:
         del self._runs[key]
 
+    def test(self, key: object) -> tuple[float, float | None]:
+        run = self._runs[key]
+        return evaluate(run.model, self.data, _test_split(self.data), self.device)
+
     def train_epoch(self) -> list[EpochOutcome]:
         outcomes = []
         for key, run in self._runs.items():
@@ -234,3 +238,9 @@ class LoneEngine:
             else:
                 outcomes.append(EpochOutcome(key, record, finished=run.finished))
         return outcomes
+
+
+def _test_split(data: Data) -> Source:
+    if data.test is None:
+        raise ValueError("the task has no test split")
+    return data.test

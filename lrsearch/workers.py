@@ -25,9 +25,12 @@ from lrsearch.budget import add_to_budget
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data, load_data
 from lrsearch.device import pin_threads
+from lrsearch.engine import Engine
 from lrsearch.func_stacked import FuncStackedTrainer
 from lrsearch.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.objective import Objective, Pictures
+from lrsearch.seeds import SeedsEngine
+from lrsearch.spec import RunSpec
 from lrsearch.stacked import StackedTrainer
 from lrsearch.stopping import StopSignal, stop_on_interrupt
 from lrsearch.storage import admission_lock, artifact_folder, has_heartbeat
@@ -109,7 +112,7 @@ def _run_trials(
     ran = run_trials(
         study=study,
         objective=objective,
-        new_engine=engine_for(data, device, setup.stack),
+        new_engine=engine_for(data, device, setup.stack, config.search.seeds),
         stack=setup.stack,
         lock=admission_lock(config.study.storage, config.study.name),
         stop=stop,
@@ -130,7 +133,7 @@ def run_here(
     return run_trials(
         study=study,
         objective=objective,
-        new_engine=engine_for(objective.data, objective.device, stack),
+        new_engine=engine_for(objective.data, objective.device, stack, objective.config.search.seeds),
         stack=stack,
         lock=threading.Lock(),
         stop=objective.stop,
@@ -139,16 +142,21 @@ def run_here(
     )
 
 
-def engine_for(data: Data, device: torch.device, stack: int) -> NewEngine:
+def engine_for(data: Data, device: torch.device, stack: int, seeds: int = 1) -> NewEngine:
     """The engine of a worker's trials: a stack of one is trained by the lone engine (real `torch.optim`
     on a real module), so that it trains as it replays; a stack of the built-in MLP on tensors by its
     specialised engine (1.9x as fast as the general one at K=10, 1.4x at K=50: benchmarks/throughput.py); any
-    other model by the general stacked engine (`torch.func`), which `choose_stack` found it can train."""
-    if stack == 1:
-        return lambda spec: LoneEngine(data, device)
-    if data.stackable:
-        return lambda spec: StackedTrainer(data, spec, device)
-    return lambda spec: FuncStackedTrainer(data, spec, device)
+    other model by the general stacked engine (`torch.func`), which `choose_stack` found it can train.
+    With `seeds` > 1 each trial is `seeds` runs of that engine, and its epoch their mean (`SeedsEngine`)."""
+
+    def new(spec: RunSpec) -> Engine:
+        if stack == 1:
+            return LoneEngine(data, device)
+        if data.stackable:
+            return StackedTrainer(data, spec, device)
+        return FuncStackedTrainer(data, spec, device)
+
+    return new if seeds == 1 else lambda spec: SeedsEngine(new(spec), seeds)
 
 
 def _trial_pictures(config: SearchConfig) -> Pictures | None:

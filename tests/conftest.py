@@ -38,9 +38,10 @@ def tiny_data(tiny_data_spec):
 
 @pytest.fixture
 def tiny_config_file(tmp_path: Path) -> Path:
-    """A search config for the tiny problem, with its study stored under tmp_path."""
+    """A search config for the tiny problem, with its study stored under tmp_path; not certified (the
+    tests of certification turn it on: `--certify`)."""
     path = tmp_path / "tiny.yaml"
-    config = dict(TINY) | {"study": {"storage": f"sqlite:///{tmp_path}/studies.db", "trials": 4}}
+    config = dict(TINY) | {"study": {"storage": f"sqlite:///{tmp_path}/studies.db", "trials": 4, "certify": False}}
     path.write_text(yaml.safe_dump(config))
     return path
 
