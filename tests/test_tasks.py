@@ -206,7 +206,10 @@ def test_the_python_api_searches_and_returns_the_result(tmp_path, capsys):
     assert result.best.data.task == "moons" and result.best == RunSpec.model_validate(
         result.study.best_trial.user_attrs["run_spec"]
     )
-    assert result.export(tmp_path / "best.yaml") == result.best
+    # Certified by default: the export is what the certificate recommends.
+    certificate = result.certificate
+    assert certificate is not None and certificate.answer_trial == result.best_trial.number
+    assert result.export(tmp_path / "best.yaml") == certificate.recommended_candidate.run
     with pytest.raises(ConfigError, match="tirals: not a search setting"):
         lrsearch.search(config, tirals=3)
 
