@@ -1,6 +1,19 @@
-"""Search quality you can trust: how close the default search comes to a large random search.
+"""Search quality you can trust, three measurements (the first argument picks one):
 
-Per task and seed, three searches run on the same data (in memory, one process):
+    python benchmarks/quality.py certify [--tasks ...] [--seeds 0,1,2,3,4] [--trials 50]
+    python benchmarks/quality.py seeds [--tasks classification,digits] [--seeds 0,1,2,3,4] [--seconds 10]
+    python benchmarks/quality.py reference [--tasks ...] [--seeds 0,1,2] [--trials 50] [--reference-trials 500]
+
+`certify`: per task and search seed, the default search (in memory, no pictures) and its certification,
+each timed. From the certificate, at its 5 fresh seeds (mean test loss): the raw winner (the search's best
+trial), the certified recommendation, the best tuned control; whether the winner beats the best control
+with a 95% interval on test loss excluding zero; certification's time as a share of the search's.
+
+`seeds`: per task and search seed, searches at `--seeds 1`, 2 and 3 with the same time budget
+(`--seconds`, alternating which runs first); each winner's test loss measured at 5 fresh seeds.
+
+`reference`: how close the default search comes to a large random search. Per task and seed, three
+searches run on the same data (in memory, one process):
 - default: what `lrsearch optimize` does (TPE, median pruner), 50 trials;
 - random: random sampling with the same pruner, 50 trials;
 - reference: random sampling without pruning, 500 trials (every trial trained to the end).
@@ -11,8 +24,7 @@ run amplifies it); then the next best trial is taken and the figure marked `*`. 
 search's test loss and its gap to the reference's (negative: better than the reference), then the default
 winner beside the constant-LR and StepLR baselines `lrsearch train` compares with ("div": diverged).
 
-    python benchmarks/quality.py [--tasks classification,moons,digits,regression] [--seeds 0,1,2]
-        [--trials 50] [--reference-trials 500] [--device cpu]
+The user task is the example in studies/my_task.py (a small conv net on the digits).
 """
 
 from __future__ import annotations
@@ -28,10 +40,13 @@ from optuna.trial import TrialState
 
 import lrsearch
 from lrsearch.baselines import baseline_specs
+from lrsearch.certify import certify, train_to_end
 from lrsearch.data import load_data
 from lrsearch.device import pin_threads
 from lrsearch.records import RUN_SPEC
+from lrsearch.seeds import fresh_seeds
 from lrsearch.spec import RunSpec
+from lrsearch.tasks import BUILTIN_TASKS
 from lrsearch.train import Diverged, train
 
 
@@ -49,7 +64,7 @@ class Found:
 
 def best_of(task: str, seed: int, trials: int, sampler: str, pruner: str, device: str) -> Found:
     started = time.perf_counter()
-    config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "devices": device}}
+    config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "devices": device, "certify": False}}
     name = f"{task}-{seed}-{sampler}-{pruner}-{trials}"  # one in-memory storage per process: a study each
     result = lrsearch.search(
         config, task=task, seed=seed, trials=trials, sampler=sampler, pruner=pruner, study_name=name
@@ -83,14 +98,144 @@ def _mean(values: list[float]) -> str:
     return text + (f" ({diverged} div)" if diverged else "")
 
 
+USER_TASK = "studies/my_task.py:build"
+ALL_TASKS = ",".join([*BUILTIN_TASKS, USER_TASK])
+FRESH_SEEDS = 5
+
+
+def certified(args: argparse.Namespace) -> None:
+    print(
+        f"default search ({args.trials} trials, in memory) and its certification ({FRESH_SEEDS} fresh seeds, top 3, "
+        "tuned controls); test loss, mean over the fresh seeds"
+    )
+    print(
+        f"{'task':<28}{'seed':>5}{'raw winner':>12}{'certified':>11}{'best control':>14}{'beats':>7}"
+        f"{'search s':>10}{'certify s':>11}{'share':>7}   recommended"
+    )
+    rows: dict[str, list[dict[str, float]]] = {}
+    for task in args.tasks.split(","):
+        for seed in _seeds(args):
+            config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
+            name = f"{task}-{seed}"
+            started = time.perf_counter()
+            result = lrsearch.search(config, task=task, seed=seed, trials=args.trials, study_name=name)
+            search_s = time.perf_counter() - started
+            started = time.perf_counter()
+            certificate = certify(
+                result.study, result.config, device=torch.device(args.device), seeds=FRESH_SEEDS, top=3
+            )
+            certify_s = time.perf_counter() - started
+            raw = next(c for c in certificate.candidates if c.trial == certificate.answer_trial)
+            chosen = certificate.recommended_candidate
+            control = certificate.candidate(certificate.best_control)
+            difference = certificate.test_difference
+            beats = certificate.verdict == "beats" and difference is not None and difference.excludes_zero()
+            row = {
+                "raw": _test_mean(raw),
+                "certified": _test_mean(chosen),
+                "control": _test_mean(control),
+                "beats": float(beats and difference.mean > 0),
+                "share": certify_s / search_s,
+            }
+            rows.setdefault(task, []).append(row)
+            print(
+                f"{task:<28}{seed:>5}{_loss(row['raw']):>12}{_loss(row['certified']):>11}{_loss(row['control']):>14}"
+                f"{'yes' if row['beats'] else 'no':>7}{search_s:>10.1f}{certify_s:>11.1f}{row['share']:>7.0%}   "
+                f"{certificate.recommended}",
+                flush=True,
+            )
+    print("\nper task: mean test loss over search seeds; beats: searches whose winner beat the best control")
+    print(f"{'task':<28}{'raw winner':>12}{'certified':>11}{'best control':>14}{'beats':>8}{'share (median)':>16}")
+    for task, values in rows.items():
+        beats = f"{sum(v['beats'] for v in values):.0f}/{len(values)}"
+        print(
+            f"{task:<28}{_mean_of(values, 'raw'):>12}{_mean_of(values, 'certified'):>11}"
+            f"{_mean_of(values, 'control'):>14}{beats:>8}"
+            f"{statistics.median(v['share'] for v in values):>16.0%}"
+        )
+
+
+def seeds_at_equal_time(args: argparse.Namespace) -> None:
+    counts = (1, 2, 3)
+    print(
+        f"searches of {args.seconds:g} s at --seeds 1, 2, 3 (in memory); each winner's test loss at "
+        f"{FRESH_SEEDS} fresh seeds (mean); trials each search finished in brackets"
+    )
+    print(f"{'task':<28}{'seed':>5}" + "".join(f"{f'seeds {n}':>18}" for n in counts))
+    results: dict[str, dict[int, list[float]]] = {}
+    for task in args.tasks.split(","):
+        for seed in _seeds(args):
+            order = counts if seed % 2 == 0 else counts[::-1]  # alternate which runs first
+            found: dict[int, tuple[float, int]] = {}
+            for count in order:
+                config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
+                config["search"] = {"seeds": count}
+                result = lrsearch.search(
+                    config, task=task, seed=seed, trials=None, timeout=args.seconds, study_name=f"{task}-{seed}-{count}"
+                )
+                finished = sum(t.state.is_finished() for t in result.study.trials)
+                found[count] = (_fresh_test_loss(result, args.device), finished)
+                results.setdefault(task, {}).setdefault(count, []).append(found[count][0])
+            print(
+                f"{task:<28}{seed:>5}" + "".join(f"{f'{_loss(found[n][0])} ({found[n][1]})':>18}" for n in counts),
+                flush=True,
+            )
+    print("\nmean over search seeds")
+    for task, by_count in results.items():
+        print(f"{task:<28}{'':>5}" + "".join(f"{_mean(by_count[n]):>18}" for n in counts))
+
+
+def _fresh_test_loss(result: lrsearch.SearchResult, device: str) -> float:
+    """The search's best trial trained at the fresh seeds certification would use: mean test loss."""
+    config = result.config
+    data = load_data(config.data, config.study.seed, device)
+    seeds = fresh_seeds(config.study.seed, FRESH_SEEDS, avoid=3)  # none of any search's seeds
+    runs = {seed: result.best.model_copy(update={"seed": seed}) for seed in seeds}
+    losses = [r.test_loss for r in train_to_end(runs, config, data, torch.device(device)).values()]
+    return statistics.mean(losses) if None not in losses else float("inf")
+
+
+def _test_mean(candidate) -> float:
+    return float("inf") if candidate is None or candidate.test is None else candidate.test.mean
+
+
+def _mean_of(rows: list[dict[str, float]], key: str) -> str:
+    finite = [row[key] for row in rows if math.isfinite(row[key])]
+    return f"{statistics.mean(finite):.4f}" if finite else "-"
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    return [int(seed) for seed in args.seeds.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="classification,moons,digits,regression")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--reference-trials", type=int, default=500)
-    parser.add_argument("--device", default="cpu")
+    commands = parser.add_subparsers(dest="command", required=True)
+    certify_parser = commands.add_parser("certify")
+    certify_parser.add_argument("--tasks", default=ALL_TASKS)
+    certify_parser.add_argument("--seeds", default="0,1,2,3,4")
+    certify_parser.add_argument("--trials", type=int, default=50)
+    seeds_parser = commands.add_parser("seeds")
+    seeds_parser.add_argument("--tasks", default="classification,digits")
+    seeds_parser.add_argument("--seeds", default="0,1,2,3,4")
+    seeds_parser.add_argument("--seconds", type=float, default=10.0)
+    reference_parser = commands.add_parser("reference")
+    reference_parser.add_argument("--tasks", default="classification,moons,digits,regression")
+    reference_parser.add_argument("--seeds", default="0,1,2")
+    reference_parser.add_argument("--trials", type=int, default=50)
+    reference_parser.add_argument("--reference-trials", type=int, default=500)
+    for sub in (certify_parser, seeds_parser, reference_parser):
+        sub.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    if args.command == "certify":
+        certified(args)
+    elif args.command == "seeds":
+        seeds_at_equal_time(args)
+    else:
+        reference(args)
+
+
+def reference(args: argparse.Namespace) -> None:
     pin_threads(torch.device(args.device))  # the replays; each search sets its own workers
     seeds = [int(seed) for seed in args.seeds.split(",")]
 

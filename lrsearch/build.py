@@ -149,6 +149,25 @@ def check_schedule(spec: RunSpec, steps_per_epoch: int = 1) -> None:
         raise ConfigError(f"schedule.params: {label}: {type(error).__name__}: {detail}".rstrip(": ")) from None
 
 
+def mean_lr_factor(spec: RunSpec, steps_per_epoch: int = 1) -> float:
+    """The run's LR averaged over its steps, as a fraction of its base LR: how much learning rate a
+    schedule gives in all (cosine to zero about 0.5, a warmup-then-decay less), with a val loss that keeps
+    improving (ReduceLROnPlateau keeps its LR)."""
+    schedule = LoadedSchedule(spec)
+    optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
+    total = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scheduler = schedule.build(optimizer, steps_per_epoch)
+        for epoch in range(1, spec.epochs + 1):
+            for _ in range(steps_per_epoch):
+                total += optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                schedule.after_batch(scheduler)
+            schedule.after_epoch(scheduler, val_loss=1.0 / epoch)
+    return total / (spec.epochs * steps_per_epoch * spec.lr)
+
+
 def _step_through(schedule: LoadedSchedule, optimizer: Optimizer, steps_per_epoch: int) -> None:
     scheduler = schedule.build(optimizer, steps_per_epoch)
     for epoch in range(1, schedule.spec.epochs + 1):

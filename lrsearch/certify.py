@@ -5,7 +5,7 @@ partly luck. Here the top `top` distinct trials and the controls (`controls.CONT
 tuned base LR) train again at `seeds` seeds none of them was chosen at (new initial weights and batch
 orders; the data split stays), to the end, many at once in stacks; `certificate.judge` then says what
 the numbers support. Two rounds:
-1. tune the controls: each at the LR grid around the answer's LR (`controls.control_sweep`), at the
+1. tune the controls: each at the LR grid around the answer's mean LR (`controls.lr_grid`), at the
    search's own seeds and length, so that a control's LR is chosen as the trials' were, by val loss;
 2. certify: the top trials and the tuned controls at the fresh seeds, at the certified length.
 """
@@ -42,7 +42,7 @@ DEFAULT_TOP = 3
 # throughput.py: K=50 1.8x K=10 per trial), and certification, unlike a search, waits for no sampler.
 STACK_CPU = 50
 STACK_GPU = 512
-MAX_LRS_TRIED = 9  # per control: the first grid of 5, and up to 4 steps beyond its edges
+MAX_LRS_TRIED = 9  # per control: the first grid of 5, and up to 4 steps beyond its edges (16x further)
 
 Progress = Callable[[int, int], None]  # (run-epochs done, run-epochs in all)
 
@@ -124,6 +124,14 @@ def certify(
     return certificate
 
 
+def train_to_end(
+    runs: dict[Hashable, RunSpec], config: SearchConfig, data: Data, device: torch.device
+) -> dict[Hashable, RunResult]:
+    """Train runs of the config's problem to their end as certification trains them (many at once
+    where that pays): for measuring a run at seeds of one's choosing."""
+    return _Trainer(config, data, device, None).train_all(runs)
+
+
 def top_distinct(study: optuna.Study, top: int) -> list[tuple[int, RunSpec]]:
     """The `top` best completed trials (lowest val loss) whose runs differ, with their RunSpecs."""
     complete = sorted(
@@ -171,7 +179,7 @@ class _Trainer:
         self, answer: RunSpec, config: SearchConfig, alongside: dict[Hashable, RunSpec]
     ) -> tuple[list[TunedControl], dict[Hashable, RunResult]]:
         """Each control's val loss (mean over the search's seeds) at each LR tried, and its best LR: the
-        grid around the answer's LR, widened a step at a time while a control's best is at its edge.
+        grid around the answer's mean LR, widened a step at a time while a control's best is at its edge.
 
         Returns:
             The tuned controls, and the results of the `alongside` runs, trained in the first round.
@@ -180,7 +188,7 @@ class _Trainer:
         seeds = search_seeds(config.study.seed, config.search.seeds)
         names = controls_for(answer.epochs)
         tried: dict[str, dict[float, float | None]] = {name: {} for name in names}  # LR -> mean val loss
-        todo = {name: lr_grid(answer.lr, low, high) for name in names}
+        todo = {name: lr_grid(answer, name, low, high) for name in names}
         alongside_results: dict[Hashable, RunResult] | None = None
         while todo:
             runs = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lrsearch.build import mean_lr_factor
 from lrsearch.spec import RunSpec, ScheduleSpec
 
 # Control name -> its schedule for a run of `epochs` epochs (the registry's own schedules).
@@ -28,13 +29,12 @@ CONTROLS: dict[str, Callable[[int], ScheduleSpec]] = {
     "StepLR(10, 0.1)": lambda epochs: ScheduleSpec(name="StepLR", params={"step_size": 10, "gamma": 0.1}),
 }
 
-# The base LRs each control is tried at first: the search's answer's LR times these. Steps of 3x over an
-# 81x span: the best of them is within 1.7x of a control's best LR, and a loss is flat enough near its
-# best LR that this costs little. The answer's LR centres the grid because the search has found the
-# problem's LR scale; a control whose best LR is at an edge of its grid is tried a step further out
-# (`next_lr`). A grid over the whole search range (4 decades) would cost twice the runs.
-LR_FACTORS = (1 / 9, 1 / 3, 1.0, 3.0, 9.0)
-LR_STEP = 3.0
+# The base LRs each control is tried at first: its matched LR (below) times these. Steps of 2x over a
+# 16x span: the best of them is within 1.4x of the control's best LR, where a loss is flat. A control whose
+# best LR is at an edge of its grid is tried a step further out (`next_lr`), so a span that missed is
+# widened rather than trusted.
+LR_FACTORS = (1 / 4, 1 / 2, 1.0, 2.0, 4.0)
+LR_STEP = 2.0
 
 
 def controls_for(epochs: int) -> list[str]:
@@ -43,9 +43,13 @@ def controls_for(epochs: int) -> list[str]:
     return [name for name in CONTROLS if not (name == "StepLR(10, 0.1)" and epochs <= 10)]
 
 
-def lr_grid(answer_lr: float, lr_low: float, lr_high: float) -> list[float]:
-    """The first LRs each control is tried at, within the search's LR range."""
-    return sorted({min(lr_high, max(lr_low, answer_lr * factor)) for factor in LR_FACTORS})
+def lr_grid(answer: RunSpec, control: str, lr_low: float, lr_high: float) -> list[float]:
+    """The first LRs control `control` is tried at, within the search's LR range: around the base LR
+    that gives it the answer's mean LR over the run (a cosine to zero averages half its base LR, so it is
+    centred on twice the answer's mean), since the search has found the problem's LR scale."""
+    answer_mean = answer.lr * mean_lr_factor(answer)
+    matched = answer_mean / mean_lr_factor(control_run(answer, control, answer.lr))
+    return sorted({min(lr_high, max(lr_low, matched * factor)) for factor in LR_FACTORS})
 
 
 def next_lr(tried: list[float], best: float, lr_low: float, lr_high: float) -> float | None:
