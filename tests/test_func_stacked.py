@@ -302,3 +302,19 @@ def test_a_trial_of_another_batch_size_is_refused(digits):
     trainer = FuncStackedTrainer(data, spec)
     with pytest.raises(ValueError, match="batch_size 16"):
         trainer.add("small", spec.model_copy(update={"batch_size": 16}))
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv on a loader"])
+def test_a_stacked_trial_s_test_figures_are_its_lone_run_s(digits, model):
+    data, data_spec = _data(model, digits)
+    if data.test is None:
+        data = dataclasses.replace(data, test=data.val)
+    specs = [_spec(data, data_spec, *CASES[i], seed=seed) for i, seed in ((0, 3), (5, 4))]
+    trainer = FuncStackedTrainer(data, specs[0])
+    for index, spec in enumerate(specs):
+        trainer.add(index, spec)
+    _train(trainer, EPOCHS)
+    for index, spec in enumerate(specs):
+        alone = train(spec, data, evaluate_test=True)
+        loss, score = trainer.test(index)
+        assert loss == pytest.approx(alone.test_loss, abs=1e-6) and score == pytest.approx(alone.test_score, abs=1e-6)

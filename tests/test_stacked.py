@@ -204,3 +204,17 @@ def test_the_epoch_view_prunes_as_the_trials_themselves_would(tmp_path, pruner):
     answers = judged("view", with_view=True)
     assert answers == judged("trial", with_view=False)
     assert any(w for w, _ in answers) and not any(b for _, b in answers)
+
+
+def test_a_stacked_trial_s_test_figures_are_its_lone_run_s(stacked_run, tiny_data_module):
+    data, _ = tiny_data_module
+    specs, _ = stacked_run
+    trainer = StackedTrainer(data, next(iter(specs.values())))
+    chosen = list(specs)[:3]
+    for case in chosen:
+        trainer.add(case, specs[case])
+    _train_stack(trainer, EPOCHS)
+    for case in chosen:
+        alone = train(specs[case], data, evaluate_test=True)
+        loss, score = trainer.test(case)
+        assert loss == pytest.approx(alone.test_loss, abs=1e-6) and score == pytest.approx(alone.test_score, abs=1e-6)

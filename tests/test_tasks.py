@@ -140,7 +140,7 @@ def test_a_user_task_is_searched_exported_and_replayed(tmp_path):
     (tmp_path / "my_models.py").write_text(USER_TASK)
     # Two at a time: the model of one's own is trained by the stacked engine (torch.func), and its winner
     # still replays to the value the search recorded.
-    args = ("--task", "my_models:build", "--trials", 5, "--epochs", 4, "--stack", 2)
+    args = ("--task", "my_models:build", "--trials", 5, "--epochs", 4, "--stack", 2, "--no-certify")
     search = _run("optimize", *args, cwd=tmp_path)
     assert search.returncode == 0, search.stderr
     assert "2 trials at once each" in search.stdout
