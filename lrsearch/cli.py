@@ -341,13 +341,18 @@ def export(
     """Write the best trial of a study as a RunSpec YAML (replay it with `lrsearch train --config`)."""
     from lrsearch.config import DEFAULT_STORAGE
     from lrsearch.paths import check_writable
-    from lrsearch.report import export_best
+    from lrsearch.report import current_certificate, export_best
     from lrsearch.study import load_existing_study
 
     check_writable(output, "--output")
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
     spec = export_best(study, output)
-    typer.echo(f"wrote {output}: {spec.schedule.name}, base lr {spec.lr:.4g}")
+    what = (
+        "the certificate's recommendation"
+        if current_certificate(study) is not None
+        else "the best trial, not certified"
+    )
+    typer.echo(f"wrote {output}: {spec.schedule.name}, base lr {spec.lr:.4g} ({what})")
 
 
 @app.command("certify")
