@@ -390,3 +390,22 @@ def test_certify_names_a_stored_study_s_own_task_before_running_it(tmp_path):
     study.set_user_attr("lrsearch_config", study.user_attrs["lrsearch_config"] | {"data": {"task": f"{module}:build"}})
     result = runner.invoke(app, ["certify", "--storage", config.study.storage])
     assert result.exit_code == 2 and f"--task {module}:build" in result.output
+
+
+def test_a_stored_certificate_s_text_is_escaped_in_the_report(certified, tmp_path):
+    from lrsearch.html_report import sections, write_html
+
+    study, _, certificate = certified
+    hostile = "<img src=x onerror=alert(1)>"
+    candidates = [c.model_copy(update={"label": hostile + c.label}) for c in certificate.candidates]
+    forged = certificate.model_copy(
+        update={"candidates": candidates, "sentence": hostile, "recommended": candidates[0].label, "device": hostile}
+    )
+    try:
+        study.set_user_attr(CERTIFICATE_ATTR, forged.model_dump(mode="json"))
+        path = tmp_path / "report.html"
+        write_html(study, [draw() for draw in sections(study)], path)
+        page = path.read_text()
+        assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    finally:
+        study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))
