@@ -272,6 +272,25 @@ def _searches(config: SearchConfig, data: Data, budget: float, seed: int) -> dic
     torch.set_num_threads(1)
     study = new_study()
     cpu = torch.device("cpu")
+    results["(a) Optuna-example loop"] = _timed(lambda: example_search(study, config, data, timeout=budget), study)
+    for stack in (1, 10, 16, 25):
+        torch.set_num_threads(1 if stack == 1 else CORES)
+        study = new_study()
+        stop = StopSignal()
+        timer = threading.Timer(budget, stop.set)  # running trials end at their next epoch, unfinished
+        timer.start()
+        searching = Objective(config, data, cpu, stop)
+        label = "(b) lrsearch, one at a time" if stack == 1 else f"(c) stacked, K={stack}"
+        results[label] = _timed(lambda s=study, o=searching, k=stack: run_here(s, o, None, stack=k), study)
+    return results
+
+
+def example_search(
+    study: optuna.Study, config: SearchConfig, data: Data, *, trials: int | None = None, timeout: float | None = None
+) -> None:
+    """(a) as a search: Optuna's PyTorch example's objective (report each epoch, then `should_prune`), on the
+    CPU, trials sampled from lrsearch's search space."""
+    cpu = torch.device("cpu")
     objective = Objective(config, data, cpu)
     example = builtin_example(data)
 
@@ -285,17 +304,7 @@ def _searches(config: SearchConfig, data: Data, budget: float, seed: int) -> dic
 
         return optuna_example_loop(spec, example, cpu, report)
 
-    results["(a) Optuna-example loop"] = _timed(lambda: study.optimize(example_objective, timeout=budget), study)
-    for stack in (1, 10, 16, 25):
-        torch.set_num_threads(1 if stack == 1 else CORES)
-        study = new_study()
-        stop = StopSignal()
-        timer = threading.Timer(budget, stop.set)  # running trials end at their next epoch, unfinished
-        timer.start()
-        searching = Objective(config, data, cpu, stop)
-        label = "(b) lrsearch, one at a time" if stack == 1 else f"(c) stacked, K={stack}"
-        results[label] = _timed(lambda s=study, o=searching, k=stack: run_here(s, o, None, stack=k), study)
-    return results
+    study.optimize(example_objective, n_trials=trials, timeout=timeout)
 
 
 def _timed(run, study: optuna.Study) -> tuple[float, int, float]:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
@@ -31,9 +31,6 @@ from lrsearch.spec import RunSpec
 from lrsearch.stats import mean_interval
 from lrsearch.train import EpochRecord
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 _log = logging.getLogger(__name__)
 
 TRIAL_PICTURE = "lr-and-loss.svg"
@@ -48,30 +45,27 @@ class TrialPictures:
     only be added to a trial that is still running."""
 
     def __init__(self, folder: Path) -> None:
-        from lrsearch.plots import TrialPicture
-
         folder.mkdir(parents=True, exist_ok=True)
         self.store = FileSystemArtifactStore(str(folder))
-        self.picture = TrialPicture()
 
     def __call__(
         self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState, steps_per_epoch: int
     ) -> None:
+        from lrsearch.trial_svg import trial_svg
+
         curves = TrialCurves.of_run(trial.number, spec, records, state, steps_per_epoch)
         try:
-            artifact_id = attach_trial_picture(trial, self.picture.draw(curves), self.store)
+            artifact_id = attach_trial_picture(trial, trial_svg(curves), self.store)
             save_note(trial, trial_note(curves, get_artifact_path(trial, artifact_id)))
         except Exception as error:  # noqa: BLE001 - a picture must never fail the trial it shows
             _log.warning("trial %d: no picture attached: %s: %s", trial.number, type(error).__name__, error)
 
 
-def attach_trial_picture(trial: optuna.Trial, picture: Figure, store: Any) -> str:
-    """Upload the trial's picture as an SVG artifact of the trial; returns its artifact id."""
-    from lrsearch.plots import to_bytes
-
+def attach_trial_picture(trial: optuna.Trial, svg: str, store: Any) -> str:
+    """Upload the trial's picture (SVG text) as an artifact of the trial; returns its artifact id."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / TRIAL_PICTURE
-        path.write_bytes(to_bytes(picture, "svg"))
+        path.write_text(svg, encoding="utf-8")
         return upload_artifact(
             artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="image/svg+xml"
         )

@@ -5,13 +5,16 @@ only (`save_note`, `get_artifact_path`, `wsgi`...); a private use of it would be
 from __future__ import annotations
 
 import copy
+import threading
 import warnings
+from collections.abc import Container, Iterator
+from contextlib import contextmanager
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat  # the storages that record heartbeats (no public name)
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.records import FAIL_REASON, WORKER_ATTR
 
@@ -57,3 +60,35 @@ def fail_stale_trials(study: optuna.Study) -> None:
                 # The retry copies the trial's attributes: not the reason its predecessor failed.
                 frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k != FAIL_REASON}
                 callback(study, frozen)
+
+
+@contextmanager
+def trials_read_once(study: optuna.Study) -> Iterator[None]:
+    """While in the block, this thread reads the study's trials from one read of the storage.
+
+    TPE with `constant_liar` reads every trial of the study, running ones included, for each parameter
+    it samples, bypassing Optuna's per-ask cache (`Study._get_trials(use_cache=False)`); on a database
+    storage each read reloads every running trial with its intermediate values and attributes: a stack
+    of 10 paid about 9 reads a trial, of 10 running trials each. Sampling one trial in this block reads
+    the study once; the trial's own parameters, which the sampler writes as it goes, it filters out of
+    what it reads. `Study._get_trials` is what samplers, search spaces and `Study.get_trials` read
+    through, so it is replaced for the block, on this study object and for this thread only (a figures
+    thread reading the same study reads the storage as before).
+    """
+    owner = threading.get_ident()
+    trials = storage_of(study).get_all_trials(study._study_id, deepcopy=False)
+    read = study._get_trials
+
+    def get_trials(
+        deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
+    ) -> list[FrozenTrial]:
+        if threading.get_ident() != owner:
+            return read(deepcopy, states, use_cache)
+        chosen = [t for t in trials if states is None or t.state in states]
+        return copy.deepcopy(chosen) if deepcopy else chosen
+
+    study._get_trials = get_trials  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del study._get_trials

@@ -1,5 +1,5 @@
-"""Static pictures drawn with matplotlib: a trial's LR and loss curves (attached to the trial for the
-dashboard) and the report's figures. Imported only by code that draws."""
+"""Static pictures drawn with matplotlib: the report's figures. Imported only by code that draws (a trial's
+own picture, drawn while the search trains, is written by hand: `trial_svg`)."""
 
 from __future__ import annotations
 
@@ -16,46 +16,9 @@ from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from lrsearch.certificate import Certificate  # noqa: E402
 from lrsearch.curves import TrialCurves  # noqa: E402
-from lrsearch.report import format_params  # noqa: E402
 from lrsearch.stats import mean_interval  # noqa: E402
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable in a page
-
-
-class TrialPicture:
-    """The LR a trial trained with, step by step, beside its train and val loss per epoch.
-
-    One figure is redrawn for trial after trial: building a matplotlib figure (axes, ticks, legend)
-    costs more than drawing it, and a search draws one picture per trial.
-    """
-
-    def __init__(self) -> None:
-        self.figure = Figure(figsize=(9, 3.2))
-        self.lr_axes, self.loss_axes = self.figure.subplots(1, 2)
-        (self._lr,) = self.lr_axes.plot([], [], drawstyle="steps-post")
-        (self._train,) = self.loss_axes.plot([], [], marker=".", label="train loss")
-        (self._val,) = self.loss_axes.plot([], [], marker=".", label="val loss")
-        self.lr_axes.set(xlabel="epoch", ylabel="learning rate")
-        self.loss_axes.set_xlabel("epoch")
-        self.loss_axes.legend(fontsize=8, loc="upper right")
-        self._params = self.figure.suptitle("", fontsize=8)
-        # A fixed layout: tight_layout would double the time a trial spends here.
-        self.figure.subplots_adjust(left=0.09, right=0.98, bottom=0.16, top=0.83, wspace=0.28)
-
-    def draw(self, curves: TrialCurves) -> Figure:
-        xs, ys = curves.lr_curve()
-        self._lr.set_data(xs, ys)
-        self._train.set_data(curves.epochs, curves.train_loss)
-        self._val.set_data(curves.epochs, curves.val_loss)
-        self.lr_axes.set_yscale("log" if _spans_decades(ys) else "linear")
-        for axes in (self.lr_axes, self.loss_axes):
-            axes.relim()
-            axes.autoscale_view()
-            _few_ticks(axes)
-        self.lr_axes.set_title(f"LR: {curves.spec.schedule.name}, base {curves.spec.lr:.3g}", fontsize=10)
-        self.loss_axes.set_title(f"trial #{curves.number}: {curves.state.name.lower()}", fontsize=10)
-        self._params.set_text(format_params(curves.spec.schedule.params))
-        return self.figure
 
 
 def top_lr_curves(top: Sequence[TrialCurves]) -> Figure:

@@ -82,14 +82,15 @@ class SearchRun:
         them. The first Ctrl-C ends each running trial after its epoch; a second one stops at once.
 
         Args:
-            on_progress: called after each trial (one worker) or every `POLL_S` (worker processes).
+            on_progress: called after a trial ends, at most every `POLL_S` (one worker: it reads the whole
+                study, running trials included), or every `POLL_S` (worker processes).
         """
         started = time.perf_counter()
         second_interrupt = False
         try:
             with _figures(self.config, self.study), stop_on_interrupt(self.stop):
                 if len(self.setups) == 1:
-                    callbacks = [] if on_progress is None else [lambda study, trial: on_progress()]
+                    callbacks = [] if on_progress is None else [_at_most_every(POLL_S, on_progress)]
                     self.reports = [run_worker(self.setups[0], self.stop, callbacks=callbacks)]
                 else:
                     self.reports = _in_processes(self.setups, on_progress)
@@ -99,6 +100,19 @@ class SearchRun:
             shutil.rmtree(self._stop_folder, ignore_errors=True)
             self.seconds = time.perf_counter() - started
         return second_interrupt or self.stop.is_set()
+
+
+def _at_most_every(seconds: float, action: Callable[[], None]) -> Callable[[optuna.Study, Any], None]:
+    """A trial callback that runs `action` when `seconds` have passed since it last did."""
+    last = -float("inf")
+
+    def callback(study: optuna.Study, trial: Any) -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            last = time.monotonic()
+            action()
+
+    return callback
 
 
 def _figures(config: SearchConfig, study: optuna.Study) -> AbstractContextManager[Any]:

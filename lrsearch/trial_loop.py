@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.budget import Move, admit
 from lrsearch.engine import Engine, EpochOutcome
 from lrsearch.errors import Interrupted, StorageFault, fault_line, is_fault
-from lrsearch.internals import fail_stale_trials, storage_of, trial_id
+from lrsearch.internals import fail_stale_trials, storage_of, trial_id, trials_read_once
 from lrsearch.objective import Objective
 from lrsearch.records import FAIL_REASON, WORKER_ATTR
 from lrsearch.spec import RunSpec
@@ -142,7 +142,8 @@ class _Loop:
             trial = self.asked[0]
             trial.set_user_attr(WORKER_ATTR, self.worker)
             try:
-                spec = self.objective.begin(trial)
+                with trials_read_once(self.study):  # the sampler's reads of the study: one, not one a parameter
+                    spec = self.objective.begin(trial)
                 if self.engine is None:
                     self.engine = self.new_engine(spec)
                 self.engine.add(trial.number, spec)

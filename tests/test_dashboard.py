@@ -87,10 +87,10 @@ def test_figures_off_attaches_nothing(tiny_config_file, tmp_path):
 
 
 def test_a_picture_that_fails_never_fails_its_trial(tiny_config_file, monkeypatch, caplog):
-    def broken(self, curves):
+    def broken(curves):
         raise RuntimeError("no ink")
 
-    monkeypatch.setattr("lrsearch.plots.TrialPicture.draw", broken)
+    monkeypatch.setattr("lrsearch.trial_svg.trial_svg", broken)
     study = _search(tiny_config_file, "--stack", "1")
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert "no picture attached: RuntimeError: no ink" in caplog.text

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import optuna
+
+from lrsearch.internals import storage_of, trials_read_once
+from lrsearch.storage import open_storage
+from lrsearch.study import make_sampler
+
+
+def _sampled(storage_url: str, read_once: bool) -> tuple[list[dict], int]:
+    """A TPE (constant liar) study of 24 trials asked three at a time, as a stack asks them: the params
+    it sampled, and how often it read all the study's trials while sampling."""
+    study = optuna.create_study(storage=open_storage(storage_url), sampler=make_sampler("tpe", 0))
+    storage, reads, sampling = storage_of(study), [0], [False]
+    read = storage.get_all_trials
+
+    def counting(*args, **kwargs):
+        reads[0] += sampling[0]
+        return read(*args, **kwargs)
+
+    storage.get_all_trials = counting
+    while len(study.trials) < 24:
+        trials = [study.ask() for _ in range(3)]
+        sampling[0] = True
+        for trial in trials:  # all three are running while each is sampled
+            with trials_read_once(study) if read_once else _nothing():
+                trial.suggest_float("x", -5, 5)
+                if trial.suggest_categorical("kind", ["a", "b"]) == "a":
+                    trial.suggest_float("a", 0, 1)
+                trial.suggest_float("y", 1e-3, 1, log=True)
+        sampling[0] = False
+        for trial in trials:
+            study.tell(trial, (trial.params["x"] - 1) ** 2 + trial.params.get("a", 0.5))
+    return [t.params for t in study.trials], reads[0]
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_sampling_from_one_read_samples_what_reading_each_time_does(tmp_path):
+    every_time, reads_every_time = _sampled(f"sqlite:///{tmp_path}/a.db", read_once=False)
+    once, reads_once = _sampled(f"sqlite:///{tmp_path}/b.db", read_once=True)
+    assert once == every_time
+    assert reads_once == len(once) < reads_every_time  # one read a trial
+
+
+def test_the_block_ends_with_the_study_reading_its_storage_again(tmp_path):
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/c.db"))
+    with trials_read_once(study):
+        study.enqueue_trial({"x": 1.0})  # written, but not in the block's read
+        assert study.get_trials() == []
+    assert len(study.get_trials()) == 1
+    assert "_get_trials" not in vars(study)
