@@ -7,12 +7,13 @@ from __future__ import annotations
 import copy
 import threading
 import warnings
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat  # the storages that record heartbeats (no public name)
 from optuna.trial import FrozenTrial, TrialState
 
@@ -92,3 +93,55 @@ def trials_read_once(study: optuna.Study) -> Iterator[None]:
         yield
     finally:
         del study._get_trials
+
+
+def report_all(study: optuna.Study, reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:
+    """Each `trial.report(value, step)` of `reports`, written in one transaction on a database storage.
+
+    A stack's trials report their epochs together, and each `Trial.report` is a transaction of its own
+    (a commit costs milliseconds on SQLite, a round trip on PostgreSQL): a stack of 10 paid 10 per
+    epoch. `RDBStorage._set_trial_intermediate_value_without_commit` is the write `report` makes, in
+    the session Optuna's own `_create_scoped_session` opens and commits; the trial's cached copy is kept
+    as `Trial.report` keeps it. Other storages get `trial.report` itself.
+    """
+    fresh = [
+        (t, int(step), float(v)) for t, step, v in reports if step not in t._cached_frozen_trial.intermediate_values
+    ]
+    backend = _database(study)
+    if backend is None:
+        for trial, step, value in fresh:
+            trial.report(value, step)
+        return
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for trial, step, value in fresh:
+            backend._set_trial_intermediate_value_without_commit(session, trial._trial_id, step, value)
+    for trial, step, value in fresh:
+        trial._cached_frozen_trial.intermediate_values[step] = value
+
+
+def set_user_attrs(study: optuna.Study, trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    """`trial.set_user_attr(key, value)` for each of `attrs`, in one transaction on a database storage
+    (a trial's RunSpec, device and curves are several attributes: one commit, not one each), through
+    `RDBStorage._set_trial_attr_without_commit` as `set_trial_user_attr` writes them."""
+    backend = _database(study)
+    if backend is None:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def _database(study: optuna.Study) -> RDBStorage | None:
+    """The study's RDBStorage (Optuna wraps it in its `_CachedStorage`, whose writes pass straight
+    through to it), or None for any other storage."""
+    storage = storage_of(study)
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from lrsearch.config import SearchConfig
 from lrsearch.data import Data
 from lrsearch.errors import Interrupted
+from lrsearch.internals import set_user_attrs
 from lrsearch.records import PRUNED_REASON, curve_attrs, run_attrs
 from lrsearch.space import sample_run_spec
 from lrsearch.spec import RunSpec
@@ -44,8 +45,7 @@ class Objective:
         if self.stop.is_set():
             raise Interrupted("stopped before training")
         spec = sample_run_spec(trial, self.config, self.steps_per_epoch)
-        for key, value in run_attrs(spec, str(self.device)).items():
-            trial.set_user_attr(key, value)
+        set_user_attrs(trial.study, trial, run_attrs(spec, str(self.device)))
         return spec
 
     def judge(self, trial: optuna.Trial, record: EpochRecord, should_prune: Callable[[], bool]) -> None:
@@ -64,8 +64,7 @@ class Objective:
 
     def record_curves(self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState) -> None:
         """Before the trial ends as `state`: store its per-epoch curves, and attach its picture."""
-        # One write per curve at the end, not one per epoch: each storage write costs milliseconds.
-        for key, value in curve_attrs(records, self.data.score, self.steps_per_epoch).items():
-            trial.set_user_attr(key, value)
+        # One write for all curves at the end, not one per epoch: each storage write costs milliseconds.
+        set_user_attrs(trial.study, trial, curve_attrs(records, self.data.score, self.steps_per_epoch))
         if self.pictures is not None and records:
             self.pictures(trial, spec, records, state, self.steps_per_epoch)

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.budget import Move, admit
 from lrsearch.engine import Engine, EpochOutcome
 from lrsearch.errors import Interrupted, StorageFault, fault_line, is_fault
-from lrsearch.internals import fail_stale_trials, storage_of, trial_id, trials_read_once
+from lrsearch.internals import fail_stale_trials, report_all, storage_of, trial_id, trials_read_once
 from lrsearch.objective import Objective
 from lrsearch.records import FAIL_REASON, WORKER_ATTR
 from lrsearch.spec import RunSpec
@@ -170,11 +170,13 @@ class _Loop:
             if isinstance(error, Exception):
                 return
             raise
-        for outcome in outcomes:  # all reported first, so the pruner then judges them from one read
+        reports = []
+        for outcome in outcomes:  # all reported first, in one write, so the pruner then judges them from one read
             entry = self.running[outcome.key]
             if outcome.record is not None:
                 entry.records.append(outcome.record)
-                entry.trial.report(outcome.record.val_loss, outcome.record.epoch)
+                reports.append((entry.trial, outcome.record.epoch, outcome.record.val_loss))
+        report_all(self.study, reports)
         pruning = any(o.record and o.record.epoch >= self.objective.first_pruning_epoch for o in outcomes)
         view = _EpochView(self.study) if pruning else None
         for outcome in outcomes:

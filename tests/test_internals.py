@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 
 from lrsearch.internals import storage_of, trials_read_once
 from lrsearch.storage import open_storage
@@ -56,3 +57,22 @@ def test_the_block_ends_with_the_study_reading_its_storage_again(tmp_path):
         assert study.get_trials() == []
     assert len(study.get_trials()) == 1
     assert "_get_trials" not in vars(study)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_reports_and_attributes_written_together_land_as_one_at_a_time_would(tmp_path, kind):
+    from lrsearch.internals import report_all, set_user_attrs
+    from lrsearch.storage import open_storage
+
+    url = {"sqlite": f"sqlite:///{tmp_path}/s.db", "journal": str(tmp_path / "j.log"), "memory": None}[kind]
+    study = optuna.create_study(storage=None if url is None else open_storage(url))
+    trials = [study.ask() for _ in range(3)]
+    report_all(study, [(trial, 1, 0.5 + i) for i, trial in enumerate(trials)])
+    report_all(study, [(trials[0], 2, 0.25), (trials[0], 1, 9.0)])  # a step reported again is ignored, as report does
+    set_user_attrs(study, trials[1], {"run_spec": {"lr": 0.1}, "device": "cpu"})
+    stored = {t.number: t for t in study.get_trials(deepcopy=False)}
+    assert stored[0].intermediate_values == {1: 0.5, 2: 0.25} and stored[2].intermediate_values == {1: 2.5}
+    assert stored[1].user_attrs == {"run_spec": {"lr": 0.1}, "device": "cpu"}
+    assert trials[0].should_prune() is False  # the trial's own copy knows its reports too
+    study.tell(trials[0], 0.25)
+    assert study.best_trial.intermediate_values == {1: 0.5, 2: 0.25}
