@@ -88,7 +88,9 @@ def test_loss(spec: RunSpec, device: str) -> float:
 
 
 def _loss(value: float) -> str:
-    return f"{value:.4f}" if math.isfinite(value) else "div"
+    if not math.isfinite(value):
+        return "div"
+    return f"{value:.4f}" if abs(value) < 1e3 else f"{value:.2g}"  # a run that blew up, not a column-breaker
 
 
 def _mean(values: list[float]) -> str:
@@ -201,7 +203,7 @@ def _test_mean(candidate) -> float:
 
 def _mean_of(rows: list[dict[str, float]], key: str) -> str:
     finite = [row[key] for row in rows if math.isfinite(row[key])]
-    return f"{statistics.mean(finite):.4f}" if finite else "-"
+    return _loss(statistics.mean(finite)) if finite else "-"
 
 
 def _seeds(args: argparse.Namespace) -> list[int]:

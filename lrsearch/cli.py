@@ -158,16 +158,17 @@ def optimize(
     with open_search(settings) as (study, torch_devices):
         before = len(study.get_trials(deepcopy=False))
         interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
-        if not interrupted and settings.study.certify and _has_completed(study):
-            interrupted = _certify(
-                study,
-                settings,
-                torch_devices[0],
-                seeds=settings.study.certify_seeds,
-                top=settings.study.certify_top,
-                epochs=None,
-            )
-        _print_report(study, settings.study.export_path, settings.study.storage)
+        if _print_summary(study):
+            if not interrupted and settings.study.certify:
+                interrupted = _certify(
+                    study,
+                    settings,
+                    torch_devices[0],
+                    seeds=settings.study.certify_seeds,
+                    top=settings.study.certify_top,
+                    epochs=None,
+                )
+            _print_export(study, settings.study.export_path, settings.study.storage)
     if interrupted:
         typer.echo(f"re-run with --study-name {settings.study.name} to add more trials")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -247,12 +248,6 @@ def _run_search(
     return interrupted
 
 
-def _has_completed(study: Any) -> bool:
-    from optuna.trial import TrialState
-
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-
-
 def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, epochs: int | None) -> bool:
     """Certify the study's answer with a progress bar, and print what it found; True when Ctrl-C stopped
     it (the search's trials are all stored: `lrsearch certify` can run it again)."""
@@ -308,18 +303,25 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
     raise typer.Exit(EXIT_FAULT)
 
 
-def _print_report(study: Any, export_path: Path, storage: str) -> None:
-    from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.report import best_lines, counts_line, current_certificate, export_best, summarize, top_table
-    from lrsearch.storage import shown_url
+def _print_summary(study: Any) -> bool:
+    """The trial counts, the best trial and the top table; False when no trial completed."""
+    from lrsearch.report import best_lines, counts_line, summarize, top_table
 
     summary = summarize(study)
     typer.echo(counts_line(summary))
     if summary.best is None:
         typer.echo("no completed trial yet: nothing to export")
-        return
+        return False
     typer.echo("\n".join(best_lines(summary.best)))
     _console().print(top_table(summary))
+    return True
+
+
+def _print_export(study: Any, export_path: Path, storage: str) -> None:
+    from lrsearch.config import DEFAULT_STORAGE
+    from lrsearch.report import current_certificate, export_best
+    from lrsearch.storage import shown_url
+
     spec = export_best(study, export_path)
     certified = current_certificate(study) is not None
     record = f"{spec.replay_options} --study-name {study.study_name}" + (
