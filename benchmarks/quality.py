@@ -170,10 +170,10 @@ def seeds_at_equal_time(args: argparse.Namespace) -> None:
             order = counts if seed % 2 == 0 else counts[::-1]  # alternate which runs first
             found: dict[int, tuple[float, int]] = {}
             for count in order:
-                config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
-                config["search"] = {"seeds": count}
+                study = {"storage": "sqlite:///:memory:", "figures": False, "certify": False, "trials": None}
+                config = {"study": study, "search": {"seeds": count}}
                 result = lrsearch.search(
-                    config, task=task, seed=seed, trials=None, timeout=args.seconds, study_name=f"{task}-{seed}-{count}"
+                    config, task=task, seed=seed, timeout=args.seconds, study_name=f"{task}-{seed}-{count}"
                 )
                 finished = sum(t.state.is_finished() for t in result.study.trials)
                 found[count] = (_fresh_test_loss(result, args.device), finished)
