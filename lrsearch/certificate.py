@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import optuna
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lrsearch.spec import RunSpec
 from lrsearch.stats import Interval, mean_interval, paired_difference
@@ -39,10 +39,16 @@ class Candidate(BaseModel):
     kind: Literal["searched", "control"]
     trial: int | None = None  # the study's trial it came from (searched candidates)
     spec: dict[str, Any]  # its RunSpec as JSON (the study's seed; trained at the certificate's seeds)
-    val_loss: list[float] | None = None
-    test_loss: list[float] | None = None
-    test_score: list[float] | None = None
+    val_loss: list[float] | None = Field(None, min_length=1)
+    test_loss: list[float] | None = Field(None, min_length=1)
+    test_score: list[float] | None = Field(None, min_length=1)
     diverged: str | None = None  # why a seed's run did not finish; the figures are None then
+
+    @field_validator("spec")
+    @classmethod
+    def _a_run(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        RunSpec.model_validate(spec)  # stored data: a run that does not parse makes the record unreadable
+        return spec
 
     @property
     def val(self) -> Interval | None:

@@ -316,8 +316,15 @@ def test_a_stale_or_unreadable_certificate_is_not_used(certified, tmp_path):
         assert current_certificate(study) is None
         text = (export_best(study, tmp_path / "stale.yaml"), (tmp_path / "stale.yaml").read_text())[1]
         assert "not certified" in text and CERTIFICATE_KEY not in yaml.safe_load(text)
-        study.set_user_attr(CERTIFICATE_ATTR, {"seeds": "many"})
-        assert "unreadable" in stored_certificate(study) and current_certificate(study) is None
+        for forged in (
+            {"seeds": "many"},
+            certificate.model_dump(mode="json")
+            | {"candidates": [{"label": "x", "kind": "control", "spec": {}, "val_loss": []}]},
+            certificate.model_dump(mode="json")
+            | {"candidates": [{"label": "x", "kind": "control", "spec": {"lr": -1}, "val_loss": [0.1]}]},
+        ):
+            study.set_user_attr(CERTIFICATE_ATTR, forged)
+            assert "unreadable" in stored_certificate(study) and current_certificate(study) is None
     finally:
         study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))
 
