@@ -4,10 +4,12 @@ A search ranks its trials by one run each, at one seed, and keeps the lowest: it
 partly luck. Here the top `top` distinct trials and the controls (`controls.CONTROLS`, each at its own
 tuned base LR) train again at `seeds` seeds none of them was chosen at (new initial weights and batch
 orders; the data split stays), to the end, many at once in stacks; `certificate.judge` then says what
-the numbers support. Two rounds:
-1. tune the controls: each at the LR grid around the answer's mean LR (`controls.lr_grid`), at the
-   search's own seeds and length, so that a control's LR is chosen as the trials' were, by val loss;
-2. certify: the top trials and the tuned controls at the fresh seeds, at the certified length.
+the numbers support. Two things are trained, in as few rounds as they allow (`_Trainer.rounds`):
+- the controls' tuning: each at the LR grid around the answer's mean LR (`controls.lr_grid`), widened
+  while its best LR is at an edge, at the search's own seeds and length, so that a control's LR is
+  chosen as the trials' were, by val loss;
+- the certification proper: the top trials and the tuned controls at the fresh seeds, at the certified
+  length; the top trials from the first round on, each control as soon as its LR is chosen.
 """
 
 from __future__ import annotations
@@ -94,15 +96,7 @@ def certify(
         f"#{number} {spec.schedule.name}, lr {spec.lr:.3g}": (number, spec.stretched(length))
         for number, spec in searched
     }
-    # The searched candidates train beside the controls' tuning: they do not wait for it.
-    tuned, results = trainer.tune_controls(answer, config, alongside=_at_seeds(candidates, fresh))
-    for control in tuned:
-        if control.chosen is not None:
-            spec = control_run(answer, control.name, control.chosen)
-            candidates[control_label(control.name, control.chosen)] = (None, spec.stretched(length))
-    results |= trainer.train_all(
-        {key: spec for key, spec in _at_seeds(candidates, fresh).items() if key not in results}
-    )
+    tuned, candidates, results = trainer.rounds(answer, config, candidates, fresh, length)
     rows = [
         _candidate(label, number, spec, [results[label, seed] for seed in fresh])
         for label, (number, spec) in candidates.items()
@@ -175,51 +169,70 @@ class _Trainer:
                 self._stack = choose_stack(sized, self.device, self.data, self.threads).size
         return max(1, min(self._stack, runs))
 
-    def tune_controls(
-        self, answer: RunSpec, config: SearchConfig, alongside: dict[Hashable, RunSpec]
-    ) -> tuple[list[TunedControl], dict[Hashable, RunResult]]:
-        """Each control's val loss (mean over the search's seeds) at each LR tried, and its best LR: the
-        grid around the answer's mean LR, widened a step at a time while a control's best is at its edge.
+    def rounds(
+        self,
+        answer: RunSpec,
+        config: SearchConfig,
+        searched: dict[str, tuple[int | None, RunSpec]],
+        fresh: list[int],
+        length: int,
+    ) -> tuple[list[TunedControl], dict[str, tuple[int | None, RunSpec]], dict[Hashable, RunResult]]:
+        """Train until every control is tuned and every candidate has trained at the fresh seeds.
+
+        Round 1 trains each control at its LR grid around the answer's mean LR (at the search's seeds and
+        length; a control's LR is chosen by val loss, as the trials were) beside the searched candidates
+        at the fresh seeds. Each later round tries, for a control whose best LR is at an edge of what it
+        tried, one LR further out, beside the fresh-seed runs of every control whose LR has settled: no
+        control's certification waits for another's tuning.
 
         Returns:
-            The tuned controls, and the results of the `alongside` runs, trained in the first round.
+            The tuned controls; every candidate (searched, then the controls), label -> (trial, run);
+            the results of every run, by (label, seed).
         """
         low, high = config.search.lr.low, config.search.lr.high
         seeds = search_seeds(config.study.seed, config.search.seeds)
         names = controls_for(answer.epochs)
         tried: dict[str, dict[float, float | None]] = {name: {} for name in names}  # LR -> mean val loss
         todo = {name: lr_grid(answer, name, low, high) for name in names}
-        alongside_results: dict[Hashable, RunResult] | None = None
-        while todo:
-            runs = {
+        settled: set[str] = set()  # controls whose LR is chosen (or that diverged at every LR)
+        controls: dict[str, tuple[int | None, RunSpec]] = {}  # label -> (None, its run at the certified length)
+        pending = _at_seeds(searched, fresh)
+        results: dict[Hashable, RunResult] = {}
+        while todo or pending:
+            sweep = {
                 (name, lr, seed): control_run(answer, name, lr).model_copy(update={"seed": seed})
                 for name, lrs in todo.items()
                 for lr in lrs
                 for seed in seeds
             }
-            if alongside_results is None:  # the first round
-                results = self.train_all(runs | alongside)
-                alongside_results = {key: results[key] for key in alongside}
-            else:
-                results = self.train_all(runs)
+            results |= self.train_all(sweep | pending)
             for name, lrs in todo.items():
                 for lr in lrs:
                     values = [results[name, lr, seed].val_loss for seed in seeds]
                     tried[name][lr] = None if None in values else sum(values) / len(values)
-            todo = {}
-            for name, losses in tried.items():
-                finite = {lr: loss for lr, loss in losses.items() if loss is not None}
-                if finite:
-                    beyond = next_lr(sorted(losses), min(finite, key=finite.get), low, high)
-                    if beyond is not None and beyond not in losses and len(losses) < MAX_LRS_TRIED:
-                        todo[name] = [beyond]
+            todo, pending = {}, {}
+            for name in names:
+                if name in settled or not tried[name]:
+                    continue
+                finite = {lr: loss for lr, loss in tried[name].items() if loss is not None}
+                best = min(finite, key=finite.get) if finite else None
+                beyond = None if best is None else next_lr(sorted(tried[name]), best, low, high)
+                if beyond is not None and beyond not in tried[name] and len(tried[name]) < MAX_LRS_TRIED:
+                    todo[name] = [beyond]
+                    continue
+                settled.add(name)
+                if best is not None:
+                    label = control_label(name, best)
+                    controls[label] = (None, control_run(answer, name, best).stretched(length))
+                    pending |= _at_seeds({label: controls[label]}, fresh)
         tuned = []
-        for name, losses in tried.items():
-            lrs = sorted(losses)
-            finite = {lr: loss for lr, loss in losses.items() if loss is not None}
+        for name in names:
+            lrs = sorted(tried[name])
+            finite = {lr: loss for lr, loss in tried[name].items() if loss is not None}
             chosen = min(finite, key=finite.get) if finite else None
-            tuned.append(TunedControl(name=name, lrs=lrs, val_losses=[losses[lr] for lr in lrs], chosen=chosen))
-        return tuned, alongside_results or {}
+            tuned.append(TunedControl(name=name, lrs=lrs, val_losses=[tried[name][lr] for lr in lrs], chosen=chosen))
+        in_order = [control_label(t.name, t.chosen) for t in tuned if t.chosen is not None]
+        return tuned, searched | {label: controls[label] for label in in_order}, results
 
     def train_all(self, runs: dict[Hashable, RunSpec]) -> dict[Hashable, RunResult]:
         """Train every run to its end, `stack` at a time, a finished run's row refilled at once."""
