@@ -85,6 +85,10 @@ TaskOption = Annotated[
         "runs only when this option names it [default: classification, or the config's]."
     ),
 ]
+StudyTaskOption = Annotated[
+    str | None,
+    typer.Option(help="The study's own task (module:function), when it is one: naming it runs its code here."),
+]
 DevicesOption = Annotated[
     str | None,
     typer.Option("--devices", "--device", help="auto (every GPU, else CPU), cpu, or cuda:0,cuda:1 [default: auto]."),
@@ -184,10 +188,7 @@ def worker(
     stack: StackOption = None,
     devices: DevicesOption = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(help="The study's own task (module:function), when it is one: naming it runs its code here."),
-    ] = None,
+    task: StudyTaskOption = None,
 ) -> None:
     """Join a study that `lrsearch optimize` started (on this or another machine) and run its trials
     until its trial budget is spent. The search settings come from the study itself."""
@@ -371,10 +372,7 @@ def certify_command(
         ),
     ] = None,
     devices: DevicesOption = None,
-    task: Annotated[
-        str | None,
-        typer.Option(help="The study's own task (module:function), when it is one: naming it runs its code here."),
-    ] = None,
+    task: StudyTaskOption = None,
     export: Annotated[
         Path | None, typer.Option(help="Where to write the recommended run [default: studies/<study>-best.yaml].")
     ] = None,
