@@ -127,7 +127,7 @@ def search(
 
 def _run(config: SearchConfig, progress: bool) -> SearchResult:
     from lrsearch.progress import TrialProgress
-    from lrsearch.search_run import SearchRun, open_search
+    from lrsearch.search_run import SearchRun, certify_and_show, open_search
 
     with open_search(config) as (study, devices):
         run = SearchRun(config, study, devices, config.study.seed)
@@ -137,11 +137,7 @@ def _run(config: SearchConfig, progress: bool) -> SearchResult:
         else:
             interrupted = run.run()
         if config.study.certify and not interrupted and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            from lrsearch.certify import certify as certify_study
-
-            certify_study(
-                study, config, device=devices[0], seeds=config.study.certify_seeds, top=config.study.certify_top
-            )
+            certify_and_show(study, config, devices[0], seeds=config.study.certify_seeds, top=config.study.certify_top)
     return SearchResult(study=study, config=config, interrupted=interrupted)
 
 
@@ -165,29 +161,9 @@ def certify(
     Raises:
         ConfigError: no such study, no completed trial, or a setting out of range.
     """
-    from lrsearch.certify import certify as certify_study
     from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.device import resolve_devices
-    from lrsearch.logs import quiet_optuna
-    from lrsearch.storage import exclusive_search
-    from lrsearch.study import load_existing_study, stored_config
-    from lrsearch.tasks import require_named
+    from lrsearch.search_run import certify_and_show, open_stored_study
 
-    url = storage or DEFAULT_STORAGE
-    quiet_optuna()
-    study = load_existing_study(study_name, url)
-    config = stored_config(study, {"study.storage": url, "study.devices": devices})
-    require_named(config.data.task, task, f"study {study_name!r}")
-    device = resolve_devices(config.study.devices)[0]
-    with exclusive_search(url, study_name):
-        certificate = certify_study(study, config, device=device, seeds=seeds, top=top, epochs=epochs)
-        _show(study, config)
-    return certificate
-
-
-def _show(study: optuna.Study, config: SearchConfig) -> None:
-    """Put the certificate in the dashboard's study note and figures, when the study keeps figures."""
-    if config.study.figures:
-        from lrsearch.dashboard import refresh_locked
-
-        refresh_locked(study, config.study.storage)
+    with open_stored_study(study_name, storage or DEFAULT_STORAGE, {"study.devices": devices}, task) as opened:
+        study, config, device = opened
+        return certify_and_show(study, config, device, seeds=seeds, top=top, epochs=epochs)

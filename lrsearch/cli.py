@@ -254,8 +254,8 @@ def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, ep
     it (the search's trials are all stored: `lrsearch certify` can run it again)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lrsearch.certify import certify
     from lrsearch.report import certificate_lines, certificate_table
+    from lrsearch.search_run import certify_and_show
 
     bar = Progress(
         TextColumn("certifying"), BarColumn(), MofNCompleteColumn(), TextColumn("run-epochs"), TimeElapsedColumn()
@@ -263,10 +263,10 @@ def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, ep
     task = bar.add_task("certifying", total=None)
     try:
         with bar:
-            certificate = certify(
+            certificate = certify_and_show(
                 study,
                 settings,
-                device=device,
+                device,
                 seeds=seeds,
                 top=top,
                 epochs=epochs,
@@ -275,10 +275,6 @@ def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, ep
     except KeyboardInterrupt:
         typer.echo(f"certification interrupted; run it again: lrsearch certify --study-name {study.study_name}")
         return True
-    if settings.study.figures:
-        from lrsearch.dashboard import refresh_locked
-
-        refresh_locked(study, settings.study.storage)  # the dashboard's note and figure show the certificate
     _console().print(certificate_table(certificate))
     typer.echo("\n".join(certificate_lines(certificate)))
     return False
@@ -381,28 +377,18 @@ def certify_command(
     warmup-stable-decay, StepLR) again at fresh seeds; say, with 95% intervals, whether the search's
     answer beats the best control, and store the certificate in the study."""
     from lrsearch.config import DEFAULT_STORAGE, MAX_EPOCHS
-    from lrsearch.device import resolve_devices
     from lrsearch.paths import check_writable
-    from lrsearch.storage import exclusive_search
-    from lrsearch.study import load_existing_study, stored_config
-    from lrsearch.tasks import require_named
+    from lrsearch.report import export_best
+    from lrsearch.search_run import open_stored_study
 
-    url = storage or DEFAULT_STORAGE
     if epochs is not None and epochs > MAX_EPOCHS:
         raise ConfigError(f"--epochs: at most {MAX_EPOCHS}, got {epochs}")
-    quiet_optuna()
-    study = load_existing_study(study_name, url)
-    settings = stored_config(study, {"study.storage": url, "study.devices": devices, "study.export": export})
-    require_named(settings.data.task, task, f"study {study_name!r}")
-    export_path = settings.study.export_path
-    check_writable(export_path, "--export")
-    device = resolve_devices(settings.study.devices)[0]
-    with exclusive_search(url, study_name):  # a search of the study would change its best trial under us
-        interrupted = _certify(study, settings, device, seeds=seeds, top=top, epochs=epochs)
-        if interrupted:
+    overrides = {"study.devices": devices, "study.export": export}
+    with open_stored_study(study_name, storage or DEFAULT_STORAGE, overrides, task) as (study, settings, device):
+        export_path = settings.study.export_path
+        check_writable(export_path, "--export")
+        if _certify(study, settings, device, seeds=seeds, top=top, epochs=epochs):
             raise typer.Exit(EXIT_INTERRUPTED)
-        from lrsearch.report import export_best
-
         spec = export_best(study, export_path)
     typer.echo(f"recommended run written to {export_path}: lrsearch train --config {export_path}{spec.replay_options}")
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -24,8 +24,11 @@ from lrsearch.space import check_fixed
 from lrsearch.stopping import StopSignal, stop_on_interrupt
 from lrsearch.storage import exclusive_search, open_storage
 from lrsearch.study import open_study
-from lrsearch.tasks import is_user_task
+from lrsearch.tasks import is_user_task, require_named
 from lrsearch.workers import WorkerReport, plan_workers, run_worker, run_workers
+
+if TYPE_CHECKING:
+    from lrsearch.certificate import Certificate
 
 POLL_S = 0.5  # how often `on_progress` runs while worker processes train
 
@@ -58,6 +61,49 @@ def open_search(config: SearchConfig) -> Iterator[tuple[optuna.Study, list[torch
         study = open_study(config, storage)
         add_to_budget(study, config.study.trials)
         yield study, devices
+
+
+@contextmanager
+def open_stored_study(
+    name: str, url: str, overrides: dict[str, Any], task: str | None
+) -> Iterator[tuple[optuna.Study, SearchConfig, torch.device]]:
+    """A stored study, its search settings (with `overrides`, dotted study fields) and the first of its
+    devices, held as this command's (no search of it runs meanwhile: it would change its best trial).
+
+    Raises:
+        ConfigError: no such study, a bad setting, or the study's own task (code) not named by `task`.
+    """
+    from lrsearch.study import load_existing_study, stored_config
+
+    quiet_optuna()
+    study = load_existing_study(name, url)
+    config = stored_config(study, {"study.storage": url} | overrides)
+    require_named(config.data.task, task, f"study {name!r}")
+    device = resolve_devices(config.study.devices)[0]
+    with exclusive_search(url, name):
+        yield study, config, device
+
+
+def certify_and_show(
+    study: optuna.Study,
+    config: SearchConfig,
+    device: torch.device,
+    *,
+    seeds: int,
+    top: int,
+    epochs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Certificate:
+    """`certify.certify` the study's answer, then put the certificate in the dashboard's study note and
+    figures (when the study keeps figures: the search's refresher has stopped by now)."""
+    from lrsearch.certify import certify
+
+    certificate = certify(study, config, device=device, seeds=seeds, top=top, epochs=epochs, progress=progress)
+    if config.study.figures:
+        from lrsearch.dashboard import refresh_locked
+
+        refresh_locked(study, config.study.storage)
+    return certificate
 
 
 class SearchRun:

@@ -111,7 +111,20 @@ def test_a_worker_on_another_machine_joins_the_study(postgres_url, tmp_path):
     first.mkdir(), second.mkdir()
     config = _config_file(first, postgres_url, trials=40)
     optimize = subprocess.Popen(
-        [LRSEARCH, "optimize", "--config", config, "--epochs", "12", "--pruner", "none"],
+        # One trial at a time on machine A, so that its 40 trials outlast machine B's start-up.
+        [
+            LRSEARCH,
+            "optimize",
+            "--config",
+            config,
+            "--epochs",
+            "12",
+            "--pruner",
+            "none",
+            "--stack",
+            "1",
+            "--no-certify",
+        ],
         cwd=first,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
