@@ -176,6 +176,11 @@ def judge(candidates: list[Candidate], seeds: int) -> dict[str, Any]:
     if val_difference.excludes_zero() and val_difference.mean > 0:
         if shown.excludes_zero() and shown.mean > 0:
             sentence = f"{winner.label} beats the best control ({control.label}) by {size} {loss} ({seeds_text})"
+        elif shown.excludes_zero():  # val says better, test says worse beyond noise: both are said
+            sentence = (
+                f"{winner.label} beats the best control ({control.label}) on validation loss, but its {loss} is "
+                f"{size} higher ({seeds_text})"
+            )
         else:
             sentence = (
                 f"{winner.label} beats the best control ({control.label}) on validation loss, but its {loss}, "
