@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -153,35 +153,36 @@ def mean_lr_factor(spec: RunSpec, steps_per_epoch: int = 1) -> float:
     """The run's LR averaged over its steps, as a fraction of its base LR: how much learning rate a
     schedule gives in all (cosine to zero about 0.5, a warmup-then-decay less), with a val loss that keeps
     improving (ReduceLROnPlateau keeps its LR)."""
-    schedule = LoadedSchedule(spec)
     optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
-    total = 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scheduler = schedule.build(optimizer, steps_per_epoch)
-        for epoch in range(1, spec.epochs + 1):
-            for _ in range(steps_per_epoch):
-                total += optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                schedule.after_batch(scheduler)
-            schedule.after_epoch(scheduler, val_loss=1.0 / epoch)
+        lrs = _lrs_through(LoadedSchedule(spec), optimizer, steps_per_epoch, val_loss=lambda epoch: 1.0 / epoch)
+        total = sum(lr for _, lr in lrs)
     return total / (spec.epochs * steps_per_epoch * spec.lr)
 
 
 def _step_through(schedule: LoadedSchedule, optimizer: Optimizer, steps_per_epoch: int) -> None:
+    # A loss that never improves, so ReduceLROnPlateau acts. The LR after the last step is never used
+    # (OneCycleLR's linear anneal goes below 0 there), so it is not checked.
+    for epoch, lr in _lrs_through(schedule, optimizer, steps_per_epoch, val_loss=lambda epoch: 1.0):
+        _check_lr(lr, epoch)
+
+
+def _lrs_through(
+    schedule: LoadedSchedule, optimizer: Optimizer, steps_per_epoch: int, val_loss: Callable[[int], float]
+) -> Iterator[tuple[int, float]]:
+    """Step the schedule through its whole run as training does, `val_loss(epoch)` its metric: (epoch, LR)
+    of every optimizer step, each before it is taken."""
     scheduler = schedule.build(optimizer, steps_per_epoch)
     for epoch in range(1, schedule.spec.epochs + 1):
         for _ in range(steps_per_epoch):
-            _check_lr(optimizer, epoch)
+            yield epoch, optimizer.param_groups[0]["lr"]
             optimizer.step()
             schedule.after_batch(scheduler)
-        # A loss that never improves, so ReduceLROnPlateau acts. The LR after the last step is never used
-        # (OneCycleLR's linear anneal goes below 0 there), so it is not checked.
-        schedule.after_epoch(scheduler, val_loss=1.0)
+        schedule.after_epoch(scheduler, val_loss=val_loss(epoch))
 
 
-def _check_lr(optimizer: Optimizer, epoch: int) -> None:
-    lr = optimizer.param_groups[0]["lr"]
+def _check_lr(lr: float, epoch: int) -> None:
     if not (math.isfinite(lr) and lr >= 0):
         raise ConfigError(f"the LR becomes {lr} in epoch {epoch}")
 

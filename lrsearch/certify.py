@@ -195,9 +195,12 @@ class _Trainer:
         tried: dict[str, dict[float, float | None]] = {name: {} for name in names}  # LR -> mean val loss
         todo = {name: lr_grid(answer, name, low, high) for name in names}
         settled: set[str] = set()  # controls whose LR is chosen (or that diverged at every LR)
-        controls: dict[str, tuple[int | None, RunSpec]] = {}  # label -> (None, its run at the certified length)
         pending = _at_seeds(searched, fresh)
         results: dict[Hashable, RunResult] = {}
+
+        def candidate(name: str, lr: float) -> dict[str, tuple[int | None, RunSpec]]:
+            return {control_label(name, lr): (None, control_run(answer, name, lr).stretched(length))}
+
         while todo or pending:
             sweep = {
                 (name, lr, seed): control_run(answer, name, lr).model_copy(update={"seed": seed})
@@ -214,25 +217,25 @@ class _Trainer:
             for name in names:
                 if name in settled or not tried[name]:
                     continue
-                finite = {lr: loss for lr, loss in tried[name].items() if loss is not None}
-                best = min(finite, key=finite.get) if finite else None
+                best = _best_lr(tried[name])
                 beyond = None if best is None else next_lr(sorted(tried[name]), best, low, high)
                 if beyond is not None and beyond not in tried[name] and len(tried[name]) < MAX_LRS_TRIED:
                     todo[name] = [beyond]
                     continue
                 settled.add(name)
                 if best is not None:
-                    label = control_label(name, best)
-                    controls[label] = (None, control_run(answer, name, best).stretched(length))
-                    pending |= _at_seeds({label: controls[label]}, fresh)
-        tuned = []
-        for name in names:
-            lrs = sorted(tried[name])
-            finite = {lr: loss for lr, loss in tried[name].items() if loss is not None}
-            chosen = min(finite, key=finite.get) if finite else None
-            tuned.append(TunedControl(name=name, lrs=lrs, val_losses=[tried[name][lr] for lr in lrs], chosen=chosen))
-        in_order = [control_label(t.name, t.chosen) for t in tuned if t.chosen is not None]
-        return tuned, searched | {label: controls[label] for label in in_order}, results
+                    pending |= _at_seeds(candidate(name, best), fresh)
+        tuned = [
+            TunedControl(
+                name=name,
+                lrs=sorted(tried[name]),
+                val_losses=[tried[name][lr] for lr in sorted(tried[name])],
+                chosen=_best_lr(tried[name]),
+            )
+            for name in names
+        ]
+        controls = [candidate(t.name, t.chosen) for t in tuned if t.chosen is not None]
+        return tuned, searched | {label: run for one in controls for label, run in one.items()}, results
 
     def train_all(self, runs: dict[Hashable, RunSpec]) -> dict[Hashable, RunResult]:
         """Train every run to its end, `stack` at a time, a finished run's row refilled at once."""
@@ -271,6 +274,12 @@ class _Trainer:
         finally:
             torch.set_num_threads(outside_threads)
         return {key: results[key] for key in runs}
+
+
+def _best_lr(losses: dict[float, float | None]) -> float | None:
+    """The LR with the lowest mean val loss; None when every LR diverged."""
+    finite = {lr: loss for lr, loss in losses.items() if loss is not None}
+    return min(finite, key=finite.get) if finite else None
 
 
 def _at_seeds(candidates: dict[str, tuple[int | None, RunSpec]], seeds: list[int]) -> dict[Hashable, RunSpec]:
