@@ -109,6 +109,11 @@ class Certificate(BaseModel):
         """What the figures show: `test loss`, or `val loss` for a task without a test split."""
         return "test loss" if any(c.test_loss is not None for c in self.candidates) else "val loss"
 
+    @property
+    def ranked(self) -> list[Candidate]:
+        """The candidates, lowest mean val loss first; those that did not train to the end last."""
+        return sorted(self.candidates, key=lambda c: c.val.mean if c.val is not None else float("inf"))
+
     def candidate(self, label: str | None) -> Candidate | None:
         return next((c for c in self.candidates if c.label == label), None)
 

@@ -119,7 +119,7 @@ def certificate_figure(certificate: Certificate) -> Any:
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    rows = sorted((c for c in certificate.candidates if c.shown_losses is not None), key=lambda c: c.val.mean)
+    rows = [c for c in certificate.ranked if c.shown_losses is not None]
     for candidate in rows:
         losses = candidate.shown_losses
         test = mean_interval(losses)

@@ -207,7 +207,7 @@ def _certificate(study: optuna.Study) -> Section:
     )
     score = SCORE_LABELS.get(stored.score or "")
     rows = []
-    for c in sorted(stored.candidates, key=lambda c: c.val.mean if c.val is not None else float("inf")):
+    for c in stored.ranked:
         mark = " <strong>(recommended)</strong>" if c.label == stored.recommended else ""
         if c.val is None:
             cells = f"<td colspan='{3 if score else 2}'>{html.escape(c.diverged or '-')}</td>"

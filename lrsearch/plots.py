@@ -66,7 +66,7 @@ def replay_comparison(results: Mapping[str, float]) -> Figure:
 def certificate_figure(certificate: Certificate) -> Figure:
     """Each certified schedule's test loss at every fresh seed (dots), their mean and 95% interval (bar),
     best val loss on top; the search's schedules in one colour, the controls in another."""
-    rows = sorted((c for c in certificate.candidates if c.shown_losses is not None), key=lambda c: c.val.mean)
+    rows = [c for c in certificate.ranked if c.shown_losses is not None]
     figure = Figure(figsize=(8, 0.5 * len(rows) + 1.6))
     axes = figure.subplots()
     colours = {"searched": "tab:blue", "control": "tab:gray"}

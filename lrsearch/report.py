@@ -128,10 +128,7 @@ def certificate_table(certificate: Certificate) -> Table:
     for column in ("val loss", "test loss", *([f"test {score}"] if score else [])):
         table.add_column(column, justify="right", no_wrap=True)
 
-    def rank(candidate: Any) -> float:
-        return candidate.val.mean if candidate.val is not None else float("inf")
-
-    for candidate in sorted(certificate.candidates, key=rank):
+    for candidate in certificate.ranked:
         mark = " (recommended)" if candidate.label == certificate.recommended else ""
         if candidate.val is None:
             figures = [Text(candidate.diverged or "-"), "-", *(["-"] if score else [])]
