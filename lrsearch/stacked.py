@@ -134,28 +134,40 @@ class StackedUpdate:
             losses.sum().backward()
 
     def start_epoch(self) -> None:
-        """Read each trial's LR and momentum as its scheduler left them."""
-        members = self.members
-        self._lrs = [m.lr() for m in members]
-        self._start_lrs = list(self._lrs)
-        self._momenta = [m.momentum() for m in members]
-        self._per_batch = [i for i, m in enumerate(members) if m.schedule.step_on == "batch"]
-        self._step_lrs: dict[int, list[float]] = {i: [] for i in self._per_batch}
-        self._table = self._columns()  # rebuilt only when a per-batch schedule moves
+        """Each trial's hyperparameters for every step of the epoch, as [steps, K, 1] tables a step reads its
+        row of. A per-batch schedule (OneCycleLR, CyclicLR) is stepped through the whole epoch here: its LRs
+        depend on the step count alone, so it ends the epoch where stepping it batch by batch would, and no
+        batch pays Python for it."""
+        members, steps = self.members, self.steps_per_epoch
+        lrs = [[m.lr()] * steps for m in members]
+        momenta = [[m.momentum()] * steps for m in members]
+        self._start_lrs = [row[0] for row in lrs]
+        self._step_lrs: dict[int, tuple[float, ...]] = {}
+        for i, m in enumerate(members):
+            if m.schedule.step_on == "batch":
+                for step in range(steps):
+                    lrs[i][step], momenta[i][step] = m.lr(), m.momentum()
+                    m.schedule.after_batch(m.scheduler)  # OneCycleLR and CyclicLR count steps
+                self._step_lrs[i] = tuple(lrs[i][step] for step in sorted(m.recorded))
+        optimizers = [m.spec.optimizer for m in members]
+        self._decays = [o.weight_decay for o in optimizers]
+        self._any_nesterov = any(o.nesterov for o in optimizers)
+        self._any_adam = any(o.name != "sgd" for o in optimizers)
+        self._neg_lrs = -self._table(lrs)  # -lr, as torch's `p.add(d, alpha=-lr)` takes it
+        self._momenta = self._table(momenta)
+        self._columns = {
+            "weight_decay": self._column(self._decays),
+            "nesterov": self._column([o.nesterov for o in optimizers], torch.bool),
+            "sgd": self._column([o.name == "sgd" for o in optimizers], torch.bool),
+        }
+        if self._any_adam:
+            self._adam_tables(lrs, momenta)
+        for m in members:
+            m.steps += steps  # every step of the epoch is taken (Adam's tables counted them)
 
     def step(self, step: int) -> None:
-        """One optimizer step for every trial (after `backward`), then the per-batch schedules' step."""
-        for m in self.members:
-            m.steps += 1
-        self._update()
-        if self._per_batch:
-            for i in self._per_batch:
-                member = self.members[i]
-                if step in member.recorded:
-                    self._step_lrs[i].append(self._lrs[i])
-                member.schedule.after_batch(member.scheduler)  # OneCycleLR and CyclicLR count steps
-                self._lrs[i], self._momenta[i] = member.lr(), member.momentum()
-            self._table = self._columns()
+        """One optimizer step for every trial (after `backward`): the epoch's `step`-th."""
+        self._update(step)
 
     def end_epoch(
         self, train_losses: list[float], val_losses: list[float], scores: list[float | None]
@@ -179,63 +191,55 @@ class StackedUpdate:
         member.history.append(record)
         return EpochOutcome(member.key, record, finished=member.epoch == member.spec.epochs)
 
-    def _column(self, values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def _column(self, values: list, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Per-trial values as a [K, 1] column, sent to the device in one copy."""
         return torch.tensor(values, dtype=dtype, device=self.device).view(-1, 1)
 
-    @torch.no_grad()
-    def _columns(self) -> dict[str, torch.Tensor]:
-        """Per-trial hyperparameters as [K, 1] columns, sent to the device in one copy."""
-        rows = [
-            [lr, momentum, m.spec.optimizer.weight_decay, m.spec.optimizer.nesterov, m.spec.optimizer.name == "sgd"]
-            for lr, momentum, m in zip(self._lrs, self._momenta, self.members, strict=True)
-        ]
-        table = torch.tensor(rows, dtype=torch.float32, device=self.device)
-        return {
-            "-lr": -table[:, 0:1],
-            "momentum": table[:, 1:2],
-            "weight_decay": table[:, 2:3],
-            "nesterov": table[:, 3:4] > 0,
-            "sgd": table[:, 4:5] > 0,
-        }
+    def _table(self, rows: list[list[float]]) -> torch.Tensor:
+        """Per-trial, per-step values ([K][steps]) as a [steps, K, 1] table: row `step` is a [K, 1] column."""
+        return torch.tensor(rows, dtype=torch.float32, device=self.device).t().contiguous().unsqueeze(-1)
+
+    def _adam_tables(self, lrs: list[list[float]], momenta: list[list[float]]) -> None:
+        """Adam's and AdamW's per-step factors, computed as torch computes them: Python floats from the
+        step's LR, its beta1 and the step count (counted from 1)."""
+        members, steps = self.members, range(self.steps_per_epoch)
+        done = [m.steps for m in members]
+        self._step_sizes = self._table(
+            [[-lr[j] / (1 - b[j] ** (n + j + 1)) for j in steps] for lr, b, n in zip(lrs, momenta, done, strict=True)]
+        )
+        self._corrections2_sqrt = self._table([[math.sqrt(1 - ADAM_BETA2 ** (n + j + 1)) for j in steps] for n in done])
+        self._shrinks = self._table(
+            [[1 - lr[j] * wd for j in steps] for lr, wd in zip(lrs, self._decays, strict=True)]
+        )
+        self._averaging = self._table([[1 - b[j] for j in steps] for b in momenta])
+        self._decoupled = self._column([m.spec.optimizer.name == "adamw" for m in members], torch.bool)
 
     @torch.no_grad()
-    def _update(self) -> None:
+    def _update(self, step: int) -> None:
         """One optimizer step for every trial, as its own torch optimizer would take it."""
-        members, columns = self.members, self._table
-        p, grad = self.theta, self.grad
-        momentum = columns["momentum"]
+        columns, p, grad = self._columns, self.theta, self.grad
+        momentum, neg_lr = self._momenta[step], self._neg_lrs[step]
         # SGD: d = g + wd * p; buf = mom * buf + d; d = d + mom * buf (nesterov) or buf; p -= lr * d.
         # Terms that are zero for every trial are skipped, as torch skips them.
-        decays = [m.spec.optimizer.weight_decay for m in members]
-        d = _fma(p, columns["weight_decay"], grad) if any(decays) else grad
+        d = _fma(p, columns["weight_decay"], grad) if any(self._decays) else grad
         buffer = self._state["buffer"]
         buffer.mul_(momentum).add_(d)
-        if any(m.spec.optimizer.nesterov for m in members):
-            d = torch.where(columns["nesterov"], _fma(buffer, momentum, d), buffer)
-        else:
-            d = buffer
-        new = _fma(d, columns["-lr"], p)
-        if any(m.spec.optimizer.name != "sgd" for m in members):
-            new = torch.where(columns["sgd"], new, self._adam(decays))
-        p.copy_(new)
+        d = torch.where(columns["nesterov"], _fma(buffer, momentum, d), buffer) if self._any_nesterov else buffer
+        if not self._any_adam:
+            p.addcmul_(d, neg_lr)  # p + (-lr) * d, in place
+            return
+        p.copy_(torch.where(columns["sgd"], _fma(d, neg_lr, p), self._adam(step)))
 
-    def _adam(self, decays: list[float]) -> torch.Tensor:
+    def _adam(self, step: int) -> torch.Tensor:
         """Adam's and AdamW's step for every row (the caller keeps the rows of Adam trials)."""
-        members, lrs, momenta = self.members, self._lrs, self._momenta
-        p, grad = self.theta, self.grad
-        decoupled = self._column([m.spec.optimizer.name == "adamw" for m in members], torch.bool)
-        steps = [m.steps for m in members]
-        # Computed as torch computes them: Python floats from the current beta1 and the step count.
-        step_size = self._column([-lr / (1 - b**s) for lr, b, s in zip(lrs, momenta, steps, strict=True)])
-        correction2_sqrt = self._column([math.sqrt(1 - ADAM_BETA2**s) for s in steps])
-        shrink = self._column([1 - lr * wd for lr, wd in zip(lrs, decays, strict=True)])
-        param = torch.where(decoupled, p * shrink, p)  # AdamW: p *= 1 - lr * wd
-        g = torch.where(decoupled, grad, _fma(p, self._column(decays), grad))  # Adam: g += wd * p
+        p, grad, decoupled = self.theta, self.grad, self._decoupled
+        param = torch.where(decoupled, p * self._shrinks[step], p)  # AdamW: p *= 1 - lr * wd
+        g = torch.where(decoupled, grad, _fma(p, self._columns["weight_decay"], grad))  # Adam: g += wd * p
         exp_avg, exp_avg_sq = self._state["exp_avg"], self._state["exp_avg_sq"]
-        exp_avg.lerp_(g, self._column([1 - b for b in momenta]))
+        exp_avg.lerp_(g, self._averaging[step])
         exp_avg_sq.mul_(ADAM_BETA2).addcmul_(g, g, value=1 - ADAM_BETA2)
-        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(ADAM_EPS)
-        return param + step_size * exp_avg / denom
+        denom = (exp_avg_sq.sqrt() / self._corrections2_sqrt[step]).add_(ADAM_EPS)
+        return param + self._step_sizes[step] * exp_avg / denom
 
 
 class StackedTrainer:
