@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import threading
 import warnings
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -93,6 +93,100 @@ def trials_read_once(study: optuna.Study) -> Iterator[None]:
         yield
     finally:
         del study._get_trials
+
+
+class OwnTrialsRead:
+    """While in the block, this thread reads the study's trials without reloading the ones it runs itself.
+
+    On a database storage every read of the study (the budget's count, `study.ask`'s look for queued
+    trials, the sampler's read, the pruner's) reloads every unfinished trial with its parameters,
+    intermediate values and attributes: a stack of K pays K trial loads a read, many reads an epoch.
+    The trials this worker runs are the ones it writes: Optuna's `Trial` keeps a copy of each
+    (`_cached_frozen_trial`) as it suggests, reports and sets attributes, and `report_all` and
+    `set_user_attrs` keep it too. So a read here asks the database for the states of the study's
+    trials (one light query), loads a finished trial once (it no longer changes), loads every other
+    worker's unfinished trial as before, and takes each of `own()`'s trials that the database still
+    holds as RUNNING from its copy, as of the read. System and user attributes that samplers and pruners
+    write straight to the storage for a trial (`study._storage.set_trial_system_attr`) are copied onto
+    the trial's copy as they are written. Another thread (the figures thread) reads the storage as before;
+    any other storage is read as before.
+    """
+
+    def __init__(self, study: optuna.Study, own: Callable[[], Iterable[optuna.Trial]]) -> None:
+        self._study, self._own = study, own
+        self._storage = storage_of(study)
+        self._backend = _database(study)
+        self._owner = threading.get_ident()
+        self._finished: dict[int, FrozenTrial] = {}  # by trial id
+        self._patched = ("get_all_trials", "set_trial_system_attr", "set_trial_user_attr")
+
+    def __enter__(self) -> OwnTrialsRead:
+        if self._backend is not None:
+            read, write_system, write_user = (getattr(self._storage, name) for name in self._patched)
+            self._storage.get_all_trials = self._reader(read)
+            self._storage.set_trial_system_attr = self._writer(write_system, "system_attrs")
+            self._storage.set_trial_user_attr = self._writer(write_user, "user_attrs")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._backend is not None:
+            for name in self._patched:
+                vars(self._storage).pop(name, None)
+
+    def _reader(self, read: Callable[..., list[FrozenTrial]]) -> Callable[..., list[FrozenTrial]]:
+        def get_all_trials(
+            study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+        ) -> list[FrozenTrial]:
+            if threading.get_ident() != self._owner or study_id != self._study._study_id:
+                return read(study_id, deepcopy, states)
+            chosen = [t for t in self.read() if states is None or t.state in states]
+            return copy.deepcopy(chosen) if deepcopy else chosen
+
+        return get_all_trials
+
+    def _writer(self, write: Callable[[int, str, Any], None], where: str) -> Callable[[int, str, Any], None]:
+        def set_attr(stored_id: int, key: str, value: Any) -> None:
+            write(stored_id, key, value)
+            if threading.get_ident() == self._owner:
+                for trial in self._own():
+                    if trial._trial_id == stored_id:
+                        getattr(trial._cached_frozen_trial, where)[key] = value
+
+        return set_attr
+
+    def read(self) -> list[FrozenTrial]:
+        """The study's trials, by number, as the storage holds them now."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        assert self._backend is not None
+        study_id = self._study._study_id
+        with _create_scoped_session(self._backend.scoped_session) as session:
+            rows = (
+                session.query(models.TrialModel.trial_id, models.TrialModel.state)
+                .filter(models.TrialModel.study_id == study_id)
+                .all()
+            )
+        own = {trial._trial_id: trial for trial in self._own()}
+        local = {i: own[i] for i, state in rows if i in own and state == TrialState.RUNNING}
+        wanted = {i for i, _ in rows if i not in self._finished and i not in local}
+        # Those wanted, and any trial added since the light query (ids above all it saw).
+        newest = max(i for i, _ in rows) if rows else -1
+        loaded = self._backend._get_trials(study_id, None, wanted, newest) if wanted else []
+        loaded = [t for t in loaded if t._trial_id not in local]
+        self._finished.update((t._trial_id, t) for t in loaded if t.state.is_finished())
+        unfinished = [t for t in loaded if not t.state.is_finished()]
+        trials = [*self._finished.values(), *unfinished, *(_snapshot(t._cached_frozen_trial) for t in local.values())]
+        return sorted(trials, key=lambda t: t.number)
+
+
+def _snapshot(trial: FrozenTrial) -> FrozenTrial:
+    """The trial as it is now, as a read returns it: its mappings copied, so later writes don't show."""
+    copied = copy.copy(trial)
+    copied.params, copied.distributions = dict(trial.params), dict(trial.distributions)
+    copied.user_attrs, copied.system_attrs = dict(trial.user_attrs), dict(trial.system_attrs)
+    copied.intermediate_values = dict(trial.intermediate_values)
+    return copied
 
 
 def report_all(study: optuna.Study, reports: Sequence[tuple[optuna.Trial, int, float]]) -> None:

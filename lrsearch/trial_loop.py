@@ -28,7 +28,14 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.budget import Move, admit
 from lrsearch.engine import Engine, EpochOutcome
 from lrsearch.errors import Interrupted, StorageFault, fault_line, is_fault
-from lrsearch.internals import fail_stale_trials, report_all, storage_of, trial_id, trials_read_once
+from lrsearch.internals import (
+    OwnTrialsRead,
+    fail_stale_trials,
+    report_all,
+    storage_of,
+    trial_id,
+    trials_read_once,
+)
 from lrsearch.objective import Objective
 from lrsearch.records import FAIL_REASON, WORKER_ATTR
 from lrsearch.spec import RunSpec
@@ -80,7 +87,7 @@ def run_trials(
     """
     loop = _Loop(study, objective, new_engine, callbacks)
     deadline = None if timeout is None else time.monotonic() + timeout
-    with _Heartbeats(study, heartbeat) as loop.beats:
+    with _Heartbeats(study, heartbeat) as loop.beats, OwnTrialsRead(study, loop.in_hand):
         try:
             while True:
                 move: Move = "done"

@@ -76,3 +76,40 @@ def test_reports_and_attributes_written_together_land_as_one_at_a_time_would(tmp
     assert trials[0].should_prune() is False  # the trial's own copy knows its reports too
     study.tell(trials[0], 0.25)
     assert study.best_trial.intermediate_values == {1: 0.5, 2: 0.25}
+
+
+def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_trials(tmp_path):
+    from lrsearch.internals import OwnTrialsRead, report_all
+
+    url = f"sqlite:///{tmp_path}/own.db"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    other = optuna.load_study(study_name="s", storage=optuna.storages.RDBStorage(url))  # another worker
+    mine = [study.ask() for _ in range(3)]
+    theirs = [other.ask() for _ in range(2)]
+    loads: list[set[int]] = []
+    backend = storage_of(study)._backend
+    load = backend._get_trials
+
+    def counting(study_id, states, included, greater_than):
+        loaded = load(study_id, states, included, greater_than)
+        loads.append({t._trial_id for t in loaded})
+        return loaded
+
+    backend._get_trials = counting
+    with OwnTrialsRead(study, lambda: mine):
+        for trial in mine:
+            trial.suggest_float("x", 0, 1)
+            trial.set_user_attr("worker", "me")
+        report_all(study, [(trial, 1, 0.5) for trial in mine])
+        storage_of(study).set_trial_system_attr(mine[0]._trial_id, "rung_0", 0.5)  # as pruners write
+        theirs[0].report(0.3, 1)
+        other.tell(theirs[1], 0.1)
+        other.tell(mine[2], state=optuna.trial.TrialState.FAIL)  # ended by another worker: read as stored
+        loads.clear()
+        for _ in range(2):
+            assert study.get_trials() == optuna.load_study(study_name="s", storage=url).get_trials()
+            assert study.get_trials(states=(optuna.trial.TrialState.RUNNING,))[0].system_attrs == {"rung_0": 0.5}
+    running_mine = {trial._trial_id for trial in mine[:2]}
+    assert loads and all(not (ids & running_mine) for ids in loads)
+    assert [theirs[1]._trial_id in ids for ids in loads] == [True] + [False] * (len(loads) - 1)  # once finished
+    assert "get_all_trials" not in vars(storage_of(study))
