@@ -208,9 +208,7 @@ class StackedUpdate:
             [[-lr[j] / (1 - b[j] ** (n + j + 1)) for j in steps] for lr, b, n in zip(lrs, momenta, done, strict=True)]
         )
         self._corrections2_sqrt = self._table([[math.sqrt(1 - ADAM_BETA2 ** (n + j + 1)) for j in steps] for n in done])
-        self._shrinks = self._table(
-            [[1 - lr[j] * wd for j in steps] for lr, wd in zip(lrs, self._decays, strict=True)]
-        )
+        self._shrinks = self._table([[1 - lr[j] * wd for j in steps] for lr, wd in zip(lrs, self._decays, strict=True)])
         self._averaging = self._table([[1 - b[j] for j in steps] for b in momenta])
         self._decoupled = self._column([m.spec.optimizer.name == "adamw" for m in members], torch.bool)
 
