@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from lrsearch.errors import ConfigError
 from lrsearch.schedules import Budget, StepOn, get_schedule, searched_params
 from lrsearch.spec import MAX_EPOCHS, RunSpec, load_run_spec
+from lrsearch.torch_internals import mark_stepped
 
 
 def build_optimizer(spec: RunSpec, parameters: Iterable[torch.nn.Parameter]) -> Optimizer:
@@ -29,6 +30,15 @@ def build_optimizer(spec: RunSpec, parameters: Iterable[torch.nn.Parameter]) -> 
         )
     adam = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
     return adam(parameters, lr=spec.lr, betas=(opt.momentum, 0.999), weight_decay=opt.weight_decay)
+
+
+def shadow_optimizer(spec: RunSpec) -> Optimizer:
+    """The spec's optimizer on one dummy parameter, for a scheduler to drive when only its LR is wanted
+    (the stacked engines' per-trial LRs, a schedule's check, its replay for a picture). It never steps:
+    it is marked as having stepped, so the scheduler does not warn that it stepped first."""
+    optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
+    mark_stepped(optimizer)
+    return optimizer
 
 
 def build_scheduler(
@@ -137,7 +147,7 @@ def check_schedule(spec: RunSpec, steps_per_epoch: int = 1) -> None:
         known = ", ".join(searched_params(schedule.name)) or "none"
         raise ConfigError(f"schedule.params: {schedule.name} has no parameter {unknown[0]!r}; it takes {known}")
     label = f"{schedule.name}({', '.join(f'{k}={v!r}' for k, v in spec.schedule.params.items())})"
-    optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
+    optimizer = shadow_optimizer(spec)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation notes are not the user's mistake
@@ -153,7 +163,7 @@ def mean_lr_factor(spec: RunSpec, steps_per_epoch: int = 1) -> float:
     """The run's LR averaged over its steps, as a fraction of its base LR: how much learning rate a
     schedule gives in all (cosine to zero about 0.5, a warmup-then-decay less), with a val loss that keeps
     improving (ReduceLROnPlateau keeps its LR)."""
-    optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
+    optimizer = shadow_optimizer(spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lrs = _lrs_through(LoadedSchedule(spec), optimizer, steps_per_epoch, val_loss=lambda epoch: 1.0 / epoch)
@@ -172,12 +182,11 @@ def _lrs_through(
     schedule: LoadedSchedule, optimizer: Optimizer, steps_per_epoch: int, val_loss: Callable[[int], float]
 ) -> Iterator[tuple[int, float]]:
     """Step the schedule through its whole run as training does, `val_loss(epoch)` its metric: (epoch, LR)
-    of every optimizer step, each before it is taken."""
+    of every optimizer step, each before it is taken (`optimizer` a `shadow_optimizer`)."""
     scheduler = schedule.build(optimizer, steps_per_epoch)
     for epoch in range(1, schedule.spec.epochs + 1):
         for _ in range(steps_per_epoch):
             yield epoch, optimizer.param_groups[0]["lr"]
-            optimizer.step()
             schedule.after_batch(scheduler)
         schedule.after_epoch(scheduler, val_loss=val_loss(epoch))
 

@@ -228,7 +228,9 @@ def _run_search(
     """
     from lrsearch.search_run import SearchRun
     from lrsearch.storage import shown_url
+    from lrsearch.torch_internals import skip_dynamo_on_optimizer_setup
 
+    skip_dynamo_on_optimizer_setup()  # this command's process builds optimizers, and compiles nothing
     search = SearchRun(settings, study, devices, seed)
     jobs, stacks = len(search.setups), {setup.stack for setup in search.setups}
     typer.echo(
@@ -256,7 +258,9 @@ def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, ep
 
     from lrsearch.report import certificate_lines, certificate_table
     from lrsearch.search_run import certify_and_show
+    from lrsearch.torch_internals import skip_dynamo_on_optimizer_setup
 
+    skip_dynamo_on_optimizer_setup()
     bar = Progress(
         TextColumn("certifying"), BarColumn(), MofNCompleteColumn(), TextColumn("run-epochs"), TimeElapsedColumn()
     )

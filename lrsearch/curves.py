@@ -10,10 +10,9 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.build import LoadedSchedule, build_optimizer
+from lrsearch.build import LoadedSchedule, shadow_optimizer
 from lrsearch.records import CURVES, STEPS_PER_EPOCH, TrialRecord
 from lrsearch.spec import RunSpec
 from lrsearch.train import EpochRecord
@@ -125,9 +124,8 @@ def lr_by_step(spec: RunSpec, steps_per_epoch: int, val_losses: Sequence[float])
     per-batch schedules, every epoch start for the others. ReduceLROnPlateau is fed the recorded val
     losses, as it was in training."""
     schedule = LoadedSchedule(spec)
-    optimizer = build_optimizer(spec, [torch.zeros(1, requires_grad=True)])
+    optimizer = shadow_optimizer(spec)
     scheduler = schedule.build(optimizer, steps_per_epoch)
-    optimizer.step()  # no gradient, so nothing moves; the scheduler only checks that a step came first
     positions: list[float] = []
     lrs: list[float] = []
     for epoch, val_loss in enumerate(val_losses):

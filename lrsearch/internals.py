@@ -1,6 +1,7 @@
 """The few places lrsearch reaches into Optuna's private attributes, each with why, so that an Optuna
-upgrade that moves them breaks here and nowhere else. optuna-dashboard is used through its public API
-only (`save_note`, `get_artifact_path`, `wsgi`...); a private use of it would belong here too."""
+upgrade that moves them breaks here and nowhere else (torch's are in `torch_internals`). optuna-dashboard
+is used through its public API only (`save_note`, `get_artifact_path`, `wsgi`...); a private use of it
+would belong here too."""
 
 from __future__ import annotations
 

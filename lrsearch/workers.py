@@ -170,6 +170,9 @@ def _trial_pictures(config: SearchConfig) -> Pictures | None:
 
 
 def _worker_process(setup: WorkerSetup) -> WorkerReport:
+    from lrsearch.torch_internals import skip_dynamo_on_optimizer_setup
+
+    skip_dynamo_on_optimizer_setup()  # a worker process of a command, as the command's own
     quiet_optuna()
     one_line_thread_faults()
     # A terminal's Ctrl-C reaches every worker of the process group: each stops after its epoch.

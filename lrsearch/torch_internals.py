@@ -1,0 +1,38 @@
+"""The few places lrsearch reaches into torch's private attributes, each with why, so that a torch upgrade
+that moves them breaks here and nowhere else. Both spare an lrsearch command the import of torch._dynamo
+(about 0.8 s on a CPU, a sixth of the default search's start-up), which nothing lrsearch runs needs."""
+
+from __future__ import annotations
+
+import sys
+
+from torch.optim import Optimizer
+
+
+def mark_stepped(optimizer: Optimizer) -> None:
+    """Tell the schedulers driving a shadow optimizer (one dummy parameter, read only for its LR) that it
+    has stepped, as torch's wrapper around `Optimizer.step` does, without stepping it.
+
+    A scheduler stepped before its optimizer warns ("lr_scheduler.step() before optimizer.step()"), so
+    the shadow used to be stepped once; but `Optimizer.step` imports torch._dynamo on its first call, a
+    second of start-up on a CPU for a module no search uses.
+    """
+    optimizer._opt_called = True  # type: ignore[attr-defined]
+
+
+def skip_dynamo_on_optimizer_setup() -> None:
+    """Build torch optimizers in this process without importing torch._dynamo.
+
+    `Optimizer.add_param_group` (which every optimizer's constructor calls) is wrapped in torch's
+    `_disable_dynamo`, which imports torch._dynamo on its first call (about 0.8 s on this CPU) to exclude
+    the method from a `torch.compile` that an lrsearch command never runs. The wrapper keeps the function
+    it would call in `__dynamo_disable`; set to the method itself, it calls it as it is. For the commands'
+    own processes only (an API user's process may compile its own code); a no-op where torch._dynamo is
+    loaded already, or where a torch upgrade changed the wrapper.
+    """
+    if "torch._dynamo" in sys.modules:
+        return
+    original = getattr(Optimizer.add_param_group, "__wrapped__", None)
+    wrapper = Optimizer.add_param_group
+    if original is not None and wrapper.__code__.co_filename.endswith("_compile.py"):  # torch's _disable_dynamo
+        original.__dynamo_disable = original
