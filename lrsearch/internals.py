@@ -194,10 +194,12 @@ def report_all(study: optuna.Study, reports: Sequence[tuple[optuna.Trial, int, f
     """Each `trial.report(value, step)` of `reports`, written in one transaction on a database storage.
 
     A stack's trials report their epochs together, and each `Trial.report` is a transaction of its own
-    (a commit costs milliseconds on SQLite, a round trip on PostgreSQL): a stack of 10 paid 10 per
-    epoch. `RDBStorage._set_trial_intermediate_value_without_commit` is the write `report` makes, in
-    the session Optuna's own `_create_scoped_session` opens and commits; the trial's cached copy is kept
-    as `Trial.report` keeps it. Other storages get `trial.report` itself.
+    with two queries (the trial's state, the step's row) before its insert. Here the trials' states are
+    one query, the steps already stored another, and the new rows one insert, as Optuna's
+    `RDBStorage._set_trial_intermediate_value_without_commit` writes them (a step stored already is
+    overwritten, a finished trial refused), in the session Optuna's own `_create_scoped_session` opens
+    and commits; the trial's cached copy is kept as `Trial.report` keeps it. Other storages get
+    `trial.report` itself.
     """
     fresh = [
         (t, int(step), float(v)) for t, step, v in reports if step not in t._cached_frozen_trial.intermediate_values
@@ -207,13 +209,40 @@ def report_all(study: optuna.Study, reports: Sequence[tuple[optuna.Trial, int, f
         for trial, step, value in fresh:
             trial.report(value, step)
         return
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for trial, step, value in fresh:
-            backend._set_trial_intermediate_value_without_commit(session, trial._trial_id, step, value)
+    if fresh:
+        _insert_intermediate_values(backend, [(trial._trial_id, step, value) for trial, step, value in fresh])
     for trial, step, value in fresh:
         trial._cached_frozen_trial.intermediate_values[step] = value
+
+
+def _insert_intermediate_values(backend: RDBStorage, rows: Sequence[tuple[int, int, float]]) -> None:
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    values = models.TrialIntermediateValueModel
+    trial_ids = {trial_id for trial_id, _, _ in rows}
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        states = session.query(models.TrialModel.trial_id, models.TrialModel.state).filter(
+            models.TrialModel.trial_id.in_(trial_ids)
+        )
+        found = dict(states.all())
+        for trial_id in trial_ids:
+            if trial_id not in found:
+                raise KeyError(f"No trial with trial_id {trial_id} exists.")  # as find_or_raise_by_id says
+            backend.check_trial_is_updatable(trial_id, found[trial_id])
+        stored = session.query(values).filter(
+            values.trial_id.in_(trial_ids), values.step.in_({step for _, step, _ in rows})
+        )
+        existing = {(row.trial_id, row.step): row for row in stored.all()}
+        for trial_id, step, value in rows:
+            number, kind = values.intermediate_value_to_stored_repr(value)
+            row = existing.get((trial_id, step))
+            if row is None:
+                session.add(
+                    values(trial_id=trial_id, step=step, intermediate_value=number, intermediate_value_type=kind)
+                )
+            else:
+                row.intermediate_value, row.intermediate_value_type = number, kind
 
 
 def set_user_attrs(study: optuna.Study, trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 
@@ -76,6 +78,11 @@ def test_reports_and_attributes_written_together_land_as_one_at_a_time_would(tmp
     assert trials[0].should_prune() is False  # the trial's own copy knows its reports too
     study.tell(trials[0], 0.25)
     assert study.best_trial.intermediate_values == {1: 0.5, 2: 0.25}
+    report_all(study, [(trials[2], 2, float("inf")), (trials[2], 3, float("nan"))])  # a diverged epoch's loss
+    values = study.get_trials(deepcopy=False)[2].intermediate_values
+    assert values[2] == float("inf") and math.isnan(values[3])
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # as `report` refuses it
+        report_all(study, [(trials[0], 3, 0.1)])
 
 
 def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_trials(tmp_path):
