@@ -246,21 +246,82 @@ def _insert_intermediate_values(backend: RDBStorage, rows: Sequence[tuple[int, i
 
 
 def set_user_attrs(study: optuna.Study, trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
-    """`trial.set_user_attr(key, value)` for each of `attrs`, in one transaction on a database storage
-    (a trial's RunSpec, device and curves are several attributes: one commit, not one each), through
-    `RDBStorage._set_trial_attr_without_commit` as `set_trial_user_attr` writes them."""
-    backend = _database(study)
-    if backend is None:
+    """`trial.set_user_attr(key, value)` for each of `attrs`, in one transaction on a database storage (a
+    trial's RunSpec, device and curves are several attributes: one commit, not one each)."""
+    with writes_together(study, trial):
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
+
+
+_TRIAL_WRITES = ("set_trial_param", "set_trial_user_attr", "set_trial_system_attr")
+_together = threading.local()  # .queues: trial id -> the writes its open block holds back
+
+
+@contextmanager
+def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """While in the block, this thread's writes of the trial's parameters and attributes (the sampler's,
+    `trial.set_user_attr`'s) are held back, and written in one transaction as the block ends, error or
+    not, on a database storage; any other storage writes them as they come. A block inside another for
+    the same trial joins it.
+
+    Starting a trial wrote its worker, then each parameter the sampler suggested, then its RunSpec,
+    each a transaction of its own with a query or two before it: about nine commits a trial. The
+    held-back writes are Optuna's own (`RDBStorage._set_trial_param_without_commit`,
+    `_set_trial_attr_without_commit`), in the session its `_create_scoped_session` opens and commits;
+    the trial's own copy is kept as its writes would keep it, so this worker's reads of it
+    (`OwnTrialsRead`) see them at once, and others see them when the block ends.
+    """
+    backend = _database(study)
+    queues = vars(_together).setdefault("queues", {})
+    stored_id = trial._trial_id
+    if backend is None or stored_id in queues:
+        yield
         return
+    storage, owner, queue = storage_of(study), threading.get_ident(), []
+    before = {name: vars(storage).get(name) for name in _TRIAL_WRITES}
+
+    def held_back(name: str, write: Callable[..., None]) -> Callable[..., None]:
+        def write_later(trial_id: int, *args: Any) -> None:
+            if trial_id != stored_id or threading.get_ident() != owner:
+                return write(trial_id, *args)
+            queue.append((name, args))
+            if name != "set_trial_param":  # as OwnTrialsRead keeps a copy that others wrote to
+                where = "user_attrs" if name == "set_trial_user_attr" else "system_attrs"
+                getattr(trial._cached_frozen_trial, where)[args[0]] = args[1]
+            return None
+
+        return write_later
+
+    queues[stored_id] = queue
+    for name in _TRIAL_WRITES:
+        setattr(storage, name, held_back(name, getattr(storage, name)))
+    try:
+        yield
+    finally:
+        for name, previous in before.items():
+            if previous is None:
+                vars(storage).pop(name, None)
+            else:
+                setattr(storage, name, previous)
+        del queues[stored_id]
+        if queue:
+            _write_all(backend, stored_id, queue)
+
+
+def _write_all(backend: RDBStorage, trial_id: int, queue: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
+    attrs = {
+        "set_trial_user_attr": models.TrialUserAttributeModel,
+        "set_trial_system_attr": models.TrialSystemAttributeModel,
+    }
     with _create_scoped_session(backend.scoped_session, True) as session:
-        for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
-    trial._cached_frozen_trial.user_attrs.update(attrs)
+        for name, args in queue:
+            if name == "set_trial_param":
+                backend._set_trial_param_without_commit(session, trial_id, *args)
+            else:
+                backend._set_trial_attr_without_commit(session, attrs[name], trial_id, *args)
 
 
 def _database(study: optuna.Study) -> RDBStorage | None:

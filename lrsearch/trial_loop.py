@@ -35,6 +35,7 @@ from lrsearch.internals import (
     storage_of,
     trial_id,
     trials_read_once,
+    writes_together,
 )
 from lrsearch.objective import Objective
 from lrsearch.records import FAIL_REASON, WORKER_ATTR
@@ -147,9 +148,10 @@ class _Loop:
         user's model that raises there fails that trial, with what it raised)."""
         while self.asked:
             trial = self.asked[0]
-            trial.set_user_attr(WORKER_ATTR, self.worker)
             try:
-                with trials_read_once(self.study):  # the sampler's reads of the study: one, not one a parameter
+                with writes_together(self.study, trial), trials_read_once(self.study):
+                    # Its worker, parameters and RunSpec in one write, sampled from one read of the study.
+                    trial.set_user_attr(WORKER_ATTR, self.worker)
                     spec = self.objective.begin(trial)
                 if self.engine is None:
                     self.engine = self.new_engine(spec)
@@ -225,10 +227,11 @@ class _Loop:
     ) -> None:
         """Tell Optuna how the trial ended, its curves and (for FAIL) its reason stored first; the trial
         stays in hand (and keeps its heartbeats) until the tell is written."""
-        if entry is not None:
-            self.objective.record_curves(trial, entry.spec, entry.records, state)
-        if reason is not None:
-            trial.set_user_attr(FAIL_REASON, reason)
+        with writes_together(self.study, trial):  # what it stores, in one write before it ends
+            if entry is not None:
+                self.objective.record_curves(trial, entry.spec, entry.records, state)
+            if reason is not None:
+                trial.set_user_attr(FAIL_REASON, reason)
         frozen = self.study.tell(trial, value, state=state)
         self.beats.remove(trial)
         self.running.pop(trial.number, None)

@@ -142,7 +142,7 @@ def test_a_full_disk_ends_a_journal_search_in_one_line_and_leaves_the_journal_re
 def _assert_fate_as_said(error: str, trials: list[optuna.trial.FrozenTrial]) -> None:
     """The error says how many running trials ended FAIL and how many could not be marked failed: the
     storage must show as many of each."""
-    ended = re.search(r"its (\d+) running trial\(s\) ended FAIL", error)
+    ended = re.search(r"(\d+) running trial\(s\) ended FAIL", error)
     stuck = re.search(r"(\d+) running trial\(s\) could not be marked failed", error)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == (int(ended.group(1)) if ended else 0), error

@@ -120,3 +120,42 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
     assert loads and all(not (ids & running_mine) for ids in loads)
     assert [theirs[1]._trial_id in ids for ids in loads] == [True] + [False] * (len(loads) - 1)  # once finished
     assert "get_all_trials" not in vars(storage_of(study))
+
+
+def test_a_trial_s_writes_held_together_land_at_the_block_s_end_as_one_at_a_time_would(tmp_path):
+    from lrsearch.internals import writes_together
+
+    url = f"sqlite:///{tmp_path}/w.db"
+    study = optuna.create_study(study_name="s", storage=open_storage(url), sampler=make_sampler("tpe", 0))
+    other = optuna.storages.RDBStorage(url)  # what another process sees
+    trial, neighbour = study.ask(), study.ask()
+
+    def stored(t: optuna.Trial) -> optuna.trial.FrozenTrial:
+        return other.get_trial(t._trial_id)
+
+    with pytest.raises(RuntimeError, match="model failed"), writes_together(study, trial):
+        trial.set_user_attr("worker", "me")
+        x = trial.suggest_float("x", 0, 1)
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        with writes_together(study, trial):  # joins the block around it
+            trial.set_user_attr("run", {"lr": 0.1})
+        storage_of(study).set_trial_system_attr(trial._trial_id, "sampler", [1, 2])  # as samplers write
+        neighbour.set_user_attr("worker", "another")  # another trial's write is not held back
+        assert stored(neighbour).user_attrs == {"worker": "another"}
+        assert stored(trial).params == {} and stored(trial).user_attrs == {}  # nothing yet, for others
+        assert trial.params == {"x": x, "kind": kind}  # the trial's own copy has them at once
+        raise RuntimeError("model failed")  # what was written before an error is still stored
+    assert stored(trial).params == {"x": x, "kind": kind}
+    assert stored(trial).user_attrs == {"worker": "me", "run": {"lr": 0.1}}
+    assert stored(trial).system_attrs == {"sampler": [1, 2]}
+    assert not {"set_trial_param", "set_trial_user_attr", "set_trial_system_attr"} & set(vars(storage_of(study)))
+
+
+def test_writes_held_together_on_a_journal_land_as_they_come(tmp_path):
+    from lrsearch.internals import writes_together
+
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "j.log")))
+    trial = study.ask()
+    with writes_together(study, trial):
+        trial.set_user_attr("worker", "me")
+        assert study.get_trials()[0].user_attrs == {"worker": "me"}
