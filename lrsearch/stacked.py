@@ -300,12 +300,36 @@ class StackedTrainer:
             parameter.copy_(trained)
         return evaluate(model, self.data, self.data.test, self.device)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [K, B, in] -> logits [K, B, classes], layer by layer as nn.Linear computes them."""
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [K, B, in] -> (hidden, hidden, logits [K, B, classes]), layer by layer as nn.Linear computes them."""
         w1, b1, w2, b2, w3, b3 = self._stack.leaves
-        h = torch.relu(torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2)))
-        h = torch.relu(torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)))
-        return torch.baddbmm(b3.unsqueeze(1), h, w3.transpose(1, 2))
+        h1 = torch.relu(torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2)))
+        h2 = torch.relu(torch.baddbmm(b2.unsqueeze(1), h1, w2.transpose(1, 2)))
+        return h1, h2, torch.baddbmm(b3.unsqueeze(1), h2, w3.transpose(1, 2))
+
+    def _gradients(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Every trial's loss on its batch ([K]), its gradients written into the stack's flat gradient.
+
+        Autograd differentiates the loss alone; the MLP's backward is written out with the operations
+        autograd runs for it, in its order (per layer: `bmm` for the weights' gradient, a sum over the
+        batch for the bias's, `bmm` and `threshold_backward` back through the ReLU), so the gradients
+        equal autograd's to the bit, without building and walking its graph every batch.
+        """
+        w1, _, w2, _, w3, _ = self._stack.leaves
+        with torch.no_grad():
+            h1, h2, logits = self._forward(x)
+        logits.requires_grad_(True)
+        losses = self._losses(logits, y)
+        (d_logits,) = torch.autograd.grad(losses.sum(), logits)
+        with torch.no_grad():
+            g_w1, g_b1, g_w2, g_b2, g_w3, g_b3 = (leaf.grad for leaf in self._stack.leaves)
+            d_out = d_logits
+            for inputs, weight, g_weight, g_bias in ((h2, w3, g_w3, g_b3), (h1, w2, g_w2, g_b2), (x, w1, g_w1, g_b1)):
+                g_weight.copy_(torch.bmm(inputs.transpose(1, 2), d_out).transpose(1, 2))
+                g_bias.copy_(d_out.sum(1, keepdim=True).squeeze(1))
+                if inputs is not x:  # back through the ReLU that made `inputs`
+                    d_out = torch.ops.aten.threshold_backward(torch.bmm(d_out, weight), inputs, 0)
+        return losses.detach()
 
     def train_epoch(self) -> list[EpochOutcome]:
         """One epoch for every trial in the stack; each trial's own next epoch."""
@@ -318,13 +342,12 @@ class StackedTrainer:
         loss_sum = torch.zeros(k, device=self.device)
         for step, start in enumerate(range(0, len(self.data.train), self.batch_size)):
             index = orders[:, start : start + self.batch_size]  # [K, B]
-            losses = self._losses(self._forward(train_x[index]), train_y[index])
-            stack.backward(losses)
+            losses = self._gradients(train_x[index], train_y[index])
             stack.step(step)
-            loss_sum += losses.detach()
+            loss_sum += losses
         train_losses = (loss_sum / self.steps_per_epoch).tolist()
         with torch.no_grad():
-            logits = self._forward(self.data.val.x.unsqueeze(0).expand(k, -1, -1))
+            logits = self._forward(self.data.val.x.unsqueeze(0).expand(k, -1, -1))[-1]
             y = self.data.val.y
             # As the one-trial loop computes them.
             val_losses = [self.data.loss(logits[row], y).item() for row in range(k)]
