@@ -309,19 +309,47 @@ def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 
 
 def _write_all(backend: RDBStorage, trial_id: int, queue: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+    """The held-back writes as Optuna writes each (`_set_trial_param_without_commit`,
+    `_set_trial_attr_without_commit`), with the trial's state checked once and the parameters' earlier
+    distributions in the study read in one query rather than one each."""
+    from optuna import distributions
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import func
 
-    attrs = {
-        "set_trial_user_attr": models.TrialUserAttributeModel,
-        "set_trial_system_attr": models.TrialSystemAttributeModel,
-    }
+    params = [args for name, args in queue if name == "set_trial_param"]
+    attrs = [
+        (models.TrialUserAttributeModel if name == "set_trial_user_attr" else models.TrialSystemAttributeModel, args)
+        for name, args in queue
+        if name != "set_trial_param"
+    ]
     with _create_scoped_session(backend.scoped_session, True) as session:
-        for name, args in queue:
-            if name == "set_trial_param":
-                backend._set_trial_param_without_commit(session, trial_id, *args)
-            else:
-                backend._set_trial_attr_without_commit(session, attrs[name], trial_id, *args)
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, trial.state)
+        if params:
+            param = models.TrialParamModel
+            earlier = (
+                session.query(param.param_name, func.min(param.distribution_json))
+                .join(models.TrialModel)
+                .filter(models.TrialModel.study_id == trial.study_id)
+                .filter(param.param_name.in_({name for name, _, _ in params}))
+                .group_by(param.param_name)
+            )
+            known = {name: distributions.json_to_distribution(text) for name, text in earlier.all()}
+            for name, value, distribution in params:
+                if name in known:  # every stored distribution of a name is compatible with the others
+                    distributions.check_distribution_compatibility(known[name], distribution)
+                known.setdefault(name, distribution)
+                session.add(
+                    param(
+                        trial_id=trial_id,
+                        param_name=name,
+                        param_value=value,
+                        distribution_json=distributions.distribution_to_json(distribution),
+                    )
+                )
+        for model, (key, value) in attrs:
+            backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
 
 
 def _database(study: optuna.Study) -> RDBStorage | None:

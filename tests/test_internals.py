@@ -159,3 +159,18 @@ def test_writes_held_together_on_a_journal_land_as_they_come(tmp_path):
     with writes_together(study, trial):
         trial.set_user_attr("worker", "me")
         assert study.get_trials()[0].user_attrs == {"worker": "me"}
+
+
+def test_a_parameter_held_back_is_refused_as_optuna_refuses_it_and_nothing_of_the_block_lands(tmp_path):
+    from lrsearch.internals import writes_together
+
+    url = f"sqlite:///{tmp_path}/p.db"
+    study = optuna.create_study(storage=open_storage(url))
+    first = study.ask()
+    first.suggest_float("x", 0, 1)
+    second = study.ask()
+    with pytest.raises(ValueError, match="different distribution"), writes_together(study, second):
+        second.set_user_attr("worker", "me")
+        second.suggest_categorical("x", ["a", "b"])  # x was a float in the study: Optuna refuses this
+    stored = optuna.storages.RDBStorage(url).get_trial(second._trial_id)
+    assert stored.params == {} and stored.user_attrs == {}
