@@ -331,7 +331,7 @@ class StackedTrainer:
             d_out = d_logits
             for inputs, weight, g_weight, g_bias in ((h2, w3, g_w3, g_b3), (h1, w2, g_w2, g_b2), (x, w1, g_w1, g_b1)):
                 g_weight.copy_(torch.bmm(d_out.transpose(1, 2), inputs))
-                g_bias.copy_(d_out.sum(1, keepdim=True).squeeze(1))
+                torch.sum(d_out, dim=1, out=g_bias)
                 if inputs is not x:  # back through the ReLU that made `inputs`
                     d_out = torch.ops.aten.threshold_backward(torch.bmm(d_out, weight), inputs, 0)
         return losses.detach()
