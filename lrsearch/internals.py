@@ -109,8 +109,9 @@ class OwnTrialsRead:
     worker's unfinished trial as before, and takes each of `own()`'s trials that the database still
     holds as RUNNING from its copy, as of the read. System and user attributes that samplers and pruners
     write straight to the storage for a trial (`study._storage.set_trial_system_attr`) are copied onto
-    the trial's copy as they are written. Another thread (the figures thread) reads the storage as before;
-    any other storage is read as before.
+    the trial's copy as they are written. `get_trial` of one of its running trials (`study.tell` reads the
+    trial it ends) is its copy too, after a light query of its state. Another thread (the figures
+    thread) reads the storage as before; any other storage is read as before.
     """
 
     def __init__(self, study: optuna.Study, own: Callable[[], Iterable[optuna.Trial]]) -> None:
@@ -119,12 +120,13 @@ class OwnTrialsRead:
         self._backend = _database(study)
         self._owner = threading.get_ident()
         self._finished: dict[int, FrozenTrial] = {}  # by trial id
-        self._patched = ("get_all_trials", "set_trial_system_attr", "set_trial_user_attr")
+        self._patched = ("get_all_trials", "get_trial", "set_trial_system_attr", "set_trial_user_attr")
 
     def __enter__(self) -> OwnTrialsRead:
         if self._backend is not None:
-            read, write_system, write_user = (getattr(self._storage, name) for name in self._patched)
+            read, get, write_system, write_user = (getattr(self._storage, name) for name in self._patched)
             self._storage.get_all_trials = self._reader(read)
+            self._storage.get_trial = self._getter(get)
             self._storage.set_trial_system_attr = self._writer(write_system, "system_attrs")
             self._storage.set_trial_user_attr = self._writer(write_user, "user_attrs")
         return self
@@ -144,6 +146,31 @@ class OwnTrialsRead:
             return copy.deepcopy(chosen) if deepcopy else chosen
 
         return get_all_trials
+
+    def _getter(self, get: Callable[[int], FrozenTrial]) -> Callable[[int], FrozenTrial]:
+        def get_trial(stored_id: int) -> FrozenTrial:
+            if threading.get_ident() != self._owner:
+                return get(stored_id)
+            if stored_id in self._finished:
+                return self._finished[stored_id]
+            own = next((trial for trial in self._own() if trial._trial_id == stored_id), None)
+            if own is not None and self._state(stored_id) == TrialState.RUNNING:
+                return _snapshot(own._cached_frozen_trial)
+            trial = get(stored_id)
+            if trial.state.is_finished():
+                self._finished[stored_id] = trial
+            return trial
+
+        return get_trial
+
+    def _state(self, stored_id: int) -> TrialState | None:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        assert self._backend is not None
+        with _create_scoped_session(self._backend.scoped_session) as session:
+            row = session.query(models.TrialModel.state).filter(models.TrialModel.trial_id == stored_id).one_or_none()
+        return None if row is None else row[0]
 
     def _writer(self, write: Callable[[int, str, Any], None], where: str) -> Callable[[int, str, Any], None]:
         def set_attr(stored_id: int, key: str, value: Any) -> None:
@@ -318,11 +345,11 @@ def _write_all(backend: RDBStorage, trial_id: int, queue: Sequence[tuple[str, tu
     from sqlalchemy import func
 
     params = [args for name, args in queue if name == "set_trial_param"]
-    attrs = [
-        (models.TrialUserAttributeModel if name == "set_trial_user_attr" else models.TrialSystemAttributeModel, args)
-        for name, args in queue
-        if name != "set_trial_param"
-    ]
+    attrs: dict[Any, dict[str, Any]] = {models.TrialUserAttributeModel: {}, models.TrialSystemAttributeModel: {}}
+    for name, args in queue:
+        if name != "set_trial_param":  # a key written twice keeps its last value, as writing it twice does
+            user = name == "set_trial_user_attr"
+            attrs[models.TrialUserAttributeModel if user else models.TrialSystemAttributeModel][args[0]] = args[1]
     with _create_scoped_session(backend.scoped_session, True) as session:
         trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
         backend.check_trial_is_updatable(trial_id, trial.state)
@@ -348,8 +375,30 @@ def _write_all(backend: RDBStorage, trial_id: int, queue: Sequence[tuple[str, tu
                         distribution_json=distributions.distribution_to_json(distribution),
                     )
                 )
-        for model, (key, value) in attrs:
-            backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        for model, values in attrs.items():
+            if values:
+                _upsert_attrs(backend, session, model, trial_id, values)
+
+
+def _upsert_attrs(backend: RDBStorage, session: Any, model: Any, trial_id: int, values: Mapping[str, Any]) -> None:
+    """A trial's attributes written as `_set_trial_attr_without_commit` writes each (an insert that
+    overwrites the key's row), all in one statement on SQLite and PostgreSQL."""
+    import json
+    import sqlite3
+
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = backend.engine.name
+    if dialect == "postgresql" or (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0)):
+        rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in values.items()]
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert(model).values(rows)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[model.trial_id, model.key], set_={"value_json": insert.excluded.value_json}
+        )
+        session.execute(upsert)
+        return
+    for key, value in values.items():
+        backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
 
 
 def _database(study: optuna.Study) -> RDBStorage | None:

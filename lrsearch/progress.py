@@ -32,10 +32,12 @@ class TrialProgress:
         self.refresh()
         self._progress.stop()
 
-    def refresh(self) -> None:
+    def refresh(self, study: optuna.Study | None = None) -> None:
+        """Show the study as it is now, read through `study` (the same study, opened by the worker that
+        calls this: its reads are the cheaper ones) or the bar's own."""
         from lrsearch.budget import trials_of_run
 
-        trials = self._study.get_trials(deepcopy=False)
+        trials = (study or self._study).get_trials(deepcopy=False)
         # A dead worker's trial and its retry are one trial of the budget, and so one step of the bar.
         ours = [trial for trial in trials_of_run(trials, self._before) if trial.state.is_finished()]
         values = [trial.value for trial in trials if trial.state == TrialState.COMPLETE]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lrsearch.certificate import Certificate
 
 POLL_S = 0.5  # how often `on_progress` runs while worker processes train
+Progress = Callable[..., None]  # shows the study's progress, read through the study given, or its own
 
 
 def check_search(config: SearchConfig) -> list[torch.device]:
@@ -123,7 +124,7 @@ class SearchRun:
         self.reports: list[WorkerReport] = []
         self.seconds = 0.0
 
-    def run(self, on_progress: Callable[[], None] | None = None) -> bool:
+    def run(self, on_progress: Progress | None = None) -> bool:
         """Run the workers until the study's budget (or the timeout) is spent; True when Ctrl-C stopped
         them. The first Ctrl-C ends each running trial after its epoch; a second one stops at once.
 
@@ -148,15 +149,16 @@ class SearchRun:
         return second_interrupt or self.stop.is_set()
 
 
-def _at_most_every(seconds: float, action: Callable[[], None]) -> Callable[[optuna.Study, Any], None]:
-    """A trial callback that runs `action` when `seconds` have passed since it last did."""
+def _at_most_every(seconds: float, action: Progress) -> Callable[[optuna.Study, Any], None]:
+    """A trial callback that runs `action` when `seconds` have passed since it last did, reading the
+    study through the worker's own handle on it (whose reads don't reload the trials it runs)."""
     last = -float("inf")
 
     def callback(study: optuna.Study, trial: Any) -> None:
         nonlocal last
         if time.monotonic() - last >= seconds:
             last = time.monotonic()
-            action()
+            action(study)
 
     return callback
 
@@ -170,7 +172,7 @@ def _figures(config: SearchConfig, study: optuna.Study) -> AbstractContextManage
     return StudyRefresher(study, figures_lock(config.study.storage, config.study.name))
 
 
-def _in_processes(setups: list[Any], on_progress: Callable[[], None] | None) -> list[WorkerReport]:
+def _in_processes(setups: list[Any], on_progress: Progress | None) -> list[WorkerReport]:
     """Run worker processes while this one reports progress."""
     outcome: dict[str, Any] = {}
 

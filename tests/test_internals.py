@@ -115,6 +115,10 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
         loads.clear()
         for _ in range(2):
             assert study.get_trials() == optuna.load_study(study_name="s", storage=url).get_trials()
+            fresh = optuna.storages.RDBStorage(url)
+            assert [storage_of(study).get_trial(t._trial_id) for t in mine + theirs] == [
+                fresh.get_trial(t._trial_id) for t in mine + theirs
+            ]
             assert study.get_trials(states=(optuna.trial.TrialState.RUNNING,))[0].system_attrs == {"rung_0": 0.5}
     running_mine = {trial._trial_id for trial in mine[:2]}
     assert loads and all(not (ids & running_mine) for ids in loads)
