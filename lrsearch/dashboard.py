@@ -25,7 +25,7 @@ from optuna_dashboard.artifact import get_artifact_path
 from lrsearch.certificate import Certificate, stored_certificate
 from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
 from lrsearch.errors import ConfigError
-from lrsearch.internals import storage_of
+from lrsearch.internals import save_new_trial_note, storage_of
 from lrsearch.report import format_params
 from lrsearch.spec import RunSpec
 from lrsearch.stats import mean_interval
@@ -56,7 +56,7 @@ class TrialPictures:
         curves = TrialCurves.of_run(trial.number, spec, records, state, steps_per_epoch)
         try:
             artifact_id = attach_trial_picture(trial, trial_svg(curves), self.store)
-            save_note(trial, trial_note(curves, get_artifact_path(trial, artifact_id)))
+            save_new_trial_note(trial, trial_note(curves, get_artifact_path(trial, artifact_id)))
         except Exception as error:  # noqa: BLE001 - a picture must never fail the trial it shows
             _log.warning("trial %d: no picture attached: %s: %s", trial.number, type(error).__name__, error)
 
