@@ -32,15 +32,6 @@ def build_optimizer(spec: RunSpec, parameters: Iterable[torch.nn.Parameter]) -> 
     return adam(parameters, lr=spec.lr, betas=(opt.momentum, 0.999), weight_decay=opt.weight_decay)
 
 
-def shadow_optimizer(spec: RunSpec) -> Optimizer:
-    """The spec's optimizer on one dummy parameter, for a scheduler to drive when only its LR is wanted
-    (the stacked engines' per-trial LRs, a schedule's check, its replay for a picture). It never steps:
-    it is marked as having stepped, so the scheduler does not warn that it stepped first."""
-    optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
-    mark_stepped(optimizer)
-    return optimizer
-
-
 def build_scheduler(
     spec: RunSpec, optimizer: Optimizer, steps_per_epoch: int, epochs: int | None = None
 ) -> LRScheduler:
@@ -111,6 +102,16 @@ class LoadedSchedule:
                 group["lr"] = self.lr
         return build_scheduler(self.spec, optimizer, steps_per_epoch, epochs)
 
+    def shadow(self, steps_per_epoch: int) -> tuple[Optimizer, LRScheduler]:
+        """The spec's optimizer on one dummy parameter and the schedule's scheduler driving it, for when
+        only the LR is wanted (the stacked engines' per-trial LRs, a schedule's check, its replay for a
+        picture). The optimizer never steps: it is marked as having stepped, so the scheduler does not
+        warn that it stepped first."""
+        optimizer = build_optimizer(self.spec, [torch.nn.Parameter(torch.zeros(1))])
+        scheduler = self.build(optimizer, steps_per_epoch)
+        mark_stepped(optimizer)
+        return optimizer, scheduler
+
     # The one stepping rule: the lone engine, the stacked engine and your own loop all step with these two.
 
     def after_batch(self, scheduler: LRScheduler) -> None:
@@ -147,11 +148,10 @@ def check_schedule(spec: RunSpec, steps_per_epoch: int = 1) -> None:
         known = ", ".join(searched_params(schedule.name)) or "none"
         raise ConfigError(f"schedule.params: {schedule.name} has no parameter {unknown[0]!r}; it takes {known}")
     label = f"{schedule.name}({', '.join(f'{k}={v!r}' for k, v in spec.schedule.params.items())})"
-    optimizer = shadow_optimizer(spec)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation notes are not the user's mistake
-            _step_through(schedule, optimizer, steps_per_epoch)
+            _step_through(schedule, steps_per_epoch)
     except ConfigError as error:
         raise ConfigError(f"schedule.params: {label}: {str(error).removeprefix('schedule.params: ')}") from None
     except Exception as error:  # noqa: BLE001 - whatever torch raises, said in one line
@@ -163,27 +163,26 @@ def mean_lr_factor(spec: RunSpec, steps_per_epoch: int = 1) -> float:
     """The run's LR averaged over its steps, as a fraction of its base LR: how much learning rate a
     schedule gives in all (cosine to zero about 0.5, a warmup-then-decay less), with a val loss that keeps
     improving (ReduceLROnPlateau keeps its LR)."""
-    optimizer = shadow_optimizer(spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lrs = _lrs_through(LoadedSchedule(spec), optimizer, steps_per_epoch, val_loss=lambda epoch: 1.0 / epoch)
+        lrs = _lrs_through(LoadedSchedule(spec), steps_per_epoch, val_loss=lambda epoch: 1.0 / epoch)
         total = sum(lr for _, lr in lrs)
     return total / (spec.epochs * steps_per_epoch * spec.lr)
 
 
-def _step_through(schedule: LoadedSchedule, optimizer: Optimizer, steps_per_epoch: int) -> None:
+def _step_through(schedule: LoadedSchedule, steps_per_epoch: int) -> None:
     # A loss that never improves, so ReduceLROnPlateau acts. The LR after the last step is never used
     # (OneCycleLR's linear anneal goes below 0 there), so it is not checked.
-    for epoch, lr in _lrs_through(schedule, optimizer, steps_per_epoch, val_loss=lambda epoch: 1.0):
+    for epoch, lr in _lrs_through(schedule, steps_per_epoch, val_loss=lambda epoch: 1.0):
         _check_lr(lr, epoch)
 
 
 def _lrs_through(
-    schedule: LoadedSchedule, optimizer: Optimizer, steps_per_epoch: int, val_loss: Callable[[int], float]
+    schedule: LoadedSchedule, steps_per_epoch: int, val_loss: Callable[[int], float]
 ) -> Iterator[tuple[int, float]]:
     """Step the schedule through its whole run as training does, `val_loss(epoch)` its metric: (epoch, LR)
-    of every optimizer step, each before it is taken (`optimizer` a `shadow_optimizer`)."""
-    scheduler = schedule.build(optimizer, steps_per_epoch)
+    of every optimizer step, each before it is taken."""
+    optimizer, scheduler = schedule.shadow(steps_per_epoch)
     for epoch in range(1, schedule.spec.epochs + 1):
         for _ in range(steps_per_epoch):
             yield epoch, optimizer.param_groups[0]["lr"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.build import LoadedSchedule, shadow_optimizer
+from lrsearch.build import LoadedSchedule
 from lrsearch.records import CURVES, STEPS_PER_EPOCH, TrialRecord
 from lrsearch.spec import RunSpec
 from lrsearch.train import EpochRecord
@@ -124,8 +124,7 @@ def lr_by_step(spec: RunSpec, steps_per_epoch: int, val_losses: Sequence[float])
     per-batch schedules, every epoch start for the others. ReduceLROnPlateau is fed the recorded val
     losses, as it was in training."""
     schedule = LoadedSchedule(spec)
-    optimizer = shadow_optimizer(spec)
-    scheduler = schedule.build(optimizer, steps_per_epoch)
+    optimizer, scheduler = schedule.shadow(steps_per_epoch)
     positions: list[float] = []
     lrs: list[float] = []
     for epoch, val_loss in enumerate(val_losses):

@@ -124,6 +124,7 @@ class OwnTrialsRead:
 
     def __enter__(self) -> OwnTrialsRead:
         if self._backend is not None:
+            self._before = {name: vars(self._storage).get(name) for name in self._patched}
             read, get, write_system, write_user = (getattr(self._storage, name) for name in self._patched)
             self._storage.get_all_trials = self._reader(read)
             self._storage.get_trial = self._getter(get)
@@ -133,8 +134,7 @@ class OwnTrialsRead:
 
     def __exit__(self, *exc: object) -> None:
         if self._backend is not None:
-            for name in self._patched:
-                vars(self._storage).pop(name, None)
+            _restore(self._storage, self._before)
 
     def _reader(self, read: Callable[..., list[FrozenTrial]]) -> Callable[..., list[FrozenTrial]]:
         def get_all_trials(
@@ -325,14 +325,19 @@ def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     try:
         yield
     finally:
-        for name, previous in before.items():
-            if previous is None:
-                vars(storage).pop(name, None)
-            else:
-                setattr(storage, name, previous)
+        _restore(storage, before)
         del queues[stored_id]
         if queue:
             _write_all(backend, stored_id, queue)
+
+
+def _restore(storage: BaseStorage, before: Mapping[str, Any]) -> None:
+    """Put back the storage's methods as a block found them (a block inside another keeps the outer one's)."""
+    for name, previous in before.items():
+        if previous is None:
+            vars(storage).pop(name, None)
+        else:
+            setattr(storage, name, previous)
 
 
 def _write_all(backend: RDBStorage, trial_id: int, queue: Sequence[tuple[str, tuple[Any, ...]]]) -> None:

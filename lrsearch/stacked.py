@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from lrsearch.build import LoadedSchedule, shadow_optimizer
+from lrsearch.build import LoadedSchedule
 from lrsearch.data import Data, EpochOrders
 from lrsearch.engine import EpochOutcome
 from lrsearch.model import make_mlp
@@ -89,9 +89,8 @@ class StackedUpdate:
     def add(self, key: object, spec: RunSpec, initial: torch.Tensor) -> None:
         """A new row for `spec`, starting from `initial` (its flat parameters, [P]) with a fresh optimizer
         state and scheduler."""
-        shadow = shadow_optimizer(spec)
         schedule = LoadedSchedule(spec)
-        scheduler = schedule.build(shadow, self.steps_per_epoch)
+        shadow, scheduler = schedule.shadow(self.steps_per_epoch)
         recorded = recorded_steps(self.steps_per_epoch, spec.epochs)
         self.members.append(_Member(key, spec, shadow, schedule, scheduler, recorded))
         self.theta = torch.cat([self.theta, initial.to(self.device).unsqueeze(0)])

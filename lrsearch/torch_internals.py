@@ -15,9 +15,11 @@ def mark_stepped(optimizer: Optimizer) -> None:
 
     A scheduler stepped before its optimizer warns ("lr_scheduler.step() before optimizer.step()"), so
     the shadow used to be stepped once; but `Optimizer.step` imports torch._dynamo on its first call, a
-    second of start-up on a CPU for a module no search uses.
+    second of start-up on a CPU for a module no search uses. Call it after building the scheduler (older
+    torch resets its count there): newer torch reads `_opt_called`, older torch `_step_count`.
     """
     optimizer._opt_called = True  # type: ignore[attr-defined]
+    optimizer._step_count = max(getattr(optimizer, "_step_count", 0), 1)  # type: ignore[attr-defined]
 
 
 def skip_dynamo_on_optimizer_setup() -> None:

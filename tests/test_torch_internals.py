@@ -8,24 +8,26 @@ import optuna
 import pytest
 import torch
 
-from lrsearch.build import LoadedSchedule, build_optimizer, shadow_optimizer
+from lrsearch.build import LoadedSchedule, build_optimizer
 from lrsearch.config import load_config
 from lrsearch.schedules import SCHEDULES
 from lrsearch.space import sample_run_spec
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
-def test_a_shadow_optimizer_gives_the_lrs_of_a_real_one_and_no_warning(name):
+def test_a_schedule_s_shadow_gives_the_lrs_of_a_real_optimizer_and_no_warning(name):
     config = load_config(None, {"search.schedules": [name]})
     spec = sample_run_spec(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask(), config, 10)
-    real = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
-    shadow = shadow_optimizer(spec)
     lrs = {"real": [], "shadow": []}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" among them
-        for label, optimizer in (("real", real), ("shadow", shadow)):
+        for label in lrs:
             schedule = LoadedSchedule(spec)
-            scheduler = schedule.build(optimizer, 10)
+            if label == "real":
+                optimizer = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))])
+                scheduler = schedule.build(optimizer, 10)
+            else:
+                optimizer, scheduler = schedule.shadow(10)
             for epoch in range(spec.epochs):
                 for _ in range(10):
                     lrs[label].append(optimizer.param_groups[0]["lr"])
