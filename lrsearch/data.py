@@ -86,8 +86,16 @@ class Data:
         return F.cross_entropy(output, target)
 
     def score_of(self, output: torch.Tensor, target: torch.Tensor) -> float | None:
+        return self.scores_of(output.unsqueeze(0), target)[0]
+
+    def scores_of(self, outputs: torch.Tensor, target: torch.Tensor) -> list[float | None]:
+        """`score_of` for each of K outputs ([K, rows, ...]) of one target: accuracy in one pass (a count
+        of hits, exact in any order), r2 trial by trial."""
         if self.score == "accuracy":
-            return (output.argmax(dim=-1) == target).float().mean().item()
+            return (outputs.argmax(dim=-1) == target).float().flatten(1).mean(dim=1).tolist()
+        return [self._score_of(output, target) for output in outputs]
+
+    def _score_of(self, output: torch.Tensor, target: torch.Tensor) -> float | None:
         if self.score == "r2":
             prediction = output.reshape(target.shape)
             residual = ((target - prediction) ** 2).sum()

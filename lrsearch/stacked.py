@@ -345,8 +345,12 @@ class StackedTrainer:
         train_x, train_y = self.data.train.x, self.data.train.y
         loss_sum = torch.zeros(k, device=self.device)
         for step, start in enumerate(range(0, len(self.data.train), self.batch_size)):
-            index = orders[:, start : start + self.batch_size]  # [K, B]
-            losses = self._gradients(train_x[index], train_y[index])
+            rows = orders[:, start : start + self.batch_size].flatten()  # K batches of B rows, one after another
+            x, y = (
+                train_x.index_select(0, rows).view(k, -1, train_x.shape[1]),
+                train_y.index_select(0, rows).view(k, -1),
+            )
+            losses = self._gradients(x, y)
             stack.step(step)
             loss_sum += losses
         train_losses = (loss_sum / self.steps_per_epoch).tolist()
@@ -355,7 +359,7 @@ class StackedTrainer:
             y = self.data.val.y
             # As the one-trial loop computes them.
             val_losses = [self.data.loss(logits[row], y).item() for row in range(k)]
-            scores = [self.data.score_of(logits[row], y) for row in range(k)]
+            scores = self.data.scores_of(logits, y)
         return stack.end_epoch(train_losses, val_losses, scores)
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
