@@ -69,7 +69,8 @@ class StackedUpdate:
     `torch.optim` step; and the one place where the trials' schedulers step.
 
     An engine runs its forward and backward on `leaves` (per-tensor [K, ...] views of the rows), then per
-    epoch: `start_epoch()`, per batch `backward(losses)` and `step(step)`, and `end_epoch(...)`.
+    epoch: `start_epoch()`, per batch `backward(losses)` (or the gradients written into the leaves'
+    `grad`, views of one flat gradient, as the MLP engine writes them) and `step(step)`, and `end_epoch(...)`.
 
     Args:
         shapes: the shapes of one trial's parameter tensors, in the order of its flat row.
