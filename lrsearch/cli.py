@@ -321,14 +321,17 @@ def _print_summary(study: Any) -> bool:
 def _print_export(study: Any, export_path: Path, storage: str) -> None:
     from lrsearch.config import DEFAULT_STORAGE
     from lrsearch.report import current_certificate, export_best
-    from lrsearch.storage import shown_url
+    from lrsearch.storage import IN_MEMORY, shown_url
 
     spec = export_best(study, export_path)
     certified = current_certificate(study) is not None
+    typer.echo(f"{'recommended' if certified else 'best'} run written to {export_path}")
+    if storage == IN_MEMORY:  # the study ends with this process: nothing to record the replay beside
+        typer.echo(f"replay it beside the baselines: lrsearch train --config {export_path}{spec.replay_options}")
+        return
     record = f"{spec.replay_options} --study-name {study.study_name}" + (
         "" if storage == DEFAULT_STORAGE else f" --storage {shown_url(storage)}"
     )
-    typer.echo(f"{'recommended' if certified else 'best'} run written to {export_path}")
     typer.echo(
         f"replay it beside the baselines, recorded for `lrsearch report`: lrsearch train --config {export_path}{record}"
     )

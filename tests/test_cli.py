@@ -46,6 +46,17 @@ def test_optimize_then_replay_reproduces_the_best_trial(tiny_config_file, tmp_pa
     assert "constant LR" in replay.output and "StepLR(10, 0.1), SGD lr 0.1" in replay.output
 
 
+def test_an_in_memory_search_names_a_replay_that_needs_no_study(tiny_config_file, tmp_path):
+    best_yaml = tmp_path / "best.yaml"
+    result = runner.invoke(
+        app,
+        ["optimize", "--config", str(tiny_config_file), "--storage", "sqlite:///:memory:", "--export", str(best_yaml)],
+    )
+    assert result.exit_code == 0, result.output
+    # The study ends with the command: the replay names none.
+    assert f"replay it beside the baselines: lrsearch train --config {best_yaml}\n" in result.output
+
+
 def test_export_writes_the_best_trial(tiny_config_file, tmp_path):
     runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--trials", "2"])
     out = tmp_path / "exported.yaml"
