@@ -176,7 +176,9 @@ def test_a_full_disk_ends_an_sqlite_search_in_one_line(small_disk, tmp_path, sta
 def test_a_second_search_of_a_running_study_is_refused_and_writes_nothing(tmp_path):
     url = f"sqlite:///{tmp_path}/studies.db"
     config = _config(tmp_path, storage=url)
-    command = ["optimize", "--config", config, "--epochs", 12]  # a run of some seconds: time to arrive
+    # A run of some seconds, so the second arrives while it runs: stacked and pruned, the tiny search now
+    # ends within the two seconds the second command takes to start.
+    command = ["optimize", "--config", config, "--epochs", 60, "--stack", 1, "--pruner", "none"]
     first = subprocess.Popen(
         [LRSEARCH, *map(str, command + ["--trials", 30])],
         cwd=tmp_path,
