@@ -128,8 +128,8 @@ class OwnTrialsRead:
             read, get, write_system, write_user = (getattr(self._storage, name) for name in self._patched)
             self._storage.get_all_trials = self._reader(read)
             self._storage.get_trial = self._getter(get)
-            self._storage.set_trial_system_attr = self._writer(write_system, "system_attrs")
-            self._storage.set_trial_user_attr = self._writer(write_user, "user_attrs")
+            self._storage.set_trial_system_attr = self._writer(write_system, "set_trial_system_attr")
+            self._storage.set_trial_user_attr = self._writer(write_user, "set_trial_user_attr")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -165,47 +165,50 @@ class OwnTrialsRead:
 
     def _state(self, stored_id: int) -> TrialState | None:
         from optuna.storages._rdb import models
+
+        return self._states(models.TrialModel.trial_id == stored_id).get(stored_id)
+
+    def _states(self, which: Any) -> dict[int, TrialState]:
         from optuna.storages._rdb.storage import _create_scoped_session
 
         assert self._backend is not None
         with _create_scoped_session(self._backend.scoped_session) as session:
-            row = session.query(models.TrialModel.state).filter(models.TrialModel.trial_id == stored_id).one_or_none()
-        return None if row is None else row[0]
+            return _trial_states(session, which)
 
-    def _writer(self, write: Callable[[int, str, Any], None], where: str) -> Callable[[int, str, Any], None]:
+    def _writer(self, write: Callable[[int, str, Any], None], name: str) -> Callable[[int, str, Any], None]:
         def set_attr(stored_id: int, key: str, value: Any) -> None:
             write(stored_id, key, value)
             if threading.get_ident() == self._owner:
                 for trial in self._own():
                     if trial._trial_id == stored_id:
-                        getattr(trial._cached_frozen_trial, where)[key] = value
+                        _copy_attr(trial, name, key, value)
 
         return set_attr
 
     def read(self) -> list[FrozenTrial]:
         """The study's trials, by number, as the storage holds them now."""
         from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
 
         assert self._backend is not None
         study_id = self._study._study_id
-        with _create_scoped_session(self._backend.scoped_session) as session:
-            rows = (
-                session.query(models.TrialModel.trial_id, models.TrialModel.state)
-                .filter(models.TrialModel.study_id == study_id)
-                .all()
-            )
+        states = self._states(models.TrialModel.study_id == study_id)
         own = {trial._trial_id: trial for trial in self._own()}
-        local = {i: own[i] for i, state in rows if i in own and state == TrialState.RUNNING}
-        wanted = {i for i, _ in rows if i not in self._finished and i not in local}
-        # Those wanted, and any trial added since the light query (ids above all it saw).
-        newest = max(i for i, _ in rows) if rows else -1
+        local = {i: own[i] for i, state in states.items() if i in own and state == TrialState.RUNNING}
+        wanted = {i for i in states if i not in self._finished and i not in local}
+        # Those wanted, and any trial added since the light query (ids above all it saw, so none of `local`).
+        newest = max(states, default=-1)
         loaded = self._backend._get_trials(study_id, None, wanted, newest) if wanted else []
-        loaded = [t for t in loaded if t._trial_id not in local]
         self._finished.update((t._trial_id, t) for t in loaded if t.state.is_finished())
         unfinished = [t for t in loaded if not t.state.is_finished()]
         trials = [*self._finished.values(), *unfinished, *(_snapshot(t._cached_frozen_trial) for t in local.values())]
         return sorted(trials, key=lambda t: t.number)
+
+
+def _trial_states(session: Any, which: Any) -> dict[int, TrialState]:
+    """Trial id -> state of the trials `which` selects: one light query, no trial loaded whole."""
+    from optuna.storages._rdb import models
+
+    return dict(session.query(models.TrialModel.trial_id, models.TrialModel.state).filter(which).all())
 
 
 def _snapshot(trial: FrozenTrial) -> FrozenTrial:
@@ -249,10 +252,7 @@ def _insert_intermediate_values(backend: RDBStorage, rows: Sequence[tuple[int, i
     values = models.TrialIntermediateValueModel
     trial_ids = {trial_id for trial_id, _, _ in rows}
     with _create_scoped_session(backend.scoped_session, True) as session:
-        states = session.query(models.TrialModel.trial_id, models.TrialModel.state).filter(
-            models.TrialModel.trial_id.in_(trial_ids)
-        )
-        found = dict(states.all())
+        found = _trial_states(session, models.TrialModel.trial_id.in_(trial_ids))
         for trial_id in trial_ids:
             if trial_id not in found:
                 raise KeyError(f"No trial with trial_id {trial_id} exists.")  # as find_or_raise_by_id says
@@ -313,8 +313,7 @@ def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
                 return write(trial_id, *args)
             queue.append((name, args))
             if name != "set_trial_param":  # as OwnTrialsRead keeps a copy that others wrote to
-                where = "user_attrs" if name == "set_trial_user_attr" else "system_attrs"
-                getattr(trial._cached_frozen_trial, where)[args[0]] = args[1]
+                _copy_attr(trial, name, *args)
             return None
 
         return write_later
@@ -329,6 +328,12 @@ def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         del queues[stored_id]
         if queue:
             _write_all(backend, stored_id, queue)
+
+
+def _copy_attr(trial: optuna.Trial, write: str, key: str, value: Any) -> None:
+    """An attribute written to the storage for `trial` (by `write`), kept on the trial's own copy too."""
+    where = {"set_trial_user_attr": "user_attrs", "set_trial_system_attr": "system_attrs"}[write]
+    getattr(trial._cached_frozen_trial, where)[key] = value
 
 
 def _restore(storage: BaseStorage, before: Mapping[str, Any]) -> None:

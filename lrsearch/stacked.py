@@ -152,6 +152,7 @@ class StackedUpdate:
                 self._step_lrs[i] = tuple(lrs[i][step] for step in sorted(m.recorded))
         optimizers = [m.spec.optimizer for m in members]
         self._decays = [o.weight_decay for o in optimizers]
+        self._any_decay = any(self._decays)
         self._any_nesterov = any(o.nesterov for o in optimizers)
         self._any_adam = any(o.name != "sgd" for o in optimizers)
         self._neg_lrs = -self._table(lrs)  # -lr, as torch's `p.add(d, alpha=-lr)` takes it
@@ -220,7 +221,7 @@ class StackedUpdate:
         momentum, neg_lr = self._momenta[step], self._neg_lrs[step]
         # SGD: d = g + wd * p; buf = mom * buf + d; d = d + mom * buf (nesterov) or buf; p -= lr * d.
         # Terms that are zero for every trial are skipped, as torch skips them.
-        d = _fma(p, columns["weight_decay"], grad) if any(self._decays) else grad
+        d = _fma(p, columns["weight_decay"], grad) if self._any_decay else grad
         buffer = self._state["buffer"]
         buffer.mul_(momentum).add_(d)
         d = torch.where(columns["nesterov"], _fma(buffer, momentum, d), buffer) if self._any_nesterov else buffer
