@@ -19,13 +19,18 @@ from typing import Any
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
-from optuna_dashboard import save_note
-from optuna_dashboard.artifact import get_artifact_path
 
 from lrsearch.certificate import Certificate, stored_certificate
 from lrsearch.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
+from lrsearch.dashboard_store import (
+    artifact_path,
+    save_figure,
+    save_new_trial_note,
+    save_study_note,
+    study_note,
+)
 from lrsearch.errors import ConfigError
-from lrsearch.internals import save_new_trial_note, storage_of
+from lrsearch.internals import storage_of
 from lrsearch.report import format_params
 from lrsearch.spec import RunSpec
 from lrsearch.stats import mean_interval
@@ -56,7 +61,7 @@ class TrialPictures:
         curves = TrialCurves.of_run(trial.number, spec, records, state, steps_per_epoch)
         try:
             artifact_id = attach_trial_picture(trial, trial_svg(curves), self.store)
-            save_new_trial_note(trial, trial_note(curves, get_artifact_path(trial, artifact_id)))
+            save_new_trial_note(trial, trial_note(curves, artifact_path(trial, artifact_id)))
         except Exception as error:  # noqa: BLE001 - a picture must never fail the trial it shows
             _log.warning("trial %d: no picture attached: %s: %s", trial.number, type(error).__name__, error)
 
@@ -186,17 +191,15 @@ def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
 
 def refresh_study(study: optuna.Study) -> None:
     """Write the study's figures and note from its trials as they are now."""
-    from optuna_dashboard import get_note, save_plotly_graph_object
-
     trials = study.get_trials(deepcopy=False)
     for figure_id, figure in study_figures(trials).items():
-        save_plotly_graph_object(study, figure, graph_object_id=figure_id)
+        save_figure(study, figure_id, figure)
     certificate = stored_certificate(study)
     if isinstance(certificate, Certificate):
-        save_plotly_graph_object(study, certificate_figure(certificate), graph_object_id=CERTIFICATE_FIGURE)
+        save_figure(study, CERTIFICATE_FIGURE, certificate_figure(certificate))
     note = best_note(study, trials)
-    if note is not None and note != get_note(study):
-        save_note(study, note)
+    if note is not None and note != study_note(study):
+        save_study_note(study, note)
 
 
 def figures_lock(storage_url: str, study_name: str) -> Any:

@@ -1,7 +1,6 @@
 """The few places lrsearch reaches into Optuna's private attributes, each with why, so that an Optuna
-upgrade that moves them breaks here and nowhere else (torch's are in `torch_internals`). optuna-dashboard
-is used through its public API (`save_note`, `get_artifact_path`, `wsgi`...) but for one use, here too
-(`save_new_trial_note`)."""
+upgrade that moves them breaks here and nowhere else (torch's are in `torch_internals`, optuna-dashboard's
+stored formats in `dashboard_store`)."""
 
 from __future__ import annotations
 
@@ -417,23 +416,3 @@ def _database(study: optuna.Study) -> RDBStorage | None:
     storage = storage_of(study)
     backend = getattr(storage, "_backend", storage)
     return backend if isinstance(backend, RDBStorage) else None
-
-
-def save_new_trial_note(trial: optuna.Trial, body: str) -> None:
-    """What optuna-dashboard's `save_note(trial, body)` stores for a trial that has no note yet, written
-    without reading the study first.
-
-    `save_note` reads every system attribute of the study, twice (to find the note's next version, then
-    to clear what an older, longer note left), and the dashboard keeps every trial's note among them: a
-    note cost a read of all the notes before it, 8 ms a trial at 200 trials and growing with the study.
-    A trial that ends has never had a note, so its note is version 1 in chunks of the dashboard's length,
-    under the dashboard's keys (`optuna_dashboard._note`); the tests read it back with its `get_note`.
-    """
-    from optuna_dashboard._note import SYSTEM_ATTR_MAX_LENGTH, note_str_key_prefix, note_ver_key
-
-    storage, study_id, trial_id = trial.storage, trial.study._study_id, trial._trial_id
-    for i, start in enumerate(range(0, len(body), SYSTEM_ATTR_MAX_LENGTH)):
-        storage.set_study_system_attr(
-            study_id, f"{note_str_key_prefix(trial_id)}{i}", body[start : start + SYSTEM_ATTR_MAX_LENGTH]
-        )
-    storage.set_study_system_attr(study_id, note_ver_key(trial_id), 1)  # last: a version with its whole body

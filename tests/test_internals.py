@@ -178,23 +178,3 @@ def test_a_parameter_held_back_is_refused_as_optuna_refuses_it_and_nothing_of_th
         second.suggest_categorical("x", ["a", "b"])  # x was a float in the study: Optuna refuses this
     stored = optuna.storages.RDBStorage(url).get_trial(second._trial_id)
     assert stored.params == {} and stored.user_attrs == {}
-
-
-def test_a_new_trial_s_note_is_what_optuna_dashboard_reads_back_written_without_reading_the_study(tmp_path):
-    from optuna_dashboard import get_note, save_note
-
-    from lrsearch.internals import save_new_trial_note
-
-    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/n.db"))
-    save_note(study, "the study's own note")
-    earlier, trial = study.ask(), study.ask()
-    save_note(earlier, "an earlier trial's note")
-    storage, reads = storage_of(study), []
-    read = storage.get_study_system_attrs
-    storage.get_study_system_attrs = lambda study_id: reads.append(study_id) or read(study_id)
-    body = "![LR and loss](/artifacts/1/2/3)\n" + "x" * 5000  # three of the dashboard's chunks
-    save_new_trial_note(trial, body)
-    assert reads == []
-    del storage.get_study_system_attrs
-    assert get_note(trial) == body
-    assert get_note(earlier) == "an earlier trial's note" and get_note(study) == "the study's own note"
