@@ -1,15 +1,18 @@
 """The default command against a hand-written search, side by side: where `lrsearch optimize`'s time goes.
 
 Every row is a whole process, started fresh in an empty folder (start-up, data and the study file
-included), the rows taken in turn (row 1, 2, ..., row 1, 2, ...) for `--rounds` rounds; each row's median
-is printed with its ratio to the hand-written search:
+included; lrsearch's data cache is a folder of the benchmark's own, filled before the first row), the
+rows taken in turn (row 1, 2, ..., row 1, 2, ...) for `--rounds` rounds; each row's median is printed
+with its ratio to the hand-written search:
 
-- the default command, `lrsearch optimize --trials 50 --no-certify` (SQLite file, pictures on, stack auto);
+- the default command, `lrsearch optimize --trials 50 --no-certify` (SQLite file, pictures on, stack auto),
+  then the same as the first command on a machine: its data not yet in the user's cache;
 - the same with pictures off (`study.figures: false`), then on a journal file, then in memory;
 - `--stack 1`;
 - (a) a hand-written search in the style of Optuna's PyTorch example (benchmarks/throughput.py's loop:
   a DataLoader, `trial.report` then `should_prune` each epoch, Optuna's TPE, the median pruner, in memory,
-  1 thread), on lrsearch's search space, data and epochs;
+  1 thread), on lrsearch's search space, data and epochs (the data made with scikit-learn in every run,
+  as such a script makes it);
 - with `--big`: `--trials 200 --stack 50` on the SQLite file and in memory (pictures off both).
 
 Then the default command once under cProfile, its main thread's time split into buckets (where it is
@@ -40,11 +43,15 @@ NO_FIGURES = "study: {figures: false}\n"
 NO_CERTIFY = ["--no-certify"] if "--no-certify" in (REPO / "lrsearch" / "cli.py").read_text() else []
 
 
+COLD = "same, first run on this machine (no data cache yet)"
+
+
 def command_rows(trials: int, big: bool) -> dict[str, tuple[list[str], str | None]]:
     """Row label -> (arguments after `python`, config file text or None)."""
     optimize = ["-m", "lrsearch", "optimize", "--trials", str(trials), *NO_CERTIFY]
     rows: dict[str, tuple[list[str], str | None]] = {
         f"lrsearch optimize --trials {trials} --no-certify (SQLite file, pictures on, stack auto)": (optimize, None),
+        COLD: (optimize, None),
         "same, pictures off": (optimize, NO_FIGURES),
         "journal file, pictures off": ([*optimize, "--storage", "studies/search.log"], NO_FIGURES),
         "in-memory storage, pictures off": ([*optimize, "--storage", "sqlite:///:memory:"], NO_FIGURES),
@@ -64,14 +71,18 @@ def command_rows(trials: int, big: bool) -> dict[str, tuple[list[str], str | Non
     return rows
 
 
-def run_once(arguments: list[str], config: str | None, prefix: list[str] = ()) -> float:
-    """Seconds of one fresh run of `python arguments` in an empty folder."""
+def run_once(arguments: list[str], config: str | None, cache: Path | None, prefix: list[str] = ()) -> float:
+    """Seconds of one fresh run of `python arguments` in an empty folder, with `cache` as the user's cache
+    folder (None: an empty one)."""
     with tempfile.TemporaryDirectory(prefix="lrsearch-bench-") as folder:
         extra = []
         if config is not None and "lrsearch" in arguments:
             (Path(folder) / "bench.yaml").write_text(config)
             extra = ["--config", "bench.yaml"]
-        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        env = os.environ | {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "XDG_CACHE_HOME": str(cache or Path(folder) / "cache"),
+        }
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, *prefix, *arguments, *extra],
@@ -82,6 +93,14 @@ def run_once(arguments: list[str], config: str | None, prefix: list[str] = ()) -
             stderr=subprocess.PIPE,
         )
         return time.perf_counter() - started
+
+
+def fill_data_cache(cache: Path) -> None:
+    """Put the default config's data in `cache`, as the first command on a machine does."""
+    code = "from lrsearch.config import load_config; from lrsearch.data import load_data; "
+    code += "config = load_config(None); load_data(config.data, config.study.seed)"
+    env = os.environ | {"PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(cache)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
 def hand_written(trials: int) -> None:
@@ -147,11 +166,11 @@ def profile_buckets(stats_file: Path) -> tuple[float, dict[str, float]]:
     return total, seconds
 
 
-def profile_default(trials: int) -> None:
+def profile_default(trials: int, cache: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="lrsearch-profile-") as folder:
         stats_file = Path(folder) / "default.prof"
         optimize = ["-m", "lrsearch", "optimize", "--trials", str(trials), *NO_CERTIFY]
-        wall = run_once(optimize, None, prefix=["-m", "cProfile", "-o", str(stats_file)])
+        wall = run_once(optimize, None, cache, prefix=["-m", "cProfile", "-o", str(stats_file)])
         total, seconds = profile_buckets(stats_file)
     print(f"\nprofile of the default command (main thread; {total:.1f} s profiled, {wall:.1f} s wall under cProfile)")
     print(f"  {'bucket':44s} {'seconds':>8s} {'share':>6s}")
@@ -177,9 +196,13 @@ def main() -> None:
         keep = {int(i) - 1 for i in args.only.split(",")}
         rows = {label: row for i, (label, row) in enumerate(rows.items()) if i in keep or label.startswith("(a)")}
     times: dict[str, list[float]] = {label: [] for label in rows}
+    cache_folder = tempfile.TemporaryDirectory(prefix="lrsearch-bench-cache-")
+    cache = Path(cache_folder.name)
+    fill_data_cache(cache)
     for _ in range(args.rounds):
         for label, (arguments, config) in rows.items():
-            times[label].append(run_once(arguments, config))
+            cold = label == COLD or label.startswith("(a)")
+            times[label].append(run_once(arguments, config, None if cold else cache))
     medians = {label: statistics.median(values) for label, values in times.items()}
     reference = next(value for label, value in medians.items() if label.startswith("(a)"))
     cores = len(os.sched_getaffinity(0))
@@ -189,7 +212,8 @@ def main() -> None:
         spread = f"{min(times[label]):.1f}..{max(times[label]):.1f}"
         print(f"| {label:66s} | {value:5.1f} s | {reference / value:8.2f}x | {spread} |")
     if not args.skip_profile:
-        profile_default(args.trials)
+        profile_default(args.trials, cache)
+    cache_folder.cleanup()
 
 
 if __name__ == "__main__":

@@ -174,6 +174,30 @@ def load_data(spec: DataSpec, seed: int, device: torch.device | str = "cpu") -> 
 
 
 def _builtin(spec: DataSpec, seed: int, device: torch.device | str) -> Data:
+    from lrsearch.data_cache import cached_arrays
+
+    task = BUILTIN_TASKS[spec.task]
+    classes = task.kind == "classification"
+    arrays = cached_arrays(spec, seed, lambda: _split_and_scaled(spec, seed))
+
+    def to_split(part: str) -> Split:
+        x, y = (torch.as_tensor(arrays[f"{name}_{part}"], device=device) for name in "xy")
+        return Split(x, y)
+
+    return Data(
+        train=to_split("train"),
+        val=to_split("val"),
+        test=to_split("test"),
+        kind=task.kind,
+        score="accuracy" if classes else "r2",
+        n_features=arrays["x_train"].shape[1],
+        n_outputs=int(arrays["n_outputs"]),
+    )
+
+
+def _split_and_scaled(spec: DataSpec, seed: int) -> dict[str, np.ndarray]:
+    """The task's rows split train/val/test and standardized, as the tensors will hold them: inputs
+    float32, class labels int64, regression targets float32 (standardized too)."""
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
@@ -193,23 +217,14 @@ def _builtin(spec: DataSpec, seed: int, device: torch.device | str) -> Data:
     )
     features = StandardScaler().fit(x_train)
     target_mean, target_std = (0.0, 1.0) if classes else (float(np.mean(y_train)), float(np.std(y_train)) or 1.0)
-
-    def to_split(inputs: np.ndarray, targets: np.ndarray) -> Split:
+    arrays = {"n_outputs": np.array(int(np.max(y)) + 1 if classes else 1)}
+    for part, inputs, targets in (("train", x_train, y_train), ("val", x_val, y_val), ("test", x_test, y_test)):
+        arrays[f"x_{part}"] = features.transform(inputs).astype(np.float32)
         if classes:
-            labels = torch.as_tensor(targets, dtype=torch.int64, device=device)
+            arrays[f"y_{part}"] = np.asarray(targets, dtype=np.int64)
         else:  # standardized, so MSE and the LR ranges mean the same whatever the target's units
-            labels = torch.as_tensor((targets - target_mean) / target_std, dtype=torch.float32, device=device)
-        return Split(torch.as_tensor(features.transform(inputs), dtype=torch.float32, device=device), labels)
-
-    return Data(
-        train=to_split(x_train, y_train),
-        val=to_split(x_val, y_val),
-        test=to_split(x_test, y_test),
-        kind=task.kind,
-        score="accuracy" if classes else "r2",
-        n_features=x.shape[1],
-        n_outputs=int(np.max(y)) + 1 if classes else 1,
-    )
+            arrays[f"y_{part}"] = ((targets - target_mean) / target_std).astype(np.float32)
+    return arrays
 
 
 def _user(name: str, device: torch.device | str) -> Data:
