@@ -27,6 +27,13 @@ def storage_of(study: optuna.Study) -> BaseStorage:
     return study._storage
 
 
+def backend_of(study: optuna.Study) -> BaseStorage:
+    """The storage the study was opened with: Optuna wraps a database storage in its `_CachedStorage`,
+    whose cache belongs to one study object (another study object on the same storage wraps it anew)."""
+    storage = storage_of(study)
+    return getattr(storage, "_backend", storage)
+
+
 def trial_id(trial: optuna.Trial) -> int:
     """The storage's id of a trial (its number is per study; heartbeats are recorded by id)."""
     return trial._trial_id
@@ -256,19 +263,25 @@ def _insert_intermediate_values(backend: RDBStorage, rows: Sequence[tuple[int, i
             if trial_id not in found:
                 raise KeyError(f"No trial with trial_id {trial_id} exists.")  # as find_or_raise_by_id says
             backend.check_trial_is_updatable(trial_id, found[trial_id])
-        stored = session.query(values).filter(
-            values.trial_id.in_(trial_ids), values.step.in_({step for _, step, _ in rows})
-        )
-        existing = {(row.trial_id, row.step): row for row in stored.all()}
+        stored = []
         for trial_id, step, value in rows:
             number, kind = values.intermediate_value_to_stored_repr(value)
-            row = existing.get((trial_id, step))
-            if row is None:
-                session.add(
-                    values(trial_id=trial_id, step=step, intermediate_value=number, intermediate_value_type=kind)
-                )
+            stored.append(
+                {"trial_id": trial_id, "step": step, "intermediate_value": number, "intermediate_value_type": kind}
+            )
+        if _upsert(backend, session, values, stored, ("trial_id", "step")):
+            return
+        existing = session.query(values).filter(
+            values.trial_id.in_(trial_ids), values.step.in_({step for _, step, _ in rows})
+        )
+        by_step = {(row.trial_id, row.step): row for row in existing.all()}
+        for row in stored:
+            old = by_step.get((row["trial_id"], row["step"]))
+            if old is None:
+                session.add(values(**row))
             else:
-                row.intermediate_value, row.intermediate_value_type = number, kind
+                old.intermediate_value = row["intermediate_value"]
+                old.intermediate_value_type = row["intermediate_value_type"]
 
 
 def set_user_attrs(study: optuna.Study, trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
@@ -286,9 +299,10 @@ _together = threading.local()  # .queues: trial id -> the writes its open block 
 @contextmanager
 def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """While in the block, this thread's writes of the trial's parameters and attributes (the sampler's,
-    `trial.set_user_attr`'s) are held back, and written in one transaction as the block ends, error or
-    not, on a database storage; any other storage writes them as they come. A block inside another for
-    the same trial joins it.
+    `trial.set_user_attr`'s), and of the study's system attributes (the dashboard's note of the trial),
+    are held back, and written in one transaction as the block ends, error or not, on a database
+    storage; any other storage writes them as they come. A block inside another for the same trial
+    joins it.
 
     Starting a trial wrote its worker, then each parameter the sampler suggested, then its RunSpec,
     each a transaction of its own with a query or two before it: about nine commits a trial. The
@@ -304,7 +318,7 @@ def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         yield
         return
     storage, owner, queue = storage_of(study), threading.get_ident(), []
-    before = {name: vars(storage).get(name) for name in _TRIAL_WRITES}
+    before = {name: vars(storage).get(name) for name in (*_TRIAL_WRITES, "set_study_system_attr")}
 
     def held_back(name: str, write: Callable[..., None]) -> Callable[..., None]:
         def write_later(trial_id: int, *args: Any) -> None:
@@ -317,9 +331,18 @@ def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 
         return write_later
 
+    write_study_attr = storage.set_study_system_attr
+
+    def study_attr_later(study_id: int, key: str, value: Any) -> None:
+        if study_id != study._study_id or threading.get_ident() != owner:
+            return write_study_attr(study_id, key, value)
+        queue.append(("set_study_system_attr", (key, value)))
+        return None
+
     queues[stored_id] = queue
     for name in _TRIAL_WRITES:
         setattr(storage, name, held_back(name, getattr(storage, name)))
+    storage.set_study_system_attr = study_attr_later
     try:
         yield
     finally:
@@ -348,71 +371,88 @@ def _write_all(backend: RDBStorage, trial_id: int, queue: Sequence[tuple[str, tu
     """The held-back writes as Optuna writes each (`_set_trial_param_without_commit`,
     `_set_trial_attr_without_commit`), with the trial's state checked once and the parameters' earlier
     distributions in the study read in one query rather than one each."""
+    import json
+
+    import sqlalchemy
     from optuna import distributions
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
     from sqlalchemy import func
 
-    params = [args for name, args in queue if name == "set_trial_param"]
+    params, study_attrs = [], {}
     attrs: dict[Any, dict[str, Any]] = {models.TrialUserAttributeModel: {}, models.TrialSystemAttributeModel: {}}
-    for name, args in queue:
-        if name != "set_trial_param":  # a key written twice keeps its last value, as writing it twice does
+    for name, args in queue:  # a key written twice keeps its last value, as writing it twice does
+        if name == "set_trial_param":
+            params.append(args)
+        elif name == "set_study_system_attr":
+            study_attrs[args[0]] = args[1]
+        else:
             user = name == "set_trial_user_attr"
             attrs[models.TrialUserAttributeModel if user else models.TrialSystemAttributeModel][args[0]] = args[1]
     with _create_scoped_session(backend.scoped_session, True) as session:
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, trial.state)
+        found = session.query(models.TrialModel.study_id, models.TrialModel.state).filter(
+            models.TrialModel.trial_id == trial_id
+        )
+        study_id, state = found.one_or_none() or (None, None)
+        if state is None:
+            raise KeyError(f"No trial with trial_id {trial_id} exists.")  # as find_or_raise_by_id says
+        backend.check_trial_is_updatable(trial_id, state)
         if params:
             param = models.TrialParamModel
             earlier = (
                 session.query(param.param_name, func.min(param.distribution_json))
                 .join(models.TrialModel)
-                .filter(models.TrialModel.study_id == trial.study_id)
+                .filter(models.TrialModel.study_id == study_id)
                 .filter(param.param_name.in_({name for name, _, _ in params}))
                 .group_by(param.param_name)
             )
             known = {name: distributions.json_to_distribution(text) for name, text in earlier.all()}
+            rows = []
             for name, value, distribution in params:
                 if name in known:  # every stored distribution of a name is compatible with the others
                     distributions.check_distribution_compatibility(known[name], distribution)
                 known.setdefault(name, distribution)
-                session.add(
-                    param(
-                        trial_id=trial_id,
-                        param_name=name,
-                        param_value=value,
-                        distribution_json=distributions.distribution_to_json(distribution),
-                    )
-                )
+                text = distributions.distribution_to_json(distribution)
+                rows.append({"trial_id": trial_id, "param_name": name, "param_value": value, "distribution_json": text})
+            session.execute(sqlalchemy.insert(param), rows)  # a name set twice fails, as Optuna's insert does
         for model, values in attrs.items():
-            if values:
-                _upsert_attrs(backend, session, model, trial_id, values)
+            if not values:
+                continue
+            rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in values.items()]
+            if not _upsert(backend, session, model, rows, ("trial_id", "key")):
+                for key, value in values.items():
+                    backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        if study_attrs:
+            model = models.StudySystemAttributeModel
+            rows = [{"study_id": study_id, "key": k, "value_json": json.dumps(v)} for k, v in study_attrs.items()]
+            if not _upsert(backend, session, model, rows, ("study_id", "key")):
+                for row in rows:  # as `RDBStorage.set_study_system_attr` writes each
+                    stored = session.query(model).filter_by(study_id=study_id, key=row["key"]).one_or_none()
+                    if stored is None:
+                        session.add(model(**row))
+                    else:
+                        stored.value_json = row["value_json"]
 
 
-def _upsert_attrs(backend: RDBStorage, session: Any, model: Any, trial_id: int, values: Mapping[str, Any]) -> None:
-    """A trial's attributes written as `_set_trial_attr_without_commit` writes each (an insert that
-    overwrites the key's row), all in one statement on SQLite and PostgreSQL."""
-    import json
+def _upsert(backend: RDBStorage, session: Any, model: Any, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> bool:
+    """`rows` inserted in one statement, a row whose `keys` are stored already overwriting it, on SQLite
+    and PostgreSQL (as Optuna's insert-or-update of each row leaves them); False on another database,
+    which writes nothing."""
     import sqlite3
 
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = backend.engine.name
-    if dialect == "postgresql" or (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0)):
-        rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in values.items()]
-        insert = (postgresql if dialect == "postgresql" else sqlite).insert(model).values(rows)
-        upsert = insert.on_conflict_do_update(
-            index_elements=[model.trial_id, model.key], set_={"value_json": insert.excluded.value_json}
-        )
-        session.execute(upsert)
-        return
-    for key, value in values.items():
-        backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+    if dialect != "postgresql" and not (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0)):
+        return False
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(model).values(rows)
+    updated = {column: insert.excluded[column] for column in rows[0] if column not in keys}
+    session.execute(insert.on_conflict_do_update(index_elements=[getattr(model, key) for key in keys], set_=updated))
+    return True
 
 
 def _database(study: optuna.Study) -> RDBStorage | None:
     """The study's RDBStorage (Optuna wraps it in its `_CachedStorage`, whose writes pass straight
     through to it), or None for any other storage."""
-    storage = storage_of(study)
-    backend = getattr(storage, "_backend", storage)
+    backend = backend_of(study)
     return backend if isinstance(backend, RDBStorage) else None

@@ -111,10 +111,16 @@ def open_study(config: SearchConfig, storage: BaseStorage | None = None) -> optu
     return _with_search(storage, config, settings.seed)
 
 
-def join_study(config: SearchConfig, sampler_seed: int | None) -> optuna.Study:
+def join_study(config: SearchConfig, sampler_seed: int | None, storage: BaseStorage | None = None) -> optuna.Study:
     """Open an existing study as one of its workers; each worker samples with its own seed, or
-    workers with equal seeds would propose the same parameters."""
-    storage = open_storage(config.study.storage, heartbeat=config.study.heartbeat)
+    workers with equal seeds would propose the same parameters.
+
+    Args:
+        storage: the study's storage, opened by this process already (a worker in the command's own
+            process); None opens `config.study.storage`.
+    """
+    if storage is None:
+        storage = open_storage(config.study.storage, heartbeat=config.study.heartbeat)
     return _with_search(storage, config, sampler_seed)
 
 

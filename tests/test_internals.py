@@ -61,12 +61,14 @@ def test_the_block_ends_with_the_study_reading_its_storage_again(tmp_path):
     assert "_get_trials" not in vars(study)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
-def test_reports_and_attributes_written_together_land_as_one_at_a_time_would(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "journal", "memory"])
+def test_reports_and_attributes_written_together_land_as_one_at_a_time_would(tmp_path, kind, request):
     from lrsearch.internals import report_all, set_user_attrs
     from lrsearch.storage import open_storage
 
-    url = {"sqlite": f"sqlite:///{tmp_path}/s.db", "journal": str(tmp_path / "j.log"), "memory": None}[kind]
+    url = {"sqlite": f"sqlite:///{tmp_path}/s.db", "journal": str(tmp_path / "j.log"), "memory": None}.get(kind)
+    if kind == "postgresql":
+        url = request.getfixturevalue("postgres_url")
     study = optuna.create_study(storage=None if url is None else open_storage(url))
     trials = [study.ask() for _ in range(3)]
     report_all(study, [(trial, 1, 0.5 + i) for i, trial in enumerate(trials)])
@@ -83,6 +85,11 @@ def test_reports_and_attributes_written_together_land_as_one_at_a_time_would(tmp
     assert values[2] == float("inf") and math.isnan(values[3])
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # as `report` refuses it
         report_all(study, [(trials[0], 3, 0.1)])
+    if url is not None and "://" in url:  # a step another process stored is overwritten, as `report` does
+        optuna.storages.RDBStorage(url).set_trial_intermediate_value(trials[1]._trial_id, 4, 1.0)
+        report_all(study, [(trials[1], 4, 2.0), (trials[1], 5, 3.0)])
+        stored = optuna.storages.RDBStorage(url).get_trial(trials[1]._trial_id).intermediate_values
+        assert stored == {1: 1.5, 4: 2.0, 5: 3.0}
 
 
 def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_trials(tmp_path):
@@ -137,6 +144,7 @@ def test_a_trial_s_writes_held_together_land_at_the_block_s_end_as_one_at_a_time
     def stored(t: optuna.Trial) -> optuna.trial.FrozenTrial:
         return other.get_trial(t._trial_id)
 
+    storage_of(study).set_study_system_attr(study._study_id, "note:2", "an older note")
     with pytest.raises(RuntimeError, match="model failed"), writes_together(study, trial):
         trial.set_user_attr("worker", "me")
         x = trial.suggest_float("x", 0, 1)
@@ -144,6 +152,9 @@ def test_a_trial_s_writes_held_together_land_at_the_block_s_end_as_one_at_a_time
         with writes_together(study, trial):  # joins the block around it
             trial.set_user_attr("run", {"lr": 0.1})
         storage_of(study).set_trial_system_attr(trial._trial_id, "sampler", [1, 2])  # as samplers write
+        for key in ("note:1", "note:2"):  # as the trial's dashboard note is written
+            storage_of(study).set_study_system_attr(study._study_id, key, f"{key} of trial {trial.number}")
+        assert other.get_study_system_attrs(study._study_id) == {"note:2": "an older note"}
         neighbour.set_user_attr("worker", "another")  # another trial's write is not held back
         assert stored(neighbour).user_attrs == {"worker": "another"}
         assert stored(trial).params == {} and stored(trial).user_attrs == {}  # nothing yet, for others
@@ -152,7 +163,9 @@ def test_a_trial_s_writes_held_together_land_at_the_block_s_end_as_one_at_a_time
     assert stored(trial).params == {"x": x, "kind": kind}
     assert stored(trial).user_attrs == {"worker": "me", "run": {"lr": 0.1}}
     assert stored(trial).system_attrs == {"sampler": [1, 2]}
-    assert not {"set_trial_param", "set_trial_user_attr", "set_trial_system_attr"} & set(vars(storage_of(study)))
+    assert other.get_study_system_attrs(study._study_id) == {key: f"{key} of trial 0" for key in ("note:1", "note:2")}
+    written = {"set_trial_param", "set_trial_user_attr", "set_trial_system_attr", "set_study_system_attr"}
+    assert not written & set(vars(storage_of(study)))
 
 
 def test_writes_held_together_on_a_journal_land_as_they_come(tmp_path):
