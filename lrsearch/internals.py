@@ -105,19 +105,20 @@ def trials_read_once(study: optuna.Study) -> Iterator[None]:
 class OwnTrialsRead:
     """While in the block, this thread reads the study's trials without reloading the ones it runs itself.
 
-    On a database storage every read of the study (the budget's count, `study.ask`'s look for queued
-    trials, the sampler's read, the pruner's) reloads every unfinished trial with its parameters,
-    intermediate values and attributes: a stack of K pays K trial loads a read, many reads an epoch.
-    The trials this worker runs are the ones it writes: Optuna's `Trial` keeps a copy of each
-    (`_cached_frozen_trial`) as it suggests, reports and sets attributes, and `report_all` and
-    `set_user_attrs` keep it too. So a read here asks the database for the states of the study's
-    trials (one light query), loads a finished trial once (it no longer changes), loads every other
-    worker's unfinished trial as before, and takes each of `own()`'s trials that the database still
-    holds as RUNNING from its copy, as of the read. System and user attributes that samplers and pruners
-    write straight to the storage for a trial (`study._storage.set_trial_system_attr`) are copied onto
-    the trial's copy as they are written. `get_trial` of one of its running trials (`study.tell` reads the
-    trial it ends) is its copy too, after a light query of its state. Another thread (the figures
-    thread) reads the storage as before; any other storage is read as before.
+        On a database storage every read of the study (the budget's count, `study.ask`'s look for queued
+        trials, the sampler's read, the pruner's) reloads every unfinished trial with its parameters,
+        intermediate values and attributes: a stack of K pays K trial loads a read, many reads an epoch.
+        The trials this worker runs are the ones it writes: Optuna's `Trial` keeps a copy of each
+        (`_cached_frozen_trial`) as it suggests, reports and sets attributes, and `report_all` and
+        `set_user_attrs` keep it too. So a read here asks the database for the states of the study's
+        trials (one light query), loads a finished trial once (it no longer changes), loads every other
+        worker's unfinished trial as before, and takes each of `own()`'s trials that the database still
+        holds as RUNNING from its copy, as of the read. System and user attributes that samplers and pruners
+        write straight to the storage for a trial (`study._storage.set_trial_system_attr`) are copied onto
+        the trial's copy as they are written. `get_trial` of one of its running trials (`study.tell` reads the
+        trial it ends) is its copy too, after a light query of its state, and a trial it has just created is
+    read back as created. Another thread (the figures
+        thread) reads the storage as before; any other storage is read as before.
     """
 
     def __init__(self, study: optuna.Study, own: Callable[[], Iterable[optuna.Trial]]) -> None:
@@ -126,6 +127,7 @@ class OwnTrialsRead:
         self._backend = _database(study)
         self._owner = threading.get_ident()
         self._finished: dict[int, FrozenTrial] = {}  # by trial id
+        self._created: dict[int, FrozenTrial] = {}  # created by this thread, not read back yet
         self._patched = ("get_all_trials", "get_trial", "set_trial_system_attr", "set_trial_user_attr")
 
     def __enter__(self) -> OwnTrialsRead:
@@ -136,11 +138,26 @@ class OwnTrialsRead:
             self._storage.get_trial = self._getter(get)
             self._storage.set_trial_system_attr = self._writer(write_system, "set_trial_system_attr")
             self._storage.set_trial_user_attr = self._writer(write_user, "set_trial_user_attr")
+            self._backend_before = {"_create_new_trial": vars(self._backend).get("_create_new_trial")}
+            self._backend._create_new_trial = self._creator(self._backend._create_new_trial)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._backend is not None:
             _restore(self._storage, self._before)
+            _restore(self._backend, self._backend_before)
+
+    def _creator(self, create: Callable[..., FrozenTrial]) -> Callable[..., FrozenTrial]:
+        """`study.ask` creates a trial, then reads it back whole (`Trial.__init__`): the trial as
+        created is what that read returns (no one else writes to it yet)."""
+
+        def create_new_trial(study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+            created = create(study_id, template_trial)
+            if threading.get_ident() == self._owner:
+                self._created[created._trial_id] = created
+            return created
+
+        return create_new_trial
 
     def _reader(self, read: Callable[..., list[FrozenTrial]]) -> Callable[..., list[FrozenTrial]]:
         def get_all_trials(
@@ -159,6 +176,8 @@ class OwnTrialsRead:
                 return get(stored_id)
             if stored_id in self._finished:
                 return self._finished[stored_id]
+            if stored_id in self._created:
+                return _snapshot(self._created.pop(stored_id))
             own = next((trial for trial in self._own() if trial._trial_id == stored_id), None)
             if own is not None and self._state(stored_id) == TrialState.RUNNING:
                 return _snapshot(own._cached_frozen_trial)
@@ -445,9 +464,12 @@ def _upsert(backend: RDBStorage, session: Any, model: Any, rows: list[dict[str, 
     dialect = backend.engine.name
     if dialect != "postgresql" and not (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0)):
         return False
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(model).values(rows)
+    # The rows as parameters, not in the statement: its compiled form is SQLAlchemy's cached one each time.
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(model)
     updated = {column: insert.excluded[column] for column in rows[0] if column not in keys}
-    session.execute(insert.on_conflict_do_update(index_elements=[getattr(model, key) for key in keys], set_=updated))
+    session.execute(
+        insert.on_conflict_do_update(index_elements=[getattr(model, key) for key in keys], set_=updated), rows
+    )
     return True
 
 

@@ -120,6 +120,8 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
         other.tell(theirs[1], 0.1)
         other.tell(mine[2], state=optuna.trial.TrialState.FAIL)  # ended by another worker: read as stored
         loads.clear()
+        mine.append(study.ask())  # read back as created, not loaded
+        assert mine[-1]._cached_frozen_trial == optuna.storages.RDBStorage(url).get_trial(mine[-1]._trial_id)
         for _ in range(2):
             assert study.get_trials() == optuna.load_study(study_name="s", storage=url).get_trials()
             fresh = optuna.storages.RDBStorage(url)
@@ -127,7 +129,7 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
                 fresh.get_trial(t._trial_id) for t in mine + theirs
             ]
             assert study.get_trials(states=(optuna.trial.TrialState.RUNNING,))[0].system_attrs == {"rung_0": 0.5}
-    running_mine = {trial._trial_id for trial in mine[:2]}
+    running_mine = {trial._trial_id for trial in mine[:2] + mine[3:]}
     assert loads and all(not (ids & running_mine) for ids in loads)
     assert [theirs[1]._trial_id in ids for ids in loads] == [True] + [False] * (len(loads) - 1)  # once finished
     assert "get_all_trials" not in vars(storage_of(study))
