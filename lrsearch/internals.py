@@ -30,8 +30,10 @@ def storage_of(study: optuna.Study) -> BaseStorage:
 def backend_of(study: optuna.Study) -> BaseStorage:
     """The storage the study was opened with: Optuna wraps a database storage in its `_CachedStorage`,
     whose cache belongs to one study object (another study object on the same storage wraps it anew)."""
+    from optuna.storages._cached_storage import _CachedStorage
+
     storage = storage_of(study)
-    return getattr(storage, "_backend", storage)
+    return storage._backend if isinstance(storage, _CachedStorage) else storage
 
 
 def trial_id(trial: optuna.Trial) -> int:
@@ -149,11 +151,12 @@ class OwnTrialsRead:
 
     def _creator(self, create: Callable[..., FrozenTrial]) -> Callable[..., FrozenTrial]:
         """`study.ask` creates a trial, then reads it back whole (`Trial.__init__`): the trial as
-        created is what that read returns (no one else writes to it yet)."""
+        created is what that read returns (no one else writes to it yet). Not a trial made from a
+        template: a WAITING one (a retry) is read when asked, after the ask made it RUNNING."""
 
         def create_new_trial(study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
             created = create(study_id, template_trial)
-            if threading.get_ident() == self._owner:
+            if template_trial is None and threading.get_ident() == self._owner:
                 self._created[created._trial_id] = created
             return created
 

@@ -121,7 +121,11 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
         other.tell(mine[2], state=optuna.trial.TrialState.FAIL)  # ended by another worker: read as stored
         loads.clear()
         mine.append(study.ask())  # read back as created, not loaded
-        assert mine[-1]._cached_frozen_trial == optuna.storages.RDBStorage(url).get_trial(mine[-1]._trial_id)
+        study.enqueue_trial({"x": 0.25})  # WAITING, as a retried trial is: asked, it is read as RUNNING
+        mine.append(study.ask())
+        for trial in mine[-2:]:
+            assert trial._cached_frozen_trial == optuna.storages.RDBStorage(url).get_trial(trial._trial_id)
+        assert mine[-1]._cached_frozen_trial.state == optuna.trial.TrialState.RUNNING
         for _ in range(2):
             assert study.get_trials() == optuna.load_study(study_name="s", storage=url).get_trials()
             fresh = optuna.storages.RDBStorage(url)
@@ -129,7 +133,7 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
                 fresh.get_trial(t._trial_id) for t in mine + theirs
             ]
             assert study.get_trials(states=(optuna.trial.TrialState.RUNNING,))[0].system_attrs == {"rung_0": 0.5}
-    running_mine = {trial._trial_id for trial in mine[:2] + mine[3:]}
+    running_mine = {trial._trial_id for trial in mine[:2] + mine[3:4]}
     assert loads and all(not (ids & running_mine) for ids in loads)
     assert [theirs[1]._trial_id in ids for ids in loads] == [True] + [False] * (len(loads) - 1)  # once finished
     assert "get_all_trials" not in vars(storage_of(study))
@@ -193,3 +197,14 @@ def test_a_parameter_held_back_is_refused_as_optuna_refuses_it_and_nothing_of_th
         second.suggest_categorical("x", ["a", "b"])  # x was a float in the study: Optuna refuses this
     stored = optuna.storages.RDBStorage(url).get_trial(second._trial_id)
     assert stored.params == {} and stored.user_attrs == {}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_a_study_s_backend_is_the_storage_it_was_opened_with(tmp_path, kind):
+    from lrsearch.internals import backend_of
+
+    url = {"sqlite": f"sqlite:///{tmp_path}/b.db", "journal": str(tmp_path / "b.log"), "memory": "sqlite:///:memory:"}
+    storage = open_storage(url[kind])
+    study = optuna.create_study(storage=storage)
+    assert backend_of(study) is storage
+    assert optuna.load_study(study_name=study.study_name, storage=backend_of(study)).trials == []
