@@ -107,20 +107,20 @@ def trials_read_once(study: optuna.Study) -> Iterator[None]:
 class OwnTrialsRead:
     """While in the block, this thread reads the study's trials without reloading the ones it runs itself.
 
-        On a database storage every read of the study (the budget's count, `study.ask`'s look for queued
-        trials, the sampler's read, the pruner's) reloads every unfinished trial with its parameters,
-        intermediate values and attributes: a stack of K pays K trial loads a read, many reads an epoch.
-        The trials this worker runs are the ones it writes: Optuna's `Trial` keeps a copy of each
-        (`_cached_frozen_trial`) as it suggests, reports and sets attributes, and `report_all` and
-        `set_user_attrs` keep it too. So a read here asks the database for the states of the study's
-        trials (one light query), loads a finished trial once (it no longer changes), loads every other
-        worker's unfinished trial as before, and takes each of `own()`'s trials that the database still
-        holds as RUNNING from its copy, as of the read. System and user attributes that samplers and pruners
-        write straight to the storage for a trial (`study._storage.set_trial_system_attr`) are copied onto
-        the trial's copy as they are written. `get_trial` of one of its running trials (`study.tell` reads the
-        trial it ends) is its copy too, after a light query of its state, and a trial it has just created is
-    read back as created. Another thread (the figures
-        thread) reads the storage as before; any other storage is read as before.
+    On a database storage every read of the study (the budget's count, `study.ask`'s look for queued
+    trials, the sampler's read, the pruner's) reloads every unfinished trial with its parameters,
+    intermediate values and attributes: a stack of K pays K trial loads a read, many reads an epoch.
+    The trials this worker runs are the ones it writes: Optuna's `Trial` keeps a copy of each
+    (`_cached_frozen_trial`) as it suggests, reports and sets attributes, and `report_all` and
+    `set_user_attrs` keep it too. So a read here asks the database for the states of the study's
+    trials (one light query), loads a finished trial once (it no longer changes), loads every other
+    worker's unfinished trial as before, and takes each of `own()`'s trials that the database still
+    holds as RUNNING from its copy, as of the read. System and user attributes that samplers and pruners
+    write straight to the storage for a trial (`study._storage.set_trial_system_attr`) are copied onto
+    the trial's copy as they are written. `get_trial` of one of its running trials (`study.tell` reads the
+    trial it ends) is its copy too, after a light query of its state, and a trial it has just created is
+    read back as created. Another thread (the figures thread) reads the storage as before; any other
+    storage is read as before.
     """
 
     def __init__(self, study: optuna.Study, own: Callable[[], Iterable[optuna.Trial]]) -> None:
@@ -391,8 +391,9 @@ def _restore(storage: BaseStorage, before: Mapping[str, Any]) -> None:
 
 def _write_all(backend: RDBStorage, trial_id: int, queue: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
     """The held-back writes as Optuna writes each (`_set_trial_param_without_commit`,
-    `_set_trial_attr_without_commit`), with the trial's state checked once and the parameters' earlier
-    distributions in the study read in one query rather than one each."""
+    `_set_trial_attr_without_commit`, `set_study_system_attr`), with the trial's state checked once, the
+    parameters' earlier distributions in the study read in one query rather than one each, and the rows
+    of each table written in one statement."""
     import json
 
     import sqlalchemy
