@@ -27,6 +27,7 @@ from lrsearch.dashboard_store import (
     save_figure,
     save_new_trial_note,
     save_study_note,
+    study_attrs,
     study_note,
 )
 from lrsearch.errors import ConfigError
@@ -190,16 +191,18 @@ def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
 
 
 def refresh_study(study: optuna.Study) -> None:
-    """Write the study's figures and note from its trials as they are now."""
+    """Write the study's figures and note from its trials as they are now (the caller holds the figures
+    lock, so the study's attributes read once at the start stay true for every figure written)."""
     trials = study.get_trials(deepcopy=False)
+    stored = study_attrs(study)  # every trial's note is among them: read once, not once a figure
     for figure_id, figure in study_figures(trials).items():
-        save_figure(study, figure_id, figure)
+        save_figure(study, figure_id, figure, stored)
     certificate = stored_certificate(study)
     if isinstance(certificate, Certificate):
-        save_figure(study, CERTIFICATE_FIGURE, certificate_figure(certificate))
+        save_figure(study, CERTIFICATE_FIGURE, certificate_figure(certificate), stored)
     note = best_note(study, trials)
-    if note is not None and note != study_note(study):
-        save_study_note(study, note)
+    if note is not None and note != study_note(study, stored):
+        save_study_note(study, note, stored)
 
 
 def figures_lock(storage_url: str, study_name: str) -> Any:

@@ -11,6 +11,7 @@ dashboard's own functions, so an upgrade that changes one fails there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -35,9 +36,19 @@ def chunks(text: str, prefix: str) -> dict[str, str]:
     return {f"{prefix}{i}": text[start : start + CHUNK] for i, start in enumerate(range(0, len(text), CHUNK))}
 
 
-def study_note(study: optuna.Study) -> str:
-    """The study's note as the dashboard shows it ("" when it has none)."""
-    attrs = storage_of(study).get_study_system_attrs(study._study_id)
+def study_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's system attributes, where the dashboard keeps its notes and figures: one read to pass
+    to the functions below when several run together (a refresh writes a note and three figures)."""
+    return storage_of(study).get_study_system_attrs(study._study_id)
+
+
+def study_note(study: optuna.Study, stored: Mapping[str, Any] | None = None) -> str:
+    """The study's note as the dashboard shows it ("" when it has none).
+
+    Args:
+        stored: the study's system attributes as just read (`study_attrs`); None reads them.
+    """
+    attrs = study_attrs(study) if stored is None else stored
     if note_version_key(None) not in attrs:
         return ""
     prefix = note_chunk_prefix(None)
@@ -45,13 +56,17 @@ def study_note(study: optuna.Study) -> str:
     return "".join(attrs[f"{prefix}{i}"] for i in range(count))
 
 
-def save_study_note(study: optuna.Study, body: str) -> None:
+def save_study_note(study: optuna.Study, body: str, stored: Mapping[str, Any] | None = None) -> None:
     """Replace the study's note, as the dashboard's `save_note(study, body)` does: the next version, its
-    chunks, and the chunks a longer earlier note left emptied."""
-    storage, study_id = storage_of(study), study._study_id
-    version = storage.get_study_system_attrs(study_id).get(note_version_key(None), 0) + 1
-    storage.set_study_system_attr(study_id, note_version_key(None), version)
-    _write_chunks(study, chunks(body, note_chunk_prefix(None)), note_chunk_prefix(None))
+    chunks, and the chunks a longer earlier note left emptied.
+
+    Args:
+        stored: the study's system attributes as just read (`study_attrs`); None reads them.
+    """
+    stored = study_attrs(study) if stored is None else stored
+    version = stored.get(note_version_key(None), 0) + 1
+    storage_of(study).set_study_system_attr(study._study_id, note_version_key(None), version)
+    _write_chunks(study, chunks(body, note_chunk_prefix(None)), note_chunk_prefix(None), stored)
 
 
 def save_new_trial_note(trial: optuna.Trial, body: str) -> None:
@@ -70,11 +85,15 @@ def save_new_trial_note(trial: optuna.Trial, body: str) -> None:
     storage.set_study_system_attr(study_id, note_version_key(stored_id), 1)
 
 
-def save_figure(study: optuna.Study, figure_id: str, figure: Any) -> None:
+def save_figure(study: optuna.Study, figure_id: str, figure: Any, stored: Mapping[str, Any] | None = None) -> None:
     """Store a plotly figure under `figure_id`, replacing the one stored there, as the dashboard's
-    `save_plotly_graph_object(study, figure, graph_object_id=figure_id)` does."""
+    `save_plotly_graph_object(study, figure, graph_object_id=figure_id)` does.
+
+    Args:
+        stored: the study's system attributes as just read (`study_attrs`); None reads them.
+    """
     prefix = f"{PLOT_DATA}{figure_id}:"
-    _write_chunks(study, chunks(figure.to_json(), prefix), prefix)
+    _write_chunks(study, chunks(figure.to_json(), prefix), prefix, study_attrs(study) if stored is None else stored)
 
 
 def artifact_path(trial: optuna.Trial, artifact_id: str) -> str:
@@ -82,11 +101,10 @@ def artifact_path(trial: optuna.Trial, artifact_id: str) -> str:
     return f"/artifacts/{trial.study._study_id}/{trial._trial_id}/{artifact_id}"
 
 
-def _write_chunks(study: optuna.Study, written: dict[str, str], prefix: str) -> None:
-    """Write the chunks, then empty the ones past them that an earlier, longer text left."""
+def _write_chunks(study: optuna.Study, written: dict[str, str], prefix: str, stored: Mapping[str, Any]) -> None:
+    """Write the chunks, then empty the ones past them that an earlier, longer text left (`stored`)."""
     storage, study_id = storage_of(study), study._study_id
     for key, text in written.items():
         storage.set_study_system_attr(study_id, key, text)
-    stored = sum(1 for key in storage.get_study_system_attrs(study_id) if key.startswith(prefix))
-    for i in range(len(written), stored):
+    for i in range(len(written), sum(1 for key in stored if key.startswith(prefix))):
         storage.set_study_system_attr(study_id, f"{prefix}{i}", "")

@@ -76,6 +76,21 @@ def test_the_study_carries_the_best_trials_figures_and_config(tiny_config_file):
     )
 
 
+def test_a_refresh_reads_the_study_s_attributes_once_and_writes_what_the_dashboard_reads(tiny_config_file):
+    from lrsearch.dashboard import refresh_study
+
+    study = _search(tiny_config_file)
+    before = get_plotly_graph_objects(_system_attrs(study))
+    for key in [key for key in _system_attrs(study) if key.startswith("dashboard:plot_data:")]:
+        study._storage.set_study_system_attr(study._study_id, key, "")  # as if never drawn
+    read, reads = study._storage.get_study_system_attrs, []
+    study._storage.get_study_system_attrs = lambda study_id: reads.append(study_id) or read(study_id)
+    refresh_study(study)
+    del study._storage.get_study_system_attrs
+    assert len(reads) == 1
+    assert get_plotly_graph_objects(_system_attrs(study)) == before
+
+
 def test_figures_off_attaches_nothing(tiny_config_file, tmp_path):
     config = yaml.safe_load(tiny_config_file.read_text())
     config["study"]["figures"] = False

@@ -19,6 +19,7 @@ from lrsearch.dashboard_store import (
     save_figure,
     save_new_trial_note,
     save_study_note,
+    study_attrs,
     study_note,
 )
 from lrsearch.internals import storage_of
@@ -71,6 +72,8 @@ def test_the_study_note_replaces_the_dashboard_s_and_the_dashboard_s_replaces_it
     save_study_note(study, LONG + "!")
     save_note(study, "a user's edit")  # the dashboard's save takes the next version after ours
     assert get_note(study) == study_note(study) == "a user's edit"
+    save_study_note(study, "## from one read", study_attrs(study))
+    assert get_note(study) == study_note(study, study_attrs(study)) == "## from one read"
 
 
 def test_a_figure_replaces_the_one_stored_under_its_id_as_the_dashboard_s_does(study):
@@ -84,6 +87,11 @@ def test_a_figure_replaces_the_one_stored_under_its_id_as_the_dashboard_s_does(s
     save_plotly_graph_object(study, long, graph_object_id="schedule-types")
     save_figure(study, "schedule-types", short)
     assert _figures(study) == {"top-lr-curves": short.to_json(), "schedule-types": short.to_json()}
+    save_figure(study, "top-lr-curves", long)
+    stored = study_attrs(study)  # one read for several writes, as a refresh does
+    save_figure(study, "top-lr-curves", short, stored)
+    save_figure(study, "schedule-types", long, stored)
+    assert _figures(study) == {"top-lr-curves": short.to_json(), "schedule-types": long.to_json()}
 
 
 def test_a_trial_s_artifact_path_is_the_dashboard_s(study):
