@@ -120,7 +120,9 @@ class OwnTrialsRead:
     the trial's copy as they are written. `get_trial` of one of its running trials (`study.tell` reads the
     trial it ends) is its copy too, after a light query of its state, and a trial it has just created is
     read back as created. Another thread (the figures thread) reads the storage as before; any other
-    storage is read as before.
+    storage is read as before. The finished trials it loads it also hands to Optuna's own cache of the
+    study, which the command shares with its in-process worker: the figures thread, the summary and the
+    export then load none of them again.
     """
 
     def __init__(self, study: optuna.Study, own: Callable[[], Iterable[optuna.Trial]]) -> None:
@@ -148,6 +150,10 @@ class OwnTrialsRead:
         if self._backend is not None:
             _restore(self._storage, self._before)
             _restore(self._backend, self._backend_before)
+            from optuna.storages._rdb import models
+
+            states = self._states(models.TrialModel.study_id == self._study._study_id)
+            _keep_in_optuna_cache(self._storage, self._study._study_id, states, self._finished)
 
     def _creator(self, create: Callable[..., FrozenTrial]) -> Callable[..., FrozenTrial]:
         """`study.ask` creates a trial, then reads it back whole (`Trial.__init__`): the trial as
@@ -227,9 +233,34 @@ class OwnTrialsRead:
         newest = max(states, default=-1)
         loaded = self._backend._get_trials(study_id, None, wanted, newest) if wanted else []
         self._finished.update((t._trial_id, t) for t in loaded if t.state.is_finished())
+        _keep_in_optuna_cache(self._storage, study_id, states, self._finished)
         unfinished = [t for t in loaded if not t.state.is_finished()]
         trials = [*self._finished.values(), *unfinished, *(_snapshot(t._cached_frozen_trial) for t in local.values())]
         return sorted(trials, key=lambda t: t.number)
+
+
+def _keep_in_optuna_cache(
+    storage: BaseStorage, study_id: int, states: Mapping[int, TrialState], finished: Mapping[int, FrozenTrial]
+) -> None:
+    """Put the finished trials a worker has loaded into Optuna's own cache of the study
+    (`_CachedStorage`, shared by the study objects of the command's process), leaving it as Optuna's own
+    read of the study would: its other readers (the figures thread, the command's summary and export)
+    then load only the trials that changed since, not every trial of the study again.
+
+    Optuna's cache loads the trials it lists as unfinished and every trial above its last finished id;
+    `states` is one read of all the study's trials, so each one it names that is not cached finished is
+    listed as unfinished (to be loaded), and the ids it saw are all accounted for.
+    """
+    from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+
+    if not isinstance(storage, _CachedStorage) or not states:
+        return
+    with storage._lock:
+        study = storage._studies.setdefault(study_id, _StudyInfo())
+        storage._add_trials_to_cache(study_id, [trial for i, trial in finished.items() if i in states])
+        cached = {trial._trial_id for trial in study.trials.values() if trial.state.is_finished()}
+        study.unfinished_trial_ids = (study.unfinished_trial_ids | set(states)) - cached
+        study.last_finished_trial_id = max(study.last_finished_trial_id, max(states))
 
 
 def _trial_states(session: Any, which: Any) -> dict[int, TrialState]:

@@ -19,7 +19,7 @@ from lrsearch.budget import add_to_budget
 from lrsearch.config import SearchConfig, require_shared_storage
 from lrsearch.data import load_data
 from lrsearch.device import resolve_devices
-from lrsearch.internals import backend_of
+from lrsearch.internals import storage_of
 from lrsearch.logs import quiet_optuna
 from lrsearch.space import check_fixed
 from lrsearch.stopping import StopSignal, stop_on_interrupt
@@ -139,7 +139,8 @@ class SearchRun:
             with _figures(self.config, self.study), stop_on_interrupt(self.stop):
                 if len(self.setups) == 1:
                     callbacks = [] if on_progress is None else [_at_most_every(POLL_S, on_progress)]
-                    storage = backend_of(self.study)  # opened by this process: not opened again
+                    # Opened by this process: not opened again, and one cache of the study's finished trials.
+                    storage = storage_of(self.study)
                     self.reports = [run_worker(self.setups[0], self.stop, callbacks=callbacks, storage=storage)]
                 else:
                     self.reports = _in_processes(self.setups, on_progress)

@@ -199,6 +199,44 @@ def test_a_parameter_held_back_is_refused_as_optuna_refuses_it_and_nothing_of_th
     assert stored.params == {} and stored.user_attrs == {}
 
 
+def test_a_worker_s_finished_trials_are_not_loaded_again_by_the_other_readers_of_its_process(tmp_path):
+    from lrsearch.internals import OwnTrialsRead
+
+    url = f"sqlite:///{tmp_path}/shared.db"
+    command = optuna.create_study(study_name="s", storage=open_storage(url))
+    worker = optuna.load_study(study_name="s", storage=storage_of(command))  # the command's own worker
+    other = optuna.load_study(study_name="s", storage=optuna.storages.RDBStorage(url))  # another process
+    assert command.get_trials() == []  # the command's cache of the study exists before the worker's block
+    theirs = [other.ask() for _ in range(2)]
+    other.tell(theirs[0], 3.0)
+    mine: list[optuna.Trial] = []
+    with OwnTrialsRead(worker, lambda: mine):
+        mine += [worker.ask() for _ in range(3)]
+        for trial in mine:
+            trial.suggest_float("x", 0, 1)
+        worker.tell(mine[0], 1.0)  # its tell reads the finished trial back
+        worker.tell(mine[1], state=optuna.trial.TrialState.PRUNED)
+        assert len(worker.get_trials()) == 5
+        other.tell(theirs[1], 0.5)  # finished by another process after the worker's last read
+    loads: list[set[int]] = []
+    backend = storage_of(command)._backend
+    load = backend._get_trials
+
+    def counting(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        loads.append({t._trial_id for t in loaded})
+        return loaded
+
+    backend._get_trials = counting
+    for _ in range(2):
+        assert command.get_trials() == optuna.load_study(study_name="s", storage=url).get_trials()
+    assert loads[0] == {mine[2]._trial_id, theirs[1]._trial_id}  # not the finished ones it loaded already
+    assert loads[1] == {mine[2]._trial_id}  # the one still running, as Optuna's cache reads it
+    assert [storage_of(command).get_trial(t._trial_id) for t in mine + theirs] == [
+        optuna.storages.RDBStorage(url).get_trial(t._trial_id) for t in mine + theirs
+    ]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
 def test_a_study_s_backend_is_the_storage_it_was_opened_with(tmp_path, kind):
     from lrsearch.internals import backend_of
