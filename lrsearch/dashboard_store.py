@@ -11,6 +11,7 @@ dashboard's own functions, so an upgrade that changes one fails there.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,15 +86,19 @@ def save_new_trial_note(trial: optuna.Trial, body: str) -> None:
     storage.set_study_system_attr(study_id, note_version_key(stored_id), 1)
 
 
-def save_figure(study: optuna.Study, figure_id: str, figure: Any, stored: Mapping[str, Any] | None = None) -> None:
-    """Store a plotly figure under `figure_id`, replacing the one stored there, as the dashboard's
-    `save_plotly_graph_object(study, figure, graph_object_id=figure_id)` does.
+def save_figure(
+    study: optuna.Study, figure_id: str, figure: Mapping[str, Any], stored: Mapping[str, Any] | None = None
+) -> None:
+    """Store a plotly figure (as JSON data: `{"data": [...], "layout": {...}}`) under `figure_id`,
+    replacing the one stored there, as the dashboard's `save_plotly_graph_object(study, figure,
+    graph_object_id=figure_id)` stores a figure's `to_json()`.
 
     Args:
         stored: the study's system attributes as just read (`study_attrs`); None reads them.
     """
     prefix = f"{PLOT_DATA}{figure_id}:"
-    _write_chunks(study, chunks(figure.to_json(), prefix), prefix, study_attrs(study) if stored is None else stored)
+    text = json.dumps(figure, allow_nan=False, separators=(",", ":"))
+    _write_chunks(study, chunks(text, prefix), prefix, study_attrs(study) if stored is None else stored)
 
 
 def artifact_path(trial: optuna.Trial, artifact_id: str) -> str:

@@ -371,6 +371,19 @@ def test_a_certificate_survives_export_train_report_and_the_dashboard(tiny_confi
     from optuna_dashboard import get_note
 
     assert get_note(study).startswith(f"## Recommended: {certificate.recommended}")
+    import json
+
+    import plotly.graph_objects as go
+    from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
+
+    stored = get_plotly_graph_objects(study._storage.get_study_system_attrs(study._study_id))
+    figure = json.loads(stored["certificate"])
+    go.Figure(figure)  # a figure plotly's own objects accept
+    shown = [c for c in certificate.ranked if c.shown_losses is not None]
+    assert [trace["name"] for trace in figure["data"][::2]] == [
+        c.label + (" (recommended)" if c.label == certificate.recommended else "") for c in shown
+    ]
+    assert [len(trace["x"]) for trace in figure["data"][::2]] == [len(c.shown_losses) for c in shown]
 
     # `lrsearch certify` on the stored study certifies again, at other settings, and says so.
     again = runner.invoke(

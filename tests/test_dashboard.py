@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import plotly.graph_objects as go
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -54,6 +55,8 @@ def test_the_study_carries_the_best_trials_figures_and_config(tiny_config_file):
     study = _search(tiny_config_file)
     figures = {key: json.loads(value) for key, value in get_plotly_graph_objects(_system_attrs(study)).items()}
     assert set(figures) == set(FIGURE_IDS)
+    for figure in figures.values():
+        go.Figure(figure)  # plotly's own objects accept it: every trace and layout property is one plotly has
 
     # The first LR curve is the best trial's, step by step, as it trained.
     best = TrialCurves.of(study.best_trial)

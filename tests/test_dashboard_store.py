@@ -3,6 +3,8 @@ dashboard's own functions (an upgrade that changes one fails here)."""
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import plotly.graph_objects as go
 import pytest
@@ -33,12 +35,18 @@ def study(tmp_path) -> optuna.Study:
     return optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/d.db"))
 
 
-def _figure(points: int) -> go.Figure:
-    return go.Figure(go.Scatter(x=list(range(points)), y=[0.5] * points, name="#3 cosine"))
+def _figure(points: int) -> dict:
+    return {"data": [{"type": "scatter", "x": list(range(points)), "y": [0.5] * points, "name": "#3 cosine"}]}
 
 
-def _figures(study: optuna.Study) -> dict[str, str]:
-    return get_plotly_graph_objects(storage_of(study).get_study_system_attrs(study._study_id))
+def _figures(study: optuna.Study) -> dict[str, dict]:
+    stored = get_plotly_graph_objects(storage_of(study).get_study_system_attrs(study._study_id))
+    return {figure_id: json.loads(text) for figure_id, text in stored.items()}
+
+
+def _plotly(figure: dict) -> dict:
+    """The figure as plotly's own objects write it (which validates it as a plotly figure)."""
+    return json.loads(go.Figure(figure).to_json())
 
 
 @pytest.mark.parametrize("trial_id", [None, 0, 17])
@@ -77,21 +85,22 @@ def test_the_study_note_replaces_the_dashboard_s_and_the_dashboard_s_replaces_it
 
 
 def test_a_figure_replaces_the_one_stored_under_its_id_as_the_dashboard_s_does(study):
-    long, short = _figure(400), _figure(3)
-    assert len(long.to_json()) > 2 * SYSTEM_ATTR_MAX_LENGTH
+    long, short = _figure(900), _figure(3)
+    assert len(json.dumps(long, separators=(",", ":"))) > 2 * SYSTEM_ATTR_MAX_LENGTH  # three chunks
     save_figure(study, "top-lr-curves", long)
-    save_plotly_graph_object(study, _figure(5), graph_object_id="schedule-types")
-    assert _figures(study) == {"top-lr-curves": long.to_json(), "schedule-types": _figure(5).to_json()}
+    save_plotly_graph_object(study, go.Figure(_figure(5)), graph_object_id="schedule-types")
+    assert _figures(study) == {"top-lr-curves": long, "schedule-types": _plotly(_figure(5))}
     save_figure(study, "top-lr-curves", short)
-    assert _figures(study)["top-lr-curves"] == short.to_json()
-    save_plotly_graph_object(study, long, graph_object_id="schedule-types")
+    assert _figures(study)["top-lr-curves"] == short
+    save_plotly_graph_object(study, go.Figure(long), graph_object_id="schedule-types")
     save_figure(study, "schedule-types", short)
-    assert _figures(study) == {"top-lr-curves": short.to_json(), "schedule-types": short.to_json()}
+    assert _figures(study) == {"top-lr-curves": short, "schedule-types": short}
     save_figure(study, "top-lr-curves", long)
     stored = study_attrs(study)  # one read for several writes, as a refresh does
     save_figure(study, "top-lr-curves", short, stored)
     save_figure(study, "schedule-types", long, stored)
-    assert _figures(study) == {"top-lr-curves": short.to_json(), "schedule-types": long.to_json()}
+    assert _figures(study) == {"top-lr-curves": short, "schedule-types": long}
+    assert _plotly(long)["data"] == long["data"]  # what is stored is a figure plotly reads as it is
 
 
 def test_a_trial_s_artifact_path_is_the_dashboard_s(study):
