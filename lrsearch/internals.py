@@ -146,14 +146,15 @@ class OwnTrialsRead:
             self._backend._create_new_trial = self._creator(self._backend._create_new_trial)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, error_type: type[BaseException] | None, *exc: object) -> None:
         if self._backend is not None:
             _restore(self._storage, self._before)
             _restore(self._backend, self._backend_before)
-            from optuna.storages._rdb import models
+            if error_type is None:  # the trials told since the last read too (after a fault: no query more)
+                from optuna.storages._rdb import models
 
-            states = self._states(models.TrialModel.study_id == self._study._study_id)
-            _keep_in_optuna_cache(self._storage, self._study._study_id, states, self._finished)
+                states = self._states(models.TrialModel.study_id == self._study._study_id)
+                _keep_in_optuna_cache(self._storage, self._study._study_id, states, self._finished)
 
     def _creator(self, create: Callable[..., FrozenTrial]) -> Callable[..., FrozenTrial]:
         """`study.ask` creates a trial, then reads it back whole (`Trial.__init__`): the trial as
