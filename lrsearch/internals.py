@@ -150,7 +150,7 @@ class OwnTrialsRead:
         if self._backend is not None:
             _restore(self._storage, self._before)
             _restore(self._backend, self._backend_before)
-            if error_type is None:  # the trials told since the last read too (after a fault: no query more)
+            if error_type is None:  # the trials told since the last read too; after an error, no further query
                 from optuna.storages._rdb import models
 
                 states = self._states(models.TrialModel.study_id == self._study._study_id)
