@@ -97,7 +97,7 @@ def run_once(arguments: list[str], config: str | None, cache: Path | None, prefi
 
 def fill_data_cache(cache: Path) -> None:
     """Put the default config's data in `cache`, as the first command on a machine does."""
-    code = "from lrsearch.config import load_config; from lrsearch.data import load_data; "
+    code = "from lrsearch.problem.config import load_config; from lrsearch.problem.data import load_data; "
     code += "config = load_config(None); load_data(config.data, config.study.seed)"
     env = os.environ | {"PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(cache)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
@@ -110,10 +110,10 @@ def hand_written(trials: int) -> None:
     import torch
     from throughput import example_search
 
-    from lrsearch.config import SearchConfig
-    from lrsearch.data import load_data
-    from lrsearch.logs import quiet_optuna
-    from lrsearch.study import make_pruner
+    from lrsearch.base.logs import quiet_optuna
+    from lrsearch.problem.config import SearchConfig
+    from lrsearch.problem.data import load_data
+    from lrsearch.trials.pruners import make_pruner
 
     quiet_optuna()
     torch.set_num_threads(1)
@@ -126,14 +126,14 @@ def hand_written(trials: int) -> None:
     example_search(study, config, data, trials=trials)
 
 
-ENGINES = ("lrsearch/stacked.py", "lrsearch/func_stacked.py", "lrsearch/train.py")
+ENGINES = ("lrsearch/engines/stacked_mlp.py", "lrsearch/engines/stacked_func.py", "lrsearch/engines/lone.py")
 # Each bucket: which calls count, as (callee file, callee name, caller file) -> bool; a call counts with
 # everything it calls, so storage reads inside the sampler count in both.
 BUCKETS = {
     "training (the engines' epochs)": lambda file, name, caller: (
         file.endswith(ENGINES)
         and name in {"train_epoch", "add", "remove"}
-        and caller.endswith("lrsearch/trial_loop.py")
+        and caller.endswith("lrsearch/trials/loop.py")
     ),
     "sampler (its storage reads included)": lambda file, name, caller: (
         "optuna/samplers" in file and "optuna/samplers" not in caller
@@ -142,7 +142,7 @@ BUCKETS = {
         "optuna/storages" in file and "optuna/storages" not in caller and "sqlalchemy" not in caller
     ),
     "pictures (each trial's, drawn and attached)": lambda file, name, caller: (
-        file.endswith("lrsearch/dashboard.py") and name == "__call__"
+        file.endswith("lrsearch/views/dashboard.py") and name == "__call__"
     ),
 }
 

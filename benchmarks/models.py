@@ -97,8 +97,8 @@ def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def regression_resmlp() -> lrsearch.Task:
-    from lrsearch.data import load_data
-    from lrsearch.spec import DataSpec
+    from lrsearch.problem.data import load_data
+    from lrsearch.problem.spec import DataSpec
 
     data = load_data(DataSpec(task="regression"), seed=0)  # standardized features and target, on the CPU
     return lrsearch.Task(

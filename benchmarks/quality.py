@@ -39,15 +39,15 @@ import torch
 from optuna.trial import TrialState
 
 import lrsearch
-from lrsearch.baselines import baseline_specs
-from lrsearch.certify import certify, train_to_end
-from lrsearch.data import load_data
-from lrsearch.device import pin_threads
-from lrsearch.records import RUN_SPEC
-from lrsearch.seeds import fresh_seeds
-from lrsearch.spec import RunSpec
-from lrsearch.tasks import BUILTIN_TASKS
-from lrsearch.train import Diverged, train
+from lrsearch.base.device import pin_threads
+from lrsearch.certification.baselines import baseline_specs
+from lrsearch.certification.certify import certify, train_to_end
+from lrsearch.engines.lone import Diverged, train
+from lrsearch.engines.seeds import fresh_seeds
+from lrsearch.problem.data import load_data
+from lrsearch.problem.spec import RunSpec
+from lrsearch.problem.tasks import BUILTIN_TASKS
+from lrsearch.store.records import RUN_SPEC
 
 
 @dataclass

@@ -23,13 +23,14 @@ from pathlib import Path
 import optuna
 import torch
 
-from lrsearch.config import SearchConfig
-from lrsearch.data import Data, load_data
-from lrsearch.logs import quiet_optuna
-from lrsearch.objective import Objective
-from lrsearch.storage import open_storage
-from lrsearch.study import make_pruner, make_sampler
-from lrsearch.workers import run_here
+from lrsearch.base.logs import quiet_optuna
+from lrsearch.problem.config import SearchConfig
+from lrsearch.problem.data import Data, load_data
+from lrsearch.searching.workers import run_here
+from lrsearch.store.storage import open_storage
+from lrsearch.trials.objective import Objective
+from lrsearch.trials.pruners import make_pruner
+from lrsearch.trials.samplers import make_sampler
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from postgres_server import new_database, throwaway_postgres  # noqa: E402

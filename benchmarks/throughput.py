@@ -2,12 +2,12 @@
 trial at a time, and lrsearch's stacked engines, side by side in one process.
 
 Part 1 trains the same sampled trials (same data, epochs and seed, pruning off) with (a) a DataLoader loop
-like Optuna's PyTorch example, written for the model, (b) `lrsearch.train` one trial at a time, (c) a
+like Optuna's PyTorch example, written for the model, (b) `lrsearch.engines.lone` one trial at a time, (c) a
 stacked engine, and prints trial-epochs per second, each the median of `--repeats` timings taken in turn
 (a, b, c..., a, b, c...), and the ratios to (a) and (b). (a) and (b) run on one thread (their fastest: a
 small model only loses from threads); (c) runs on all cores, as `lrsearch optimize` runs it. Models:
-- the built-in MLP (`--epochs`-epoch trials): (c) its specialised engine (`lrsearch.stacked`) at
-  `--stacks`, and (c') the general torch.func engine (`lrsearch.func_stacked`) at `--user-stacks`;
+- the built-in MLP (`--epochs`-epoch trials): (c) its specialised engine (`lrsearch.engines.stacked_mlp`) at
+  `--stacks`, and (c') the general torch.func engine (`lrsearch.engines.stacked_func`) at `--user-stacks`;
 - models of a user's own, benchmarks/models.py, loaded as `--task benchmarks/models.py:NAME` loads them
   (`--user-epochs`-epoch trials): the conv net of studies/my_task.py on its own DataLoader, an MLP with
   LayerNorm and Dropout on the 8x8 digits and a residual MLP on the `regression` task's rows (tensors,
@@ -41,21 +41,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrsearch.build import build_optimizer, build_scheduler, step_on
-from lrsearch.config import SearchConfig
-from lrsearch.data import Data, load_data
-from lrsearch.func_stacked import FuncStackedTrainer, stackable
-from lrsearch.logs import quiet_optuna
-from lrsearch.model import make_mlp
-from lrsearch.objective import Objective
-from lrsearch.space import sample_run_spec
-from lrsearch.spec import RunSpec
-from lrsearch.stacked import StackedTrainer
-from lrsearch.stopping import StopSignal
-from lrsearch.study import make_pruner, make_sampler
-from lrsearch.tasks import load_user_task
-from lrsearch.train import Diverged, train
-from lrsearch.workers import run_here
+from lrsearch.base.logs import quiet_optuna
+from lrsearch.base.stopping import StopSignal
+from lrsearch.engines.lone import Diverged, train
+from lrsearch.engines.stacked_func import FuncStackedTrainer, stackable
+from lrsearch.engines.stacked_mlp import StackedTrainer
+from lrsearch.problem.build import build_optimizer, build_scheduler, step_on
+from lrsearch.problem.config import SearchConfig
+from lrsearch.problem.data import Data, load_data
+from lrsearch.problem.model import make_mlp
+from lrsearch.problem.space import sample_run_spec
+from lrsearch.problem.spec import RunSpec
+from lrsearch.problem.tasks import load_user_task
+from lrsearch.searching.workers import run_here
+from lrsearch.trials.objective import Objective
+from lrsearch.trials.pruners import make_pruner
+from lrsearch.trials.samplers import make_sampler
 
 CORES = len(os.sched_getaffinity(0))
 USER_MODELS = {

@@ -20,21 +20,21 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.config import (
+from lrsearch.base.errors import ConfigError
+from lrsearch.problem.config import (
     SearchConfig,
     load_config,
     overrides_from,
     require_an_end,
     with_overrides,
 )
-from lrsearch.errors import ConfigError
-from lrsearch.records import TrialRecord
-from lrsearch.spec import RunSpec
+from lrsearch.problem.spec import RunSpec
+from lrsearch.store.records import TrialRecord
 
 if TYPE_CHECKING:
     import pandas
 
-    from lrsearch.certificate import Certificate
+    from lrsearch.store.certificate import Certificate
 
 
 @dataclass(frozen=True)
@@ -80,14 +80,14 @@ class SearchResult:
     def certificate(self) -> Certificate | None:
         """The certificate of the study's current best trial (`lrsearch.certify`), or None: not certified
         (`certify=False`, an interrupted search), or a better trial came since."""
-        from lrsearch.report import current_certificate
+        from lrsearch.views.summary import current_certificate
 
         return current_certificate(self.study)
 
     def export(self, path: str | Path) -> RunSpec:
         """Write the recommended RunSpec as YAML (replay: `lrsearch train --config PATH`): the
         certificate's recommendation, with its summary, or the best trial's when not certified."""
-        from lrsearch.report import export_best
+        from lrsearch.views.summary import export_best
 
         return export_best(self.study, Path(path))
 
@@ -116,8 +116,8 @@ def search(
         resolved = with_overrides(copy.deepcopy(config), overrides, "config")
         require_an_end(resolved, "config")
     else:
-        from lrsearch.config import DEFAULT_CONFIG
-        from lrsearch.tasks import require_named
+        from lrsearch.problem.config import DEFAULT_CONFIG
+        from lrsearch.problem.tasks import require_named
 
         resolved = load_config(None if config is None else Path(config), overrides)
         # A config file may come from someone else; a dict is the caller's own code.
@@ -126,18 +126,21 @@ def search(
 
 
 def _run(config: SearchConfig, progress: bool) -> SearchResult:
-    from lrsearch.progress import TrialProgress
-    from lrsearch.search_run import SearchRun, certify_and_show, open_search
+    from lrsearch.searching.progress import TrialProgress
+    from lrsearch.searching.run import SearchRun, certify_and_show, open_search
+    from lrsearch.views.search_figures import SearchFigures
 
     with open_search(config) as (study, devices):
-        run = SearchRun(config, study, devices, config.study.seed)
+        figures = SearchFigures.of(config)
+        run = SearchRun(config, study, devices, config.study.seed, figures=figures)
         if progress:
             with TrialProgress(config.study.trials, study, len(study.get_trials(deepcopy=False))) as bar:
                 interrupted = run.run(on_progress=bar.refresh)
         else:
             interrupted = run.run()
         if config.study.certify and not interrupted and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            certify_and_show(study, config, devices[0], seeds=config.study.certify_seeds, top=config.study.certify_top)
+            seeds, top = config.study.certify_seeds, config.study.certify_top
+            certify_and_show(study, config, devices[0], seeds=seeds, top=top, figures=figures)
     return SearchResult(study=study, config=config, interrupted=interrupted)
 
 
@@ -161,9 +164,11 @@ def certify(
     Raises:
         ConfigError: no such study, no completed trial, or a setting out of range.
     """
-    from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.search_run import certify_and_show, open_stored_study
+    from lrsearch.problem.config import DEFAULT_STORAGE
+    from lrsearch.searching.run import certify_and_show, open_stored_study
+    from lrsearch.views.search_figures import SearchFigures
 
     with open_stored_study(study_name, storage or DEFAULT_STORAGE, {"study.devices": devices}, task) as opened:
         study, config, device = opened
-        return certify_and_show(study, config, device, seeds=seeds, top=top, epochs=epochs)
+        figures = SearchFigures.of(config)
+        return certify_and_show(study, config, device, seeds=seeds, top=top, epochs=epochs, figures=figures)

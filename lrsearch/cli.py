@@ -15,8 +15,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lrsearch.errors import ConfigError, StorageFault, fault_line, is_fault
-from lrsearch.logs import quiet_optuna
+from lrsearch.base.errors import ConfigError, StorageFault, fault_line, is_fault
+from lrsearch.base.logs import quiet_optuna
 
 app = typer.Typer(
     help="Find the learning-rate schedule to train with: an Optuna search over torch LR schedulers.",
@@ -54,7 +54,7 @@ def _errors_in_one_line(command: F) -> F:
         except Exception as error:
             if not is_fault(error):
                 raise
-            from lrsearch.storage import scrubbed
+            from lrsearch.store.storage import scrubbed
 
             typer.echo(f"Error: {scrubbed(fault_line(error), kwargs.get('storage') or '')}", err=True)
             raise typer.Exit(EXIT_FAULT) from None
@@ -134,10 +134,10 @@ def optimize(
     ] = None,
 ) -> None:
     """Search LR schedules; re-running with the same study name adds trials to it."""
-    from lrsearch.config import DEFAULT_CONFIG, load_config
-    from lrsearch.paths import check_writable
-    from lrsearch.search_run import open_search
-    from lrsearch.tasks import require_named
+    from lrsearch.base.paths import check_writable
+    from lrsearch.problem.config import DEFAULT_CONFIG, load_config
+    from lrsearch.problem.tasks import require_named
+    from lrsearch.searching.run import open_search
 
     overrides = {
         "study.trials": trials,
@@ -192,11 +192,11 @@ def worker(
 ) -> None:
     """Join a study that `lrsearch optimize` started (on this or another machine) and run its trials
     until its trial budget is spent. The search settings come from the study itself."""
-    from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.report import best_lines, counts_line, summarize
-    from lrsearch.search_run import check_search
-    from lrsearch.study import load_existing_study, stored_config
-    from lrsearch.tasks import require_named
+    from lrsearch.problem.config import DEFAULT_STORAGE
+    from lrsearch.problem.tasks import require_named
+    from lrsearch.searching.run import check_search
+    from lrsearch.searching.study import load_existing_study, stored_config
+    from lrsearch.views.summary import best_lines, counts_line, summarize
 
     url = storage or DEFAULT_STORAGE
     quiet_optuna()
@@ -226,12 +226,13 @@ def _run_search(
         seed: worker i samples with seed + i; None gives every worker fresh entropy.
         before: trials the study held before; the bar counts the ones after.
     """
-    from lrsearch.search_run import SearchRun
-    from lrsearch.storage import shown_url
-    from lrsearch.torch_internals import skip_dynamo_on_optimizer_setup
+    from lrsearch.base.torch_private import skip_dynamo_on_optimizer_setup
+    from lrsearch.searching.run import SearchRun
+    from lrsearch.store.storage import shown_url
+    from lrsearch.views.search_figures import SearchFigures
 
     skip_dynamo_on_optimizer_setup()  # this command's process builds optimizers, and compiles nothing
-    search = SearchRun(settings, study, devices, seed)
+    search = SearchRun(settings, study, devices, seed, figures=SearchFigures.of(settings))
     jobs, stacks = len(search.setups), {setup.stack for setup in search.setups}
     typer.echo(
         f"study {settings.study.name!r} in {shown_url(settings.study.storage)} ({before} trials so far), "
@@ -241,7 +242,7 @@ def _run_search(
     )
     for why in dict.fromkeys(setup.why for setup in search.setups if setup.why):
         typer.echo(why)
-    from lrsearch.progress import TrialProgress
+    from lrsearch.searching.progress import TrialProgress
 
     with TrialProgress(total, study, before) as progress:
         interrupted = search.run(on_progress=progress.refresh)
@@ -256,9 +257,10 @@ def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, ep
     it (the search's trials are all stored: `lrsearch certify` can run it again)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lrsearch.report import certificate_lines, certificate_table
-    from lrsearch.search_run import certify_and_show
-    from lrsearch.torch_internals import skip_dynamo_on_optimizer_setup
+    from lrsearch.base.torch_private import skip_dynamo_on_optimizer_setup
+    from lrsearch.searching.run import certify_and_show
+    from lrsearch.views.search_figures import SearchFigures
+    from lrsearch.views.summary import certificate_lines, certificate_table
 
     skip_dynamo_on_optimizer_setup()
     bar = Progress(
@@ -275,6 +277,7 @@ def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, ep
                 top=top,
                 epochs=epochs,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                figures=SearchFigures.of(settings),
             )
     except KeyboardInterrupt:
         typer.echo(f"certification interrupted; run it again: lrsearch certify --study-name {study.study_name}")
@@ -288,8 +291,8 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
     """A search whose trials all failed or were pruned found nothing: say why, and exit non-zero."""
     from optuna.trial import TrialState
 
-    from lrsearch.budget import trials_of_run
-    from lrsearch.records import FAIL_REASON
+    from lrsearch.store.records import FAIL_REASON
+    from lrsearch.trials.budget import trials_of_run
 
     ran = [trial for trial in trials_of_run(study.get_trials(deepcopy=False), before) if trial.state.is_finished()]
     if not ran or any(trial.state == TrialState.COMPLETE for trial in ran):
@@ -306,7 +309,7 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
 
 def _print_summary(study: Any) -> bool:
     """The trial counts, the best trial and the top table; False when no trial completed."""
-    from lrsearch.report import best_lines, counts_line, summarize, top_table
+    from lrsearch.views.summary import best_lines, counts_line, summarize, top_table
 
     summary = summarize(study)
     typer.echo(counts_line(summary))
@@ -319,9 +322,9 @@ def _print_summary(study: Any) -> bool:
 
 
 def _print_export(study: Any, export_path: Path, storage: str) -> None:
-    from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.report import current_certificate, export_best
-    from lrsearch.storage import IN_MEMORY, shown_url
+    from lrsearch.problem.config import DEFAULT_STORAGE
+    from lrsearch.store.storage import IN_MEMORY, shown_url
+    from lrsearch.views.summary import current_certificate, export_best
 
     spec = export_best(study, export_path)
     certified = current_certificate(study) is not None
@@ -345,10 +348,10 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the YAML.")] = Path("best.yaml"),
 ) -> None:
     """Write the best trial of a study as a RunSpec YAML (replay it with `lrsearch train --config`)."""
-    from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.paths import check_writable
-    from lrsearch.report import current_certificate, export_best
-    from lrsearch.study import load_existing_study
+    from lrsearch.base.paths import check_writable
+    from lrsearch.problem.config import DEFAULT_STORAGE
+    from lrsearch.searching.study import load_existing_study
+    from lrsearch.views.summary import current_certificate, export_best
 
     check_writable(output, "--output")
     study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
@@ -383,10 +386,10 @@ def certify_command(
     """Train a study's best trials and tuned control schedules (constant, cosine, linear decay,
     warmup-stable-decay, StepLR) again at fresh seeds; say, with 95% intervals, whether the search's
     answer beats the best control, and store the certificate in the study."""
-    from lrsearch.config import DEFAULT_STORAGE, MAX_EPOCHS
-    from lrsearch.paths import check_writable
-    from lrsearch.report import export_best
-    from lrsearch.search_run import open_stored_study
+    from lrsearch.base.paths import check_writable
+    from lrsearch.problem.config import DEFAULT_STORAGE, MAX_EPOCHS
+    from lrsearch.searching.run import open_stored_study
+    from lrsearch.views.summary import export_best
 
     if epochs is not None and epochs > MAX_EPOCHS:
         raise ConfigError(f"--epochs: at most {MAX_EPOCHS}, got {epochs}")
@@ -403,7 +406,7 @@ def certify_command(
 @app.command()
 def tasks() -> None:
     """List the built-in tasks and their settings (the config's `data` section)."""
-    from lrsearch.tasks import BUILTIN_TASKS
+    from lrsearch.problem.tasks import BUILTIN_TASKS
 
     for task in BUILTIN_TASKS.values():
         settings = ", ".join(f"{name}={value}" for name, value in task.defaults.items()) or "none"
@@ -427,10 +430,10 @@ def dashboard(
     """Watch and inspect studies in optuna-dashboard, with every trial's LR and loss picture."""
     import threading
 
-    from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.dashboard import figures_lock, refresh_study, serving
-    from lrsearch.storage import artifact_folder, open_storage, shown_url
-    from lrsearch.study import load_existing_study
+    from lrsearch.problem.config import DEFAULT_STORAGE
+    from lrsearch.searching.study import load_existing_study
+    from lrsearch.store.storage import artifact_folder, open_storage, shown_url
+    from lrsearch.views.dashboard import figures_lock, refresh_study, serving
 
     url = storage or DEFAULT_STORAGE
     quiet_optuna()
@@ -464,10 +467,10 @@ def report(
     schedule types compared, parameter importances, the best config, and the baselines."""
     from rich.progress import Progress
 
-    from lrsearch.config import DEFAULT_STORAGE
-    from lrsearch.html_report import sections, write_html, write_pngs
-    from lrsearch.paths import check_writable
-    from lrsearch.study import load_existing_study
+    from lrsearch.base.paths import check_writable
+    from lrsearch.problem.config import DEFAULT_STORAGE
+    from lrsearch.searching.study import load_existing_study
+    from lrsearch.views.report_page import sections, write_html, write_pngs
 
     check_writable(output, "--output")  # --png writes beside it
     quiet_optuna()
@@ -505,20 +508,20 @@ def train_command(
     from rich.table import Table
     from rich.text import Text
 
-    from lrsearch.baselines import baseline_specs
-    from lrsearch.data import load_data, whole
-    from lrsearch.device import pin_threads, resolve_device
-    from lrsearch.records import SCORE_LABELS
-    from lrsearch.spec import load_run_spec
-    from lrsearch.tasks import require_named
-    from lrsearch.train import Diverged, EpochRecord, History, train
+    from lrsearch.base.device import pin_threads, resolve_device
+    from lrsearch.certification.baselines import baseline_specs
+    from lrsearch.engines.lone import Diverged, History, train
+    from lrsearch.problem.build import load_run_spec
+    from lrsearch.problem.data import load_data, whole
+    from lrsearch.problem.tasks import require_named
+    from lrsearch.store.records import SCORE_LABELS, EpochRecord
 
     spec = load_run_spec(config)
     require_named(spec.data.task, task, str(config))
     study = None
     if study_name is not None:  # checked before training: a wrong name should not cost a whole replay
-        from lrsearch.config import DEFAULT_STORAGE
-        from lrsearch.study import check_replay_problem, load_existing_study
+        from lrsearch.problem.config import DEFAULT_STORAGE
+        from lrsearch.searching.study import check_replay_problem, load_existing_study
 
         study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
         check_replay_problem(study, spec)
@@ -572,7 +575,7 @@ def train_command(
         typer.echo(f"Error: the run failed: {failure}", err=True)
         raise typer.Exit(EXIT_FAULT)
     if study is not None:
-        from lrsearch.baselines import REPLAY_ATTR, replay_record
+        from lrsearch.store.replay import REPLAY_ATTR, replay_record
 
         study.set_user_attr(REPLAY_ATTR, replay_record(spec, str(torch_device), data.score, results))
         typer.echo(f"recorded in study {study.study_name!r} (see `lrsearch report --study-name {study.study_name}`)")
@@ -583,7 +586,7 @@ def schedulers(
     epochs: Annotated[int, typer.Option(min=1, help="Show the ranges for runs of this many epochs.")] = 20,
 ) -> None:
     """List every schedule in the registry with its searched parameters and ranges."""
-    from lrsearch.schedules import SCHEDULES, Budget, searched_ranges
+    from lrsearch.problem.schedules import SCHEDULES, Budget, searched_ranges
 
     typer.echo(
         f"Schedules and their searched ranges for {epochs}-epoch runs. A trial parameter is named\n"
@@ -596,7 +599,7 @@ def schedulers(
 
 
 def main() -> None:
-    from lrsearch.logs import one_line_thread_faults
+    from lrsearch.base.logs import one_line_thread_faults
 
     one_line_thread_faults()
     app()

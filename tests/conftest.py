@@ -11,8 +11,8 @@ import yaml
 from optuna.trial import TrialState
 from postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
-from lrsearch.data import load_data
-from lrsearch.spec import DataSpec
+from lrsearch.problem.data import load_data
+from lrsearch.problem.spec import DataSpec
 
 # A small problem: trials train in a fraction of a second, so tests can run whole searches.
 TINY = {
@@ -55,8 +55,8 @@ def tiny_config_file(tmp_path: Path) -> Path:
 
 def running_trial(storage: str, epochs_done: int, study_name: str = "default", timeout: float = 120):
     """Wait until a trial of the study is RUNNING with `epochs_done` epochs reported; return it."""
-    from lrsearch.records import WORKER_ATTR
-    from lrsearch.storage import open_storage
+    from lrsearch.store.records import WORKER_ATTR
+    from lrsearch.store.storage import open_storage
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

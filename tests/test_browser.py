@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lrsearch.cli import app
-from lrsearch.dashboard import trial_pictures
+from lrsearch.views.dashboard import trial_pictures
 
 LRSEARCH = Path(sys.executable).parent / "lrsearch"
 SCREENSHOTS = Path(os.environ.get("LRSEARCH_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))

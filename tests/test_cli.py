@@ -15,9 +15,9 @@ from conftest import running_trial
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from lrsearch.base.paths import file_part
 from lrsearch.cli import app
-from lrsearch.paths import file_part
-from lrsearch.spec import load_run_spec
+from lrsearch.problem.build import load_run_spec
 
 runner = CliRunner()
 
@@ -152,7 +152,7 @@ def test_another_problem_leaves_the_stored_study_alone(tiny_config_file):
 
 
 def test_schedulers_lists_the_registry_with_ranges():
-    from lrsearch.schedules import SCHEDULES
+    from lrsearch.problem.schedules import SCHEDULES
 
     result = runner.invoke(app, ["schedulers", "--epochs", "30"])
     assert result.exit_code == 0

@@ -22,18 +22,18 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 import lrsearch
-from lrsearch.budget import BUDGET_ATTR, trials_of_run
-from lrsearch.data import load_data
-from lrsearch.errors import ConfigError
-from lrsearch.internals import fail_stale_trials, trial_id
-from lrsearch.progress import TrialProgress
-from lrsearch.records import FAIL_REASON, WORKER_ATTR
-from lrsearch.schedules import SCHEDULES, Budget
-from lrsearch.space import _Namespaced
-from lrsearch.spec import DataSpec, ModelSpec, OptimizerSpec, RunSpec, ScheduleSpec
-from lrsearch.stacked import StackedTrainer
-from lrsearch.storage import exclusive_search, open_storage
-from lrsearch.train import MAX_STEP_LRS, train
+from lrsearch.base.errors import ConfigError
+from lrsearch.engines.lone import MAX_STEP_LRS, train
+from lrsearch.engines.stacked_mlp import StackedTrainer
+from lrsearch.problem.data import load_data
+from lrsearch.problem.schedules import SCHEDULES, Budget
+from lrsearch.problem.space import _Namespaced
+from lrsearch.problem.spec import DataSpec, ModelSpec, OptimizerSpec, RunSpec, ScheduleSpec
+from lrsearch.searching.progress import TrialProgress
+from lrsearch.store.optuna_private import fail_stale_trials, trial_id
+from lrsearch.store.records import FAIL_REASON, WORKER_ATTR
+from lrsearch.store.storage import exclusive_search, open_storage
+from lrsearch.trials.budget import BUDGET_ATTR, trials_of_run
 
 LRSEARCH = Path(sys.executable).parent / "lrsearch"
 
@@ -447,7 +447,7 @@ LONG_RUNS = {"steps over the cap": (30, 2, MAX_STEP_LRS), "epochs over the cap":
 @pytest.mark.parametrize("case", list(LONG_RUNS))
 def test_a_per_batch_schedule_keeps_a_bounded_number_of_step_lrs(case, monkeypatch):
     epochs, batch_size, cap = LONG_RUNS[case]
-    monkeypatch.setattr("lrsearch.train.MAX_STEP_LRS", cap)
+    monkeypatch.setattr("lrsearch.engines.lone.MAX_STEP_LRS", cap)
     spec = _one_cycle(epochs, batch_size)
     data = load_data(spec.data, seed=0)
     steps = data.steps_per_epoch(batch_size)

@@ -1,0 +1,38 @@
+"""Device names (auto, cpu, cuda, cuda:N, or a list of them) -> torch devices that exist here."""
+
+from __future__ import annotations
+
+import torch
+
+from lrsearch.base.errors import ConfigError
+
+
+def resolve_device(name: str, flag: str = "--device") -> torch.device:
+    """`auto` picks the first GPU when CUDA is present, else the CPU; asking for a missing GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{flag}: {name} is not available here (no CUDA device); use auto or cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{flag}: {name} does not exist; this machine has cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def resolve_devices(names: str) -> list[torch.device]:
+    """`auto` is every visible GPU, else the CPU; otherwise the comma-separated devices, each checked."""
+    if names == "auto":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [torch.device("cuda", index) for index in range(count)] or [torch.device("cpu")]
+    return [resolve_device(name, "--devices") for name in names.split(",")]
+
+
+def pin_threads(device: torch.device, threads: int = 1) -> None:
+    """Train a CPU run on one thread (default): one MLP's matrices are too small to gain from more, and
+    with two threads a 20-epoch run takes about 3x longer here (synchronisation per op outweighs the
+    work). It also lets N CPU workers share N cores. A stack of trials has matrices K times larger,
+    and its worker gets its share of the cores."""
+    if device.type == "cpu":
+        torch.set_num_threads(threads)

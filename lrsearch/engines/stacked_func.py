@@ -1,0 +1,464 @@
+"""Stacked training of any model: K trials of one task at once with `torch.func`, each equal to itself alone.
+
+The model is a function of its parameters (`functional_call`), run once for all K trials by `vmap`; each
+trial's parameters are one row of `StackedUpdate`'s flat [K, P] tensor, so the optimizer step and the
+scheduler stepping are the very code of the built-in MLP's stacked engine. Buffers (BatchNorm's running
+statistics) and frozen parameters are stacked too ([K, ...]): each trial keeps its own, as it would alone.
+
+Each trial is its RunSpec, seed included, as `lrsearch.engines.lone.train` runs it:
+- its initial weights are `torch.manual_seed(spec.seed); model = factory()`;
+- tensor data: its batch order in each epoch is `epoch_order(rows, spec.seed, epoch)`;
+- a DataLoader: it has its own iterator over the loader, and its own torch random state and loader
+  generator state, swapped in around everything it does with the loader, so interleaving trials
+  reproduces each trial's lone run (the order a shuffling loader draws, and any draws of the dataset);
+- it walks its own epochs: trials join and leave at any epoch boundary.
+
+Convolutions (of a model with `nn.Conv*` modules) are run trial by trial: vmap would make K trials'
+convolutions one grouped convolution, whose backward sums in another order than the lone one (a relative
+1e-6 a step, which training compounds and Adam blows up) and which, on the CPU, is slower than K plain
+ones. A `F.conv2d` called without such a module gets vmap's grouped one: equal within rounding only.
+
+What cannot be stacked (a forward that calls `.item()` or branches on a tensor's value, a loader with
+worker processes, ...) is found by `stackable` when the task loads; such a task trains one trial at a time.
+Random layers (Dropout) draw different numbers for each trial (`randomness="different"`); they cannot
+draw the numbers of the lone run, so those trials are alike in distribution, not equal.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.overrides import TorchFunctionMode
+from torch.utils.data import DataLoader, IterableDataset
+
+from lrsearch.engines.interface import EpochOutcome
+from lrsearch.engines.stacked_mlp import StackedUpdate
+from lrsearch.problem.data import Data, EpochOrders, Split, whole
+from lrsearch.problem.spec import RunSpec
+
+Tensors = dict[str, torch.Tensor]
+# How close a stacked forward and backward must come to the model's own on the probe's two rows; a
+# vmapped kernel may sum in another order (float32), a wrong batching is far off.
+PROBE_TOLERANCE = 1e-4
+
+
+@dataclass
+class _Stream:
+    """A trial's own random state for a DataLoader: torch's global one and the loader's generator's."""
+
+    rng: torch.Tensor
+    generator: torch.Tensor | None
+    batches: Iterator | None = None  # its iterator over the loader in the current epoch
+
+
+@dataclass
+class _Model:
+    """One trial's model as tensors: its trainable parameters (flat) and the rest (buffers, frozen ones)."""
+
+    flat: torch.Tensor
+    others: Tensors
+    stream: _Stream | None
+
+
+class FuncStackedTrainer:
+    """Trains the trials added to it, any model, one epoch for all of them per `train_epoch()` call.
+
+    Args:
+        data: loaded once for the task, on `device`.
+        problem: any RunSpec of the task; its model (the built-in MLP's width) and, for tensor data, its
+            batch size are shared by every trial (their batches must stack).
+    """
+
+    def __init__(self, data: Data, problem: RunSpec, device: torch.device | str = "cpu") -> None:
+        self.data, self.device = data, torch.device(device)
+        self.batch_size = problem.batch_size
+        self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
+        with torch.random.fork_rng(devices=[]):
+            _seed_cpu(problem.seed)
+            self._base = data.new_model(problem).to(self.device)
+        trainable = [(name, p) for name, p in self._base.named_parameters() if p.requires_grad]
+        self._names = [name for name, _ in trainable]
+        self._layout = _layout(self._base)
+        # Its Python hook costs every op a little: only where a convolution module may call one.
+        self._convolutions = any(isinstance(m, _CONVOLUTION_MODULES) for m in self._base.modules())
+        self._stack = StackedUpdate([p.shape for _, p in trainable], self.steps_per_epoch, self.device)
+        self._others: Tensors = {name: t.new_empty(0, *t.shape) for name, t in _others(self._base).items()}
+        self._streams: dict[object, _Stream] = {}
+        self._orders = EpochOrders(len(data.train), self.device) if isinstance(data.train, Split) else None
+        self._loader = data.train if isinstance(data.train, DataLoader) else None
+        self._val = None if isinstance(data.val, DataLoader) else whole(data.val, self.device)
+
+    def __len__(self) -> int:
+        return len(self._stack)
+
+    def add(self, key: object, spec: RunSpec) -> None:
+        """Start training `spec` from its own seed's initial weights, at its own first epoch.
+
+        Raises:
+            ValueError: its model's parameters differ from the stack's, or (tensor data) its batch size does.
+        """
+        if self._loader is None and spec.batch_size != self.batch_size:
+            raise ValueError(f"batch_size {spec.batch_size}: this stack's batches have {self.batch_size} rows")
+        model = self._initial(spec)
+        self._stack.add(key, spec, model.flat)
+        self._others = {name: torch.cat([t, model.others[name].unsqueeze(0)]) for name, t in self._others.items()}
+        if model.stream is not None:
+            self._streams[key] = model.stream
+
+    def remove(self, key: object) -> None:
+        """Take a trial out of the stack (finished, pruned or diverged)."""
+        index = torch.tensor(self._stack.rows_except(key), dtype=torch.long, device=self.device)
+        self._stack.remove(key)
+        self._others = {name: t.index_select(0, index) for name, t in self._others.items()}
+        self._streams.pop(key, None)
+
+    def state(self, key: object) -> Tensors:
+        """The trial's current parameters and buffers, named as its model's `named_parameters()` and
+        `named_buffers()`."""
+        row = self._stack.row(key)
+        params = {name: leaf[row].detach().clone() for name, leaf in zip(self._names, self._stack.leaves, strict=True)}
+        return {
+            name: params[name] if name in params else self._others[name][row].clone() for name, _, _ in self._layout
+        }
+
+    @torch.no_grad()
+    def test(self, key: object) -> tuple[float, float | None]:
+        """The trial's test loss and score, in eval mode, computed as the lone loop's `evaluate` does."""
+        if self.data.test is None:
+            raise ValueError("the task has no test split")
+        x, y = whole(self.data.test, self.device)
+        self._base.eval()
+        try:
+            output = functional_call(self._base, self.state(key), (x,))
+        finally:
+            self._base.train()
+        return self.data.loss(output, y).item(), self.data.score_of(output, y)
+
+    def train_epoch(self) -> list[EpochOutcome]:
+        """One epoch for every trial in the stack; each trial's own next epoch."""
+        stack = self._stack
+        if len(stack) == 0:
+            return []
+        stack.start_epoch()
+        batches = self._batches()
+        loss_sum = torch.zeros(len(stack), device=self.device)
+        self._base.train()
+        for step in range(self.steps_per_epoch):
+            x, y = next(batches)
+            losses = self._losses(self._outputs(x, batched=True), y)
+            stack.backward(losses)
+            stack.step(step)
+            loss_sum += losses.detach()
+        self._end_loader_epoch()
+        train_losses = (loss_sum / self.steps_per_epoch).tolist()
+        val_losses, scores = self._validate()
+        return stack.end_epoch(train_losses, val_losses, scores)
+
+    def _initial(self, spec: RunSpec) -> _Model:
+        """The trial's model as `train` draws it, and (a DataLoader) the random state its run goes on from."""
+        generator = getattr(self._loader, "generator", None)
+        with torch.random.fork_rng(devices=[]), _kept(generator):
+            _seed_cpu(spec.seed)
+            model = self.data.new_model(spec)
+            if _layout(model) != self._layout:
+                raise ValueError(f"seed {spec.seed}: the model's parameters differ from the stack's ({self._names})")
+            self.data.reseed(spec.seed)
+            stream = None
+            if self._loader is not None:
+                stream = _Stream(torch.get_rng_state(), None if generator is None else generator.get_state())
+        flat = torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad])
+        others = {name: t.detach().to(self.device) for name, t in _others(model).items()}
+        return _Model(flat.to(self.device), others, stream)
+
+    def _tensors(self) -> tuple[Tensors, Tensors]:
+        return dict(zip(self._names, self._stack.leaves, strict=True)), self._others
+
+    def _outputs(self, x: torch.Tensor, batched: bool) -> torch.Tensor:
+        """The model of every trial on its inputs (x [K, B, ...]) or on the same inputs (x [B, ...])."""
+        params, others = self._tensors()
+
+        def forward(p: Tensors, o: Tensors, inputs: torch.Tensor) -> torch.Tensor:
+            return functional_call(self._base, (p, o), (inputs,))
+
+        with _PerTrialConvolutions() if self._convolutions else nullcontext():
+            return vmap(forward, in_dims=(0, 0, 0 if batched else None), randomness="different")(params, others, x)
+
+    def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each trial's loss (the task's, a mean over its batch): [K]."""
+        return vmap(self.data.loss)(outputs, targets)
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's batches of every trial, stacked: x [K, B, ...], y [K, B, ...]."""
+        members = self._stack.members
+        if self._loader is None:
+            orders = self._orders.of([(m.spec.seed, m.epoch) for m in members])  # [K, rows]
+            for start in range(0, len(self.data.train), self.batch_size):
+                index = orders[:, start : start + self.batch_size]
+                yield self.data.train.x[index], self.data.train.y[index]
+            return
+        for m in members:
+            with self._replaying(m.key) as stream:
+                stream.batches = iter(self._loader)
+        while True:
+            pairs = []
+            for m in members:
+                with self._replaying(m.key) as stream:
+                    pairs.append(next(stream.batches, None))
+            if any(pair is None for pair in pairs):
+                raise ValueError(f"the train DataLoader gave fewer than len(loader) = {len(self._loader)} batches")
+            yield _stacked([x for x, _ in pairs], self.device), _stacked([y for _, y in pairs], self.device)
+
+    def _end_loader_epoch(self) -> None:
+        """Run each trial's iterator to its end, as a `for` loop does (a sampler may draw there)."""
+        for m in self._stack.members if self._loader is not None else ():
+            with self._replaying(m.key) as stream:
+                if next(stream.batches, None) is not None:
+                    raise ValueError(f"the train DataLoader gave more than len(loader) = {len(self._loader)} batches")
+                stream.batches = None
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[list[float], list[float | None]]:
+        """Each trial's val loss and score, in eval mode, computed as the lone loop's `evaluate` does."""
+        k = len(self._stack)
+        x, ys, batched = self._val_split()
+        self._base.eval()
+        outputs = self._outputs(x, batched=batched)
+        self._base.train()
+        ys = ys if batched else ys * k
+        val_losses = [self.data.loss(outputs[row], ys[row]).item() for row in range(k)]
+        scores = [self.data.score_of(outputs[row], ys[row]) for row in range(k)]
+        return val_losses, scores
+
+    def _val_split(self) -> tuple[torch.Tensor, list[torch.Tensor], bool]:
+        """The val inputs and targets: shared (x [N, ...], one y; False) or each trial's ([K, N, ...], K; True)."""
+        if self._val is not None:
+            return self._val[0], [self._val[1]], False
+        if not self._streams:
+            x, y = whole(self.data.val, self.device)
+            return x, [y], False
+        pairs = []
+        for m in self._stack.members:  # each trial reads the loader through its own random state, as alone
+            with self._replaying(m.key):
+                pairs.append(whole(self.data.val, self.device))
+        if all(torch.equal(x, pairs[0][0]) and torch.equal(y, pairs[0][1]) for x, y in pairs):
+            return pairs[0][0], [pairs[0][1]], False
+        return _stacked([x for x, _ in pairs], self.device), [y for _, y in pairs], True
+
+    @contextmanager
+    def _replaying(self, key: object) -> Iterator[_Stream]:
+        """Within: torch's random state, and the train loader's generator's, are the trial's own."""
+        stream = self._streams.get(key)
+        if stream is None:  # tensor data: no random state of the trial's is drawn from outside the model
+            yield _Stream(torch.get_rng_state(), None)
+            return
+        generator = getattr(self._loader, "generator", None)
+        with torch.random.fork_rng(devices=[]), _kept(generator):
+            torch.set_rng_state(stream.rng)
+            if generator is not None:
+                generator.set_state(stream.generator)
+            try:
+                yield stream
+            finally:
+                stream.rng = torch.get_rng_state()
+                stream.generator = None if generator is None else generator.get_state()
+
+
+def stackable(data: Data, spec: RunSpec, device: torch.device | str = "cpu") -> str | None:
+    """Whether `FuncStackedTrainer` can train the task's trials, found by trying it: a forward and backward
+    of two trials on two training rows, compared with each trial's own model.
+
+    Returns:
+        None, or one line saying why not (the caller trains such a task one trial at a time).
+    """
+    reason = _loader_reason(data.train, "train") or _loader_reason(data.val, "val")
+    if reason:
+        return reason
+    twins = [spec, spec.model_copy(update={"seed": (spec.seed + 1) % 2**31})]
+    try:
+        with torch.random.fork_rng(devices=[]), _kept(getattr(data.train, "generator", None)):
+            rows = _first_rows(data, device)
+            trainer = FuncStackedTrainer(data, spec, device)
+            for index, twin in enumerate(twins):
+                trainer.add(index, twin)
+            alone = [_alone(data, twin, device) for twin in twins]
+            return _probe(trainer, alone, *rows)
+    except Exception as error:  # noqa: BLE001 - the user's model under vmap; whatever it raised, in one line
+        text = str(error).strip()
+        return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _loader_reason(source: object, split: str) -> str | None:
+    if not isinstance(source, DataLoader):
+        return None
+    if source.num_workers > 0:
+        return (
+            f"the {split} DataLoader has num_workers={source.num_workers}: each trial would need worker "
+            "processes of its own to replay its batches"
+        )
+    if isinstance(source.dataset, IterableDataset):
+        return f"the {split} DataLoader reads an IterableDataset, whose batches cannot be replayed for each trial"
+    if split == "train" and source.batch_size is None:
+        return "the train DataLoader has its own batch_sampler: the trials' batches may not stack (sizes may differ)"
+    return None
+
+
+def _first_rows(data: Data, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data.train, Split):
+        x, y = data.train.x[:2], data.train.y[:2]
+    else:
+        x, y = next(iter(data.train))
+    return x[:2].to(device), y[:2].to(device)
+
+
+def _alone(data: Data, spec: RunSpec, device: torch.device | str) -> nn.Module:
+    _seed_cpu(spec.seed)
+    return data.new_model(spec).to(device)
+
+
+def _probe(trainer: FuncStackedTrainer, alone: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> str | None:
+    """A stacked training step's outputs, gradients and buffers, and the stacked eval outputs, against each
+    trial's own model; None if they agree."""
+    k = len(alone)
+    trainer._base.train()
+    stacked = trainer._outputs(x.unsqueeze(0).expand(k, *x.shape).clone(), batched=True)
+    trainer._stack.backward(trainer._losses(stacked, y.unsqueeze(0).expand(k, *y.shape)))
+    deterministic = _deterministic(alone[0], x)
+    for row, model in enumerate(alone):
+        model.train()
+        output = model(x)
+        trainer.data.loss(output, y).backward()
+        for name, p in model.named_parameters():
+            if p.requires_grad and p.grad is None:
+                return f"parameter {name} gets no gradient: torch.optim skips it, a stacked update would not"
+        if not deterministic:
+            continue  # random layers: the trials' draws differ from the lone model's by design
+        state = trainer.state(row)
+        theirs = {**{n: p.grad for n, p in model.named_parameters() if p.requires_grad}, "output": output}
+        mine = {**{n: leaf.grad[row] for n, leaf in zip(trainer._names, trainer._stack.leaves, strict=True)}}
+        mine["output"] = stacked[row]
+        for name, value in model.state_dict().items():
+            theirs[f"{name} after the step"], mine[f"{name} after the step"] = value, state[name]
+        differs = _first_difference(mine, theirs)
+        if differs:
+            return f"the stacked model differs from the model alone in {differs}"
+    with torch.no_grad():
+        trainer._base.eval()
+        stacked = trainer._outputs(x, batched=False)
+        trainer._base.train()
+        for row, model in enumerate(alone):
+            differs = _first_difference({"eval output": stacked[row]}, {"eval output": model.eval()(x)})
+            if differs:
+                return f"the stacked model differs from the model alone in {differs}"
+    return None
+
+
+def _deterministic(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the model in train mode gives the same output twice (no random layers)."""
+    twin = copy.deepcopy(model).train()
+    with torch.no_grad():
+        _seed_cpu(1)
+        first = twin(x)
+        _seed_cpu(2)
+        return torch.equal(first, twin(x))
+
+
+def _first_difference(mine: Tensors, theirs: Tensors) -> str | None:
+    for name, value in theirs.items():
+        other = mine[name].to(value.dtype)
+        if value.shape != other.shape or not torch.allclose(other, value, rtol=PROBE_TOLERANCE, atol=PROBE_TOLERANCE):
+            return name
+    return None
+
+
+def _layout(model: nn.Module) -> list[tuple[str, torch.Size, bool]]:
+    """Names, shapes and trainability of the model's tensors (a tied parameter once, as `parameters()` has it)."""
+    params = [(name, p.shape, p.requires_grad) for name, p in model.named_parameters()]
+    return params + [(name, b.shape, False) for name, b in model.named_buffers()]
+
+
+def _others(model: nn.Module) -> Tensors:
+    """What a trial keeps beside its trainable parameters: buffers and frozen parameters."""
+    frozen = {name: p.detach() for name, p in model.named_parameters() if not p.requires_grad}
+    return frozen | dict(model.named_buffers())
+
+
+def _stacked(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"the trials' batches have different shapes {sorted(shapes)}; they cannot be stacked")
+    return torch.stack(tensors).to(device)
+
+
+# The arguments of torch's convolutions, in order, to read them however the model passes them.
+_CONVOLUTIONS = {
+    **dict.fromkeys((torch.conv1d, torch.conv2d, torch.conv3d), ("stride", "padding", "dilation", "groups")),
+    **dict.fromkeys(
+        (torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d),
+        ("stride", "padding", "output_padding", "groups", "dilation"),
+    ),
+}
+
+
+_CONVOLUTION_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+class _PerTrialConvolutions(TorchFunctionMode):
+    """Within: a convolution under vmap is each trial's own convolution (`_PerTrial`), not one grouped one."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in _CONVOLUTIONS:
+            return func(*args, **kwargs)
+        named = dict(zip(("input", "weight", "bias", *_CONVOLUTIONS[func]), args, strict=False)) | kwargs
+        x, weight, bias = named.pop("input"), named.pop("weight"), named.pop("bias", None)
+        return _PerTrial.apply(func, named, x, weight, bias)
+
+
+class _PerTrial(torch.autograd.Function):
+    """`func(x, weight, bias, **options)` whose vmap rule runs it once per trial; autograd then records, and
+    differentiates, each trial's own call, as the lone run does."""
+
+    @staticmethod
+    def forward(func, options, x, weight, bias):
+        return func(x, weight, bias, **options)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("a per-trial convolution is differentiated through its vmap rule, never on its own")
+
+    @staticmethod
+    def vmap(info, in_dims, func, options, x, weight, bias):
+        def trials(tensor: torch.Tensor | None, dim: int | None) -> list[torch.Tensor | None]:
+            # unbind, not K selects: its backward is one stack, where each select's is a [K, ...] of zeros.
+            return [tensor] * info.batch_size if tensor is None or dim is None else list(tensor.unbind(dim))
+
+        inputs = [trials(t, d) for t, d in zip((x, weight, bias), in_dims[2:], strict=True)]
+        return torch.stack([func(*trial, **options) for trial in zip(*inputs, strict=True)]), 0
+
+
+@contextmanager
+def _kept(generator: torch.Generator | None) -> Iterator[None]:
+    """Restore the generator's state on leaving (None: nothing to keep)."""
+    state = None if generator is None else generator.get_state()
+    try:
+        yield
+    finally:
+        if generator is not None:
+            generator.set_state(state)
+
+
+def _seed_cpu(seed: int) -> None:
+    """Seed the CPU generator only (weights are drawn on the CPU): `torch.manual_seed` would also reseed
+    every CUDA generator, which `fork_rng(devices=[])` does not restore, and so reset the Dropout draws
+    of the trials already training on the GPU."""
+    torch.random.default_generator.manual_seed(seed)

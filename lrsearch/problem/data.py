@@ -1,0 +1,278 @@
+"""A task's data, on the training device, and what a run on it computes: the model to train, the loss and
+the score reported beside it.
+
+A built-in task is tensors already on the device (the loop never copies data per batch) and the spec's
+MLP; a user's task brings its own model factory and loss, and may bring DataLoaders instead of tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lrsearch.base.errors import ConfigError
+from lrsearch.problem.model import make_mlp
+from lrsearch.problem.spec import DataSpec, RunSpec
+from lrsearch.problem.tasks import BUILTIN_TASKS, Kind, Task, load_user_task
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # float32 [rows, features]
+    y: torch.Tensor  # classes: int64 [rows]; regression: float32 [rows]
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+
+Source = Split | DataLoader
+
+
+@dataclass(frozen=True)
+class Data:
+    """A task as training sees it.
+
+    Attributes:
+        n_features, n_outputs: the MLP's input and output sizes (built-in tasks).
+        score: "accuracy", "r2" or None: what is reported beside the loss.
+        model_factory, loss_fn: a user task's; None means the spec's MLP and the built-in loss.
+    """
+
+    train: Source
+    val: Source
+    test: Source | None
+    kind: Kind | None
+    score: str | None
+    n_features: int | None = None
+    n_outputs: int | None = None
+    model_factory: Callable[[], nn.Module] | None = None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def stackable(self) -> bool:
+        """Whether the stacked engine can train it: the built-in MLP on tensors."""
+        return self.model_factory is None and isinstance(self.train, Split) and isinstance(self.val, Split)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps in one pass over the train split (the last batch may be short)."""
+        if isinstance(self.train, DataLoader):
+            return len(self.train)
+        return -(-len(self.train) // batch_size)
+
+    def reseed(self, seed: int) -> None:
+        """Restart a DataLoader's own shuffling generator, so each run sees the batch order its seed gives
+        (a loader without one shuffles from torch's global generator, which `train` seeds)."""
+        generator = getattr(self.train, "generator", None)
+        if isinstance(self.train, DataLoader) and generator is not None:
+            generator.manual_seed(seed)
+
+    def new_model(self, spec: RunSpec) -> nn.Module:
+        """A fresh model, drawn from torch's current random state (the caller seeds it)."""
+        if self.model_factory is not None:
+            return self.model_factory()
+        return make_mlp(self.n_features, spec.model.hidden, self.n_outputs)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss_fn is not None:
+            return self.loss_fn(output, target)
+        if self.kind == "regression":
+            return F.mse_loss(output.squeeze(-1), target)
+        return F.cross_entropy(output, target)
+
+    def score_of(self, output: torch.Tensor, target: torch.Tensor) -> float | None:
+        return self.scores_of(output.unsqueeze(0), target)[0]
+
+    def scores_of(self, outputs: torch.Tensor, target: torch.Tensor) -> list[float | None]:
+        """`score_of` for each of K outputs ([K, rows, ...]) of one target: accuracy in one pass (a count
+        of hits, exact in any order), r2 trial by trial."""
+        if self.score == "accuracy":
+            return (outputs.argmax(dim=-1) == target).float().flatten(1).mean(dim=1).tolist()
+        return [self._score_of(output, target) for output in outputs]
+
+    def _score_of(self, output: torch.Tensor, target: torch.Tensor) -> float | None:
+        if self.score == "r2":
+            prediction = output.reshape(target.shape)
+            residual = ((target - prediction) ** 2).sum()
+            total = ((target - target.mean()) ** 2).sum()
+            return (1 - residual / total).item()
+        return None
+
+    def batches(
+        self, batch_size: int, *, seed: int, epoch: int, device: torch.device | str
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The train split's batches of one epoch (0-based): tensors in `epoch_order` (as the stacked
+        engine orders them); a DataLoader's own."""
+        if isinstance(self.train, DataLoader):
+            for x, y in self.train:
+                yield x.to(device), y.to(device)
+            return
+        order = epoch_order(len(self.train), seed, epoch).to(device)
+        for start in range(0, len(self.train), batch_size):
+            index = order[start : start + batch_size]
+            yield self.train.x[index], self.train.y[index]
+
+
+def epoch_order(rows: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the train rows in one epoch (0-based) of a run with `seed`.
+
+    Each epoch's permutation has a generator of its own, seeded by (seed, epoch): an engine can draw
+    the order of any epoch without drawing, or keeping, every epoch before it (a run of 20,000 epochs
+    would otherwise hold 20,000 permutations).
+    """
+    # torch's CPU generator keeps 32 bits of a seed: (seed, epoch) are mixed into 32 well-spread bits.
+    mixed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return torch.randperm(rows, generator=torch.Generator().manual_seed(mixed))
+
+
+class EpochOrders:
+    """The batch orders of the (seed, epoch) runs a stack's trials are at: each drawn once (`epoch_order`)
+    and kept only while a trial of the stack needs it."""
+
+    def __init__(self, rows: int, device: torch.device) -> None:
+        self._rows, self._device = rows, device
+        self._orders: dict[tuple[int, int], torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def of(self, runs: list[tuple[int, int]]) -> torch.Tensor:
+        """[K, rows]: the order of each (seed, epoch) of `runs`, in turn."""
+        self._orders = {run: order for run, order in self._orders.items() if run in runs}
+        for seed, epoch in runs:
+            if (seed, epoch) not in self._orders:
+                self._orders[seed, epoch] = epoch_order(self._rows, seed, epoch).to(self._device)
+        return torch.stack([self._orders[run] for run in runs])
+
+
+def whole(source: Source, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's inputs and targets, all of them (a DataLoader's batches concatenated), on `device`."""
+    if isinstance(source, Split):
+        return source.x, source.y
+    xs, ys = zip(*[(x.to(device), y.to(device)) for x, y in source], strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def load_data(spec: DataSpec, seed: int, device: torch.device | str = "cpu") -> Data:
+    """Load the spec's task on `device`.
+
+    Args:
+        spec: the task and its settings.
+        seed: seeds the generator and the split, so every trial of a study sees the same data.
+
+    Raises:
+        ConfigError: a user's task can't be imported, or returned something unusable.
+    """
+    if spec.task in BUILTIN_TASKS:
+        return _builtin(spec, seed, device)
+    return _user(spec.task, device)
+
+
+def _builtin(spec: DataSpec, seed: int, device: torch.device | str) -> Data:
+    from lrsearch.problem.data_cache import cached_arrays
+
+    task = BUILTIN_TASKS[spec.task]
+    classes = task.kind == "classification"
+    arrays = cached_arrays(spec, seed, lambda: _split_and_scaled(spec, seed))
+
+    def to_split(part: str) -> Split:
+        x, y = (torch.as_tensor(arrays[f"{name}_{part}"], device=device) for name in "xy")
+        return Split(x, y)
+
+    return Data(
+        train=to_split("train"),
+        val=to_split("val"),
+        test=to_split("test"),
+        kind=task.kind,
+        score="accuracy" if classes else "r2",
+        n_features=arrays["x_train"].shape[1],
+        n_outputs=int(arrays["n_outputs"]),
+    )
+
+
+def _split_and_scaled(spec: DataSpec, seed: int) -> dict[str, np.ndarray]:
+    """The task's rows split train/val/test and standardized, as the tensors will hold them: inputs
+    float32, class labels int64, regression targets float32 (standardized too)."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    task = BUILTIN_TASKS[spec.task]
+    x, y = task.generate(spec.settings(), seed)
+    classes = task.kind == "classification"
+    held_out = spec.val_fraction + spec.test_fraction
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, test_size=held_out, stratify=y if classes else None, random_state=seed
+    )
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest,
+        y_rest,
+        test_size=spec.test_fraction / held_out,
+        stratify=y_rest if classes else None,
+        random_state=seed,
+    )
+    features = StandardScaler().fit(x_train)
+    target_mean, target_std = (0.0, 1.0) if classes else (float(np.mean(y_train)), float(np.std(y_train)) or 1.0)
+    arrays = {"n_outputs": np.array(int(np.max(y)) + 1 if classes else 1)}
+    for part, inputs, targets in (("train", x_train, y_train), ("val", x_val, y_val), ("test", x_test, y_test)):
+        arrays[f"x_{part}"] = features.transform(inputs).astype(np.float32)
+        if classes:
+            arrays[f"y_{part}"] = np.asarray(targets, dtype=np.int64)
+        else:  # standardized, so MSE and the LR ranges mean the same whatever the target's units
+            arrays[f"y_{part}"] = ((targets - target_mean) / target_std).astype(np.float32)
+    return arrays
+
+
+def _user(name: str, device: torch.device | str) -> Data:
+    task = load_user_task(name)
+    where = f"--task {name}"
+    splits = {"train": task.train, "val": task.val, "test": task.test}
+    sources: dict[str, Source | None] = {}
+    first_rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # a few rows of each split, to try the task
+    for split, value in splits.items():
+        if value is None and split == "test":
+            sources[split] = None
+        elif isinstance(value, DataLoader):
+            batch = next(iter(value), None)
+            if not _tensor_pair(batch):
+                raise ConfigError(f"{where}: Task.{split}: a DataLoader must yield (x, y) pairs of tensors")
+            sources[split], first_rows[split] = value, batch
+        elif _tensor_pair(value):
+            x, y = value
+            if len(x) != len(y) or len(x) == 0:
+                raise ConfigError(f"{where}: Task.{split}: x has {len(x)} rows and y {len(y)}; they must match")
+            sources[split], first_rows[split] = Split(x.to(device), y.to(device)), (x[:2], y[:2])
+        else:
+            raise ConfigError(
+                f"{where}: Task.{split} is {type(value).__name__}; expected an (x, y) pair of tensors or a DataLoader"
+            )
+    _check_one_step(where, task, *first_rows["train"], device)
+    return Data(
+        train=sources["train"],
+        val=sources["val"],
+        test=sources["test"],
+        kind=None,
+        score=task.score,
+        model_factory=task.model,
+        loss_fn=task.loss,
+    )
+
+
+def _tensor_pair(value: object) -> bool:
+    return isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value)
+
+
+def _check_one_step(where: str, task: Task, x: torch.Tensor, y: torch.Tensor, device: torch.device | str) -> None:
+    """Run the user's model and loss on a few training rows, so a shape mistake is one line now rather than
+    a failed trial for every trial of the search."""
+    try:
+        loss = task.loss(task.model().to(device)(x.to(device)), y.to(device))
+    except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConfigError(f"{where}: loss(model(x), y) raised {type(error).__name__}: {first_line}") from None
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ConfigError(f"{where}: loss(model(x), y) must return one number (a scalar tensor)")

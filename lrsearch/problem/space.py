@@ -1,0 +1,152 @@
+"""Trial -> RunSpec: the search space over optimizer settings, base LR and schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lrsearch.base.errors import ConfigError
+from lrsearch.problem.config import Range, SearchConfig
+from lrsearch.problem.schedules import SCHEDULES, Budget, TrialLike
+from lrsearch.problem.spec import OptimizerSpec, RunSpec, ScheduleSpec
+
+
+class _Namespaced:
+    """Prefixes a schedule's parameter names (`StepLR.gamma`), so two schedules never share a name in
+    the study while each `suggest` function uses the plain torch names."""
+
+    def __init__(self, trial: TrialLike, prefix: str) -> None:
+        self._trial, self._prefix = trial, prefix
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        return self._trial.suggest_float(f"{self._prefix}.{name}", low, high, log=log)
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return self._trial.suggest_int(f"{self._prefix}.{name}", low, high)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self._trial.suggest_categorical(f"{self._prefix}.{name}", choices)
+
+
+def _value_or_search(trial: TrialLike, name: str, setting: float | Range) -> float:
+    if isinstance(setting, Range):
+        return trial.suggest_float(name, setting.low, setting.high, log=setting.log)
+    return setting
+
+
+def sample_run_spec(trial: TrialLike, config: SearchConfig, steps_per_epoch: int) -> RunSpec:
+    """Sample one RunSpec; a schedule's parameters are sampled only when that schedule is chosen.
+
+    Args:
+        trial: an Optuna trial (or `optuna.trial.FixedTrial` in tests).
+        config: the search configuration (data, model, budget and space).
+        steps_per_epoch: optimizer steps per epoch, for the per-batch schedules' ranges.
+    """
+    space = config.search
+    lr = trial.suggest_float("lr", space.lr.low, space.lr.high, log=True)
+    optimizer = OptimizerSpec(
+        name=trial.suggest_categorical("optimizer", space.optimizers),
+        momentum=_value_or_search(trial, "momentum", space.momentum),
+        weight_decay=_value_or_search(trial, "weight_decay", space.weight_decay),
+    )
+    name = trial.suggest_categorical("schedule", space.schedules)
+    budget = Budget(config.train.epochs, steps_per_epoch)
+    params = SCHEDULES[name].suggest(_Namespaced(trial, name), budget)
+    return RunSpec(
+        data=config.data,
+        model=config.model,
+        optimizer=optimizer,
+        lr=lr,
+        schedule=ScheduleSpec(name=name, params=params),
+        epochs=config.train.epochs,
+        batch_size=config.train.batch_size,
+        seed=config.study.seed,
+    )
+
+
+# Top-level choices and the config fields that list them, for the messages.
+_CHOICE_FIELDS = {"optimizer": "search.optimizers", "schedule": "search.schedules"}
+
+
+def check_fixed(config: SearchConfig, steps_per_epoch: int) -> None:
+    """Check every value `search.fixed` pins against the distribution the search samples it from.
+
+    Optuna's `PartialFixedSampler` uses a pinned value as it is, out of range or not, and ignores a
+    pinned name no trial samples; so the space is walked here with the real `sample_run_spec`, through
+    every branch (each optimizer, each schedule, each choice a schedule's `suggest` makes), no training.
+
+    Args:
+        steps_per_epoch: optimizer steps an epoch, for ranges expressed against the budget.
+
+    Raises:
+        ConfigError: a pinned value outside its range or choices, or a pinned name never sampled.
+    """
+    fixed = config.search.fixed
+    if not fixed:
+        return
+    sampled: set[str] = set()
+    schedules: list[str] = []
+    paths: list[tuple[int, ...]] = [()]
+    while paths:
+        probe = _FixedProbe(fixed, paths.pop())
+        spec = sample_run_spec(probe, config, steps_per_epoch)
+        sampled |= probe.sampled
+        schedules += [spec.schedule.name] if spec.schedule.name not in schedules else []
+        # Past the given path the probe took each categorical's first choice: queue the others.
+        for depth in range(len(probe.path), len(probe.widths)):
+            paths += [(*probe.taken[:depth], choice) for choice in range(1, probe.widths[depth])]
+    for name in fixed:
+        if name not in sampled:
+            raise ConfigError(_never_sampled(config, name, schedules))
+
+
+def _never_sampled(config: SearchConfig, name: str, schedules: list[str]) -> str:
+    setting = getattr(config.search, name, None)
+    if name in ("momentum", "weight_decay") and not isinstance(setting, Range):
+        return f"search.fixed: {name} is not searched (search.{name} is {setting}); set search.{name} instead"
+    return f"search.fixed: {name} is never sampled with these settings (schedules tried: {', '.join(schedules)})"
+
+
+class _FixedProbe:
+    """A stand-in trial walking one branch of the space: a pinned value is checked against the
+    distribution asked for and returned; an unpinned categorical takes `path`'s next choice (the first
+    past its end), and how many choices each offered is recorded, to queue the other branches."""
+
+    def __init__(self, fixed: dict[str, Any], path: tuple[int, ...]) -> None:
+        self.fixed, self.path = fixed, path
+        self.taken: list[int] = []  # the choice taken at each unpinned categorical
+        self.widths: list[int] = []  # how many choices it offered
+        self.sampled: set[str] = set()
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        return self._number(name, low, high, integer=False)
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return self._number(name, low, high, integer=True)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.sampled.add(name)
+        if name in self.fixed:
+            value = self.fixed[name]
+            if value not in choices:
+                where = _CHOICE_FIELDS.get(name, "its choices")
+                raise ConfigError(
+                    f"search.fixed: {name}={value!r} is not one of {where} ({', '.join(map(str, choices))})"
+                )
+            return value
+        depth = len(self.taken)
+        self.taken.append(self.path[depth] if depth < len(self.path) else 0)
+        self.widths.append(len(choices))
+        return choices[self.taken[-1]]
+
+    def _number(self, name: str, low: Any, high: Any, integer: bool) -> Any:
+        self.sampled.add(name)
+        if name not in self.fixed:
+            return low
+        value = self.fixed[name]
+        kind = int if integer else int | float
+        if isinstance(value, bool) or not isinstance(value, kind):
+            what = "an integer" if integer else "a number"
+            raise ConfigError(f"search.fixed: {name}={value!r} must be {what} in [{low:.6g}, {high:.6g}]")
+        if not low <= value <= high:  # nan fails too
+            raise ConfigError(f"search.fixed: {name}={value!r} is outside its searched range [{low:.6g}, {high:.6g}]")
+        return value

@@ -1,0 +1,207 @@
+"""Tasks: what a search trains on. The built-in ones (scikit-learn generators and the data sets it ships
+on disk, all trained with the spec's MLP), and a user's own, named `module:function`.
+
+A user's function returns a `Task`: a model factory, train and val data (tensors or DataLoaders), an
+optional test split, the loss, and optionally which score to report beside it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lrsearch.base.errors import ConfigError
+
+Kind = Literal["classification", "regression"]
+ScoreName = Literal["accuracy", "r2"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a user's task function returns.
+
+    Attributes:
+        model: builds a fresh model (lrsearch seeds torch before each call, so every trial starts alike).
+        train, val, test: `(x, y)` tensors (batched by the spec's `batch_size` in a seeded order) or
+            DataLoaders (used as they are; they decide batch size and order).
+        loss: `loss(model(x), y)` -> a scalar tensor, e.g. `torch.nn.functional.cross_entropy`.
+        score: also report `"accuracy"` (classes: argmax of the output) or `"r2"` (one output); None: none.
+    """
+
+    model: Callable[[], Any]
+    train: Any
+    val: Any
+    loss: Callable[[Any, Any], Any]
+    test: Any = None
+    score: ScoreName | None = None
+
+
+@dataclass(frozen=True)
+class BuiltinTask:
+    name: str
+    kind: Kind
+    about: str
+    # The DataSpec fields it reads and their defaults (the split fractions apply to every task).
+    defaults: dict[str, Any]
+    generate: Callable[[dict[str, Any], int], tuple[np.ndarray, np.ndarray]]
+
+
+def _classification(p: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification
+
+    return make_classification(
+        n_samples=p["n_samples"],
+        n_features=p["n_features"],
+        n_informative=p["n_informative"],
+        n_redundant=0,
+        n_classes=p["n_classes"],
+        class_sep=p["class_sep"],
+        random_state=seed,
+    )
+
+
+def _moons(p: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_moons
+
+    return make_moons(n_samples=p["n_samples"], noise=p["noise"], random_state=seed)
+
+
+def _circles(p: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_circles
+
+    return make_circles(n_samples=p["n_samples"], noise=p["noise"], factor=0.5, random_state=seed)
+
+
+def _regression(p: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_regression
+
+    return make_regression(
+        n_samples=p["n_samples"],
+        n_features=p["n_features"],
+        n_informative=p["n_informative"],
+        noise=p["noise"],
+        random_state=seed,
+    )
+
+
+def _bundled(loader: str) -> Callable[[dict[str, Any], int], tuple[np.ndarray, np.ndarray]]:
+    def load(p: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        import sklearn.datasets
+
+        return getattr(sklearn.datasets, loader)(return_X_y=True)  # files inside scikit-learn: no download
+
+    return load
+
+
+_CLASSIFICATION = {"n_samples": 5000, "n_features": 20, "n_informative": 10, "n_classes": 3, "class_sep": 1.0}
+BUILTIN_TASKS: dict[str, BuiltinTask] = {
+    task.name: task
+    for task in (
+        BuiltinTask("classification", "classification", "make_classification: 3 classes, 20 features (default)",
+                    _CLASSIFICATION, _classification),
+        BuiltinTask("many-class", "classification", "make_classification: 20 classes, 40 features, close together",
+                    {**_CLASSIFICATION, "n_features": 40, "n_informative": 20, "n_classes": 20, "class_sep": 0.8},
+                    _classification),
+        BuiltinTask("moons", "classification", "make_moons: two interleaved half circles, 2 features, noisy",
+                    {"n_samples": 2000, "noise": 0.3}, _moons),
+        BuiltinTask("circles", "classification", "make_circles: a ring around a disc, 2 features, noisy",
+                    {"n_samples": 2000, "noise": 0.15}, _circles),
+        BuiltinTask("regression", "regression", "make_regression: 20 features, MSE loss, R² reported",
+                    {"n_samples": 5000, "n_features": 20, "n_informative": 10, "noise": 10.0}, _regression),
+        BuiltinTask("digits", "classification", "scikit-learn's 8x8 digits: 1797 images, 10 classes",
+                    {}, _bundled("load_digits")),
+        BuiltinTask("wine", "classification", "scikit-learn's wine: 178 samples, 13 features, 3 classes",
+                    {}, _bundled("load_wine")),
+        BuiltinTask("breast_cancer", "classification", "scikit-learn's breast cancer: 569 samples, 30 features",
+                    {}, _bundled("load_breast_cancer")),
+    )
+}  # fmt: skip
+
+
+def is_user_task(name: str) -> bool:
+    return ":" in name
+
+
+def check_task_name(name: str) -> None:
+    if name not in BUILTIN_TASKS and not is_user_task(name):
+        raise ValueError(
+            f"unknown task {name!r}; choose from {', '.join(BUILTIN_TASKS)}, or name your own as module:function"
+        )
+
+
+def require_named(task: str, named: str | None, source: str) -> None:
+    """A user's task is code, and lrsearch imports and runs it: only when the command names it (`--task`),
+    never because a config file, an exported YAML or a shared study says so.
+
+    Args:
+        task: the task the config, spec or study asks for.
+        named: what this command's `--task` says (None: nothing).
+        source: where `task` comes from, for the message.
+
+    Raises:
+        ConfigError: a user's task that the command does not name.
+    """
+    if named is not None and named != task:
+        raise ConfigError(f"--task: {source} trains task {task!r}, not {named!r}")
+    if is_user_task(task) and named is None:
+        raise ConfigError(
+            f"data.task: {source} names your own task {task!r}, which is code that lrsearch would import and "
+            f"run; if you trust it, name it on the command: --task {task}"
+        )
+
+
+@functools.cache  # once a process: the command checks the task, then its in-process worker trains on it
+def load_user_task(name: str) -> Task:
+    """Import `module:function` (or `path/to/file.py:function`) and call it, once per process.
+
+    Raises:
+        ConfigError: the module or function is missing, or it returned something other than a `Task`.
+    """
+    module_name, _, function_name = name.rpartition(":")
+    where = f"--task {name}"
+    try:
+        module = _import(module_name)
+    except ImportError as error:
+        raise ConfigError(f"{where}: cannot import {module_name!r}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - the user's module raised while it was imported
+        raise ConfigError(f"{where}: importing {module_name!r} raised {type(error).__name__}: {error}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(f"{where}: {module_name!r} has no function {function_name!r}")
+    try:
+        task = function()
+    except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
+        raise ConfigError(f"{where}: {function_name}() raised {type(error).__name__}: {error}") from None
+    if not isinstance(task, Task):
+        raise ConfigError(
+            f"{where}: {function_name}() returned {type(task).__name__}; "
+            "expected lrsearch.Task(model=..., train=..., val=..., loss=...)"
+        )
+    if not callable(task.model) or not callable(task.loss):
+        raise ConfigError(f"{where}: Task.model must build a model and Task.loss compute a loss (both callables)")
+    if task.score not in (None, "accuracy", "r2"):
+        raise ConfigError(f"{where}: Task.score must be 'accuracy', 'r2' or None, got {task.score!r}")
+    return task
+
+
+def _import(module_name: str) -> Any:
+    if module_name.endswith(".py") or "/" in module_name:
+        path = Path(module_name)
+        if not path.is_file():
+            raise ImportError(f"no file {path}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # `lrsearch` runs from its own bin folder: find the user's modules
+    return importlib.import_module(module_name)

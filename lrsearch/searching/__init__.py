@@ -1,0 +1,1 @@
+"""Open or resume a study, run its workers on their devices, handle Ctrl-C."""

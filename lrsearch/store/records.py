@@ -1,0 +1,139 @@
+"""One trial record: the user attributes every trial stores, written and read back in this one place.
+
+The search writes them (`run_attrs` when a trial starts, `curve_attrs` as it ends, the reasons and the
+worker as they happen); the views read a stored trial back with `TrialRecord.of`. Stored attributes are
+data anyone who can write to the storage can write, so each is validated on its own: a field that does
+not parse is None (and its key listed in `unreadable`), and a trial without a readable RunSpec has no
+record at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from optuna.trial import FrozenTrial, TrialState
+from pydantic import Field, TypeAdapter, ValidationError
+
+from lrsearch.problem.spec import MAX_ROWS, RunSpec
+
+# The user attributes of a trial.
+RUN_SPEC = "run_spec"  # the RunSpec it trained, as JSON
+DEVICE = "device"  # the device it trained on
+WORKER_ATTR = "worker"  # host:pid of the process that ran it
+FAIL_REASON = "fail_reason"  # why a FAIL trial failed (Optuna 5 keeps it only in its log)
+PRUNED_REASON = "pruned_reason"  # why a PRUNED trial was stopped (by the pruner, or diverged)
+CURVES = ("lr", "train_loss", "val_loss")  # per epoch; and val_<score>, e.g. val_accuracy, when the task has a score
+STEPS_PER_EPOCH = "steps_per_epoch"  # lets a picture replay per-batch schedules step by step
+SCORE_LABELS = {"accuracy": "accuracy", "r2": "R²"}  # a task's score -> how it is shown
+
+_FLOATS = TypeAdapter(list[float])
+_STEPS = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_ROWS)] | None)  # steps an epoch: at most a step a row
+_TEXT = TypeAdapter(str | None)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of one run, as every engine reports it and every view reads it."""
+
+    epoch: int  # 1-based
+    lr: float  # the LR at the start of the epoch (per-batch schedules move it within the epoch)
+    train_loss: float  # mean over the epoch's batches
+    val_loss: float
+    val_score: float | None  # the task's score (accuracy, R²), None when it has none
+    # The LR of the epoch's `recorded_steps`, evenly spaced, for per-batch schedules (others hold `lr`).
+    step_lrs: tuple[float, ...] = ()
+
+
+def score_key(score: str) -> str:
+    """The attribute that holds the per-epoch curve of the task's score `score` ("accuracy" -> "val_accuracy")."""
+    return f"val_{score}"
+
+
+def run_attrs(spec: RunSpec, device: str) -> dict[str, Any]:
+    """What a trial stores as it starts: its RunSpec and its device."""
+    return {RUN_SPEC: spec.model_dump(mode="json"), DEVICE: device}
+
+
+def curve_attrs(records: Sequence[EpochRecord], score: str | None, steps_per_epoch: int) -> dict[str, Any]:
+    """What a trial stores as it ends: its per-epoch curves (the score's when the task has one) and the
+    steps of an epoch."""
+    attrs: dict[str, Any] = {name: [getattr(record, name) for record in records] for name in CURVES}
+    if score is not None:
+        attrs[score_key(score)] = [record.val_score for record in records]
+    return attrs | {STEPS_PER_EPOCH: steps_per_epoch}
+
+
+def stores_run(trial: FrozenTrial) -> bool:
+    """Whether the trial stored a RunSpec (readable or not): it got as far as being sampled."""
+    return RUN_SPEC in trial.user_attrs
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What one stored trial ran and recorded; a field is None where the trial stored nothing readable."""
+
+    number: int
+    state: TrialState
+    value: float | None  # the final val loss of a completed trial
+    spec: RunSpec
+    device: str | None
+    worker: str | None
+    lr: list[float] | None  # the LR at the start of each epoch
+    train_loss: list[float] | None
+    val_loss: list[float] | None
+    score: str | None  # the task's score whose curve the trial stores ("accuracy", "r2"), a key of SCORE_LABELS
+    val_score: list[float] | None  # that score, per epoch (never empty)
+    steps_per_epoch: int | None
+    pruned_reason: str | None
+    fail_reason: str | None
+    unreadable: frozenset[str] = frozenset()  # attributes the trial stores that do not parse
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRecord | None:
+        """The trial's record, or None when it stores no RunSpec or one that does not parse."""
+        attrs = trial.user_attrs
+        if RUN_SPEC not in attrs:
+            return None
+        try:
+            spec = RunSpec.model_validate(attrs[RUN_SPEC])
+        except ValidationError:
+            return None
+        unreadable: set[str] = set()
+
+        def read(key: str, adapter: TypeAdapter) -> Any:
+            try:
+                return adapter.validate_python(attrs.get(key))
+            except ValidationError:
+                unreadable.add(key)
+                return None
+
+        def curve(key: str) -> list[float] | None:
+            return read(key, _FLOATS) if key in attrs else None
+
+        scores = {name: curve(score_key(name)) for name in SCORE_LABELS}
+        # The first score with a non-empty curve (a trial's task has at most one).
+        score, val_score = next(((name, values) for name, values in scores.items() if values), (None, None))
+        return cls(
+            number=trial.number,
+            state=trial.state,
+            value=trial.value,
+            spec=spec,
+            device=read(DEVICE, _TEXT),
+            worker=read(WORKER_ATTR, _TEXT),
+            lr=curve("lr"),
+            train_loss=curve("train_loss"),
+            val_loss=curve("val_loss"),
+            score=score,
+            val_score=val_score,
+            steps_per_epoch=read(STEPS_PER_EPOCH, _STEPS),
+            pruned_reason=read(PRUNED_REASON, _TEXT),
+            fail_reason=read(FAIL_REASON, _TEXT),
+            unreadable=frozenset(unreadable),
+        )
+
+    @property
+    def score_label(self) -> str | None:
+        """How the task's score is shown ("accuracy", "R²"); None for a task without one."""
+        return None if self.score is None else SCORE_LABELS[self.score]

@@ -1,0 +1,424 @@
+"""Storage URLs -> Optuna storages set up for several workers, and the lock that admits their trials.
+
+The URL alone decides: `sqlite:///file.db` (the default; one machine, one or several processes),
+a plain file path such as `studies/search.log` (Optuna's journal file), or `postgresql://...` (several
+machines). These are the strings `optuna` and `optuna-dashboard` accept too.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from optuna.storages import (
+    BaseStorage,
+    InMemoryStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+from lrsearch.base.errors import ConfigError, fault_line
+from lrsearch.base.paths import file_part
+
+# A trial whose worker died is retried at most this often; a trial that kills its worker each time
+# (out of memory, say) must not loop forever.
+MAX_RETRIES = 3
+IN_MEMORY = "sqlite:///:memory:"  # a study that lives as long as its process (tests, notebooks, benchmarks)
+SQLITE_BUSY_TIMEOUT_S = 120  # how long a write waits for another process's write before failing
+_log = logging.getLogger("lrsearch")
+MASK = "***"  # what a password is shown as (SQLAlchemy's own mask)
+# `scheme://user:PASSWORD@`, for text SQLAlchemy can't parse: the password runs to the last `@` of the word.
+_CREDENTIALS = re.compile(r"(?P<user>[A-Za-z][\w+.-]*://[^\s:/@]*):\S*@")
+
+
+def shown_url(url: str) -> str:
+    """The storage URL as it may be printed: its password masked (it would land in terminals, CI logs
+    and bug reports). A journal file's path, an SQLite URL or a URL without a password come back as
+    they are; one SQLAlchemy can't parse has any `//user:PASSWORD@` masked all the same."""
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # ArgumentError, or ValueError for a bad port: no URL, but maybe a password
+        return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", url)
+    if parsed.query.get("password"):  # libpq also takes `?password=...`
+        parsed = parsed.update_query_dict({"password": MASK})
+    elif parsed.password is None:
+        return url
+    # The regex on top: an unescaped `@` in a password makes SQLAlchemy split it at the wrong `@`.
+    return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", parsed.render_as_string(hide_password=True))
+
+
+def scrubbed(text: str, url: str) -> str:
+    """`text` (an error from SQLAlchemy, a driver or Optuna about `url`) without `url`'s password,
+    whether it quotes the URL or the password alone."""
+    for secret in _passwords(url):
+        text = text.replace(secret, MASK)
+    return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", text)
+
+
+def _passwords(url: str) -> list[str]:
+    """The password of `url` as written and as decoded, longest first so neither leaves a piece of the other."""
+    from urllib.parse import unquote
+
+    from sqlalchemy.engine import make_url
+
+    found = {match.group(0)[len(match.group("user")) + 1 : -1] for match in _CREDENTIALS.finditer(url)}
+    try:
+        parsed = make_url(url)
+        found |= {parsed.password or "", str(parsed.query.get("password") or "")}
+    except Exception:  # unparseable: the regex found what there is
+        pass
+    found |= {unquote(secret) for secret in found}
+    return sorted(found - {"", MASK}, key=len, reverse=True)
+
+
+def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = None) -> BaseStorage:
+    """Open the storage a URL names; a file's folder is created unless `must_exist`.
+
+    Args:
+        url: `sqlite:///path`, another SQLAlchemy URL (`postgresql://...`), or a journal file's path.
+        must_exist: refuse a storage file that isn't there yet (for commands that only read).
+        heartbeat: seconds between a running trial's heartbeats (database storages only); a trial
+            silent for three of them is failed and queued again, up to `MAX_RETRIES` times.
+
+    Raises:
+        ConfigError: the URL is malformed, its driver is missing, or the server or file can't be reached.
+    """
+    if url == IN_MEMORY:
+        return _in_memory()
+    if url.strip() in {"", "sqlite://", "sqlite:///"}:
+        raise ConfigError(
+            f"--storage: {url!r} names no file; give sqlite:///FILE, a journal FILE such as studies/search.log, "
+            "postgresql://..., or sqlite:///:memory: for a study kept in this process"
+        )
+    file = _storage_file(url)
+    if "://" not in url and file.suffix in {".db", ".sqlite", ".sqlite3"}:
+        raise ConfigError(
+            f"--storage: {url} looks like an SQLite file; write sqlite:///{url} "
+            "(a plain path is a journal file, such as studies/search.log)"
+        )
+    if file is not None:
+        if must_exist and not file.exists():
+            raise ConfigError(f"--storage: no study file at {file}; run `lrsearch optimize` first")
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"--storage: cannot create {file.parent}: {error.strerror}") from None
+    if "://" not in url:
+        return _open_journal(url)
+    heartbeat_settings: dict[str, Any] = {}
+    if heartbeat is not None:
+        heartbeat_settings = {
+            "heartbeat_interval": heartbeat,
+            "grace_period": 3 * heartbeat,
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+        }
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    try:
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_settings)
+    except Exception as error:  # SQLAlchemy, driver and Optuna errors alike mean "can't use this URL"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"--storage: cannot open {shown_url(url)!r}: {scrubbed(first_line, url)}") from None
+    if url.startswith("sqlite"):
+        _serialize_sqlite_writes(storage)
+    return storage
+
+
+def _open_journal(path: str) -> JournalStorage:
+    """Optuna's journal file, read once now so that a file that is not a journal is one line here."""
+    try:
+        storage = JournalStorage(SafeJournalFile(path))
+        storage.get_all_studies()  # replays the whole file (kept in the storage, not read twice)
+    except IsADirectoryError:
+        raise ConfigError(
+            f"--storage: {path} is a folder; a journal storage is a file, such as studies/search.log"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"--storage: cannot use journal file {path}: {error.strerror}") from None
+    except (ValueError, KeyError, TypeError, AssertionError):  # lines that are JSON, but not journal records
+        raise ConfigError(
+            f"--storage: {path} is not an Optuna journal file (a line of it is not a journal record)"
+        ) from None
+    return storage
+
+
+class SafeJournalFile(JournalFileBackend):
+    """Optuna's journal file, never left unreadable by a write.
+
+    A write cut off (a killed process, a full disk) leaves a partial last line. Optuna reads past it,
+    but appends the next record onto it, and from then on every reader fails. Here each append first
+    drops such a partial line (it is a record that never finished, so no one ever read it) and, when
+    the write itself fails, cuts the file back to where it began. Both happen under the journal's own
+    lock, which every writer of the file takes.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._writers = JournalFileSymlinkLock(path)
+        super().__init__(path, lock_obj=self._writers)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
+        self._writers.acquire()
+        try:
+            with open(self._path, "r+b", buffering=0) as file:
+                start = _end_of_last_line(file)
+                try:
+                    written = 0
+                    while written < len(data):
+                        written += file.write(data[written:])
+                    os.fsync(file.fileno())
+                except OSError:
+                    os.ftruncate(file.fileno(), start)
+                    raise
+        finally:
+            self._writers.release()
+
+
+def _end_of_last_line(file: Any) -> int:
+    """The size of the file's complete lines; a partial line after them is cut off (and said)."""
+    size = file.seek(0, os.SEEK_END)
+    position = size
+    while position > 0:
+        chunk_start = max(0, position - 65536)
+        file.seek(chunk_start)
+        newline = file.read(position - chunk_start).rfind(b"\n")
+        if newline >= 0:
+            position = chunk_start + newline + 1
+            break
+        position = chunk_start
+    if position != size:
+        os.ftruncate(file.fileno(), position)
+        _log.warning(
+            "journal %s: dropped an unfinished last record (%d bytes) left by a write that was cut off",
+            file.name,
+            size - position,
+        )
+    file.seek(position)
+    return position
+
+
+@functools.cache
+def _in_memory() -> InMemoryStorage:
+    """This process's in-memory storage: every opening of `sqlite:///:memory:` in a process (the search,
+    its worker, the report) must see the same studies. Nothing of it outlives the process."""
+    return InMemoryStorage()
+
+
+def has_heartbeat(url: str) -> bool:
+    """Whether a dead worker's trial is detected in this storage (Optuna's journal file has no heartbeat)."""
+    return "://" in url and url != IN_MEMORY
+
+
+def artifact_folder(url: str, setting: Path | None = None) -> Path | None:
+    """Where the trials' pictures (Optuna artifacts) are kept: `setting` when given, else `artifacts/`
+    beside the study file, or `studies/artifacts` for a database server; None for an in-memory study.
+
+    Workers on several machines need `setting` to name a folder they all share for the dashboard to
+    show every trial's pictures; the study's own figures live in the study and need nothing.
+    """
+    if setting is not None:
+        return setting
+    if url == "sqlite:///:memory:":
+        return None
+    file = _storage_file(url)
+    return (file.parent if file is not None else Path("studies")) / "artifacts"
+
+
+def _storage_file(url: str) -> Path | None:
+    if "://" not in url:
+        return Path(url)
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return None
+    return Path(url[len(prefix) :])
+
+
+def _serialize_sqlite_writes(storage: RDBStorage) -> None:
+    """Make SQLite safe and cheap for several processes.
+
+    WAL lets readers (the dashboard, a progress bar) read while a worker writes, and with
+    `synchronous=NORMAL` a commit no longer waits for the disk; a crash of the process loses nothing,
+    only a power cut can lose the last commits. `BEGIN IMMEDIATE` takes the write lock at the start of
+    every transaction: without it, a transaction that read before another process wrote fails at once
+    with "database is locked" instead of waiting its turn.
+    """
+    from sqlalchemy import event
+
+    def on_connect(connection: Any, record: Any) -> None:
+        connection.isolation_level = None  # we send BEGIN ourselves
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(storage.engine, "connect", on_connect)
+    event.listen(storage.engine, "begin", on_begin)
+    storage.engine.dispose()  # connections opened while Optuna set up the tables lack the settings
+
+
+class AdmissionLock(Protocol):
+    """Held by a worker while it decides whether the study needs another trial and asks for it, so
+    that workers together start exactly the trials the budget allows."""
+
+    def acquire(self) -> Any: ...
+
+    def release(self) -> Any: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+
+def admission_lock(url: str, study_name: str, role: str = "") -> AdmissionLock:
+    """A lock shared by every worker of the study: an advisory lock in PostgreSQL (any machine), a
+    file lock beside a storage file (one machine), or a thread lock for an in-memory study.
+
+    Args:
+        role: what else of the study it guards ("search", "figures"); no study name gives the same lock.
+    """
+    import filelock
+
+    name = f"{study_name}\0{role}" if role else study_name  # NUL: no study "a.search" meets study a's role
+    if url.startswith("postgresql"):
+        return _PostgresAdvisoryLock(url, f"lrsearch:{name}")
+    file = _storage_file(url)
+    if file is not None:
+        # Beside the study file; a name that is not a plain file name (`../x`) must not lead elsewhere.
+        return filelock.FileLock(f"{file}.{file_part(name)}.lock")
+    if url == "sqlite:///:memory:":
+        return threading.Lock()
+    digest = hashlib.sha256(f"{url}\n{name}".encode()).hexdigest()[:16]
+    return filelock.FileLock(Path(tempfile.gettempdir()) / f"lrsearch-{digest}.lock")  # this machine only
+
+
+_SEARCHES_IN_MEMORY: set[str] = set()  # studies of sqlite:///:memory: that a search of this process runs
+
+
+@contextmanager
+def exclusive_search(url: str, study_name: str) -> Iterator[None]:
+    """Held by the command that sets a study's trial budget and runs it (`lrsearch optimize`,
+    `lrsearch.search`) for as long as it runs.
+
+    A second such command on the same study would set the budget under the first one's feet (the first
+    would stop early and say it finished); it is refused instead, and `lrsearch worker` is the way to
+    add workers to a running search. Like the admission lock, it is released if the process dies.
+
+    Raises:
+        ConfigError: another command is running a search on the study.
+    """
+    busy = ConfigError(
+        f"--study-name: study {study_name!r} is busy: another `lrsearch optimize` is running it; wait for it "
+        f"to end, or add workers to it with `lrsearch worker --study-name {study_name}`"
+    )
+    if url == IN_MEMORY:
+        if study_name in _SEARCHES_IN_MEMORY:
+            raise busy
+        _SEARCHES_IN_MEMORY.add(study_name)
+        try:
+            yield
+        finally:
+            _SEARCHES_IN_MEMORY.discard(study_name)
+        return
+    lock: Any = admission_lock(url, study_name, role="search")
+    if isinstance(lock, _PostgresAdvisoryLock):
+        try:
+            taken = lock.try_acquire()
+        except Exception as error:  # noqa: BLE001 - the server went away since the storage was opened
+            raise ConfigError(
+                f"--storage: cannot open {shown_url(url)!r}: {scrubbed(fault_line(error), url)}"
+            ) from None
+        if not taken:
+            raise busy
+    else:
+        import filelock
+
+        folder = Path(lock.lock_file).parent
+        if not os.access(folder, os.W_OK):  # filelock would wait for a lock it can never make, and say busy
+            raise ConfigError(f"--storage: cannot write in {folder} (read-only?): a search writes its study there")
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise busy from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class _PostgresAdvisoryLock:
+    """`pg_advisory_lock` on its own connection: the server releases it if the worker dies."""
+
+    def __init__(self, url: str, name: str) -> None:
+        import sqlalchemy
+
+        self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self._connection: Any = None
+
+    def acquire(self) -> None:
+        import sqlalchemy
+
+        connection = self._engine.connect()
+        try:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no one holds it; False (and no connection kept) if someone does."""
+        import sqlalchemy
+
+        connection = self._engine.connect()
+        try:
+            taken = connection.execute(
+                sqlalchemy.text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
+            ).scalar()
+        except BaseException:
+            connection.close()
+            raise
+        if taken:
+            self._connection = connection
+        else:
+            connection.close()
+        return bool(taken)
+
+    def release(self) -> None:
+        """Unlock; when the server is gone, closing the connection is all there is to do (the server
+        frees a session's advisory locks when the session ends), and the error that ended the command
+        must not be replaced by this one."""
+        import sqlalchemy
+
+        connection, self._connection = self._connection, None
+        try:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+        except Exception as error:  # noqa: BLE001
+            _log.warning("the study's lock was freed by closing its connection: %s", fault_line(error))
+        finally:
+            connection.close()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,119 @@
+"""Static pictures drawn with matplotlib: the report's figures. Imported only by code that draws (a trial's
+own picture, drawn while the search trains, is written by hand: `trial_svg`)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window; set before pyplot could be imported anywhere
+
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator  # noqa: E402
+
+from lrsearch.base.stats import mean_interval  # noqa: E402
+from lrsearch.store.certificate import Certificate  # noqa: E402
+from lrsearch.views.curves import TrialCurves  # noqa: E402
+
+matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable in a page
+
+
+def top_lr_curves(top: Sequence[TrialCurves]) -> Figure:
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    _draw_lr(axes, top, legend=True)
+    axes.set_title(f"LR schedules of the {len(top)} best trials")
+    figure.tight_layout()
+    return figure
+
+
+def top_val_losses(top: Sequence[TrialCurves]) -> Figure:
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    for curves in top:
+        axes.plot(curves.epochs, curves.val_loss, marker=".", label=curves.label)
+    axes.set(xlabel="epoch", ylabel="val loss", title=f"val loss of the {len(top)} best trials")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def schedule_comparison(best_losses: Mapping[str, Sequence[float]]) -> Figure:
+    figure = Figure(figsize=(8, 4))
+    axes = figure.subplots()
+    axes.boxplot(list(best_losses.values()), tick_labels=list(best_losses), orientation="horizontal")
+    axes.set(xlabel="best val loss of each trial (lower is better)", title="schedule types compared")
+    axes.invert_yaxis()  # the best type on top
+    figure.tight_layout()
+    return figure
+
+
+def replay_comparison(results: Mapping[str, float]) -> Figure:
+    """The replayed winner beside the baselines, on the test split."""
+    figure = Figure(figsize=(7, 0.6 * len(results) + 1.2))
+    axes = figure.subplots()
+    labels = [label.replace("$", r"\$") for label in results]  # stored text, not mathtext to parse
+    axes.barh(labels, list(results.values()))
+    axes.set(xlabel="test loss (lower is better)", title="the best schedule against the baselines")
+    axes.invert_yaxis()
+    figure.tight_layout()
+    return figure
+
+
+def certificate_figure(certificate: Certificate) -> Figure:
+    """Each certified schedule's test loss at every fresh seed (dots), their mean and 95% interval (bar),
+    best val loss on top; the search's schedules in one colour, the controls in another."""
+    rows = [c for c in certificate.ranked if c.shown_losses is not None]
+    figure = Figure(figsize=(8, 0.5 * len(rows) + 1.6))
+    axes = figure.subplots()
+    colours = {"searched": "tab:blue", "control": "tab:gray"}
+    for y, candidate in enumerate(rows):
+        losses, colour = candidate.shown_losses, colours[candidate.kind]
+        test = mean_interval(losses)
+        axes.scatter(losses, [y] * len(losses), s=14, color=colour, alpha=0.5)
+        error = None if test.half_width is None else [[test.mean - test.low], [test.high - test.mean]]
+        axes.errorbar([test.mean], [y], xerr=error, fmt="D", color=colour, capsize=4)
+    labels = [
+        c.label.replace("$", r"\$") + (" (recommended)" if c.label == certificate.recommended else "") for c in rows
+    ]
+    axes.set_yticks(range(len(rows)), labels)
+    axes.invert_yaxis()
+    axes.set(
+        xlabel=f"{certificate.shown_loss} at {len(certificate.seeds)} fresh seeds, mean and 95% interval",
+        title="best trials (blue), tuned controls (gray)",
+    )
+    figure.tight_layout()
+    return figure
+
+
+def _few_ticks(axes: Axes) -> None:
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_locator(MaxNLocator(5) if axis.get_scale() == "linear" else LogLocator(numticks=4))
+        axis.set_minor_locator(NullLocator())
+
+
+def to_bytes(figure: Figure, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=fmt, dpi=110)
+    return buffer.getvalue()
+
+
+def _draw_lr(axes: Axes, trials: Sequence[TrialCurves], legend: bool) -> None:
+    every_lr: list[float] = []
+    for curves in trials:
+        xs, ys = curves.lr_curve()
+        axes.step(xs, ys, where="post", label=curves.label)
+        every_lr += ys
+    axes.set(xlabel="epoch", ylabel="learning rate")
+    if _spans_decades(every_lr):
+        axes.set_yscale("log")
+    if legend:
+        axes.legend(fontsize=8)
+
+
+def _spans_decades(lrs: Sequence[float]) -> bool:
+    """Warm-ups and decays span decades: a log scale shows them; a linear one, constant LRs."""
+    return min(lrs) > 0 and max(lrs) / min(lrs) > 20

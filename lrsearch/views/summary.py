@@ -1,0 +1,192 @@
+"""What a finished (or interrupted) search tells the user: the best run, a top-k table, trial counts,
+its certificate, and the recommended RunSpec exported as YAML."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.table import Table
+from rich.text import Text
+
+from lrsearch.base.errors import ConfigError
+from lrsearch.problem.spec import RunSpec
+from lrsearch.store.certificate import Certificate, stored_certificate
+from lrsearch.store.records import SCORE_LABELS, TrialRecord, stores_run
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    spec: RunSpec
+    val_loss: float
+    val_score: float | None
+    score_label: str | None  # "accuracy", "R²"; None for a task without a score
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRow | None:
+        """The trial's row, or None when what it stores does not parse (anyone who can write to the
+        storage can write its attributes: a view shows them as data, or not at all)."""
+        record = TrialRecord.of(trial)
+        if record is None:
+            return None
+        score = None if record.val_score is None else record.val_score[-1]
+        return cls(record.number, record.spec, record.value, score, record.score_label)
+
+    @property
+    def score_text(self) -> str:
+        return "-" if self.val_score is None else f"{self.val_score:.4f}"
+
+
+@dataclass(frozen=True)
+class Summary:
+    study_name: str
+    counts: dict[str, int]  # trial state name -> how many
+    top: list[TrialRow]  # best first
+    unreadable: list[int] = field(default_factory=list)  # better trials than top[-1] whose records don't parse
+
+    @property
+    def best(self) -> TrialRow | None:
+        return self.top[0] if self.top else None
+
+
+def summarize(study: optuna.Study, k: int = 5) -> Summary:
+    """The study's trial counts and its `k` best completed trials."""
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(trial.state.name for trial in trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and stores_run(t)]
+    complete.sort(key=lambda t: t.value)
+    top: list[TrialRow] = []
+    unreadable: list[int] = []
+    for trial in complete:  # best first, parsing no more trials than it takes
+        if len(top) == k:
+            break
+        row = TrialRow.of(trial)
+        if row is None:
+            unreadable.append(trial.number)
+        else:
+            top.append(row)
+    return Summary(study.study_name, dict(counts), top, unreadable)
+
+
+def export_best(study: optuna.Study, path: Path) -> RunSpec:
+    """Write the recommended RunSpec to `path` as YAML (for `lrsearch train --config`): the run the
+    study's current certificate recommends, with the certificate's summary; else the best trial's."""
+    best = summarize(study, k=1).best
+    if best is None:
+        raise ConfigError(f"study {study.study_name!r} has no completed trial yet; nothing to export")
+    certificate = current_certificate(study)
+    chosen = certificate.recommended_candidate if certificate is not None else None
+    if certificate is not None and chosen is not None:
+        spec = chosen.run
+        spec.save(
+            path,
+            comment=f"lrsearch: {chosen.label}, recommended by the certificate of study {study.study_name!r}\n"
+            f"{certificate.sentence}\nreplay: lrsearch train --config {path}{spec.replay_options}",
+            certificate=certificate.summary(),
+        )
+        return spec
+    best.spec.save(
+        path,
+        comment=f"lrsearch: best trial #{best.number} of study {study.study_name!r}, val loss {best.val_loss:.6f}\n"
+        f"not certified: `lrsearch certify --study-name {study.study_name}` compares it with tuned controls\n"
+        f"replay: lrsearch train --config {path}{best.spec.replay_options}",
+    )
+    return best.spec
+
+
+def current_certificate(study: optuna.Study) -> Certificate | None:
+    """The study's certificate while it still speaks for the study's best trial (a better trial since
+    makes it stale); None when there is none, it is stale, or it is unreadable."""
+    certificate = stored_certificate(study)
+    if not isinstance(certificate, Certificate):
+        return None
+    best = summarize(study, k=1).best
+    return certificate if best is not None and best.number == certificate.answer_trial else None
+
+
+def certificate_lines(certificate: Certificate) -> list[str]:
+    """What certification found, in three lines."""
+    return [
+        f"certified: {len(certificate.candidates)} schedules at {len(certificate.seeds)} fresh seeds, "
+        f"{certificate.epochs} epochs, in {certificate.seconds:.1f} s",
+        certificate.sentence,
+        f"recommended: {certificate.recommended or 'nothing (every candidate diverged)'}",
+    ]
+
+
+def certificate_table(certificate: Certificate) -> Table:
+    """Each candidate's mean and 95% interval over the fresh seeds, best val loss first."""
+    score = SCORE_LABELS.get(certificate.score or "")
+    table = Table(title=Text(f"certificate: mean ± 95% interval over {len(certificate.seeds)} fresh seeds"))
+    table.add_column("schedule", no_wrap=True)
+    table.add_column("kind")
+    for column in ("val loss", "test loss", *([f"test {score}"] if score else [])):
+        table.add_column(column, justify="right", no_wrap=True)
+
+    for candidate in certificate.ranked:
+        mark = " (recommended)" if candidate.label == certificate.recommended else ""
+        if candidate.val is None:
+            figures = [Text(candidate.diverged or "-"), "-", *(["-"] if score else [])]
+        else:
+            figures = [candidate.val.text(), "-" if candidate.test is None else candidate.test.text()]
+            if score:
+                figures.append("-" if candidate.score is None else candidate.score.text())
+        table.add_row(Text(candidate.label + mark), candidate.kind, *figures)
+    return table
+
+
+def format_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={_short(value)}" for key, value in params.items()) or "-"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def counts_line(summary: Summary) -> str:
+    order = ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
+    parts = [f"{summary.counts.get(state, 0)} {state.lower()}" for state in order if state in summary.counts]
+    return f"{sum(summary.counts.values())} trials: " + ", ".join(parts) if parts else "no trials"
+
+
+def best_lines(row: TrialRow) -> list[str]:
+    """The best trial, a line per fact."""
+    spec = row.spec
+    lines = [
+        f"best trial: #{row.number}",
+        f"  schedule:     {spec.schedule.name} ({format_params(spec.schedule.params)})",
+        f"  base lr:      {spec.lr:.4g}",
+        f"  optimizer:    {spec.optimizer.name} (momentum={spec.optimizer.momentum:.4g}, "
+        f"weight_decay={spec.optimizer.weight_decay:.4g})",
+        f"  val loss:     {row.val_loss:.6f}",
+    ]
+    if row.score_label is not None:
+        lines.append(f"  val {row.score_label + ':':<9} {row.score_text}")
+    return lines
+
+
+def top_table(summary: Summary) -> Table:
+    # Stored strings go in as Text: rich would read "[...]" in them as markup (and fail on a stray "[/x]").
+    table = Table(title=Text(f"top {len(summary.top)} of study {summary.study_name!r}"))
+    labels = {row.score_label for row in summary.top} - {None}
+    score_column = f"val {labels.pop()}" if len(labels) == 1 else "val score"
+    for column in ("#", "trial", "val loss", score_column, "lr"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("schedule", no_wrap=True)
+    table.add_column("params", overflow="fold")
+    for rank, row in enumerate(summary.top, start=1):
+        table.add_row(
+            str(rank),
+            str(row.number),
+            f"{row.val_loss:.4f}",
+            row.score_text,
+            f"{row.spec.lr:.4g}",
+            row.spec.schedule.name,
+            Text(format_params(row.spec.schedule.params)),
+        )
+    return table

@@ -1,0 +1,438 @@
+"""Certification: intervals as scipy computes them, seeds, the seeds engine, the controls, the verdict,
+and a certificate carried through export, train, report and the dashboard."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import optuna
+import pytest
+import torch
+import yaml
+from conftest import TINY
+from scipy import stats
+from typer.testing import CliRunner
+
+import lrsearch
+from lrsearch.base.stats import mean_interval, paired_difference
+from lrsearch.certification.certify import certify
+from lrsearch.certification.controls import CONTROLS, controls_for, next_lr
+from lrsearch.certification.verdict import judge
+from lrsearch.cli import app
+from lrsearch.engines.lone import LoneEngine, train
+from lrsearch.engines.seeds import SeedsEngine, fresh_seeds, search_seeds
+from lrsearch.engines.stacked_mlp import StackedTrainer
+from lrsearch.problem.build import load_run_spec
+from lrsearch.problem.config import SearchConfig
+from lrsearch.problem.data import load_data
+from lrsearch.problem.schedules import SCHEDULES
+from lrsearch.problem.spec import CERTIFICATE_KEY, DataSpec, ModelSpec, RunSpec, ScheduleSpec
+from lrsearch.searching.study import open_study
+from lrsearch.searching.workers import run_here
+from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, stored_certificate
+from lrsearch.views.summary import current_certificate, export_best
+
+runner = CliRunner()
+
+
+# --- intervals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[0.41, 0.43, 0.40, 0.47, 0.44], [1.0, 3.0], [2.5, 2.4, 2.6]])
+def test_the_interval_of_a_mean_is_student_s_t_as_scipy_computes_it(values):
+    interval = mean_interval(values)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert interval.mean == pytest.approx(np.mean(values))
+    assert (interval.low, interval.high) == pytest.approx((low, high))
+    assert interval.half_width == pytest.approx((high - low) / 2)
+
+
+def test_a_paired_difference_is_scipy_s_paired_t_interval():
+    control, winner = [0.50, 0.52, 0.49, 0.55, 0.51], [0.47, 0.50, 0.47, 0.51, 0.50]
+    interval = paired_difference(control, winner)
+    expected = stats.ttest_rel(control, winner).confidence_interval(0.95)
+    assert (interval.low, interval.high) == pytest.approx((expected.low, expected.high))
+    assert interval.excludes_zero() and interval.mean > 0
+    # Paired by seed, the shared noise cancels: unpaired, the same numbers are within noise.
+    unpaired = stats.ttest_ind(control, winner).confidence_interval(0.95)
+    assert unpaired.low < 0 < unpaired.high
+
+
+def test_equal_values_have_a_zero_width_interval_and_one_value_none():
+    assert mean_interval([0.3, 0.3, 0.3]).half_width == 0
+    assert mean_interval([0.3]).low is None and not mean_interval([0.3]).excludes_zero()
+    with pytest.raises(ValueError, match="finite"):
+        mean_interval([0.3, math.nan])
+
+
+# --- seeds -------------------------------------------------------------------------------------
+
+
+def test_fresh_seeds_are_reproducible_distinct_and_none_the_search_trained_at():
+    seeds = fresh_seeds(7, 20, avoid=3)
+    assert seeds == fresh_seeds(7, 20, avoid=3) and len(set(seeds)) == 20
+    assert not set(seeds) & set(search_seeds(7, 3))
+    assert seeds != fresh_seeds(8, 20, avoid=3)
+    assert all(0 <= seed < 2**31 for seed in seeds)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    spec = DataSpec(**TINY["data"])
+    return load_data(spec, seed=0), spec
+
+
+def _run(data_spec: DataSpec, schedule: ScheduleSpec, lr: float = 0.1, epochs: int = 4, seed: int = 0) -> RunSpec:
+    return RunSpec(data=data_spec, model=ModelSpec(hidden=16), lr=lr, schedule=schedule, epochs=epochs, seed=seed)
+
+
+@pytest.mark.parametrize("engine", ["stacked", "lone"])
+def test_a_trial_at_s_seeds_reports_the_mean_of_s_lone_runs_at_those_seeds(tiny, engine):
+    data, data_spec = tiny
+    spec = _run(data_spec, ScheduleSpec(name="CosineAnnealingLR", params={"T_max": 4}), seed=5)
+    alone = [train(spec.model_copy(update={"seed": seed}), data) for seed in search_seeds(5, 3)]
+    inner = StackedTrainer(data, spec) if engine == "stacked" else LoneEngine(data, "cpu")
+    seeds = SeedsEngine(inner, 3)
+    seeds.add("trial", spec)
+    for epoch in range(4):
+        (outcome,) = seeds.train_epoch()
+        expected = sum(run.epochs[epoch].val_loss for run in alone) / 3
+        assert outcome.record.val_loss == pytest.approx(expected, abs=1e-6)
+        assert outcome.finished == (epoch == 3)
+    # The seeds differ: each is its own draw of initial weights and batch order.
+    assert len({run.final.val_loss for run in alone}) == 3
+    test_loss, _ = seeds.test("trial")
+    lone_tests = [train(spec.model_copy(update={"seed": s}), data, evaluate_test=True).test_loss for s in (5, 6, 7)]
+    assert test_loss == pytest.approx(sum(lone_tests) / 3, abs=1e-6)
+
+
+def test_one_diverging_seed_ends_the_trial_diverged_and_says_which(tiny):
+    data, data_spec = tiny
+    spec = _run(data_spec, ScheduleSpec(name="none"), lr=1e6)
+    seeds = SeedsEngine(StackedTrainer(data, spec), 2)
+    seeds.add("trial", spec)
+    (outcome,) = seeds.train_epoch()
+    assert outcome.record is None and re.search(r"became (nan|inf).*\(seed 1 of 2\)", outcome.diverged)
+
+
+def test_a_search_at_two_seeds_stores_the_mean_val_loss_of_its_trials(tiny, tmp_path):
+    data, _ = tiny
+    config = SearchConfig.model_validate(
+        TINY | {"search": {"seeds": 2}, "study": {"storage": "sqlite:///:memory:", "pruner": "none"}}
+    )
+    study = open_study(config)
+    from lrsearch.trials.objective import Objective
+
+    run_here(study, Objective(config, data, torch.device("cpu")), 3, stack=3)
+    for trial in study.trials:
+        spec = RunSpec.model_validate(trial.user_attrs["run_spec"])
+        runs = [train(spec.model_copy(update={"seed": seed}), data) for seed in (0, 1)]
+        assert trial.value == pytest.approx(sum(r.final.val_loss for r in runs) / 2, abs=1e-6)
+
+
+# --- stretching schedules ----------------------------------------------------------------------
+
+
+def _lrs(spec: RunSpec) -> list[float]:
+    """The LR at the start of each epoch, stepped as the run steps it (one step an epoch)."""
+    from lrsearch.problem.build import LoadedSchedule
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=spec.lr)
+    schedule = LoadedSchedule(spec)
+    scheduler = schedule.build(optimizer, steps_per_epoch=1)
+    lrs = []
+    for _ in range(spec.epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_batch(scheduler)
+        schedule.after_epoch(scheduler, 1.0)
+    return lrs
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ScheduleSpec(name="StepLR", params={"step_size": 5, "gamma": 0.5}),
+        ScheduleSpec(name="MultiStepLR", params={"milestones": [5, 15], "gamma": 0.1}),
+        ScheduleSpec(name="ExponentialLR", params={"gamma": 0.8}),
+        ScheduleSpec(name="CosineAnnealingLR", params={"T_max": 20}),
+        ScheduleSpec(name="PolynomialLR", params={"total_iters": 10, "power": 2.0}),
+        ScheduleSpec(
+            name="WarmupStableDecay",
+            params={"warmup_epochs": 2, "warmup_start_factor": 0.1, "decay_epochs": 5, "final_factor": 0.01},
+        ),
+    ],
+    ids=lambda schedule: schedule.name,
+)
+def test_a_stretched_schedule_keeps_its_shape_over_the_longer_run(schedule):
+    spec = RunSpec(schedule=schedule, epochs=20)
+    short, long = _lrs(spec), _lrs(spec.stretched(60))
+    assert len(long) == 60
+    # Every epoch of the short run is where the long run is at three times that epoch.
+    assert [long[3 * epoch] for epoch in range(20)] == pytest.approx(short, rel=1e-6)
+
+
+def test_every_schedule_can_be_stretched_and_still_builds():
+    from lrsearch.problem.build import check_schedule
+    from lrsearch.problem.schedules import Budget
+    from lrsearch.problem.space import _Namespaced
+
+    for name, schedule in SCHEDULES.items():
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
+        params = schedule.suggest(_Namespaced(trial, name), Budget(20, 10))
+        for epochs in (7, 20, 200):
+            check_schedule(RunSpec(schedule=ScheduleSpec(name=name, params=params), epochs=20).stretched(epochs), 10)
+
+
+# --- the verdict -------------------------------------------------------------------------------
+
+
+def _candidate(label: str, kind: str, val: list[float], test: list[float]) -> Candidate:
+    return Candidate(label=label, kind=kind, spec=RunSpec().model_dump(mode="json"), val_loss=val, test_loss=test)
+
+
+def test_a_winner_ahead_on_every_seed_beats_the_control():
+    control = _candidate(
+        "cosine to zero, lr 0.1", "control", [0.50, 0.52, 0.49, 0.55, 0.51], [0.6, 0.62, 0.6, 0.64, 0.61]
+    )
+    winner = _candidate(
+        "#3 OneCycleLR, lr 0.2", "searched", [0.45, 0.47, 0.44, 0.50, 0.46], [0.55, 0.57, 0.55, 0.6, 0.56]
+    )
+    verdict = judge([winner, control], 5)
+    assert verdict["verdict"] == "beats" and verdict["recommended"] == winner.label
+    assert verdict["sentence"].startswith("#3 OneCycleLR, lr 0.2 beats the best control (cosine to zero, lr 0.1) by ")
+    assert verdict["sentence"].endswith("test loss (95%, 5 seeds)")
+
+
+def test_a_difference_within_noise_recommends_the_simpler_schedule():
+    control = _candidate("constant, lr 0.1", "control", [0.50, 0.40, 0.55, 0.45, 0.50], [0.5, 0.4, 0.55, 0.45, 0.5])
+    winner = _candidate("#1 StepLR, lr 0.1", "searched", [0.45, 0.47, 0.52, 0.48, 0.49], [0.45, 0.47, 0.5, 0.48, 0.5])
+    verdict = judge([winner, control], 5)
+    assert verdict["verdict"] == "within noise" and verdict["recommended"] == control.label
+    assert "is not distinguishable from the best control (constant, lr 0.1)" in verdict["sentence"]
+    assert verdict["sentence"].endswith("the simpler schedule is recommended")
+
+
+def test_the_winner_is_chosen_on_val_loss_never_on_test_loss():
+    better_val = _candidate("#1 a", "searched", [0.40, 0.41, 0.40], [0.9, 0.9, 0.9])
+    better_test = _candidate("#2 b", "searched", [0.50, 0.51, 0.50], [0.1, 0.1, 0.1])
+    control = _candidate("constant, lr 0.1", "control", [0.70, 0.71, 0.72], [0.5, 0.5, 0.5])
+    verdict = judge([better_test, better_val, control], 3)
+    assert verdict["winner"] == "#1 a" and verdict["recommended"] == "#1 a"
+    # Val says better, test says worse beyond noise: both are said, and nothing calls it noise.
+    assert re.search(
+        r"on validation loss, but its test loss is 0\.4 ± \S+ higher \(95%, 3 seeds\)$", verdict["sentence"]
+    )
+    noisy = _candidate("#1 a", "searched", [0.40, 0.41, 0.40], [0.45, 0.55, 0.5])
+    assert "is within noise of the control's" in judge([noisy, control], 3)["sentence"]
+
+
+def test_a_control_clearly_ahead_is_recommended():
+    control = _candidate("linear decay to zero, lr 0.05", "control", [0.40, 0.41, 0.42], [0.40, 0.41, 0.42])
+    winner = _candidate("#0 CyclicLR, lr 0.3", "searched", [0.50, 0.52, 0.51], [0.5, 0.52, 0.51])
+    verdict = judge([winner, control], 3)
+    assert verdict["verdict"] == "control beats" and verdict["recommended"] == control.label
+
+
+# --- certification of a real study -------------------------------------------------------------
+
+
+def _config(tmp_path, **study) -> SearchConfig:
+    return SearchConfig.model_validate(
+        TINY
+        | {"study": {"storage": f"sqlite:///{tmp_path}/c.db", "trials": 6, "certify": False, "figures": False} | study}
+    )
+
+
+@pytest.fixture(scope="module")
+def certified(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("certified")
+    config = _config(tmp_path)
+    result = lrsearch.search(config)
+    certificate = certify(result.study, config, device=torch.device("cpu"), seeds=3, top=2)
+    return result.study, config, certificate
+
+
+def test_certification_trains_the_top_trials_and_every_control_at_fresh_seeds(certified):
+    study, config, certificate = certified
+    searched = [c for c in certificate.candidates if c.kind == "searched"]
+    controls = [c for c in certificate.candidates if c.kind == "control"]
+    assert [c.trial for c in searched][0] == study.best_trial.number == certificate.answer_trial
+    assert len(searched) == 2 and len(controls) == len(controls_for(4)) == len(CONTROLS) - 1  # 4 epochs: no StepLR
+    assert certificate.seeds == fresh_seeds(config.study.seed, 3, avoid=1)
+    for candidate in certificate.candidates:
+        assert len(candidate.val_loss) == len(candidate.test_loss) == 3 and candidate.run.seed == config.study.seed
+    assert certificate.recommended in {c.label for c in certificate.candidates}
+    assert stored_certificate(study) == certificate
+
+
+def test_each_control_is_tuned_to_the_best_lr_it_tried(certified):
+    _, config, certificate = certified
+    low, high = config.search.lr.low, config.search.lr.high
+    for control in certificate.controls:
+        losses = dict(zip(control.lrs, control.val_losses, strict=True))
+        finite = {lr: loss for lr, loss in losses.items() if loss is not None}
+        assert len(control.lrs) >= 5 and control.chosen == min(finite, key=finite.get)
+        # Its best LR is not at an edge of what it tried, unless the edge is the search's or the cap.
+        assert next_lr(control.lrs, control.chosen, low, high) is None or len(control.lrs) == 9
+        label = next(c for c in certificate.candidates if c.kind == "control" and c.label.startswith(control.name))
+        assert label.run.lr == control.chosen
+
+
+def test_a_control_s_figures_are_its_own_runs_at_each_fresh_seed(certified):
+    _, config, certificate = certified
+    data = load_data(config.data, config.study.seed)
+    control = next(c for c in certificate.candidates if c.kind == "control")
+    for seed, val_loss, test_loss in zip(certificate.seeds, control.val_loss, control.test_loss, strict=True):
+        alone = train(control.run.model_copy(update={"seed": seed}), data, evaluate_test=True)
+        assert alone.final.val_loss == pytest.approx(val_loss, abs=1e-5)
+        assert alone.test_loss == pytest.approx(test_loss, abs=1e-5)
+
+
+def test_certification_is_reproducible(certified):
+    study, config, certificate = certified
+    again = certify(study, config, device=torch.device("cpu"), seeds=3, top=2)
+    assert [c.model_dump() for c in again.candidates] == [c.model_dump() for c in certificate.candidates]
+    assert again.sentence == certificate.sentence
+
+
+def test_certify_at_a_longer_length_stretches_every_schedule(certified, tmp_path):
+    study, config, _ = certified
+    stretched = certify(study, config, device=torch.device("cpu"), seeds=2, top=1, epochs=8)
+    assert stretched.epochs == 8 and stretched.search_epochs == 4
+    best = RunSpec.model_validate(study.best_trial.user_attrs["run_spec"])
+    searched = next(c for c in stretched.candidates if c.kind == "searched")
+    assert searched.run == best.stretched(8)
+    assert all(c.run.epochs == 8 for c in stretched.candidates)
+    # The exported run is at the certified length, and `load_schedule(..., epochs=)` stretches the same way.
+    path = tmp_path / "best.yaml"
+    exported = export_best(study, path)
+    assert exported.epochs == 8
+    short = tmp_path / "short.yaml"
+    best.save(short)
+    assert lrsearch.load_schedule(short, epochs=8).spec == best.stretched(8)
+    study.set_user_attr(CERTIFICATE_ATTR, _.model_dump(mode="json"))  # leave the module's certificate in place
+
+
+def test_a_stale_or_unreadable_certificate_is_not_used(certified, tmp_path):
+    study, _, certificate = certified
+    try:
+        study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json") | {"answer_trial": 10_000})
+        assert current_certificate(study) is None
+        text = (export_best(study, tmp_path / "stale.yaml"), (tmp_path / "stale.yaml").read_text())[1]
+        assert "not certified" in text and CERTIFICATE_KEY not in yaml.safe_load(text)
+        for forged in (
+            {"seeds": "many"},
+            certificate.model_dump(mode="json")
+            | {"candidates": [{"label": "x", "kind": "control", "spec": {}, "val_loss": []}]},
+            certificate.model_dump(mode="json")
+            | {"candidates": [{"label": "x", "kind": "control", "spec": {"lr": -1}, "val_loss": [0.1]}]},
+        ):
+            study.set_user_attr(CERTIFICATE_ATTR, forged)
+            assert "unreadable" in stored_certificate(study) and current_certificate(study) is None
+    finally:
+        study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_certificate_survives_export_train_report_and_the_dashboard(tiny_config_file, tmp_path):
+    storage = yaml.safe_load(tiny_config_file.read_text())["study"]["storage"]
+    best_yaml = tmp_path / "best.yaml"
+    result = runner.invoke(
+        app, ["optimize", "--config", str(tiny_config_file), "--trials", "6", "--certify", "--export", str(best_yaml)]
+    )
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="default", storage=storage)
+    certificate = current_certificate(study)
+    assert certificate is not None and certificate.sentence in result.output
+    assert f"recommended: {certificate.recommended}" in result.output
+    assert f"recommended run written to {best_yaml}" in result.output
+
+    exported = yaml.safe_load(best_yaml.read_text())
+    assert exported[CERTIFICATE_KEY]["sentence"] == certificate.sentence
+    assert exported[CERTIFICATE_KEY]["recommended"] == certificate.recommended
+    assert load_run_spec(best_yaml) == certificate.recommended_candidate.run  # the block is not part of the run
+    assert lrsearch.load_schedule(best_yaml).name == certificate.recommended_candidate.run.schedule.name
+
+    replay = runner.invoke(app, ["train", "--config", str(best_yaml), "--study-name", "default", "--storage", storage])
+    assert replay.exit_code == 0, replay.output
+
+    report = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", "--storage", storage, "-o", str(report)]).exit_code == 0
+    page = report.read_text()
+    assert 'id="certificate"' in page and "Stale" not in page
+    import html
+
+    assert html.escape(certificate.sentence) in page and 'id="baselines"' in page
+
+    from optuna_dashboard import get_note
+
+    assert get_note(study).startswith(f"## Recommended: {certificate.recommended}")
+    import json
+
+    import plotly.graph_objects as go
+    from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
+
+    stored = get_plotly_graph_objects(study._storage.get_study_system_attrs(study._study_id))
+    figure = json.loads(stored["certificate"])
+    go.Figure(figure)  # a figure plotly's own objects accept
+    shown = [c for c in certificate.ranked if c.shown_losses is not None]
+    assert [trace["name"] for trace in figure["data"][::2]] == [
+        c.label + (" (recommended)" if c.label == certificate.recommended else "") for c in shown
+    ]
+    assert [len(trace["x"]) for trace in figure["data"][::2]] == [len(c.shown_losses) for c in shown]
+
+    # `lrsearch certify` on the stored study certifies again, at other settings, and says so.
+    again = runner.invoke(
+        app, ["certify", "--storage", storage, "--seeds", "2", "--top", "1", "--export", str(best_yaml)]
+    )
+    assert again.exit_code == 0, again.output
+    assert "at 2 fresh seeds" in again.output and current_certificate(study).seeds == fresh_seeds(0, 2, avoid=1)
+
+
+def test_bad_certification_settings_are_one_line_and_exit_2(tiny_config_file):
+    storage = yaml.safe_load(tiny_config_file.read_text())["study"]["storage"]
+    cases = [
+        (["certify", "--storage", storage], "no study file"),
+        (["optimize", "--config", str(tiny_config_file), "--seeds", "0"], "--seeds"),
+        (["optimize", "--config", str(tiny_config_file), "--seeds", "11"], "--seeds"),
+    ]
+    for args, expected in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and expected in result.output, result.output
+    result = runner.invoke(app, ["certify", "--seeds", "1"])
+    assert result.exit_code == 2 and "--seeds" in result.output
+
+
+def test_certify_names_a_stored_study_s_own_task_before_running_it(tmp_path):
+    module = tmp_path / "mine.py"
+    module.write_text("raise SystemExit('imported')\n")
+    config = _config(tmp_path)
+    study = open_study(config)
+    study.set_user_attr("lrsearch_config", study.user_attrs["lrsearch_config"] | {"data": {"task": f"{module}:build"}})
+    result = runner.invoke(app, ["certify", "--storage", config.study.storage])
+    assert result.exit_code == 2 and f"--task {module}:build" in result.output
+
+
+def test_a_stored_certificate_s_text_is_escaped_in_the_report(certified, tmp_path):
+    from lrsearch.views.report_page import sections, write_html
+
+    study, _, certificate = certified
+    hostile = "<img src=x onerror=alert(1)>"
+    candidates = [c.model_copy(update={"label": hostile + c.label}) for c in certificate.candidates]
+    forged = certificate.model_copy(
+        update={"candidates": candidates, "sentence": hostile, "recommended": candidates[0].label, "device": hostile}
+    )
+    try:
+        study.set_user_attr(CERTIFICATE_ATTR, forged.model_dump(mode="json"))
+        path = tmp_path / "report.html"
+        write_html(study, [draw() for draw in sections(study)], path)
+        page = path.read_text()
+        assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    finally:
+        study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))

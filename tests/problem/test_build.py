@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from optuna.trial import FixedTrial
+
+import lrsearch
+from lrsearch.base.errors import ConfigError
+from lrsearch.problem.build import check_schedule
+from lrsearch.problem.schedules import SCHEDULES, Budget, searched_ranges
+from lrsearch.problem.spec import OptimizerSpec, RunSpec, ScheduleSpec
+
+
+def test_users_own_loop_gets_the_exported_schedule(tmp_path):
+    path = tmp_path / "best.yaml"
+    RunSpec(
+        lr=0.3,
+        optimizer=OptimizerSpec(name="adam", momentum=0.8),
+        schedule=ScheduleSpec(
+            name="CyclicLR", params={"div_factor": 4.0, "half_cycle_epochs": 1.0, "mode": "triangular"}
+        ),
+        epochs=3,
+    ).save(path)
+
+    spec = lrsearch.load_run_spec(path)
+    model = torch.nn.Linear(4, 2)
+    optimizer = lrsearch.build_optimizer(spec, model.parameters())
+    scheduler = lrsearch.build_scheduler(spec, optimizer, steps_per_epoch=10)
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["betas"] == (0.8, 0.999)
+    assert lrsearch.step_on(spec) == "batch"
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # The user's own 10 steps per epoch: one half cycle up from 0.3/4 to 0.3, one down.
+    assert lrs[0] == pytest.approx(0.075) and lrs[10] == pytest.approx(0.3) and lrs[19] == pytest.approx(0.0975)
+
+
+def test_params_that_do_not_fit_the_schedule_are_a_config_error():
+    spec = RunSpec(schedule=ScheduleSpec(name="StepLR", params={"step": 3}))
+    optimizer = lrsearch.build_optimizer(spec, torch.nn.Linear(2, 2).parameters())
+    with pytest.raises(ConfigError, match="schedule.params: not valid for StepLR"):
+        lrsearch.build_scheduler(spec, optimizer, steps_per_epoch=5)
+
+
+def _middle(low, high, choices):
+    if choices:
+        return choices[-1]
+    return (low + high) // 2 if isinstance(low, int) and isinstance(high, int) else (low + high) / 2
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_every_searched_schedule_passes_the_replay_check(name):
+    for steps_per_epoch in (1, 7):
+        budget = Budget(epochs=6, steps_per_epoch=steps_per_epoch)
+        values = {r.name: _middle(r.low, r.high, r.choices) for r in searched_ranges(SCHEDULES[name], budget)}
+        params = SCHEDULES[name].suggest(FixedTrial(values), budget)
+        check_schedule(RunSpec(epochs=6, schedule=ScheduleSpec(name=name, params=params)), steps_per_epoch)
+
+
+SCHEDULES_REFUSED = {
+    "step size 0": (
+        ("StepLR", {"step_size": 0, "gamma": 0.5}),
+        "schedule.params: StepLR(step_size=0, gamma=0.5): ZeroDivisionError: integer modulo by zero",
+    ),
+    "nan gamma": (
+        ("StepLR", {"step_size": 2, "gamma": float("nan")}),
+        "schedule.params: StepLR(step_size=2, gamma=nan): the LR becomes nan in epoch 3",
+    ),
+    "negative gamma": (
+        ("ExponentialLR", {"gamma": -1.0}),
+        "schedule.params: ExponentialLR(gamma=-1.0): the LR becomes -0.1 in epoch 2",
+    ),
+    "unknown parameter": (
+        ("StepLR", {"step_size": 2, "gamma": 0.5, "foo": 1}),
+        "schedule.params: StepLR has no parameter 'foo'; it takes step_size, gamma",
+    ),
+    "a parameter of its own builder missing": (
+        ("CyclicLR", {"div_factor": 2.0, "mode": "triangular"}),
+        "schedule.params: CyclicLR(div_factor=2.0, mode='triangular'): CyclicLR needs the parameter 'half_cycle",
+    ),
+    "torch refuses the value": (
+        ("ReduceLROnPlateau", {"factor": 2.0, "patience": 1, "threshold": 0.001}),
+        "schedule.params: ReduceLROnPlateau(factor=2.0, patience=1, threshold=0.001): not valid for ReduceLROnPlateau",
+    ),
+    "a string for a number": (
+        ("StepLR", {"step_size": "2", "gamma": 0.5}),
+        "schedule.params: StepLR(step_size='2', gamma=0.5): TypeError",
+    ),
+}
+
+
+@pytest.mark.parametrize(("schedule", "message"), SCHEDULES_REFUSED.values(), ids=SCHEDULES_REFUSED)
+def test_replayed_schedules_torch_refuses_or_that_give_bad_lrs_are_one_line(schedule, message):
+    name, params = schedule
+    with pytest.raises(ConfigError) as raised:
+        check_schedule(RunSpec(epochs=5, schedule=ScheduleSpec(name=name, params=params)))
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_a_replayed_spec_is_not_held_to_the_search_ranges(tmp_path):
+    path = tmp_path / "edited.yaml"
+    path.write_text("epochs: 5\nschedule: {name: StepLR, params: {step_size: 3, gamma: 5.0}}\n")
+    assert lrsearch.load_schedule(path).spec.schedule.params["gamma"] == 5.0

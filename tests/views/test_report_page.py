@@ -1,0 +1,84 @@
+"""The HTML report treats what a study stores as data: every stored string is escaped, and records of
+the wrong type or shape show as unreadable instead of failing the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from typer.testing import CliRunner
+
+from lrsearch.cli import app
+from lrsearch.store.replay import REPLAY_ATTR
+
+SCRIPT = "<script>alert(1)</script>"
+IMAGE = "<img src=x onerror=alert(2)>"
+HOSTILE_NAME = f"study {SCRIPT}"
+runner = CliRunner()
+
+
+def hostile_study(storage: str, replay: object) -> optuna.Study:
+    """A study written with Optuna directly, as anyone with access to the storage could: markup in its
+    name, its trials' parameters and run specs, its replay record, and one trial's records malformed."""
+    study = optuna.create_study(study_name=HOSTILE_NAME, storage=storage)
+    distributions = {"schedule": CategoricalDistribution([IMAGE, SCRIPT]), SCRIPT: FloatDistribution(0, 1)}
+    for number, (value, schedule) in enumerate([(0.3, IMAGE), (0.5, SCRIPT), (0.4, IMAGE)]):
+        spec = {
+            "data": {"task": f"{SCRIPT}:build"},
+            "schedule": {"name": "StepLR", "params": {"step_size": SCRIPT, "gamma": IMAGE}},
+            "epochs": 3,
+        }
+        attrs = {"run_spec": spec, "lr": [0.1] * 3, "train_loss": [1.0, 0.8, value], "val_loss": [1.0, 0.7, value]}
+        attrs |= {"val_accuracy": [0.5, 0.6, 0.7], "steps_per_epoch": 4, "note": IMAGE}
+        params = {"schedule": schedule, SCRIPT: number / 3}
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=distributions, value=value, user_attrs=attrs)
+        )
+    broken = {"run_spec": SCRIPT, "val_loss": IMAGE, "lr": {"a": SCRIPT}}
+    study.add_trial(optuna.trial.create_trial(value=0.1, user_attrs=broken))  # the best value, unreadable
+    study.set_user_attr(REPLAY_ATTR, replay)
+    return study
+
+
+def hostile_replay() -> dict:
+    """A replay record of the right shape whose strings are markup."""
+    runs = {SCRIPT: {"test_loss": 0.3, "test_score": 0.9, "val_loss": 0.3}, IMAGE: {"diverged": SCRIPT}}
+    return {"spec": {}, "device": IMAGE, "seed": 0, "when": SCRIPT, "score": IMAGE, "runs": runs}
+
+
+def write_report(storage: str, out: Path) -> str:
+    result = runner.invoke(app, ["report", "--study-name", HOSTILE_NAME, "--storage", storage, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    return out.read_text()
+
+
+def test_stored_markup_is_escaped(tmp_path):
+    storage = f"sqlite:///{tmp_path}/hostile.db"
+    hostile_study(storage, hostile_replay())
+    page = write_report(storage, tmp_path / "report.html")
+    assert "<script" not in page.lower() and "<img" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "Left out, their stored records unreadable: trial #3." in page
+    assert "recorded &lt;script&gt;alert(1)&lt;/script&gt;." in page  # the replay's `when`
+
+
+@pytest.mark.parametrize(
+    "replay",
+    [
+        {**hostile_replay(), "seed": SCRIPT},
+        {**hostile_replay(), "runs": [SCRIPT]},
+        {**hostile_replay(), "runs": {SCRIPT: {"test_loss": IMAGE}}},
+        SCRIPT,
+        [1, 2],
+    ],
+    ids=["seed not a number", "runs not a mapping", "a loss not a number", "a string", "a list"],
+)
+def test_a_malformed_replay_record_is_unreadable_not_a_crash(tmp_path, replay):
+    storage = f"sqlite:///{tmp_path}/hostile.db"
+    hostile_study(storage, replay)
+    page = write_report(storage, tmp_path / "report.html")
+    assert "<p>The recorded replay is unreadable (" in page
+    assert "<script" not in page.lower() and "<img" not in page.lower()
