@@ -346,9 +346,10 @@ def test_commands_that_read_a_study_take_any_stored_name(tmp_path, monkeypatch):
     exported = runner.invoke(app, ["export", "--study-name", name, "-o", "again.yaml"])
     assert exported.exit_code == 0, exported.output
     assert load_run_spec(tmp_path / "again.yaml") == load_run_spec(tmp_path / "best.yaml")
-    # The lock files are named by a digest, beside the study file: nothing climbed out.
+    # The lock files are named by a digest, in one folder beside the study file: nothing climbed out.
     studies = tmp_path / "studies"
-    assert not (tmp_path.parent / "a").exists() and [p.name for p in studies.iterdir() if p.is_dir()] == ["artifacts"]
-    locks = {p.name for p in studies.iterdir() if p.name.endswith(".lock")}
+    folders = sorted(p.name for p in studies.iterdir() if p.is_dir())
+    assert not (tmp_path.parent / "a").exists() and folders == ["artifacts", "lrsearch.db.locks"]
+    locks = {p.name for p in (studies / "lrsearch.db.locks").iterdir()}
     roles = ("", "\0figures", "\0search")  # admission, figures, the running search
-    assert locks == {f"lrsearch.db.{file_part(name + role)}.lock" for role in roles}
+    assert locks == {f"{file_part(name + role)}.lock" for role in roles}

@@ -302,8 +302,15 @@ def admission_lock(url: str, study_name: str, role: str = "") -> AdmissionLock:
         return _PostgresAdvisoryLock(url, f"lrsearch:{name}")
     file = _storage_file(url)
     if file is not None:
-        # Beside the study file; a name that is not a plain file name (`../x`) must not lead elsewhere.
-        return filelock.FileLock(f"{file}.{file_part(name)}.lock")
+        # In one folder beside the study file (its locks, one a study and role, stay there: removing a
+        # lock file another process may be opening would let two processes hold "the same" lock); a name
+        # that is not a plain file name (`../x`) must not lead elsewhere.
+        folder = Path(f"{file}.locks")
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError:  # a read-only folder: `exclusive_search` says so in one line
+            pass
+        return filelock.FileLock(str(folder / f"{file_part(name)}.lock"))
     if url == "sqlite:///:memory:":
         return threading.Lock()
     digest = hashlib.sha256(f"{url}\n{name}".encode()).hexdigest()[:16]

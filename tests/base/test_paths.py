@@ -29,10 +29,11 @@ def test_plain_names(name, plain):
     assert is_plain_name(file_part(name))
 
 
-def test_lock_files_stay_beside_the_study_file_whatever_the_name(tmp_path):
+def test_lock_files_stay_in_one_folder_beside_the_study_file_whatever_the_name(tmp_path):
     lock = admission_lock(f"sqlite:///{tmp_path}/studies.db", "../../x/y")
-    assert Path(lock.lock_file).parent == tmp_path
-    assert admission_lock(f"sqlite:///{tmp_path}/studies.db", "plain").lock_file == f"{tmp_path}/studies.db.plain.lock"
+    assert Path(lock.lock_file).parent == tmp_path / "studies.db.locks"
+    plain = admission_lock(f"sqlite:///{tmp_path}/studies.db", "plain")
+    assert plain.lock_file == f"{tmp_path}/studies.db.locks/plain.lock"
 
 
 UNWRITABLE = {

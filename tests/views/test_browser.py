@@ -22,7 +22,7 @@ from lrsearch.cli import app
 from lrsearch.views.dashboard import trial_pictures
 
 LRSEARCH = Path(sys.executable).parent / "lrsearch"
-SCREENSHOTS = Path(os.environ.get("LRSEARCH_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
+SCREENSHOTS = Path(os.environ.get("LRSEARCH_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
 runner = CliRunner()
 
 pytestmark = pytest.mark.slow
@@ -112,7 +112,7 @@ def test_the_report_renders_from_disk(browser, searched, tmp_path):
 
 
 def test_markup_stored_in_a_study_shows_as_text_in_the_report(browser, tmp_path):
-    from test_html_report import HOSTILE_NAME, IMAGE, SCRIPT, hostile_replay, hostile_study, write_report
+    from test_report_page import HOSTILE_NAME, IMAGE, SCRIPT, hostile_replay, hostile_study, write_report
 
     storage = f"sqlite:///{tmp_path}/hostile.db"
     hostile_study(storage, hostile_replay())
