@@ -139,8 +139,17 @@ def _run(config: SearchConfig, progress: bool) -> SearchResult:
         else:
             interrupted = run.run()
         if config.study.certify and not interrupted and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            seeds, top = config.study.certify_seeds, config.study.certify_top
-            certify_and_show(study, config, devices[0], seeds=seeds, top=top, figures=figures)
+            seeds, top, length = config.study.certify_seeds, config.study.certify_top, config.study.certify_epochs
+            certify_and_show(
+                study,
+                config,
+                devices[0],
+                seeds=seeds,
+                top=top,
+                epochs=length,
+                judge=config.study.judge,
+                figures=figures,
+            )
     return SearchResult(study=study, config=config, interrupted=interrupted)
 
 
@@ -151,14 +160,16 @@ def certify(
     seeds: int = 5,
     top: int = 3,
     epochs: int | None = None,
+    judge: str = "last",
     devices: str | None = None,
     task: str | None = None,
 ) -> Certificate:
     """Train a stored study's best `top` distinct trials and tuned control schedules at `seeds` fresh
-    seeds (at `epochs`, schedules stretched; default the search's), store the certificate in the study
-    and return it: `certificate.sentence`, `certificate.recommended_candidate.run`.
+    seeds (at `epochs`, every candidate's LR chosen at that length; default the search's), store the
+    certificate in the study and return it: `certificate.sentence`, `certificate.recommended_candidate.run`.
 
     Args:
+        judge: "last" judges each run at its last epoch, "best" at its best val epoch (early stopping).
         task: the study's own task (module:function), when it is one: naming it runs its code.
 
     Raises:
@@ -171,4 +182,6 @@ def certify(
     with open_stored_study(study_name, storage or DEFAULT_STORAGE, {"study.devices": devices}, task) as opened:
         study, config, device = opened
         figures = SearchFigures.of(config)
-        return certify_and_show(study, config, device, seeds=seeds, top=top, epochs=epochs, figures=figures)
+        return certify_and_show(
+            study, config, device, seeds=seeds, top=top, epochs=epochs, judge=judge, figures=figures
+        )

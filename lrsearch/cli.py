@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -95,6 +96,20 @@ DevicesOption = Annotated[
 ]
 
 
+class JudgeAt(str, Enum):
+    last = "last"
+    best = "best"
+
+
+JudgeOption = Annotated[
+    JudgeAt | None,
+    typer.Option(
+        help="Judge each run at its last epoch (the exported run, trained as it is) or at its best val epoch "
+        "(what a checkpoint or early stopping keeps) [default: last].",
+    ),
+]
+
+
 @app.command()
 @_errors_in_one_line
 def optimize(
@@ -132,6 +147,11 @@ def optimize(
             "recommend what the numbers support [default: certify].",
         ),
     ] = None,
+    certify_epochs: Annotated[
+        int | None,
+        typer.Option(help="Certify at the length you will train for [default: the search's --epochs]."),
+    ] = None,
+    judge: JudgeOption = None,
 ) -> None:
     """Search LR schedules; re-running with the same study name adds trials to it."""
     from lrsearch.base.paths import check_writable
@@ -155,6 +175,8 @@ def optimize(
         "data.task": task,
         "search.seeds": seeds,
         "study.certify": certify,
+        "study.certify_epochs": certify_epochs,
+        "study.judge": None if judge is None else judge.value,
     }
     settings = load_config(config, overrides)
     require_named(settings.data.task, task, str(config or DEFAULT_CONFIG))
@@ -170,7 +192,8 @@ def optimize(
                     torch_devices[0],
                     seeds=settings.study.certify_seeds,
                     top=settings.study.certify_top,
-                    epochs=None,
+                    epochs=settings.study.certify_epochs,
+                    judge=settings.study.judge,
                 )
             _print_export(study, settings.study.export_path, settings.study.storage)
     if interrupted:
@@ -252,7 +275,9 @@ def _run_search(
     return interrupted
 
 
-def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, epochs: int | None) -> bool:
+def _certify(
+    study: Any, settings: Any, device: Any, *, seeds: int, top: int, epochs: int | None, judge: str = "last"
+) -> bool:
     """Certify the study's answer with a progress bar, and print what it found; True when Ctrl-C stopped
     it (the search's trials are all stored: `lrsearch certify` can run it again)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -276,6 +301,7 @@ def _certify(study: Any, settings: Any, device: Any, *, seeds: int, top: int, ep
                 seeds=seeds,
                 top=top,
                 epochs=epochs,
+                judge=judge,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 figures=SearchFigures.of(settings),
             )
@@ -374,9 +400,12 @@ def certify_command(
     epochs: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Certify at the length you will train for (schedules stretched) [default: the search's]."
+            min=1,
+            help="Certify at the length you will train for (every candidate's LR chosen at it) "
+            "[default: the search's].",
         ),
     ] = None,
+    judge: JudgeOption = None,
     devices: DevicesOption = None,
     task: StudyTaskOption = None,
     export: Annotated[
@@ -397,7 +426,15 @@ def certify_command(
     with open_stored_study(study_name, storage or DEFAULT_STORAGE, overrides, task) as (study, settings, device):
         export_path = settings.study.export_path
         check_writable(export_path, "--export")
-        if _certify(study, settings, device, seeds=seeds, top=top, epochs=epochs):
+        if _certify(
+            study,
+            settings,
+            device,
+            seeds=seeds,
+            top=top,
+            epochs=epochs or settings.study.certify_epochs,
+            judge=judge.value if judge else settings.study.judge,
+        ):
             raise typer.Exit(EXIT_INTERRUPTED)
         spec = export_best(study, export_path)
     typer.echo(f"recommended run written to {export_path}: lrsearch train --config {export_path}{spec.replay_options}")
@@ -494,7 +531,9 @@ def report(
 def train_command(
     config: Annotated[Path, typer.Option(help="A RunSpec YAML, as `lrsearch export` writes.")],
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
-    baselines: Annotated[bool, typer.Option(help="Also train the two baselines and compare.")] = True,
+    baselines: Annotated[
+        bool, typer.Option(help="Also train the baselines (the certificate's controls) and compare.")
+    ] = True,
     study_name: Annotated[
         str | None, typer.Option("--study-name", help="Record the results in this study, for `lrsearch report`.")
     ] = None,
@@ -504,7 +543,8 @@ def train_command(
         typer.Option(help="The config's own task (module:function), when it is one: naming it runs its code."),
     ] = None,
 ) -> None:
-    """Replay one run, then compare its test loss with a constant LR and the classic StepLR."""
+    """Replay one run, then compare its test loss with the controls its certificate tuned (without one:
+    a constant LR and the classic StepLR)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -513,6 +553,7 @@ def train_command(
     from lrsearch.engines.lone import Diverged, History, train
     from lrsearch.problem.build import load_run_spec
     from lrsearch.problem.data import load_data, whole
+    from lrsearch.problem.spec import CERTIFICATE_KEY, load_yaml_mapping
     from lrsearch.problem.tasks import require_named
     from lrsearch.store.records import SCORE_LABELS, EpochRecord
 
@@ -538,9 +579,11 @@ def train_command(
             + ("" if score is None else f", Val {score[0].upper() + score[1:]}: {record.val_score:.4f}")
         )
 
-    runs = {f"{spec.schedule.name} (this run)": spec}
+    block = load_yaml_mapping(config).get(CERTIFICATE_KEY)
+    certified = block.get("recommended") if isinstance(block, dict) else None
+    runs = {f"{str(certified)[:80] if certified else spec.schedule.name} (this run)": spec}
     if baselines:
-        runs |= baseline_specs(spec)
+        runs |= baseline_specs(spec, block)
     results: dict[str, History | str] = {}
     failure: str | None = None  # why the replayed run itself raised
     for label, run in runs.items():

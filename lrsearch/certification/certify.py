@@ -1,15 +1,18 @@
 """Certification: the search's answer and the control schedules, trained again at fresh seeds.
 
-A search ranks its trials by one run each, at one seed, and keeps the lowest: its winner's val loss is
-partly luck. Here the top `top` distinct trials and the controls (`controls.CONTROLS`, each at its own
-tuned base LR) train again at `seeds` seeds none of them was chosen at (new initial weights and batch
-orders; the data split stays), to the end, many at once in stacks; `verdict.judge` then says what
-the numbers support. Two things are trained, in as few rounds as they allow (`_Trainer.rounds`):
-- the controls' tuning: each at the LR grid around the answer's mean LR (`controls.lr_grid`), widened
-  while its best LR is at an edge, at the search's own seeds and length, so that a control's LR is
-  chosen as the trials' were, by val loss;
-- the certification proper: the top trials and the tuned controls at the fresh seeds, at the certified
-  length; the top trials from the first round on, each control as soon as its LR is chosen.
+A search ranks its trials by one run each, at one seed: its winner's val loss is partly luck. Here the
+top `top` distinct trials, the controls (`controls.controls_for`, each at its own tuned base LR) and the
+classic recipe (`controls.CLASSIC`, untuned) train again at `seeds` seeds none of them was chosen at (new
+initial weights and batch orders; the data split stays), to the end, many at once in stacks;
+`verdict.judge` then says what the numbers support. Every candidate's base LR is chosen at the certified
+length, by the same rule: a grid around its short-run LR (the trial's own, or for a control the LR that
+gives it the answer's mean LR), widened while its best LR is at an edge, at the search's seeds, by val
+loss as the trials were judged. At the search's own length the searched trials' LRs already are chosen
+so; at another length (`epochs`) they are stretched (their epoch counts scaled, and named so) and swept
+like the controls, since the best LR of a longer run is lower. Two things are trained, in as few rounds
+as they allow (`_Trainer.rounds`): the LR sweeps, and the fresh-seed runs of every candidate whose LR is
+chosen, each as soon as it is. Each run is measured at its last epoch and at its best val epoch (what a
+checkpoint or early stopping keeps); `judge` says which one decides.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import optuna
 import torch
@@ -27,8 +31,17 @@ from optuna.trial import TrialState
 
 from lrsearch.base.device import pin_threads
 from lrsearch.base.errors import ConfigError
-from lrsearch.certification.controls import control_label, control_run, controls_for, lr_grid, next_lr
-from lrsearch.certification.verdict import judge
+from lrsearch.certification.controls import (
+    CLASSIC,
+    LR_FACTORS,
+    classic_run,
+    control_label,
+    control_run,
+    controls_for,
+    lr_grid,
+    next_lr,
+)
+from lrsearch.certification.verdict import judge as judge_candidates
 from lrsearch.engines.autostack import choose_stack
 from lrsearch.engines.factory import engine_for
 from lrsearch.engines.interface import Engine
@@ -36,7 +49,7 @@ from lrsearch.engines.seeds import fresh_seeds, search_seeds
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.data import Data, load_data
 from lrsearch.problem.spec import RunSpec
-from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, Certificate, TunedControl
+from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, Certificate, Judge, TunedControl
 from lrsearch.store.records import TrialRecord, stores_run
 
 DEFAULT_SEEDS = 5
@@ -52,12 +65,35 @@ Progress = Callable[[int, int], None]  # (run-epochs done, run-epochs in all)
 
 @dataclass(frozen=True)
 class RunResult:
-    """One run trained to its end: its last epoch's val figures and its test figures, or why it stopped."""
+    """One run trained to its end: its last epoch's val and test figures, the same at its best val epoch
+    (test figures only for runs trained with test figures), its val curve; or why it stopped."""
 
     val_loss: float | None = None
     test_loss: float | None = None
     test_score: float | None = None
     stopped: str | None = None  # "diverged: ..." or "failed: ..."
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    best_test_loss: float | None = None
+    best_test_score: float | None = None
+    val_curve: tuple[float, ...] = ()
+
+    def judged_val(self, judge: Judge) -> float | None:
+        """The val loss a run is judged by: at its last epoch, or at its best."""
+        return self.best_val_loss if judge == "best" else self.val_loss
+
+
+@dataclass(frozen=True)
+class _Tunable:
+    """A candidate whose base LR certification chooses: its run at an LR, where its grid starts."""
+
+    name: str  # "cosine to zero", "#12 MultiStepLR stretched to 100 epochs"
+    trial: int | None  # the searched trial it came from; None for a control
+    run: Callable[[float], RunSpec]  # its run at the certified length, at a base LR
+    grid: list[float]
+
+    def label(self, lr: float) -> str:
+        return control_label(self.name, lr)
 
 
 def certify(
@@ -68,13 +104,16 @@ def certify(
     seeds: int = DEFAULT_SEEDS,
     top: int = DEFAULT_TOP,
     epochs: int | None = None,
+    judge: Judge = "last",
     progress: Progress | None = None,
 ) -> Certificate:
     """Certify the study's answer (module docstring) and store the certificate in the study.
 
     Args:
         config: the study's search settings (its problem, LR range and search seeds).
-        epochs: certify at this length (schedules stretched to it); None: the search's.
+        epochs: certify at this length (every candidate's LR chosen at it); None: the search's.
+        judge: "last" judges every run at its last epoch (what the exported run gives as it is trained);
+            "best" at its best val epoch (what a checkpoint or early stopping keeps).
 
     Raises:
         ConfigError: the study has no completed trial with a readable run, or a setting is out of range.
@@ -83,6 +122,8 @@ def certify(
         raise ConfigError(f"--seeds: certification trains at 1 to 100 fresh seeds, got {seeds}")
     if top < 1:
         raise ConfigError(f"--top: certify at least the best trial, got {top}")
+    if judge not in ("last", "best"):
+        raise ConfigError(f"--judge: judge each run at its 'last' epoch or its 'best' val epoch, got {judge!r}")
     started = time.perf_counter()
     searched = top_distinct(study, top)
     if not searched:
@@ -90,18 +131,18 @@ def certify(
     answer = searched[0][1]
     length = epochs or answer.epochs
     data = load_data(config.data, config.study.seed, device)
-    trainer = _Trainer(config, data, device, progress)
+    trainer = _Trainer(config, data, device, progress, judge)
 
     fresh = fresh_seeds(config.study.seed, seeds, avoid=config.search.seeds)
-    candidates = {
-        f"#{number} {spec.schedule.name}, lr {spec.lr:.3g}": (number, spec.stretched(length))
-        for number, spec in searched
-    }
-    tuned, candidates, results = trainer.rounds(answer, config, candidates, fresh, length)
+    fixed, tunables = _candidates(searched, config, length)
+    tuned, candidates, results = trainer.rounds(
+        tunables, fixed, fresh, search_seeds(config.study.seed, config.search.seeds)
+    )
     rows = [
-        _candidate(label, number, spec, [results[label, seed] for seed in fresh])
+        _candidate(label, number, spec, [results[label, seed] for seed in fresh], judge)
         for label, (number, spec) in candidates.items()
     ]
+    verdict = judge_candidates(rows, len(fresh))
     certificate = Certificate(
         seeds=fresh,
         epochs=length,
@@ -110,13 +151,61 @@ def certify(
         when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         seconds=round(time.perf_counter() - started, 2),
         score=data.score,
-        controls=tuned,
+        controls=[t for t, tunable in zip(tuned, tunables, strict=True) if tunable.trial is None],
+        searched_lrs=[t for t, tunable in zip(tuned, tunables, strict=True) if tunable.trial is not None],
+        judge=judge,
+        overfit=overfit_line(rows, verdict["recommended"], judge, length),
         answer_trial=searched[0][0],
         candidates=rows,
-        **judge(rows, len(fresh)),
+        **verdict,
     )
     study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))
     return certificate
+
+
+def _candidates(
+    searched: list[tuple[int, RunSpec]], config: SearchConfig, length: int
+) -> tuple[dict[str, tuple[int | None, RunSpec]], list[_Tunable]]:
+    """What certification trains: the runs it takes as they are (label -> (trial, run)), and those whose
+    LR it chooses at `length` first (module docstring)."""
+    low, high = config.search.lr.low, config.search.lr.high
+    answer = searched[0][1]
+    fixed: dict[str, tuple[int | None, RunSpec]] = {}
+    tunables = []
+    for number, spec in searched:
+        if spec.epochs == length:  # the search chose its LR at this length
+            fixed[f"#{number} {spec.schedule.name}, lr {spec.lr:.3g}"] = (number, spec)
+            continue
+        stretched = spec.stretched(length)
+        grid = sorted({min(high, max(low, spec.lr * factor)) for factor in LR_FACTORS})
+        name = f"#{number} {spec.schedule.name} stretched to {length} epochs"
+        tunables.append(_Tunable(name, number, lambda lr, s=stretched: s.model_copy(update={"lr": lr}), grid))
+    for name, make in controls_for(length, answer.epochs).items():
+        schedule = make(length)
+        grid = lr_grid(answer, schedule, low, high, length)
+        tunables.append(_Tunable(name, None, lambda lr, s=schedule: control_run(answer, s, lr, length), grid))
+    fixed[CLASSIC] = (None, classic_run(answer, length))
+    return fixed, tunables
+
+
+def overfit_line(rows: list[Candidate], recommended: str | None, judge: Judge, length: int) -> str | None:
+    """One line when the runs overfit: the recommended run's mean val loss is lowest well before its end
+    and rises after (`Candidate.overfits`), so the length itself is too long."""
+    chosen = next((row for row in rows if row.label == recommended), None)
+    rising = None if chosen is None else chosen.overfits()
+    if rising is None:
+        return None
+    epoch, lowest, last = rising
+    alike = sum(row.overfits() is not None for row in rows)
+    advice = (
+        "each run was judged at its best val epoch, as early stopping keeps it"
+        if judge == "best"
+        else "a shorter run, or keeping the best epoch (--judge best), does better"
+    )
+    return (
+        f"the runs overfit: the recommended run's val loss is lowest at epoch {epoch} of {length} ({lowest:.4g}) "
+        f"and {last:.4g} at the end ({alike} of {len(rows)} candidates alike); {advice}"
+    )
 
 
 def train_to_end(
@@ -124,7 +213,7 @@ def train_to_end(
 ) -> dict[Hashable, RunResult]:
     """Train runs of the config's problem to their end as certification trains them (many at once
     where that pays): for measuring a run at seeds of one's choosing."""
-    return _Trainer(config, data, device, None).train_all(runs)
+    return _Trainer(config, data, device, None).train_all(runs, tested=set(runs))
 
 
 def top_distinct(study: optuna.Study, top: int) -> list[tuple[int, RunSpec]]:
@@ -151,8 +240,15 @@ def top_distinct(study: optuna.Study, top: int) -> list[tuple[int, RunSpec]]:
 class _Trainer:
     """Trains sets of runs of one problem to their end, as many at once as pays on the device."""
 
-    def __init__(self, config: SearchConfig, data: Data, device: torch.device, progress: Progress | None) -> None:
-        self.config, self.data, self.device, self.progress = config, data, device, progress
+    def __init__(
+        self,
+        config: SearchConfig,
+        data: Data,
+        device: torch.device,
+        progress: Progress | None,
+        judge: Judge = "last",
+    ) -> None:
+        self.config, self.data, self.device, self.progress, self.judge = config, data, device, progress, judge
         self.threads = len(os.sched_getaffinity(0))
         self._stack: int | None = None
         self.done = self.total = 0
@@ -172,50 +268,44 @@ class _Trainer:
 
     def rounds(
         self,
-        answer: RunSpec,
-        config: SearchConfig,
-        searched: dict[str, tuple[int | None, RunSpec]],
+        tunables: list[_Tunable],
+        fixed: dict[str, tuple[int | None, RunSpec]],
         fresh: list[int],
-        length: int,
+        seeds: list[int],
     ) -> tuple[list[TunedControl], dict[str, tuple[int | None, RunSpec]], dict[Hashable, RunResult]]:
-        """Train until every control is tuned and every candidate has trained at the fresh seeds.
+        """Train until every tunable's LR is chosen and every candidate has trained at the fresh seeds.
 
-        Round 1 trains each control at its LR grid around the answer's mean LR (at the search's seeds and
-        length; a control's LR is chosen by val loss, as the trials were) beside the searched candidates
-        at the fresh seeds. Each later round tries, for a control whose best LR is at an edge of what it
-        tried, one LR further out, beside the fresh-seed runs of every control whose LR has settled: no
-        control's certification waits for another's tuning.
+        Round 1 trains each tunable at its grid (at the search's `seeds`; an LR is chosen by val loss, as
+        the trials were) beside the fixed candidates at the fresh seeds. Each later round tries, for a
+        tunable whose best LR is at an edge of what it tried, one LR further out, beside the fresh-seed
+        runs of every tunable whose LR has settled: no candidate's certification waits for another's
+        tuning.
 
         Returns:
-            The tuned controls; every candidate (searched, then the controls), label -> (trial, run);
-            the results of every run, by (label, seed).
+            How each tunable's LR was chosen, in order; every candidate (the fixed ones, then the tuned),
+            label -> (trial, run); the results of every run, by (label, seed) and (name, lr, seed).
         """
-        low, high = config.search.lr.low, config.search.lr.high
-        seeds = search_seeds(config.study.seed, config.search.seeds)
-        names = controls_for(answer.epochs)
-        tried: dict[str, dict[float, float | None]] = {name: {} for name in names}  # LR -> mean val loss
-        todo = {name: lr_grid(answer, name, low, high) for name in names}
-        settled: set[str] = set()  # controls whose LR is chosen (or that diverged at every LR)
-        pending = _at_seeds(searched, fresh)
+        low, high = self.config.search.lr.low, self.config.search.lr.high
+        by_name = {tunable.name: tunable for tunable in tunables}
+        tried: dict[str, dict[float, float | None]] = {name: {} for name in by_name}  # LR -> mean val loss
+        todo = {tunable.name: tunable.grid for tunable in tunables}
+        settled: set[str] = set()  # tunables whose LR is chosen (or that diverged at every LR)
+        pending = _at_seeds(fixed, fresh)
         results: dict[Hashable, RunResult] = {}
-
-        def candidate(name: str, lr: float) -> dict[str, tuple[int | None, RunSpec]]:
-            return {control_label(name, lr): (None, control_run(answer, name, lr).stretched(length))}
-
         while todo or pending:
             sweep = {
-                (name, lr, seed): control_run(answer, name, lr).model_copy(update={"seed": seed})
+                (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
                 for name, lrs in todo.items()
                 for lr in lrs
                 for seed in seeds
             }
-            results |= self.train_all(sweep | pending)
+            results |= self.train_all(sweep | pending, tested=set(pending))
             for name, lrs in todo.items():
                 for lr in lrs:
-                    values = [results[name, lr, seed].val_loss for seed in seeds]
+                    values = [results[name, lr, seed].judged_val(self.judge) for seed in seeds]
                     tried[name][lr] = None if None in values else sum(values) / len(values)
             todo, pending = {}, {}
-            for name in names:
+            for name, tunable in by_name.items():
                 if name in settled or not tried[name]:
                     continue
                 best = _best_lr(tried[name])
@@ -225,7 +315,7 @@ class _Trainer:
                     continue
                 settled.add(name)
                 if best is not None:
-                    pending |= _at_seeds(candidate(name, best), fresh)
+                    pending |= _at_seeds({tunable.label(best): (tunable.trial, tunable.run(best))}, fresh)
         tuned = [
             TunedControl(
                 name=name,
@@ -233,42 +323,69 @@ class _Trainer:
                 val_losses=[tried[name][lr] for lr in sorted(tried[name])],
                 chosen=_best_lr(tried[name]),
             )
-            for name in names
+            for name in by_name
         ]
-        controls = [candidate(t.name, t.chosen) for t in tuned if t.chosen is not None]
-        return tuned, searched | {label: run for one in controls for label, run in one.items()}, results
+        chosen = {
+            by_name[t.name].label(t.chosen): (by_name[t.name].trial, by_name[t.name].run(t.chosen))
+            for t in tuned
+            if t.chosen is not None
+        }
+        searched_first = {label: run for label, run in (fixed | chosen).items() if run[0] is not None}
+        return (
+            tuned,
+            searched_first | {label: run for label, run in (fixed | chosen).items() if run[0] is None},
+            results,
+        )
 
-    def train_all(self, runs: dict[Hashable, RunSpec]) -> dict[Hashable, RunResult]:
-        """Train every run to its end, `stack` at a time, a finished run's row refilled at once."""
+    def train_all(self, runs: dict[Hashable, RunSpec], tested: set[Hashable]) -> dict[Hashable, RunResult]:
+        """Train every run to its end, `stack` at a time, a finished run's row refilled at once; the runs
+        in `tested` are measured on the test split at their last and at their best val epoch."""
         stack = self.stack(len(runs))
         self.total += sum(spec.epochs for spec in runs.values())
         queue = list(runs.items())
         results: dict[Hashable, RunResult] = {}
         specs: dict[Hashable, RunSpec] = {}
-        trained: dict[Hashable, int] = {}  # epochs each run trained
+        curves: dict[Hashable, list[float]] = {}
+        best: dict[Hashable, tuple[int, float, tuple[float | None, float | None]]] = {}  # epoch, val, test
         engine: Engine | None = None
         outside_threads = torch.get_num_threads()
         pin_threads(self.device, self.threads if stack > 1 else 1)
+        has_test = self.data.test is not None
         try:
             while queue or (engine is not None and len(engine)):
                 while queue and (engine is None or len(engine) < stack):
                     key, spec = queue.pop(0)
                     engine = engine or engine_for(self.data, self.device, stack)(spec)
                     engine.add(key, spec)
-                    specs[key] = spec
+                    specs[key], curves[key] = spec, []
                 for outcome in engine.train_epoch():
                     key = outcome.key
                     self.done += 1
-                    trained[key] = trained.get(key, 0) + 1
                     if outcome.failed is not None or outcome.diverged is not None:
                         what = f"failed: {outcome.failed}" if outcome.failed else f"diverged: {outcome.diverged}"
                         results[key] = RunResult(stopped=what)
-                        self.done += specs[key].epochs - trained[key]  # epochs it will not train
-                    elif outcome.finished:
-                        test_loss, test_score = engine.test(key) if self.data.test is not None else (None, None)
-                        results[key] = RunResult(outcome.record.val_loss, test_loss, test_score)
-                    else:
+                        self.done += specs[key].epochs - len(curves[key]) - 1  # epochs it will not train
+                        engine.remove(key)
                         continue
+                    record = outcome.record
+                    curves[key].append(record.val_loss)
+                    if key not in best or record.val_loss < best[key][1]:
+                        test = engine.test(key) if has_test and key in tested else (None, None)
+                        best[key] = (record.epoch, record.val_loss, test)
+                    if not outcome.finished:
+                        continue
+                    test_loss, test_score = engine.test(key) if has_test and key in tested else (None, None)
+                    epoch, val, (best_test, best_score) = best[key]
+                    results[key] = RunResult(
+                        val_loss=record.val_loss,
+                        test_loss=test_loss,
+                        test_score=test_score,
+                        best_epoch=epoch,
+                        best_val_loss=val,
+                        best_test_loss=best_test,
+                        best_test_score=best_score,
+                        val_curve=tuple(curves[key]),
+                    )
                     engine.remove(key)
                 if self.progress is not None:
                     self.progress(self.done, self.total)
@@ -291,18 +408,30 @@ def _at_seeds(candidates: dict[str, tuple[int | None, RunSpec]], seeds: list[int
     }
 
 
-def _candidate(label: str, trial: int | None, spec: RunSpec, results: list[RunResult]) -> Candidate:
+def _candidate(label: str, trial: int | None, spec: RunSpec, results: list[RunResult], judge: Judge) -> Candidate:
     kind = "control" if trial is None else "searched"
     stopped = next((r.stopped for r in results if r.stopped is not None), None)
+    run = spec.model_dump(mode="json")
     if stopped is not None:
-        return Candidate(label=label, kind=kind, trial=trial, spec=spec.model_dump(mode="json"), diverged=stopped)
-    tests, scores = [r.test_loss for r in results], [r.test_score for r in results]
+        return Candidate(label=label, kind=kind, trial=trial, spec=run, diverged=stopped, judged=judge)
+
+    def each(name: str) -> list[Any] | None:
+        values = [getattr(r, name) for r in results]
+        return None if None in values else values  # a task without a test split: no test figures
+
+    curve = [sum(values) / len(values) for values in zip(*(r.val_curve for r in results), strict=True)]
     return Candidate(
         label=label,
         kind=kind,
         trial=trial,
-        spec=spec.model_dump(mode="json"),
-        val_loss=[r.val_loss for r in results],
-        test_loss=None if None in tests else tests,  # a task without a test split
-        test_score=None if None in scores else scores,
+        spec=run,
+        val_loss=each("val_loss"),
+        test_loss=each("test_loss"),
+        test_score=each("test_score"),
+        best_epoch=each("best_epoch"),
+        best_val_loss=each("best_val_loss"),
+        best_test_loss=each("best_test_loss"),
+        best_test_score=each("best_test_score"),
+        val_curve=[round(value, 6) for value in curve],
+        judged=judge,
     )

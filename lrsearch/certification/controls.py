@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lrsearch.certification.baselines import classic_recipe
 from lrsearch.problem.build import mean_lr_factor
 from lrsearch.problem.spec import RunSpec, ScheduleSpec
 
@@ -28,6 +29,9 @@ CONTROLS: dict[str, Callable[[int], ScheduleSpec]] = {
     ),
     "StepLR(10, 0.1)": lambda epochs: ScheduleSpec(name="StepLR", params={"step_size": 10, "gamma": 0.1}),
 }
+# The classic recipe the project started from, trained as it is (SGD without momentum at lr 0.1,
+# StepLR(10, 0.1)): not tuned, so a certificate shows whether the answer beats what a tutorial gives.
+CLASSIC = "StepLR(10, 0.1), SGD lr 0.1 (the classic recipe, untuned)"
 
 # The base LRs each control is tried at first: its matched LR (below) times these. Steps of 2x over a
 # 16x span: the best of them is within 1.4x of the control's best LR, where a loss is flat. A control whose
@@ -37,18 +41,27 @@ LR_FACTORS = (1 / 4, 1 / 2, 1.0, 2.0, 4.0)
 LR_STEP = 2.0
 
 
-def controls_for(epochs: int) -> list[str]:
-    """The controls of a run of `epochs` epochs: StepLR(10, 0.1) never steps in 10 epochs or fewer,
-    where it is the constant control again."""
-    return [name for name in CONTROLS if not (name == "StepLR(10, 0.1)" and epochs <= 10)]
+def controls_for(epochs: int, search_epochs: int | None = None) -> dict[str, Callable[[int], ScheduleSpec]]:
+    """The controls of a certification at `epochs` whose search ran `search_epochs` (default the same):
+    name -> its schedule for a run of n epochs. StepLR(10, 0.1) never steps in 10 epochs or fewer, where
+    it is the constant control again; at another length than the search's it is also tried stretched
+    (its step scaled with the run, as `RunSpec.stretched` scales a searched schedule), under a name that
+    says so."""
+    chosen = {name: make for name, make in CONTROLS.items() if not (name == "StepLR(10, 0.1)" and epochs <= 10)}
+    step = round(10 * epochs / (search_epochs or epochs))
+    if step != 10 and 1 <= step < epochs:
+        stretched = f"StepLR({step}, 0.1) (StepLR(10, 0.1) stretched to {epochs} epochs)"
+        chosen[stretched] = lambda n: ScheduleSpec(name="StepLR", params={"step_size": step, "gamma": 0.1})
+    return chosen
 
 
-def lr_grid(answer: RunSpec, control: str, lr_low: float, lr_high: float) -> list[float]:
-    """The first LRs control `control` is tried at, within the search's LR range: around the base LR
-    that gives it the answer's mean LR over the run (a cosine to zero averages half its base LR, so it is
-    centred on twice the answer's mean), since the search has found the problem's LR scale."""
+def lr_grid(answer: RunSpec, control: ScheduleSpec, lr_low: float, lr_high: float, epochs: int) -> list[float]:
+    """The first LRs a control (its schedule for a run of `epochs`) is tried at, within the search's LR
+    range: around the base LR that gives it the answer's mean LR over the run (a cosine to zero averages
+    half its base LR, so it is centred on twice the answer's mean), since the search has found the
+    problem's LR scale."""
     answer_mean = answer.lr * mean_lr_factor(answer)
-    matched = answer_mean / mean_lr_factor(control_run(answer, control, answer.lr))
+    matched = answer_mean / mean_lr_factor(control_run(answer, control, answer.lr, epochs))
     return sorted({min(lr_high, max(lr_low, matched * factor)) for factor in LR_FACTORS})
 
 
@@ -62,9 +75,15 @@ def next_lr(tried: list[float], best: float, lr_low: float, lr_high: float) -> f
     return None
 
 
-def control_run(answer: RunSpec, name: str, lr: float) -> RunSpec:
-    """Control `name` at base LR `lr`, with the answer's optimizer, model, data, epochs and seed."""
-    return answer.model_copy(update={"schedule": CONTROLS[name](answer.epochs), "lr": lr})
+def control_run(answer: RunSpec, schedule: ScheduleSpec, lr: float, epochs: int) -> RunSpec:
+    """A control's schedule at base LR `lr` for a run of `epochs`, with the answer's optimizer, model,
+    data and seed."""
+    return answer.model_copy(update={"schedule": schedule, "lr": lr, "epochs": epochs})
+
+
+def classic_run(answer: RunSpec, epochs: int) -> RunSpec:
+    """The classic recipe (`CLASSIC`) on the answer's problem, for a run of `epochs`."""
+    return classic_recipe(answer).model_copy(update={"epochs": epochs})
 
 
 def control_label(name: str, lr: float) -> str:

@@ -25,7 +25,7 @@ def judge(candidates: list[Candidate], seeds: int) -> dict[str, Any]:
         Certificate fields: winner, best_control, recommended, verdict, sentence, val_difference,
         test_difference.
     """
-    trained = [c for c in candidates if c.val_loss is not None]
+    trained = [c for c in candidates if c.judged_val_loss is not None]
     searched = sorted((c for c in trained if c.kind == "searched"), key=lambda c: c.val.mean)
     controls = sorted((c for c in trained if c.kind == "control"), key=lambda c: c.val.mean)
     winner = searched[0] if searched else None
@@ -41,12 +41,12 @@ def judge(candidates: list[Candidate], seeds: int) -> dict[str, Any]:
             "sentence": f"{what} trained to the end at every fresh seed"
             + ("" if chosen is None else f": {chosen.label} is recommended"),
         }
-    val_difference = paired_difference(control.val_loss, winner.val_loss)
+    val_difference = paired_difference(control.judged_val_loss, winner.judged_val_loss)
     fields["val_difference"] = val_difference
     # The sentence's figure: test loss, on data nobody chose by; val loss for a task without a test split.
     shown, loss = val_difference, "val loss"
-    if winner.test_loss is not None and control.test_loss is not None:
-        shown, loss = paired_difference(control.test_loss, winner.test_loss), "test loss"
+    if winner.judged_test_loss is not None and control.judged_test_loss is not None:
+        shown, loss = paired_difference(control.judged_test_loss, winner.judged_test_loss), "test loss"
         fields["test_difference"] = shown
     size, direction = _difference(shown), "lower" if shown.mean > 0 else "higher"
     if val_difference.excludes_zero() and val_difference.mean > 0:

@@ -51,6 +51,8 @@ FLAGS: dict[str, str] = {
     "data.task": "--task",
     "search.seeds": "--seeds",
     "study.certify": "--certify",
+    "study.certify_epochs": "--certify-epochs",
+    "study.judge": "--judge",
 }
 
 
@@ -148,6 +150,10 @@ class StudySettings(StrictModel):
     certify: bool = True  # after the search, train its best trials and tuned controls at fresh seeds
     certify_seeds: int = Field(5, ge=2, le=100)  # the fresh seeds of certification
     certify_top: int = Field(3, ge=1, le=20)  # the best distinct trials certified
+    # Certify at the length you train for (every candidate's LR chosen at it); None: the search's.
+    certify_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
+    # Each run judged at its last epoch (as the exported run trains) or its best val epoch (early stopping).
+    judge: Literal["last", "best"] = "last"
 
     @field_validator("devices")
     @classmethod

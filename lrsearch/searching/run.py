@@ -94,6 +94,7 @@ def certify_and_show(
     seeds: int,
     top: int,
     epochs: int | None = None,
+    judge: str = "last",
     progress: Callable[[int, int], None] | None = None,
     figures: Figures | None = None,
 ) -> Certificate:
@@ -101,7 +102,9 @@ def certify_and_show(
     figures (`figures`, when the study keeps them: the search's refresher has stopped by now)."""
     from lrsearch.certification.certify import certify
 
-    certificate = certify(study, config, device=device, seeds=seeds, top=top, epochs=epochs, progress=progress)
+    certificate = certify(
+        study, config, device=device, seeds=seeds, top=top, epochs=epochs, judge=judge, progress=progress
+    )
     if figures is not None:
         figures.after_certify(study)
     return certificate

@@ -11,6 +11,7 @@ from optuna.storages import BaseStorage
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.config import SearchConfig, with_overrides
 from lrsearch.problem.spec import RunSpec
+from lrsearch.store.certificate import Certificate, stored_certificate
 from lrsearch.store.storage import open_storage, shown_url
 from lrsearch.trials.pruners import make_pruner
 from lrsearch.trials.samplers import make_sampler
@@ -109,16 +110,23 @@ def _check_same_problem(name: str, stored: dict | None, wanted: dict) -> None:
 
 def check_replay_problem(study: optuna.Study, spec: RunSpec) -> None:
     """Refuse to record a replay of another problem in `study`: the report would set its test loss
-    beside baselines and trials it does not compare with.
+    beside baselines and trials it does not compare with. A run at the length the study's certificate
+    was made at is the study's problem too: it is what that certificate recommends.
 
     Raises:
         ConfigError: naming the first setting (data, model, epochs, batch size, seed) that differs.
     """
-    differing = _first_difference(study.user_attrs.get(PROBLEM_ATTR), spec.problem())
+    stored = study.user_attrs.get(PROBLEM_ATTR)
+    certificate = stored_certificate(study)
+    certified = certificate.epochs if isinstance(certificate, Certificate) else None
+    if isinstance(stored, dict) and certified is not None and spec.epochs == certified:
+        stored = stored | {"train": dict(stored.get("train") or {}) | {"epochs": certified}}
+    differing = _first_difference(stored, spec.problem())
     if differing is not None:
         key, old, new = differing
+        also = f" (and certified at {certified})" if key == "train.epochs" and certified not in (None, old) else ""
         raise ConfigError(
-            f"--study-name: study {study.study_name!r} was searched with {key}={old!r}, but the config has "
+            f"--study-name: study {study.study_name!r} was searched with {key}={old!r}{also}, but the config has "
             f"{new!r}; a replay must train the study's problem"
         )
 

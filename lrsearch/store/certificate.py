@@ -23,8 +23,15 @@ CERTIFICATE_ATTR = "lrsearch_certificate"
 Verdict = Literal["beats", "within noise", "control beats", "no searched candidate"]
 
 
+Judge = Literal["last", "best"]  # a run judged at its last epoch, or at its best val epoch (early stopping)
+
+
 class Candidate(BaseModel):
-    """One schedule certified: its run and its figures at each fresh seed (None where it diverged)."""
+    """One schedule certified: its run and its figures at each fresh seed (None where it diverged), at
+    the run's last epoch and at its best val epoch (what a checkpoint or early stopping keeps).
+
+    `val`, `test`, `score` and `shown_losses` are the figures it is judged by (`judged`); `last_*` and
+    `best_*` name the others."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
@@ -32,9 +39,15 @@ class Candidate(BaseModel):
     kind: Literal["searched", "control"]
     trial: int | None = None  # the study's trial it came from (searched candidates)
     spec: dict[str, Any]  # its RunSpec as JSON (the study's seed; trained at the certificate's seeds)
-    val_loss: list[float] | None = Field(None, min_length=1)
+    val_loss: list[float] | None = Field(None, min_length=1)  # at the last epoch, per seed
     test_loss: list[float] | None = Field(None, min_length=1)
     test_score: list[float] | None = Field(None, min_length=1)
+    best_epoch: list[int] | None = Field(None, min_length=1)  # the epoch of the lowest val loss, per seed
+    best_val_loss: list[float] | None = Field(None, min_length=1)  # at that epoch
+    best_test_loss: list[float] | None = Field(None, min_length=1)
+    best_test_score: list[float] | None = Field(None, min_length=1)
+    val_curve: list[float] | None = Field(None, max_length=10_000)  # mean val loss over the seeds, per epoch
+    judged: Judge = "last"
     diverged: str | None = None  # why a seed's run did not finish; the figures are None then
 
     @field_validator("spec")
@@ -43,26 +56,60 @@ class Candidate(BaseModel):
         RunSpec.model_validate(spec)  # stored data: a run that does not parse makes the record unreadable
         return spec
 
+    def _judged(self, figure: str) -> list[float] | None:
+        if self.judged == "best" and self.best_val_loss is not None:
+            return getattr(self, f"best_{figure}")
+        return getattr(self, figure)
+
+    @property
+    def judged_val_loss(self) -> list[float] | None:
+        return self._judged("val_loss")
+
+    @property
+    def judged_test_loss(self) -> list[float] | None:
+        return self._judged("test_loss")
+
     @property
     def val(self) -> Interval | None:
-        return None if self.val_loss is None else mean_interval(self.val_loss)
+        losses = self.judged_val_loss
+        return None if losses is None else mean_interval(losses)
 
     @property
     def test(self) -> Interval | None:
-        return None if self.test_loss is None else mean_interval(self.test_loss)
+        losses = self.judged_test_loss
+        return None if losses is None else mean_interval(losses)
 
     @property
     def score(self) -> Interval | None:
-        return None if not self.test_score else mean_interval(self.test_score)
+        scores = self._judged("test_score")
+        return None if not scores else mean_interval(scores)
+
+    @property
+    def other_test(self) -> Interval | None:
+        """The test loss by the criterion it is not judged by (at the best epoch when judged at the last)."""
+        losses = self.test_loss if self.judged == "best" else self.best_test_loss
+        return None if losses is None else mean_interval(losses)
 
     @property
     def shown_losses(self) -> list[float] | None:
         """What the figures show: test losses, or val losses for a task without a test split."""
-        return self.val_loss if self.test_loss is None else self.test_loss
+        test = self.judged_test_loss
+        return self.judged_val_loss if test is None else test
 
     @property
     def run(self) -> RunSpec:
         return RunSpec.model_validate(self.spec)
+
+    def overfits(self) -> tuple[int, float, float] | None:
+        """(epoch, lowest, last) of its mean val curve when that rises over the run's last part: lowest
+        before the last fifth of the run, and the last at least 2% above it. None otherwise."""
+        curve = self.val_curve
+        if not curve or len(curve) < 5:
+            return None
+        lowest = min(range(len(curve)), key=curve.__getitem__)
+        if lowest < 0.8 * len(curve) - 1 and curve[-1] > 1.02 * curve[lowest]:
+            return lowest + 1, curve[lowest], curve[-1]
+        return None
 
 
 class TunedControl(BaseModel):
@@ -87,6 +134,10 @@ class Certificate(BaseModel):
     seconds: float  # what certification took
     score: str | None = None  # what test_score is: "accuracy", "r2" or None
     controls: list[TunedControl]
+    # How each searched candidate's LR was chosen at the certified length, when it is not the search's.
+    searched_lrs: list[TunedControl] = []
+    judge: Judge = "last"  # the epoch every candidate is judged at
+    overfit: str | None = None  # one line when the runs' val loss rises over their last part
     answer_trial: int  # the study's best trial when certified: a later, better trial makes this stale
     candidates: list[Candidate]
     winner: str | None  # label of the best searched candidate (on mean val loss)
@@ -119,19 +170,29 @@ class Certificate(BaseModel):
         rows: dict[str, Any] = {}
         for c in self.candidates:
             figures = {"val_loss": c.val, "test_loss": c.test, f"test_{self.score or 'score'}": c.score}
+            other = "test_loss_at_last_epoch" if self.judge == "best" else "test_loss_at_best_epoch"
+            figures[other] = c.other_test
             rows[c.label] = (
                 {"diverged": c.diverged}
                 if c.diverged is not None
                 else {name: _figure(value) for name, value in figures.items() if value is not None}
-            )
+            ) | {"kind": c.kind, "run": _run_of(c)}
         return {
             "sentence": self.sentence,
             "recommended": self.recommended,
             "seeds": self.seeds,
             "epochs": self.epochs,
+            "judged_at": "the best val epoch" if self.judge == "best" else "the last epoch",
+            **({"overfit": self.overfit} if self.overfit else {}),
             "when": self.when,
             "candidates": rows,
         }
+
+
+def _run_of(candidate: Candidate) -> dict[str, Any]:
+    """What a candidate's run sets beyond the problem (shared by every candidate): for a replay's
+    baselines, and for a reader of the exported YAML."""
+    return {key: candidate.spec.get(key) for key in ("optimizer", "lr", "schedule", "epochs")}
 
 
 def _figure(interval: Interval) -> dict[str, Any]:

@@ -145,7 +145,10 @@ def certificate_figure(certificate: Certificate) -> Figure:
         if test.half_width is not None:
             mean["error_x"] = {"type": "data", "array": [test.high - test.mean], "arrayminus": [test.mean - test.low]}
         traces.append(mean)
-    title = f"certificate: {certificate.shown_loss} at {len(certificate.seeds)} fresh seeds (mean, 95% interval)"
+    title = (
+        f"certificate: {certificate.shown_loss} at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
+        f"({certificate.judge} epoch; mean, 95% interval)"
+    )
     return _figure(traces, title, yaxis={"autorange": "reversed", "automargin": True})
 
 
@@ -174,8 +177,10 @@ def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
         chosen = certificate.recommended_candidate
         if chosen is not None:
             return (
-                f"## Recommended: {chosen.label}\n\n{certificate.sentence}.\n\n"
-                f"Certified at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
+                f"## Recommended: {chosen.label}, {certificate.epochs} epochs\n\n{certificate.sentence}.\n\n"
+                + (f"{certificate.overfit}.\n\n" if certificate.overfit else "")
+                + f"Certified at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
+                f"(the search's {certificate.search_epochs}; each run judged at its {certificate.judge} epoch) "
                 f"({certificate.when}); the figure `certificate` shows every schedule's test loss. "
                 f"`lrsearch export --study-name {study.study_name} -o best.yaml` writes this RunSpec; "
                 "`lrsearch train --config best.yaml` replays it.\n\n"

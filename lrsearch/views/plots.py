@@ -82,7 +82,8 @@ def certificate_figure(certificate: Certificate) -> Figure:
     axes.set_yticks(range(len(rows)), labels)
     axes.invert_yaxis()
     axes.set(
-        xlabel=f"{certificate.shown_loss} at {len(certificate.seeds)} fresh seeds, mean and 95% interval",
+        xlabel=f"{certificate.shown_loss} at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
+        f"({certificate.judge} epoch), mean and 95% interval",
         title="best trials (blue), tuned controls (gray)",
     )
     figure.tight_layout()

@@ -41,14 +41,14 @@ def sections(study: optuna.Study) -> list[Callable[[], Section]]:
     to show yet are left out."""
     curves = finished_curves(study.get_trials(deepcopy=False))
     top = top_completed(curves, TOP_K)
-    drawers: list[Callable[[], Section]] = [partial(_summary, study)]
+    # The answer first: the recommendation and its certificate, then how the search got there.
+    drawers: list[Callable[[], Section]] = [partial(_certificate, study), partial(_summary, study)]
     if top:
         drawers += [partial(_history, study), partial(_best_lr_curves, top), partial(_best_val_losses, top)]
     if curves:
         drawers.append(partial(_schedule_types, curves))
     if len(top) > 1:
         drawers.append(partial(_importances, study))
-    drawers.append(partial(_certificate, study))
     drawers.append(partial(_replay, study))
     return drawers
 
@@ -94,15 +94,24 @@ def _summary(study: optuna.Study) -> Section:
             f"<td>{html.escape(format_params(row.spec.schedule.params))}</td></tr>"
             for rank, row in enumerate(summary.top, start=1)
         )
+        certificate = current_certificate(study)
+        chosen = None if certificate is None else certificate.recommended_candidate
+        if chosen is not None:
+            label = html.escape(chosen.label)
+            what = f"The recommended run ({label}, {certificate.epochs} epochs; see the certificate)"
+            spec = chosen.run
+        else:
+            what = f"The best trial's run (#{summary.best.number}, not certified)"
+            spec = summary.best.spec
         parts.append(
             "<table><tr><th>rank</th><th>trial</th><th>val loss</th><th>base LR</th><th>schedule</th>"
             f"<th>parameters</th></tr>{rows}</table>"
-            f"<h3>Best config (trial #{summary.best.number})</h3>"
-            f"<p>Replay it with <code>lrsearch train --config best.yaml</code> after "
-            f"<code>lrsearch export --study-name {html.escape(study.study_name)} -o best.yaml</code>:</p>"
-            f"<pre>{html.escape(summary.best.spec.to_yaml())}</pre>"
+            f"<h3>{what}</h3>"
+            f"<p><code>lrsearch export --study-name {html.escape(study.study_name)} -o best.yaml</code> writes it; "
+            f"<code>lrsearch train --config best.yaml</code> replays it:</p>"
+            f"<pre>{html.escape(spec.to_yaml())}</pre>"
         )
-    return Section("summary", "Summary", "".join(parts))
+    return Section("summary", "The search", "".join(parts))
 
 
 def _history(study: optuna.Study) -> Section:

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.spec import RunSpec
-from lrsearch.store.certificate import Certificate, stored_certificate
+from lrsearch.store.certificate import Candidate, Certificate, stored_certificate
 from lrsearch.store.records import SCORE_LABELS, TrialRecord, stores_run
 
 
@@ -111,11 +111,14 @@ def current_certificate(study: optuna.Study) -> Certificate | None:
 
 def certificate_lines(certificate: Certificate) -> list[str]:
     """What certification found, in three lines."""
+    at = "its best val epoch" if certificate.judge == "best" else "its last epoch"
     return [
         f"certified: {len(certificate.candidates)} schedules at {len(certificate.seeds)} fresh seeds, "
-        f"{certificate.epochs} epochs, in {certificate.seconds:.1f} s",
+        f"{certificate.epochs} epochs (the search's {certificate.search_epochs}), each run judged at {at}, "
+        f"in {certificate.seconds:.1f} s",
+        *([certificate.overfit] if certificate.overfit else []),
         certificate.sentence,
-        f"recommended: {certificate.recommended or 'nothing (every candidate diverged)'}",
+        f"recommended: {certificate.recommended or 'nothing (every candidate diverged)'}, {certificate.epochs} epochs",
     ]
 
 
@@ -125,19 +128,38 @@ def certificate_table(certificate: Certificate) -> Table:
     table = Table(title=Text(f"certificate: mean ± 95% interval over {len(certificate.seeds)} fresh seeds"))
     table.add_column("schedule", no_wrap=True)
     table.add_column("kind")
-    for column in ("val loss", "test loss", *([f"test {score}"] if score else [])):
+    other = other_test_column(certificate)
+    for column in ("val loss", "test loss", *([f"test {score}"] if score else []), *([other] if other else [])):
         table.add_column(column, justify="right", no_wrap=True)
 
     for candidate in certificate.ranked:
         mark = " (recommended)" if candidate.label == certificate.recommended else ""
         if candidate.val is None:
-            figures = [Text(candidate.diverged or "-"), "-", *(["-"] if score else [])]
+            figures = [Text(candidate.diverged or "-"), "-", *(["-"] if score else []), *(["-"] if other else [])]
         else:
             figures = [candidate.val.text(), "-" if candidate.test is None else candidate.test.text()]
             if score:
                 figures.append("-" if candidate.score is None else candidate.score.text())
+            if other:
+                figures.append(other_test_text(candidate))
         table.add_row(Text(candidate.label + mark), candidate.kind, *figures)
     return table
+
+
+def other_test_column(certificate: Certificate) -> str | None:
+    """The column of the test loss by the criterion the certificate does not judge by (None: not stored)."""
+    if not any(c.best_test_loss for c in certificate.candidates):
+        return None
+    return "test loss, last epoch" if certificate.judge == "best" else "test loss, best val epoch"
+
+
+def other_test_text(candidate: Candidate) -> str:
+    """e.g. `0.2431 ± 0.0102 (ep 14)`: the other criterion's test loss, and the median best epoch."""
+    other = candidate.other_test
+    if other is None:
+        return "-"
+    epochs = sorted(candidate.best_epoch or [])
+    return other.text() + (f" (ep {epochs[len(epochs) // 2]})" if epochs and candidate.judged == "last" else "")
 
 
 def format_params(params: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import lrsearch
 from lrsearch.base.stats import mean_interval, paired_difference
 from lrsearch.certification.certify import certify
-from lrsearch.certification.controls import CONTROLS, controls_for, next_lr
+from lrsearch.certification.controls import CLASSIC, CONTROLS, controls_for, next_lr
 from lrsearch.certification.verdict import judge
 from lrsearch.cli import app
 from lrsearch.engines.lone import LoneEngine, train
@@ -260,7 +260,9 @@ def test_certification_trains_the_top_trials_and_every_control_at_fresh_seeds(ce
     searched = [c for c in certificate.candidates if c.kind == "searched"]
     controls = [c for c in certificate.candidates if c.kind == "control"]
     assert [c.trial for c in searched][0] == study.best_trial.number == certificate.answer_trial
-    assert len(searched) == 2 and len(controls) == len(controls_for(4)) == len(CONTROLS) - 1  # 4 epochs: no StepLR
+    # 4 epochs: no StepLR(10, 0.1); the classic recipe besides the tuned controls
+    assert len(searched) == 2 and len(controls) == len(controls_for(4)) + 1 == len(CONTROLS)
+    assert CLASSIC in {c.label for c in controls}
     assert certificate.seeds == fresh_seeds(config.study.seed, 3, avoid=1)
     for candidate in certificate.candidates:
         assert len(candidate.val_loss) == len(candidate.test_loss) == 3 and candidate.run.seed == config.study.seed
@@ -304,7 +306,8 @@ def test_certify_at_a_longer_length_stretches_every_schedule(certified, tmp_path
     assert stretched.epochs == 8 and stretched.search_epochs == 4
     best = RunSpec.model_validate(study.best_trial.user_attrs["run_spec"])
     searched = next(c for c in stretched.candidates if c.kind == "searched")
-    assert searched.run == best.stretched(8)
+    # Stretched, at the LR its sweep chose at 8 epochs.
+    assert searched.run == best.stretched(8).model_copy(update={"lr": stretched.searched_lrs[0].chosen})
     assert all(c.run.epochs == 8 for c in stretched.candidates)
     # The exported run is at the certified length, and `load_schedule(..., epochs=)` stretches the same way.
     path = tmp_path / "best.yaml"

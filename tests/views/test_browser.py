@@ -102,12 +102,12 @@ def test_the_report_renders_from_disk(browser, searched, tmp_path):
 
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(out.as_uri())
-    for title in ("Summary", "Optimization history", "LR schedules of the best trials", "Schedule types compared"):
+    for title in ("The search", "Optimization history", "LR schedules of the best trials", "Schedule types compared"):
         assert page.get_by_role("heading", name=title).is_visible()
     figures = page.locator("figure svg")
     assert figures.count() == 5  # no replay recorded yet: no baselines figure
     assert all(figures.nth(i).bounding_box()["height"] > 100 for i in range(figures.count()))
-    assert page.get_by_text(f"Best config (trial #{study.best_trial.number})").is_visible()
+    assert page.get_by_text(f"The best trial's run (#{study.best_trial.number}, not certified)").is_visible()
     page.screenshot(path=SCREENSHOTS / "report.png", full_page=True)
 
 

@@ -157,7 +157,7 @@ def test_report_shows_the_search_and_the_recorded_replay(tiny_config_file, tmp_p
     result = runner.invoke(app, ["report", "--storage", storage, "-o", str(out), "--png"])
     assert result.exit_code == 0, result.output
     page = out.read_text()
-    for title in ("Summary", "Optimization history", "LR schedules of the best trials", "Their val loss"):
+    for title in ("The search", "Optimization history", "LR schedules of the best trials", "Their val loss"):
         assert f"<h2>{title}</h2>" in page
     for title in ("Schedule types compared", "Parameter importances", "Against the baselines"):
         assert f"<h2>{title}</h2>" in page

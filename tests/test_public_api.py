@@ -1,0 +1,44 @@
+"""Every public name of `lrsearch`, called in one process after a full search and certification: a
+sub-package or module imported on the way must never shadow a public function (`lrsearch.certify` is
+the function, whatever `lrsearch.certification` loaded)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import TINY
+
+import lrsearch
+
+
+@pytest.mark.slow
+def test_every_public_name_works_after_a_search_and_its_certification(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    config = copy.deepcopy(TINY) | {"study": {"certify_seeds": 2, "certify_top": 1, "figures": False}}
+    result = lrsearch.search(config, trials=4, storage=storage, study_name="api", seed=0)
+    assert isinstance(result, lrsearch.SearchResult) and isinstance(result.certificate, lrsearch.Certificate)
+
+    certificate = lrsearch.certify("api", storage, seeds=2, top=1)  # the function, not a module
+    assert isinstance(certificate, lrsearch.Certificate)
+    assert lrsearch.search is lrsearch.api.search and callable(lrsearch.certify)
+
+    exported = result.export(tmp_path / "best.yaml")
+    assert lrsearch.load_run_spec(tmp_path / "best.yaml") == exported
+    assert isinstance(exported, lrsearch.RunSpec)
+    schedule = lrsearch.load_schedule(tmp_path / "best.yaml")
+    assert isinstance(schedule, lrsearch.LoadedSchedule)
+    model = torch.nn.Linear(2, 1)
+    optimizer = lrsearch.build_optimizer(exported, model.parameters())
+    scheduler = lrsearch.build_scheduler(exported, optimizer, steps_per_epoch=3)
+    assert lrsearch.step_on(exported) in {"batch", "epoch", "metric"} and scheduler.optimizer is optimizer
+    assert exported.schedule.name in lrsearch.SCHEDULES
+    assert isinstance(lrsearch.SCHEDULES[exported.schedule.name], lrsearch.Schedule)
+    assert lrsearch.Budget(epochs=4, steps_per_epoch=3).total_steps == 12
+    assert lrsearch.SearchConfig.model_validate({}).train.epochs == 20
+    assert lrsearch.Task(model=lambda: model, train=None, val=None, loss=torch.nn.functional.mse_loss).test is None
+    with pytest.raises(lrsearch.ConfigError):
+        lrsearch.search(copy.deepcopy(TINY), trials=0, storage=storage, study_name="api")
+    for name in lrsearch.__all__:  # each still the public object, none a module that shadows it
+        assert not isinstance(getattr(lrsearch, name), type(lrsearch)), name
