@@ -1,8 +1,18 @@
-"""Search quality you can trust, three measurements (the first argument picks one):
+"""Search quality you can trust, four measurements (the first argument picks one):
 
     python benchmarks/quality.py certify [--tasks ...] [--seeds 0,1,2,3,4] [--trials 50]
     python benchmarks/quality.py seeds [--tasks classification,digits] [--seeds 0,1,2,3,4] [--seconds 10]
     python benchmarks/quality.py reference [--tasks ...] [--seeds 0,1,2] [--trials 50] [--reference-trials 500]
+    python benchmarks/quality.py length [--tasks ...] [--seeds 0,1,2] [--trials 50] [--epochs 20] [--long 100]
+
+`length`: the answer at the length people train. Per task and search seed, a search of `--epochs` epochs
+certified at `--long` epochs (`lrsearch certify --epochs`), against (a) a careful sweep done directly at
+`--long`: every control (`controls.CONTROLS`) at 8 LRs log-spaced over the search's LR range, 3 seeds each,
+the lowest mean final val loss kept; (b) the classic recipe (SGD lr 0.1, StepLR(10, 0.1)) as it is; (c)
+the search's raw winner stretched to `--long` at its searched LR (what `load_schedule(..., epochs=)` gave
+before). Each is trained at the certificate's 5 fresh seeds: test loss mean and 95% interval, the paired
+difference of the recommendation against (a) and (b), and the run-epochs each of certification and (a)
+trained.
 
 `certify`: per task and search seed, the default search (in memory, no pictures) and its certification,
 each timed. From the certificate, at its 5 fresh seeds (mean test loss): the raw winner (the search's best
@@ -40,8 +50,10 @@ from optuna.trial import TrialState
 
 import lrsearch
 from lrsearch.base.device import pin_threads
+from lrsearch.base.stats import mean_interval, paired_difference
 from lrsearch.certification.baselines import baseline_specs
 from lrsearch.certification.certify import certify, train_to_end
+from lrsearch.certification.controls import CONTROLS, control_run
 from lrsearch.engines.lone import Diverged, train
 from lrsearch.engines.seeds import fresh_seeds
 from lrsearch.problem.data import load_data
@@ -210,6 +222,93 @@ def _seeds(args: argparse.Namespace) -> list[int]:
     return [int(seed) for seed in args.seeds.split(",")]
 
 
+SWEEP_LRS, SWEEP_SEEDS = 8, 3
+
+
+def length(args: argparse.Namespace) -> None:
+    print(
+        f"{args.epochs}-epoch searches ({args.trials} trials) certified at {args.long} epochs, against (a) a sweep "
+        f"at {args.long} ({len(CONTROLS)} controls x {SWEEP_LRS} LRs x {SWEEP_SEEDS} seeds), (b) the classic recipe, "
+        f"(c) the raw winner stretched; test loss at {FRESH_SEEDS} fresh seeds, mean ± 95% interval"
+    )
+    print(
+        f"{'task':<28}{'seed':>5}{'recommended':>18}{'(a) sweep':>18}{'(b) classic':>18}{'(c) stretched':>18}"
+        f"{'rank':>6}{'rec - (a)':>20}{'rec - (b)':>20}{'cert ep':>9}{'(a) ep':>8}   recommended / (a)'s choice"
+    )
+    for task in args.tasks.split(","):
+        for seed in _seeds(args):
+            config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
+            result = lrsearch.search(
+                config, task=task, seed=seed, trials=args.trials, epochs=args.epochs, study_name=f"{task}-{seed}"
+            )
+            device = torch.device(args.device)
+            certificate = certify(result.study, result.config, device=device, seeds=FRESH_SEEDS, epochs=args.long)
+            chosen = certificate.recommended_candidate
+            classic = next(c for c in certificate.candidates if c.label.startswith("StepLR(10, 0.1), SGD lr 0.1"))
+            data = load_data(result.config.data, result.config.study.seed, device)
+            sweep_choice, sweep_epochs = _sweep(result, data, args.long, device)
+            at_fresh = {("a", s): sweep_choice.model_copy(update={"seed": s}) for s in certificate.seeds} | {
+                ("c", s): result.best.stretched(args.long).model_copy(update={"seed": s}) for s in certificate.seeds
+            }
+            trained = train_to_end(at_fresh, result.config, data, device)
+            arms = {
+                "rec": chosen.judged_test_loss,
+                "a": [trained["a", s].test_loss for s in certificate.seeds],
+                "b": classic.judged_test_loss,
+                "c": [trained["c", s].test_loss for s in certificate.seeds],
+            }
+            means = {k: (statistics.mean(v) if v and None not in v else float("inf")) for k, v in arms.items()}
+            rank = 1 + sum(means[k] < means["rec"] for k in ("a", "b", "c"))
+            print(
+                f"{task:<28}{seed:>5}"
+                + "".join(f"{_interval(arms[k]):>18}" for k in ("rec", "a", "b", "c"))
+                + f"{rank:>6}{_paired(arms['a'], arms['rec']):>20}{_paired(arms['b'], arms['rec']):>20}"
+                f"{certificate.trained_epochs:>9}{sweep_epochs:>8}   {certificate.recommended} / "
+                f"{sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
+                flush=True,
+            )
+            if certificate.overfit:
+                print(f"{'':<33}{certificate.overfit}")
+
+
+def _sweep(result: lrsearch.SearchResult, data, epochs: int, device: torch.device) -> tuple[RunSpec, int]:
+    """(a): every control at `SWEEP_LRS` LRs log-spaced over the search's LR range, `SWEEP_SEEDS` seeds
+    each, at `epochs`; the control and LR with the lowest mean final val loss, and the run-epochs spent."""
+    low, high = result.config.search.lr.low, result.config.search.lr.high
+    lrs = [low * (high / low) ** (i / (SWEEP_LRS - 1)) for i in range(SWEEP_LRS)]
+    answer = result.best
+    runs = {
+        (name, lr, seed): control_run(answer, make(epochs), lr, epochs).model_copy(update={"seed": seed})
+        for name, make in CONTROLS.items()
+        for lr in lrs
+        for seed in range(SWEEP_SEEDS)
+    }
+    trained = train_to_end(runs, result.config, data, device)
+    means = {}
+    for name in CONTROLS:
+        for lr in lrs:
+            values = [trained[name, lr, seed].val_loss for seed in range(SWEEP_SEEDS)]
+            if None not in values:
+                means[name, lr] = statistics.mean(values)
+    name, lr = min(means, key=means.get)
+    return control_run(answer, CONTROLS[name](epochs), lr, epochs), len(runs) * epochs
+
+
+def _interval(values: list[float] | None) -> str:
+    if not values or None in values:
+        return "div"
+    interval = mean_interval(values)
+    return f"{interval.mean:.4f} ± {interval.half_width or 0:.4f}"
+
+
+def _paired(baseline: list[float] | None, recommended: list[float] | None) -> str:
+    """The recommendation minus a baseline, paired by seed (negative: the recommendation is better)."""
+    if not baseline or not recommended or None in baseline or None in recommended:
+        return "-"
+    difference = paired_difference(baseline, recommended)  # baseline - recommended
+    return f"{-difference.mean:+.4f} ± {difference.half_width or 0:.4f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -226,13 +325,21 @@ def main() -> None:
     reference_parser.add_argument("--seeds", default="0,1,2")
     reference_parser.add_argument("--trials", type=int, default=50)
     reference_parser.add_argument("--reference-trials", type=int, default=500)
-    for sub in (certify_parser, seeds_parser, reference_parser):
+    length_parser = commands.add_parser("length")
+    length_parser.add_argument("--tasks", default=ALL_TASKS)
+    length_parser.add_argument("--seeds", default="0,1,2")
+    length_parser.add_argument("--trials", type=int, default=50)
+    length_parser.add_argument("--epochs", type=int, default=20)
+    length_parser.add_argument("--long", type=int, default=100)
+    for sub in (certify_parser, seeds_parser, reference_parser, length_parser):
         sub.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.command == "certify":
         certified(args)
     elif args.command == "seeds":
         seeds_at_equal_time(args)
+    elif args.command == "length":
+        length(args)
     else:
         reference(args)
 

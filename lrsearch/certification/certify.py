@@ -150,6 +150,7 @@ def certify(
         device=str(device),
         when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         seconds=round(time.perf_counter() - started, 2),
+        trained_epochs=trainer.trained,
         score=data.score,
         controls=[t for t, tunable in zip(tuned, tunables, strict=True) if tunable.trial is None],
         searched_lrs=[t for t, tunable in zip(tuned, tunables, strict=True) if tunable.trial is not None],
@@ -252,6 +253,7 @@ class _Trainer:
         self.threads = len(os.sched_getaffinity(0))
         self._stack: int | None = None
         self.done = self.total = 0
+        self.trained = 0  # run-epochs trained
 
     def stack(self, runs: int) -> int:
         """Built-in MLP: `STACK_CPU`/`STACK_GPU`; a model of one's own: what `--stack auto` measures for it."""
@@ -361,6 +363,7 @@ class _Trainer:
                 for outcome in engine.train_epoch():
                     key = outcome.key
                     self.done += 1
+                    self.trained += 1
                     if outcome.failed is not None or outcome.diverged is not None:
                         what = f"failed: {outcome.failed}" if outcome.failed else f"diverged: {outcome.diverged}"
                         results[key] = RunResult(stopped=what)

@@ -132,6 +132,7 @@ class Certificate(BaseModel):
     device: str
     when: str  # e.g. "2026-01-31 12:00 UTC"
     seconds: float  # what certification took
+    trained_epochs: int | None = None  # run-epochs certification trained, LR sweeps included
     score: str | None = None  # what test_score is: "accuracy", "r2" or None
     controls: list[TunedControl]
     # How each searched candidate's LR was chosen at the certified length, when it is not the search's.
