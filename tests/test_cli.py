@@ -151,6 +151,27 @@ def test_another_problem_leaves_the_stored_study_alone(tiny_config_file):
     assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == 1
 
 
+def test_a_search_of_another_task_goes_to_a_study_named_after_it(tiny_config_file, tmp_path, monkeypatch):
+    """The README's commands in order: `optimize`, then `optimize --task digits`, neither naming a study."""
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--trials", "1"]).exit_code == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        yaml.safe_dump(
+            {"data": {"n_samples": 200}, "train": {"epochs": 2}}
+            | {"study": yaml.safe_load(tiny_config_file.read_text())["study"]}
+        )
+    )
+    result = runner.invoke(app, ["optimize", "--config", str(other), "--trials", "1", "--task", "moons"])
+    assert result.exit_code == 0, result.output
+    assert "study 'moons' in" in result.output and (tmp_path / "studies" / "moons-best.yaml").is_file()
+    storage = _storage(tiny_config_file)
+    assert sorted(optuna.get_all_study_names(storage)) == ["default", "moons"]
+    assert optuna.load_study(study_name="moons", storage=storage).trials[0].user_attrs["run_spec"]["data"]["task"] == (
+        "moons"
+    )
+
+
 def test_schedulers_lists_the_registry_with_ranges():
     from lrsearch.problem.schedules import SCHEDULES
 

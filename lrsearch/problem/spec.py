@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.schedules import SCHEDULES
-from lrsearch.problem.tasks import BUILTIN_TASKS, check_task_name, is_user_task
+from lrsearch.problem.tasks import BUILTIN_TASKS, DEFAULT_TASK, check_task_name, is_user_task
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
 # Bounds past which a value is a typo, not a plan: it would hang building the run or exhaust memory in
@@ -41,7 +41,7 @@ class DataSpec(StrictModel):
     settings; a setting left out takes the task's default. Built-in data is split train/val/test
     (stratified for classes) and standardized with statistics of the train split."""
 
-    task: str = "classification"
+    task: str = DEFAULT_TASK
     n_samples: int | None = Field(None, ge=30, le=MAX_ROWS)  # total rows before the split
     n_features: int | None = Field(None, ge=2, le=MAX_WIDTH)
     n_informative: int | None = Field(None, ge=1)  # features that carry the signal

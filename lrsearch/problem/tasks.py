@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,6 +129,25 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
 
 def is_user_task(name: str) -> bool:
     return ":" in name
+
+
+DEFAULT_TASK = "classification"
+DEFAULT_STUDY = "default"
+
+
+def default_study_name(task: str) -> str:
+    """The study a search goes to when nothing names one: `default` for the default task, a built-in
+    task's own name (`digits`), and for `module:function` or `path/to/file.py:function` a plain name made
+    of the module's last part and the function (`my_task.build`), so each task starts its own study."""
+    if task == DEFAULT_TASK:
+        return DEFAULT_STUDY
+    if not is_user_task(task):
+        return task
+    module, _, function = task.rpartition(":")
+    if module.endswith(".py") or "/" in module:
+        module = Path(module).stem
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{module}.{function}").lstrip(".")
+    return name[:100] or DEFAULT_STUDY
 
 
 def check_task_name(name: str) -> None:
