@@ -147,10 +147,11 @@ def test_a_user_task_is_searched_exported_and_replayed(tmp_path):
     assert "2 trials at once each" in search.stdout
     assert "val accuracy" in search.stdout
 
-    study = optuna.load_study(study_name="default", storage=f"sqlite:///{tmp_path}/studies/lrsearch.db")
+    # No study named: it is named after the task.
+    study = optuna.load_study(study_name="my_models.build", storage=f"sqlite:///{tmp_path}/studies/lrsearch.db")
     assert len(study.trials) == 5 and study.trials[0].user_attrs["run_spec"]["data"]["task"] == "my_models:build"
     assert all(trial_pictures(study, trial) for trial in study.trials)  # the dashboard shows its trials too
-    exported = tmp_path / "studies" / "default-best.yaml"
+    exported = tmp_path / "studies" / "my_models.build-best.yaml"
     assert load_run_spec(exported).data.task == "my_models:build"
     replay = _run("train", "--config", exported, "--task", "my_models:build", cwd=tmp_path)
     assert replay.returncode == 0, replay.stderr
