@@ -74,9 +74,12 @@ def test_rerun_resumes_the_study(tiny_config_file):
     assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == 4
 
 
-def _bad_yaml(tmp_path: Path, text: str) -> str:
+def _bad_yaml(tmp_path: Path, text: str | bytes) -> str:
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     return str(path)
 
 
@@ -112,12 +115,20 @@ BAD_INPUTS = {
     ),
     "missing study to export": (["export", "--study-name", "nope"], "--storage: no study file at studies/lrsearch.db"),
     "unknown schedule to replay": (["train", "--config", "@replay"], "schedule.name: unknown schedule 'Cosine'"),
+    "config not text": (["optimize", "--config", "@binary"], "bad.yaml: not a text file (UTF-8): byte 1 is 0x96"),
+    "replay config not text": (["train", "--config", "@binary"], "bad.yaml: not a text file (UTF-8)"),
+    "replay on an unknown device": (
+        ["train", "--config", "@short", "--device", "tpu"],
+        "--device: 'tpu' is not a device here; use auto, cpu, cuda or cuda:N",
+    ),
 }
 FILES = {
     "@malformed": "train: {epochs: [1, 2}\n",
     "@wrongtype": "train: {epochs: twenty}\n",
     "@schedule": "search: {schedules: [StepLR, Cosine]}\n",
     "@replay": "schedule: {name: Cosine}\n",
+    "@binary": b"a\x96\xff\x00\x81 not UTF-8",
+    "@short": "epochs: 1\n",
 }
 
 

@@ -6,13 +6,13 @@ names the field (or the flag that set it) and what is allowed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
+from lrsearch.base.device import DEVICES
 from lrsearch.base.errors import ConfigError, error_field, from_validation_error
 from lrsearch.base.paths import PLAIN_NAME, is_plain_name
 from lrsearch.problem.schedules import SCHEDULES, Budget, searched_ranges
@@ -154,7 +154,7 @@ class StudySettings(StrictModel):
     @field_validator("devices")
     @classmethod
     def _devices_form(cls, devices: str) -> str:
-        if not re.fullmatch(r"auto|(cpu|cuda(:\d+)?)(,(cpu|cuda(:\d+)?))*", devices.replace(" ", "")):
+        if not DEVICES.fullmatch(devices.replace(" ", "")):
             raise ValueError(f"devices must be auto or a list like cpu or cuda:0,cuda:1, got {devices!r}")
         return devices.replace(" ", "")
 

@@ -192,6 +192,10 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(Path(path).read_text())
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not a text file (UTF-8): byte {error.start} is {error.object[error.start]:#04x}"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
