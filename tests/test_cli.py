@@ -183,6 +183,20 @@ def test_a_search_of_another_task_goes_to_a_study_named_after_it(tiny_config_fil
     )
 
 
+@pytest.mark.parametrize("kind", ["symbolic link", "character device", "FIFO"])
+def test_an_export_onto_anything_but_a_regular_file_is_refused_before_the_search(kind, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "target.yaml").write_text("kept")
+    (tmp_path / "link.yaml").symlink_to("target.yaml")
+    os.mkfifo(tmp_path / "fifo")
+    path = {"symbolic link": "link.yaml", "character device": "/dev/null", "FIFO": "fifo"}[kind]
+    result = runner.invoke(app, ["optimize", "--export", path, "--trials", "1"])  # a FIFO once blocked here
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: --export: {path} is a {kind}") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "studies").exists()  # refused before the search
+    assert (tmp_path / "link.yaml").is_symlink() and (tmp_path / "target.yaml").read_text() == "kept"
+
+
 def test_schedulers_lists_the_registry_with_ranges():
     from lrsearch.problem.schedules import SCHEDULES
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lrsearch.base.errors import ConfigError
+from lrsearch.base.paths import check_replaceable
 from lrsearch.problem.schedules import SCHEDULES
 from lrsearch.problem.tasks import BUILTIN_TASKS, DEFAULT_TASK, check_task_name, is_user_task
 
@@ -160,6 +161,7 @@ class RunSpec(StrictModel):
             if certificate is None
             else yaml.safe_dump({CERTIFICATE_KEY: certificate}, sort_keys=False, allow_unicode=True)
         )
+        check_replaceable(path, "export")  # the Python API's export comes here unchecked
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside, then moved over: a full disk mid-write must not leave half of a good file.
         partial = path.with_name(f".{path.name}.partial")
