@@ -103,7 +103,8 @@ def search(
         progress: show the command line's progress bar (trials done, best value, pruned, time).
         settings: the command-line options by their names: trials, timeout, study_name, storage, seed,
             jobs, stack, devices, sampler, pruner, epochs, export, task, seeds, certify (True by default:
-            after the search, `certify` its answer).
+            after the search, `certify` its answer). No `study_name` (here or in the config): the study is
+            named after the task, `default` for the default task, else the task's name (`moons`).
 
     Raises:
         ConfigError: a setting is not valid (its message names it), before anything is written; or a

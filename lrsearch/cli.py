@@ -70,7 +70,14 @@ def _console() -> Any:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-StudyNameOption = Annotated[str | None, typer.Option("--study-name", help="Study to create or resume.")]
+StudyNameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--study-name",
+        help="Study to create or resume [default: the config's, else named after the task: default for "
+        "classification, digits for digits, module.function for module:function].",
+    ),
+]
 StorageOption = Annotated[
     str | None,
     typer.Option(help="sqlite:///FILE, postgresql://..., or a journal FILE [default: sqlite:///studies/lrsearch.db]."),

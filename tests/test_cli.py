@@ -74,9 +74,12 @@ def test_rerun_resumes_the_study(tiny_config_file):
     assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == 4
 
 
-def _bad_yaml(tmp_path: Path, text: str) -> str:
+def _bad_yaml(tmp_path: Path, text: str | bytes) -> str:
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     return str(path)
 
 
@@ -112,12 +115,20 @@ BAD_INPUTS = {
     ),
     "missing study to export": (["export", "--study-name", "nope"], "--storage: no study file at studies/lrsearch.db"),
     "unknown schedule to replay": (["train", "--config", "@replay"], "schedule.name: unknown schedule 'Cosine'"),
+    "config not text": (["optimize", "--config", "@binary"], "bad.yaml: not a text file (UTF-8): byte 1 is 0x96"),
+    "replay config not text": (["train", "--config", "@binary"], "bad.yaml: not a text file (UTF-8)"),
+    "replay on an unknown device": (
+        ["train", "--config", "@short", "--device", "tpu"],
+        "--device: 'tpu' is not a device here; use auto, cpu, cuda or cuda:N",
+    ),
 }
 FILES = {
     "@malformed": "train: {epochs: [1, 2}\n",
     "@wrongtype": "train: {epochs: twenty}\n",
     "@schedule": "search: {schedules: [StepLR, Cosine]}\n",
     "@replay": "schedule: {name: Cosine}\n",
+    "@binary": b"a\x96\xff\x00\x81 not UTF-8",
+    "@short": "epochs: 1\n",
 }
 
 
@@ -149,6 +160,41 @@ def test_another_problem_leaves_the_stored_study_alone(tiny_config_file):
     assert result.exit_code == 2
     assert "study 'default' was made with train.epochs=4, not 9" in result.stderr
     assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == 1
+
+
+def test_a_search_of_another_task_goes_to_a_study_named_after_it(tiny_config_file, tmp_path, monkeypatch):
+    """The README's commands in order: `optimize`, then `optimize --task digits`, neither naming a study."""
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["optimize", "--config", str(tiny_config_file), "--trials", "1"]).exit_code == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        yaml.safe_dump(
+            {"data": {"n_samples": 200}, "train": {"epochs": 2}}
+            | {"study": yaml.safe_load(tiny_config_file.read_text())["study"]}
+        )
+    )
+    result = runner.invoke(app, ["optimize", "--config", str(other), "--trials", "1", "--task", "moons"])
+    assert result.exit_code == 0, result.output
+    assert "study 'moons' in" in result.output and (tmp_path / "studies" / "moons-best.yaml").is_file()
+    storage = _storage(tiny_config_file)
+    assert sorted(optuna.get_all_study_names(storage)) == ["default", "moons"]
+    assert optuna.load_study(study_name="moons", storage=storage).trials[0].user_attrs["run_spec"]["data"]["task"] == (
+        "moons"
+    )
+
+
+@pytest.mark.parametrize("kind", ["symbolic link", "character device", "FIFO"])
+def test_an_export_onto_anything_but_a_regular_file_is_refused_before_the_search(kind, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "target.yaml").write_text("kept")
+    (tmp_path / "link.yaml").symlink_to("target.yaml")
+    os.mkfifo(tmp_path / "fifo")
+    path = {"symbolic link": "link.yaml", "character device": "/dev/null", "FIFO": "fifo"}[kind]
+    result = runner.invoke(app, ["optimize", "--export", path, "--trials", "1"])  # a FIFO once blocked here
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: --export: {path} is a {kind}") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "studies").exists()  # refused before the search
+    assert (tmp_path / "link.yaml").is_symlink() and (tmp_path / "target.yaml").read_text() == "kept"
 
 
 def test_schedulers_lists_the_registry_with_ranges():

@@ -278,7 +278,7 @@ def test_a_user_model_raising_an_index_error_fails_its_trials_and_the_run_says_w
         "Error: none of the 3 trials of this run completed (3 failed, 0 pruned); "
         "the first failure: IndexError: Target 1 is out of bounds."
     )
-    trials = optuna.load_study(study_name="default", storage=url).trials
+    trials = optuna.load_study(study_name="failing.build", storage=url).trials
     assert [t.state for t in trials] == [TrialState.FAIL] * 3  # the search went on after the first
     assert all(t.user_attrs[FAIL_REASON].startswith("IndexError: ") for t in trials)
     assert all(len(t.intermediate_values) == 2 for t in trials)  # two epochs reported before it raised
@@ -325,15 +325,17 @@ def test_a_worker_runs_a_study_s_own_task_only_when_named(tmp_path):
     assert made.returncode == 0, made.stderr
     (tmp_path / "imported").unlink()
 
-    refused = _lrsearch("worker", "--study-name", "default", "--storage", url, cwd=tmp_path)
+    refused = _lrsearch("worker", "--study-name", "marked.build", "--storage", url, cwd=tmp_path)
     assert refused.returncode == 2, refused.stderr
     assert "--task marked.py:build" in _one_error_line(refused.stderr)
     assert not (tmp_path / "imported").exists()
 
-    named = _lrsearch("worker", "--study-name", "default", "--storage", url, "--task", "marked.py:build", cwd=tmp_path)
+    named = _lrsearch(
+        "worker", "--study-name", "marked.build", "--storage", url, "--task", "marked.py:build", cwd=tmp_path
+    )
     assert named.returncode == 0, named.stderr
     assert (tmp_path / "imported").exists()
-    assert len(optuna.load_study(study_name="default", storage=url).trials) == 2  # the budget was spent
+    assert len(optuna.load_study(study_name="marked.build", storage=url).trials) == 2  # the budget was spent
 
 
 def test_the_python_api_runs_a_config_file_s_task_only_when_named(tmp_path):

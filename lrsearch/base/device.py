@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from lrsearch.base.errors import ConfigError
 
+# One device as lrsearch names it; `--devices` takes `auto` or a comma-separated list of them.
+DEVICE_NAME = r"cpu|cuda(:\d+)?"
+DEVICES = re.compile(rf"auto|({DEVICE_NAME})(,({DEVICE_NAME}))*")
+
 
 def resolve_device(name: str, flag: str = "--device") -> torch.device:
     """`auto` picks the first GPU when CUDA is present, else the CPU; asking for a missing GPU is an error."""
+    if not re.fullmatch(rf"auto|{DEVICE_NAME}", name):
+        raise ConfigError(f"{flag}: {name!r} is not a device here; use auto, cpu, cuda or cuda:N")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)

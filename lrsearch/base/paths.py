@@ -27,6 +27,29 @@ def file_part(name: str) -> str:
     return name if is_plain_name(name) else "sha256-" + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
+def check_replaceable(path: Path, flag: str) -> None:
+    """Refuse to write over anything but a regular file: the output is written beside and moved over its
+    path, which would replace a symbolic link (not its target) or a device such as /dev/null, and a FIFO
+    opened to check it would block until something reads it.
+
+    Raises:
+        ConfigError: naming `flag`: the path is a symbolic link, or exists and is not a regular file.
+    """
+    if path.is_symlink():
+        raise ConfigError(f"{flag}: {path} is a symbolic link; give the path of a regular file or a new one")
+    if path.exists() and not path.is_file():
+        kind = next((name for test, name in _KINDS if getattr(path, test)()), "not a regular file")
+        raise ConfigError(f"{flag}: {path} is {kind}; give the path of a regular file or a new one")
+
+
+_KINDS = (
+    ("is_char_device", "a character device"),
+    ("is_block_device", "a block device"),
+    ("is_fifo", "a FIFO (named pipe)"),
+    ("is_socket", "a socket"),
+)
+
+
 def check_writable(path: Path, flag: str) -> None:
     """Refuse an output path that will not take a file, before the work that ends by writing it.
 
@@ -35,11 +58,13 @@ def check_writable(path: Path, flag: str) -> None:
     where the file system itself refuses, such as under /proc).
 
     Raises:
-        ConfigError: naming `flag`: the path is a folder, a parent is a file, or the place can't be written.
+        ConfigError: naming `flag`: the path is a folder, a symbolic link or anything else but a regular
+            file, a parent is a file, or the place can't be written.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise ConfigError(f"{flag}: {path} is a folder; give the path of a file to write")
+    check_replaceable(path, flag)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

@@ -33,6 +33,10 @@ WORTH_STACKING = 1.3
 MEASURE_AT_MOST_S = 2.0
 
 
+class _LoneTrialRaised(Exception):
+    """A lone trial raised while it was measured: the task's code, which the trials will meet too."""
+
+
 @dataclass(frozen=True)
 class StackChoice:
     size: int
@@ -63,7 +67,10 @@ def choose_stack(config: SearchConfig, device: torch.device, data: Data | None, 
     sizes = sorted({1, *(_capped(size, trials, "auto") for size in (10, 50))})
     if sizes == [1]:
         return StackChoice(1)
-    speeds = _trial_epochs_per_second(data, spec, device, sizes, threads)
+    try:
+        speeds = _trial_epochs_per_second(data, spec, device, sizes, threads)
+    except _LoneTrialRaised as error:  # the user's model or data: each trial will fail with this reason
+        return StackChoice(1, f"task {task} trains one trial at a time: one trial alone raised {error}")
     if len(speeds) == 1:
         return StackChoice(1, f"task {task} trains one trial at a time: its epochs are compute-bound on {device}")
     best = max(speeds, key=lambda size: speeds[size])
@@ -105,7 +112,10 @@ def _trial_epochs_per_second(
                 torch.set_num_threads(1 if size == 1 else threads)
                 try:
                     seconds = _second_epoch_seconds(data, spec, device, size)
-                except Exception:  # noqa: BLE001 - out of memory at this size, say: the sizes before it stand
+                except Exception as error:  # noqa: BLE001 - out of memory at this size, say: the sizes before it stand
+                    if size == 1:  # no size before it: the task's own code failed
+                        lines = str(error).strip().splitlines()
+                        raise _LoneTrialRaised(f"{type(error).__name__}: {lines[0] if lines else ''}") from error
                     break
                 best_before = max(speeds.values(), default=0.0)
                 if size > 1 and size / seconds < WORTH_STACKING * best_before:

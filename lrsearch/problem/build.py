@@ -85,6 +85,11 @@ class LoadedSchedule:
         """The searched base LR (the peak for OneCycleLR and CyclicLR)."""
         return self.spec.lr
 
+    @property
+    def epochs(self) -> int:
+        """The run's length: the searched one, or what `load_schedule(..., epochs=N)` stretched it to."""
+        return self.spec.epochs
+
     def build(
         self, optimizer: Optimizer, steps_per_epoch: int, epochs: int | None = None, set_lr: bool = True
     ) -> LRScheduler:

@@ -6,13 +6,13 @@ names the field (or the flag that set it) and what is allowed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
+from lrsearch.base.device import DEVICES
 from lrsearch.base.errors import ConfigError, error_field, from_validation_error
 from lrsearch.base.paths import PLAIN_NAME, is_plain_name
 from lrsearch.problem.schedules import SCHEDULES, Budget, searched_ranges
@@ -26,6 +26,7 @@ from lrsearch.problem.spec import (
     load_yaml_mapping,
     problem_settings,
 )
+from lrsearch.problem.tasks import DEFAULT_STUDY, DEFAULT_TASK, default_study_name
 
 DEFAULT_CONFIG = Path("studies/default.yaml")
 DEFAULT_STORAGE = "sqlite:///studies/lrsearch.db"
@@ -132,7 +133,8 @@ class SearchSpace(StrictModel):
 
 
 class StudySettings(StrictModel):
-    name: str = Field("default", min_length=1)  # the same name resumes the stored study
+    # The same name resumes the stored study; left out, SearchConfig names it after the task (default_study_name).
+    name: str = Field(DEFAULT_STUDY, min_length=1)
     storage: str = DEFAULT_STORAGE  # an Optuna storage URL
     trials: int | None = Field(50, ge=1)  # trials this run adds to the study (None: until the timeout)
     timeout: float | None = Field(None, gt=0)  # seconds; stops starting new trials after it
@@ -158,7 +160,7 @@ class StudySettings(StrictModel):
     @field_validator("devices")
     @classmethod
     def _devices_form(cls, devices: str) -> str:
-        if not re.fullmatch(r"auto|(cpu|cuda(:\d+)?)(,(cpu|cuda(:\d+)?))*", devices.replace(" ", "")):
+        if not DEVICES.fullmatch(devices.replace(" ", "")):
             raise ValueError(f"devices must be auto or a list like cpu or cuda:0,cuda:1, got {devices!r}")
         return devices.replace(" ", "")
 
@@ -187,6 +189,21 @@ class SearchConfig(StrictModel):
     train: TrainSettings = Field(default_factory=TrainSettings)
     search: SearchSpace = Field(default_factory=SearchSpace)
     study: StudySettings = Field(default_factory=StudySettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _study_named_after_the_task(cls, raw: Any) -> Any:
+        """No study name given: each task gets its own study (`default`, `digits`, `my_task.build`), so a
+        search of another task does not run into the default study's problem."""
+        if not isinstance(raw, dict):
+            return raw
+        study, data = raw.get("study", {}), raw.get("data", {})
+        if not isinstance(study, dict) or study.get("name") is not None:
+            return raw
+        task = data.get("task", DEFAULT_TASK) if isinstance(data, dict) else DEFAULT_TASK
+        if not isinstance(task, str):
+            return raw  # the data section's own validation says what is wrong with it
+        return raw | {"study": study | {"name": default_study_name(task)}}
 
     def problem(self) -> dict[str, Any]:
         """The settings that make trials comparable: a study keeps the ones it was created with."""

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.model import make_mlp
 from lrsearch.problem.spec import DataSpec, RunSpec
-from lrsearch.problem.tasks import BUILTIN_TASKS, Kind, Task, load_user_task
+from lrsearch.problem.tasks import BUILTIN_TASKS, ExitIsAnError, Kind, load_user_task
 
 
 @dataclass(frozen=True)
@@ -237,6 +237,12 @@ def _user(name: str, device: torch.device | str) -> Data:
         if value is None and split == "test":
             sources[split] = None
         elif isinstance(value, DataLoader):
+            if split == "train" and not _has_length(value):
+                raise ConfigError(
+                    f"{where}: Task.train: its DataLoader's dataset has no length (an IterableDataset without "
+                    "__len__); schedules are built for the steps of an epoch: give the dataset a __len__, or "
+                    "pass (x, y) tensors"
+                )
             batch = next(iter(value), None)
             if not _tensor_pair(batch):
                 raise ConfigError(f"{where}: Task.{split}: a DataLoader must yield (x, y) pairs of tensors")
@@ -250,27 +256,45 @@ def _user(name: str, device: torch.device | str) -> Data:
             raise ConfigError(
                 f"{where}: Task.{split} is {type(value).__name__}; expected an (x, y) pair of tensors or a DataLoader"
             )
-    _check_one_step(where, task, *first_rows["train"], device)
+    model, loss = ExitIsAnError(task.model, f"{where}: model()"), ExitIsAnError(task.loss, f"{where}: loss()")
+    _check_one_step(where, model, loss, *first_rows["train"], device)
     return Data(
         train=sources["train"],
         val=sources["val"],
         test=sources["test"],
         kind=None,
         score=task.score,
-        model_factory=task.model,
-        loss_fn=task.loss,
+        model_factory=model,
+        loss_fn=loss,
     )
+
+
+def _has_length(loader: DataLoader) -> bool:
+    try:
+        len(loader)
+    except TypeError:
+        return False
+    return True
 
 
 def _tensor_pair(value: object) -> bool:
     return isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value)
 
 
-def _check_one_step(where: str, task: Task, x: torch.Tensor, y: torch.Tensor, device: torch.device | str) -> None:
+def _check_one_step(
+    where: str,
+    model: ExitIsAnError,
+    loss_fn: ExitIsAnError,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device | str,
+) -> None:
     """Run the user's model and loss on a few training rows, so a shape mistake is one line now rather than
     a failed trial for every trial of the search."""
     try:
-        loss = task.loss(task.model().to(device)(x.to(device)), y.to(device))
+        loss = loss_fn(model().to(device)(x.to(device)), y.to(device))
+    except ConfigError:
+        raise
     except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ConfigError(f"{where}: loss(model(x), y) raised {type(error).__name__}: {first_line}") from None

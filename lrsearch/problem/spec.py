@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lrsearch.base.errors import ConfigError
+from lrsearch.base.paths import check_replaceable
 from lrsearch.problem.schedules import SCHEDULES
-from lrsearch.problem.tasks import BUILTIN_TASKS, check_task_name, is_user_task
+from lrsearch.problem.tasks import BUILTIN_TASKS, DEFAULT_TASK, check_task_name, is_user_task
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
 # Bounds past which a value is a typo, not a plan: it would hang building the run or exhaust memory in
@@ -41,7 +42,7 @@ class DataSpec(StrictModel):
     settings; a setting left out takes the task's default. Built-in data is split train/val/test
     (stratified for classes) and standardized with statistics of the train split."""
 
-    task: str = "classification"
+    task: str = DEFAULT_TASK
     n_samples: int | None = Field(None, ge=30, le=MAX_ROWS)  # total rows before the split
     n_features: int | None = Field(None, ge=2, le=MAX_WIDTH)
     n_informative: int | None = Field(None, ge=1)  # features that carry the signal
@@ -160,6 +161,7 @@ class RunSpec(StrictModel):
             if certificate is None
             else yaml.safe_dump({CERTIFICATE_KEY: certificate}, sort_keys=False, allow_unicode=True)
         )
+        check_replaceable(path, "export")  # the Python API's export comes here unchecked
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside, then moved over: a full disk mid-write must not leave half of a good file.
         partial = path.with_name(f".{path.name}.partial")
@@ -192,6 +194,10 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(Path(path).read_text())
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not a text file (UTF-8): byte {error.start} is {error.object[error.start]:#04x}"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

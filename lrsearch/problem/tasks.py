@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,6 +131,25 @@ def is_user_task(name: str) -> bool:
     return ":" in name
 
 
+DEFAULT_TASK = "classification"
+DEFAULT_STUDY = "default"
+
+
+def default_study_name(task: str) -> str:
+    """The study a search goes to when nothing names one: `default` for the default task, a built-in
+    task's own name (`digits`), and for `module:function` or `path/to/file.py:function` a plain name made
+    of the module's last part and the function (`my_task.build`), so each task starts its own study."""
+    if task == DEFAULT_TASK:
+        return DEFAULT_STUDY
+    if not is_user_task(task):
+        return task
+    module, _, function = task.rpartition(":")
+    if module.endswith(".py") or "/" in module:
+        module = Path(module).stem
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{module}.{function}").lstrip(".")
+    return name[:100] or DEFAULT_STUDY
+
+
 def check_task_name(name: str) -> None:
     if name not in BUILTIN_TASKS and not is_user_task(name):
         raise ValueError(
@@ -159,6 +179,21 @@ def require_named(task: str, named: str | None, source: str) -> None:
 
 
 @functools.cache  # once a process: the command checks the task, then its in-process worker trains on it
+class ExitIsAnError:
+    """A user's callable (task function, model factory, loss) whose `sys.exit()` is an error naming the
+    task, one line, not the end of lrsearch with the user's exit code and no word; what else it raises
+    is said in one line too."""
+
+    def __init__(self, function: Callable[..., Any], where: str) -> None:
+        self.function, self.where = function, where
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self.function(*args)
+        except SystemExit as error:
+            raise ConfigError(f"{self.where} called sys.exit({error.code!r})") from None
+
+
 def load_user_task(name: str) -> Task:
     """Import `module:function` (or `path/to/file.py:function`) and call it, once per process.
 
@@ -173,11 +208,15 @@ def load_user_task(name: str) -> Task:
         raise ConfigError(f"{where}: cannot import {module_name!r}: {error}") from None
     except Exception as error:  # noqa: BLE001 - the user's module raised while it was imported
         raise ConfigError(f"{where}: importing {module_name!r} raised {type(error).__name__}: {error}") from None
+    except SystemExit as error:  # the user's code must not end lrsearch silently, with its own exit code
+        raise ConfigError(f"{where}: importing {module_name!r} called sys.exit({error.code!r})") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ConfigError(f"{where}: {module_name!r} has no function {function_name!r}")
     try:
-        task = function()
+        task = ExitIsAnError(function, f"{where}: {function_name}()")()
+    except ConfigError:
+        raise
     except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
         raise ConfigError(f"{where}: {function_name}() raised {type(error).__name__}: {error}") from None
     if not isinstance(task, Task):

@@ -104,7 +104,7 @@ def _check_same_problem(name: str, stored: dict | None, wanted: dict) -> None:
         key, old, new = differing
         raise ConfigError(
             f"study {name!r} was made with {key}={old!r}, not {new!r}; "
-            "use another --study-name or the study's own settings"
+            "use another study name (--study-name, or study_name= in Python) or the study's own settings"
         )
 
 

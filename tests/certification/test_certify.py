@@ -419,7 +419,7 @@ def test_certify_names_a_stored_study_s_own_task_before_running_it(tmp_path):
     study = open_study(config)
     study.set_user_attr("lrsearch_config", study.user_attrs["lrsearch_config"] | {"data": {"task": f"{module}:build"}})
     result = runner.invoke(app, ["certify", "--storage", config.study.storage])
-    assert result.exit_code == 2 and f"--task {module}:build" in result.output
+    assert result.exit_code == 2 and f"name it on the command: --task {module}:build" in result.output
 
 
 def test_a_stored_certificate_s_text_is_escaped_in_the_report(certified, tmp_path):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lrsearch.engines.autostack import AUTO_STACK_CPU, choose_stack, problem_spec
+from lrsearch.engines.autostack import AUTO_STACK_CPU, StackChoice, choose_stack, problem_spec
 from lrsearch.engines.factory import engine_for
 from lrsearch.problem.config import SearchConfig
 from tests.conftest import TINY
@@ -66,3 +66,26 @@ def test_each_stack_gets_its_engine(tiny_data):
     assert isinstance(engine_for(tiny_data, CPU, 1)(problem), LoneEngine)  # a stack of one trains as it replays
     assert isinstance(engine_for(tiny_data, CPU, 4)(problem), StackedTrainer)
     assert isinstance(engine_for(own, CPU, 4)(problem), FuncStackedTrainer)
+
+
+def test_a_model_whose_factory_fails_once_measured_trains_one_at_a_time_and_says_why(tiny_data):
+    from lrsearch.engines.stacked_func import stackable
+
+    calls = []
+
+    def factory() -> nn.Module:
+        calls.append(1)
+        if len(calls) > allowed:
+            raise RuntimeError("out of models")
+        return nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 3))
+
+    allowed = 10**6
+    data = _own_model(tiny_data, factory)
+    assert stackable(data, problem_spec(_config()), CPU) is None
+    allowed = len(calls)  # the stacking check passes again; the measurement's lone trial then fails
+    calls.clear()
+    choice = choose_stack(_config(trials=40), CPU, data)
+    assert len(calls) > allowed  # it did fail there, and was not left as `max() arg is an empty sequence`
+    assert choice == StackChoice(
+        1, "task classification trains one trial at a time: one trial alone raised RuntimeError: out of models"
+    )

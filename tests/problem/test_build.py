@@ -103,3 +103,11 @@ def test_a_replayed_spec_is_not_held_to_the_search_ranges(tmp_path):
     path = tmp_path / "edited.yaml"
     path.write_text("epochs: 5\nschedule: {name: StepLR, params: {step_size: 3, gamma: 5.0}}\n")
     assert lrsearch.load_schedule(path).spec.schedule.params["gamma"] == 5.0
+
+
+def test_a_loaded_schedule_says_how_long_its_run_is(tmp_path):
+    path = tmp_path / "best.yaml"
+    RunSpec(epochs=7, schedule=ScheduleSpec(name="StepLR", params={"step_size": 2, "gamma": 0.5})).save(path)
+    assert lrsearch.load_schedule(path).epochs == 7  # what a loop of one's own runs for
+    stretched = lrsearch.load_schedule(path, epochs=14)
+    assert stretched.epochs == 14 and stretched.spec.schedule.params["step_size"] == 4

@@ -75,3 +75,29 @@ def test_fixed_accepts_every_searched_name():
     names = searchable_parameters(["StepLR", "WarmupDecay"])
     assert {"lr", "schedule", "StepLR.gamma", "WarmupDecay.decay"} <= set(names)
     SearchConfig.model_validate({"search": {"fixed": dict.fromkeys(names[:1], 1)}})
+
+
+@pytest.mark.parametrize(
+    ("task", "name"),
+    [
+        ("classification", "default"),
+        ("digits", "digits"),
+        ("breast_cancer", "breast_cancer"),
+        ("studies.my_task:build", "studies.my_task.build"),
+        ("studies/my_task.py:build", "my_task.build"),
+        ("../odd dir/.hidden.py:make it", "hidden.make-it"),
+    ],
+)
+def test_a_study_left_unnamed_is_named_after_its_task(task, name):
+    config = SearchConfig.model_validate({"data": {"task": task}})
+    assert config.study.name == name
+    assert config.study.export_path == Path("studies") / f"{name}-best.yaml"
+
+
+def test_a_named_study_keeps_its_name_whatever_the_task(tmp_path):
+    assert SearchConfig.model_validate({"data": {"task": "digits"}, "study": {"name": "x"}}).study.name == "x"
+    assert load_config(None, {"data.task": "digits", "study.name": "mine"}).study.name == "mine"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"data": {"task": "moons"}, "study": {"name": None}}))
+    assert load_config(path, {}).study.name == "moons"
+    assert load_config(path, {"data.task": "wine"}).study.name == "wine"

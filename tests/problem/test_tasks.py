@@ -96,6 +96,8 @@ def test_a_setting_the_task_does_not_take_is_named(tmp_path):
 
 
 USER_TASK = """
+import sys
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -129,6 +131,29 @@ def wrong_outputs():
 def uneven():
     task = build()
     return lrsearch.Task(model=task.model, train=(task.train[0], task.train[1][:5]), val=task.val, loss=task.loss)
+
+
+class Rows(torch.utils.data.IterableDataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return zip(self.x, self.y)
+
+
+def endless():
+    task = build()
+    train = torch.utils.data.DataLoader(Rows(*task.train), batch_size=16)
+    return lrsearch.Task(model=task.model, train=train, val=task.val, loss=task.loss)
+
+
+def exits():
+    sys.exit(3)
+
+
+def model_exits():
+    task = build()
+    return lrsearch.Task(model=lambda: sys.exit("no model"), train=task.train, val=task.val, loss=task.loss)
 """
 
 
@@ -147,10 +172,11 @@ def test_a_user_task_is_searched_exported_and_replayed(tmp_path):
     assert "2 trials at once each" in search.stdout
     assert "val accuracy" in search.stdout
 
-    study = optuna.load_study(study_name="default", storage=f"sqlite:///{tmp_path}/studies/lrsearch.db")
+    # No study named: it is named after the task.
+    study = optuna.load_study(study_name="my_models.build", storage=f"sqlite:///{tmp_path}/studies/lrsearch.db")
     assert len(study.trials) == 5 and study.trials[0].user_attrs["run_spec"]["data"]["task"] == "my_models:build"
     assert all(trial_pictures(study, trial) for trial in study.trials)  # the dashboard shows its trials too
-    exported = tmp_path / "studies" / "default-best.yaml"
+    exported = tmp_path / "studies" / "my_models.build-best.yaml"
     assert load_run_spec(exported).data.task == "my_models:build"
     replay = _run("train", "--config", exported, "--task", "my_models:build", cwd=tmp_path)
     assert replay.returncode == 0, replay.stderr
@@ -171,6 +197,14 @@ def test_a_user_task_is_searched_exported_and_replayed(tmp_path):
             "expected lrsearch.Task(model=..., train=..., val=..., loss=...)",
         ),
         ("my_models:uneven", "Error: --task my_models:uneven: Task.train: x has 160 rows and y 5; they must match"),
+        (
+            "my_models:endless",
+            "Error: --task my_models:endless: Task.train: its DataLoader's dataset has no length (an IterableDataset "
+            "without __len__); schedules are built for the steps of an epoch: give the dataset a __len__, or pass "
+            "(x, y) tensors",
+        ),
+        ("my_models:exits", "Error: --task my_models:exits: exits() called sys.exit(3)"),
+        ("my_models:model_exits", "Error: --task my_models:model_exits: model() called sys.exit('no model')"),
         (
             "my_models:wrong_outputs",
             "Error: --task my_models:wrong_outputs: loss(model(x), y) raised RuntimeError: "

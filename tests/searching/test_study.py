@@ -40,8 +40,10 @@ def test_rerun_with_the_same_name_adds_trials(tiny_config_file):
 
 def test_a_study_refuses_trials_of_another_problem(tiny_config_file):
     _search(load_config(tiny_config_file), 1)
-    with pytest.raises(ConfigError, match=r"study 'default' was made with train.epochs=4, not 3"):
+    with pytest.raises(ConfigError, match=r"study 'default' was made with train.epochs=4, not 3") as raised:
         open_study(load_config(tiny_config_file, {"train.epochs": 3}))
+    # Said to a command line and to Python alike: each finds its own way to name another study.
+    assert "use another study name (--study-name, or study_name= in Python)" in str(raised.value)
     other = load_config(tiny_config_file, {"train.epochs": 3, "study.name": "short"})
     assert len(_search(other, 1).trials) == 1
 
