@@ -34,7 +34,12 @@ def build_optimizer(spec: RunSpec, parameters: Iterable[torch.nn.Parameter]) -> 
 
 
 def build_scheduler(
-    spec: RunSpec, optimizer: Optimizer, steps_per_epoch: int, epochs: int | None = None
+    spec: RunSpec,
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    *,
+    stretch_to: int | None = None,
+    epochs: int | None = None,
 ) -> LRScheduler:
     """The spec's LR scheduler for `optimizer`, whose LR must be the spec's base LR.
 
@@ -42,19 +47,44 @@ def build_scheduler(
         spec: the run (e.g. `load_run_spec("best.yaml")`).
         optimizer: a fresh optimizer created with `lr=spec.lr` (`build_optimizer` does that).
         steps_per_epoch: optimizer steps in one epoch (`len(train_loader)`); per-batch schedules use it.
-        epochs: the length of the run; defaults to the spec's, the length the schedule was tuned for.
+        stretch_to: a run length to stretch the whole schedule to, keeping its shape (`RunSpec.stretched`:
+            a step size, a warmup, a cycle scale with the run); None: exactly the spec's run.
+        epochs: the old name of `stretch_to` (deprecated).
 
     Returns:
         The torch scheduler. Call its `step()` as `step_on(spec)` says.
     """
+    stretch_to = _renamed_epochs(epochs, stretch_to)
+    if stretch_to is not None:
+        spec = _stretched(spec, stretch_to)
     schedule = get_schedule(spec.schedule.name)
-    budget = Budget(epochs=epochs or spec.epochs, steps_per_epoch=steps_per_epoch)
+    budget = Budget(epochs=spec.epochs, steps_per_epoch=steps_per_epoch)
     try:
         return schedule.build(optimizer, dict(spec.schedule.params), budget)
     except KeyError as error:
         raise ConfigError(f"schedule.params: {schedule.name} needs the parameter {error.args[0]!r}") from None
     except (TypeError, ValueError) as error:
         raise ConfigError(f"schedule.params: not valid for {schedule.name}: {error}") from None
+
+
+def _renamed_epochs(epochs: int | None, stretch_to: int | None) -> int | None:
+    """`epochs=` said two things in two places (stretch the schedule, or only span the run); it is now
+    `stretch_to=` everywhere, with one meaning."""
+    if epochs is None:
+        return stretch_to
+    warnings.warn(
+        "epochs= is now stretch_to=: the whole schedule is stretched to that length (step sizes and warmups "
+        "included), wherever it is given",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return stretch_to if stretch_to is not None else epochs
+
+
+def _stretched(spec: RunSpec, epochs: int) -> RunSpec:
+    if not 1 <= epochs <= MAX_EPOCHS:
+        raise ConfigError(f"stretch_to: must lie in [1, {MAX_EPOCHS}], got {epochs}")
+    return spec.stretched(epochs)
 
 
 def step_on(spec: RunSpec) -> StepOn:
@@ -87,26 +117,34 @@ class LoadedSchedule:
 
     @property
     def epochs(self) -> int:
-        """The run's length: the searched one, or what `load_schedule(..., epochs=N)` stretched it to."""
+        """The run's length: the exported one (the search's, or the certificate's), or what
+        `load_schedule(..., stretch_to=N)` stretched it to."""
         return self.spec.epochs
 
     def build(
-        self, optimizer: Optimizer, steps_per_epoch: int, epochs: int | None = None, set_lr: bool = True
+        self,
+        optimizer: Optimizer,
+        steps_per_epoch: int,
+        *,
+        stretch_to: int | None = None,
+        set_lr: bool = True,
+        epochs: int | None = None,
     ) -> LRScheduler:
         """The torch scheduler for `optimizer`.
 
         Args:
             steps_per_epoch: optimizer steps an epoch (`len(train_loader)`).
-            epochs: your run's length (default: the searched one). Schedules that span the whole run
-                (OneCycleLR, the decays of WarmupDecay and WarmupStableDecay) stretch to it; epoch counts
-                among the parameters (StepLR's step_size, a warm-up's length) stay as searched.
+            stretch_to: your run's length, when it is not `self.epochs`: the whole schedule is stretched
+                to it keeping its shape, as `load_schedule(path, stretch_to=N)` stretches it (its base LR
+                stays the one chosen at `self.epochs`: `lrsearch certify --epochs N` chooses one at N).
             set_lr: set every parameter group's LR to the searched base LR first (the schedule's numbers
                 were tuned with it); False keeps the optimizer's own.
+            epochs: the old name of `stretch_to` (deprecated).
         """
         if set_lr:
             for group in optimizer.param_groups:
                 group["lr"] = self.lr
-        return build_scheduler(self.spec, optimizer, steps_per_epoch, epochs)
+        return build_scheduler(self.spec, optimizer, steps_per_epoch, stretch_to=_renamed_epochs(epochs, stretch_to))
 
     def shadow(self, steps_per_epoch: int) -> tuple[Optimizer, LRScheduler]:
         """The spec's optimizer on one dummy parameter and the schedule's scheduler driving it, for when
@@ -201,19 +239,27 @@ def _check_lr(lr: float, epoch: int) -> None:
         raise ConfigError(f"the LR becomes {lr} in epoch {epoch}")
 
 
-def load_schedule(path: str | Path, epochs: int | None = None) -> LoadedSchedule:
+def load_schedule(path: str | Path, stretch_to: int | None = None, *, epochs: int | None = None) -> LoadedSchedule:
     """The schedule of an exported run (`lrsearch export`), to build for your own optimizer and loop.
 
     Args:
-        epochs: the length you train for, when it is not the run's: the schedule is stretched to it
-            (`RunSpec.stretched`), keeping its shape.
+        stretch_to: the length you train for, when it is not the run's: the whole schedule is stretched
+            to it (`RunSpec.stretched`), keeping its shape. Its base LR stays the one chosen at the run's
+            length, and a warning says so: `lrsearch certify --epochs N` chooses one at N, and its export
+            is already at N.
+        epochs: the old name of `stretch_to` (deprecated).
     """
     spec = load_run_spec(path)
-    if epochs is not None:
-        if not 1 <= epochs <= MAX_EPOCHS:
-            raise ConfigError(f"epochs: must lie in [1, {MAX_EPOCHS}], got {epochs}")
-        spec = spec.stretched(epochs)
+    stretch_to = _renamed_epochs(epochs, stretch_to)
+    if stretch_to is not None and stretch_to != spec.epochs:
+        spec = _stretched(spec, stretch_to)
         check_schedule(spec)
+        warnings.warn(
+            f"{path}: stretched to {stretch_to} epochs at the base LR chosen at {load_run_spec(path).epochs}; "
+            f"`lrsearch certify --epochs {stretch_to}` chooses every candidate's LR at {stretch_to}",
+            UserWarning,
+            stacklevel=2,
+        )
     return LoadedSchedule(spec)
 
 

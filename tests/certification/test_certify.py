@@ -309,13 +309,14 @@ def test_certify_at_a_longer_length_stretches_every_schedule(certified, tmp_path
     # Stretched, at the LR its sweep chose at 8 epochs.
     assert searched.run == best.stretched(8).model_copy(update={"lr": stretched.searched_lrs[0].chosen})
     assert all(c.run.epochs == 8 for c in stretched.candidates)
-    # The exported run is at the certified length, and `load_schedule(..., epochs=)` stretches the same way.
+    # The exported run is at the certified length, and `load_schedule(..., stretch_to=)` stretches the same way.
     path = tmp_path / "best.yaml"
     exported = export_best(study, path)
     assert exported.epochs == 8
     short = tmp_path / "short.yaml"
     best.save(short)
-    assert lrsearch.load_schedule(short, epochs=8).spec == best.stretched(8)
+    with pytest.warns(UserWarning, match="chosen at 4"):
+        assert lrsearch.load_schedule(short, stretch_to=8).spec == best.stretched(8)
     study.set_user_attr(CERTIFICATE_ATTR, _.model_dump(mode="json"))  # leave the module's certificate in place
 
 

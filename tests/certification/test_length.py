@@ -9,10 +9,10 @@ import copy
 import pytest
 import torch
 import yaml
+from conftest import TINY
 from typer.testing import CliRunner
 
 import lrsearch
-from conftest import TINY
 from lrsearch.certification.certify import certify, overfit_line
 from lrsearch.certification.controls import CLASSIC
 from lrsearch.cli import app

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from optuna.trial import FixedTrial
@@ -109,5 +111,40 @@ def test_a_loaded_schedule_says_how_long_its_run_is(tmp_path):
     path = tmp_path / "best.yaml"
     RunSpec(epochs=7, schedule=ScheduleSpec(name="StepLR", params={"step_size": 2, "gamma": 0.5})).save(path)
     assert lrsearch.load_schedule(path).epochs == 7  # what a loop of one's own runs for
-    stretched = lrsearch.load_schedule(path, epochs=14)
+    with pytest.warns(UserWarning, match="at the base LR chosen at 7; `lrsearch certify --epochs 14`"):
+        stretched = lrsearch.load_schedule(path, stretch_to=14)
     assert stretched.epochs == 14 and stretched.spec.schedule.params["step_size"] == 4
+
+
+def _lrs(scheduler, optimizer, epochs: int) -> list[float]:
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_stretch_to_means_one_thing_wherever_it_is_given(tmp_path):
+    """load_schedule(stretch_to=N), LoadedSchedule.build(stretch_to=N) and build_scheduler(stretch_to=N)
+    build the same stretched schedule; the old `epochs=` still works, says it was renamed, and stretches."""
+    path = tmp_path / "best.yaml"
+    spec = RunSpec(epochs=6, lr=0.1, schedule=ScheduleSpec(name="StepLR", params={"step_size": 2, "gamma": 0.5}))
+    spec.save(path)
+    runs = []
+    for build in (
+        lambda opt: lrsearch.load_schedule(path, stretch_to=12).build(opt, 1),
+        lambda opt: lrsearch.load_schedule(path).build(opt, 1, stretch_to=12),
+        lambda opt: lrsearch.build_scheduler(spec, opt, 1, stretch_to=12),
+        lambda opt: lrsearch.build_scheduler(spec, opt, 1, epochs=12),
+    ):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runs.append((_lrs(build(optimizer), optimizer, 12), [type(w.message) for w in caught]))
+    assert all(lrs == pytest.approx([0.1] * 4 + [0.05] * 4 + [0.025] * 4) for lrs, _ in runs)  # step 2 -> 4
+    assert DeprecationWarning in runs[3][1] and DeprecationWarning not in runs[2][1]
+    exact = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert _lrs(lrsearch.build_scheduler(spec, exact, 1), exact, 6) == pytest.approx(
+        [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+    )
