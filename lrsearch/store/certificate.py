@@ -3,7 +3,9 @@ and what that says about the answer, in numbers and in one plain sentence.
 
 It is stored in the study (`CERTIFICATE_ATTR`), so any machine's `lrsearch certify`, `report`, `export`
 and the dashboard read it back. Whoever can write to the storage can write it: readers go through
-`stored_certificate`, and what does not fit is unreadable, not a crash.
+`stored_certificate`, and what does not fit is unreadable, not a crash. Lists are bounded well above
+what `lrsearch certify` writes (at most 20 searched candidates, 10 seeds, 9 LRs per control), so no view
+draws a million rows; strings are not, and views clip them (`base.text.clipped`).
 
 The rule that fills it is `certification.verdict.judge`.
 """
@@ -20,6 +22,7 @@ from lrsearch.problem.spec import RunSpec
 
 CERTIFICATE_ATTR = "lrsearch_certificate"
 
+MAX_ROWS = 100  # candidates, controls, seeds, LRs tried: a stored list longer than this is unreadable
 Verdict = Literal["beats", "within noise", "control beats", "no searched candidate"]
 
 
@@ -32,9 +35,9 @@ class Candidate(BaseModel):
     kind: Literal["searched", "control"]
     trial: int | None = None  # the study's trial it came from (searched candidates)
     spec: dict[str, Any]  # its RunSpec as JSON (the study's seed; trained at the certificate's seeds)
-    val_loss: list[float] | None = Field(None, min_length=1)
-    test_loss: list[float] | None = Field(None, min_length=1)
-    test_score: list[float] | None = Field(None, min_length=1)
+    val_loss: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)
+    test_loss: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)
+    test_score: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)
     diverged: str | None = None  # why a seed's run did not finish; the figures are None then
 
     @field_validator("spec")
@@ -71,24 +74,24 @@ class TunedControl(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    lrs: list[float]
-    val_losses: list[float | None]
+    lrs: list[float] = Field(max_length=MAX_ROWS)
+    val_losses: list[float | None] = Field(max_length=MAX_ROWS)
     chosen: float | None  # None: it diverged at every LR
 
 
 class Certificate(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    seeds: list[int]  # the fresh seeds every candidate trained at
+    seeds: list[int] = Field(max_length=MAX_ROWS)  # the fresh seeds every candidate trained at
     epochs: int  # the length certified at (the search's, or `certify --epochs`)
     search_epochs: int
     device: str
     when: str  # e.g. "2026-01-31 12:00 UTC"
     seconds: float  # what certification took
     score: str | None = None  # what test_score is: "accuracy", "r2" or None
-    controls: list[TunedControl]
+    controls: list[TunedControl] = Field(max_length=MAX_ROWS)
     answer_trial: int  # the study's best trial when certified: a later, better trial makes this stale
-    candidates: list[Candidate]
+    candidates: list[Candidate] = Field(max_length=MAX_ROWS)
     winner: str | None  # label of the best searched candidate (on mean val loss)
     best_control: str | None
     recommended: str | None

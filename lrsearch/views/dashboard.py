@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.base.errors import ConfigError
 from lrsearch.base.stats import mean_interval
+from lrsearch.base.text import LINE, clipped
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import Certificate, stored_certificate
 from lrsearch.store.dashboard_formats import (
@@ -134,7 +135,7 @@ def certificate_figure(certificate: Certificate) -> Figure:
     for candidate in [c for c in certificate.ranked if c.shown_losses is not None]:
         losses = candidate.shown_losses
         test = mean_interval(losses)
-        label = candidate.label + (" (recommended)" if candidate.label == certificate.recommended else "")
+        label = clipped(candidate.label) + (" (recommended)" if candidate.label == certificate.recommended else "")
         colour = "#1f77b4" if candidate.kind == "searched" else "#7f7f7f"
         shared = {"mode": "markers", "showlegend": False, "name": label}
         dots = _scatter(_rounded(losses), [label] * len(losses), marker={"color": colour, "opacity": 0.5}, **shared)
@@ -174,9 +175,9 @@ def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
         chosen = certificate.recommended_candidate
         if chosen is not None:
             return (
-                f"## Recommended: {chosen.label}\n\n{certificate.sentence}.\n\n"
+                f"## Recommended: {clipped(chosen.label)}\n\n{clipped(certificate.sentence, LINE)}.\n\n"
                 f"Certified at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
-                f"({certificate.when}); the figure `certificate` shows every schedule's test loss. "
+                f"({clipped(certificate.when)}); the figure `certificate` shows every schedule's test loss. "
                 f"`lrsearch export --study-name {study.study_name} -o best.yaml` writes this RunSpec; "
                 "`lrsearch train --config best.yaml` replays it.\n\n"
                 f"```yaml\n{chosen.run.to_yaml()}```\n"

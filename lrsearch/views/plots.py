@@ -15,6 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from lrsearch.base.stats import mean_interval  # noqa: E402
+from lrsearch.base.text import clipped  # noqa: E402
 from lrsearch.store.certificate import Certificate  # noqa: E402
 from lrsearch.views.curves import TrialCurves  # noqa: E402
 
@@ -55,7 +56,7 @@ def replay_comparison(results: Mapping[str, float]) -> Figure:
     """The replayed winner beside the baselines, on the test split."""
     figure = Figure(figsize=(7, 0.6 * len(results) + 1.2))
     axes = figure.subplots()
-    labels = [label.replace("$", r"\$") for label in results]  # stored text, not mathtext to parse
+    labels = [clipped(label).replace("$", r"\$") for label in results]  # stored text, not mathtext to parse
     axes.barh(labels, list(results.values()))
     axes.set(xlabel="test loss (lower is better)", title="the best schedule against the baselines")
     axes.invert_yaxis()
@@ -76,8 +77,9 @@ def certificate_figure(certificate: Certificate) -> Figure:
         axes.scatter(losses, [y] * len(losses), s=14, color=colour, alpha=0.5)
         error = None if test.half_width is None else [[test.mean - test.low], [test.high - test.mean]]
         axes.errorbar([test.mean], [y], xerr=error, fmt="D", color=colour, capsize=4)
+    recommended = " (recommended)"
     labels = [
-        c.label.replace("$", r"\$") + (" (recommended)" if c.label == certificate.recommended else "") for c in rows
+        clipped(c.label).replace("$", r"\$") + (recommended if c.label == certificate.recommended else "") for c in rows
     ]
     axes.set_yticks(range(len(rows)), labels)
     axes.invert_yaxis()

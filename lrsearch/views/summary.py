@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lrsearch.base.errors import ConfigError
+from lrsearch.base.text import LINE, clipped
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import Certificate, stored_certificate
 from lrsearch.store.records import SCORE_LABELS, TrialRecord, stores_run
@@ -114,8 +115,8 @@ def certificate_lines(certificate: Certificate) -> list[str]:
     return [
         f"certified: {len(certificate.candidates)} schedules at {len(certificate.seeds)} fresh seeds, "
         f"{certificate.epochs} epochs, in {certificate.seconds:.1f} s",
-        certificate.sentence,
-        f"recommended: {certificate.recommended or 'nothing (every candidate diverged)'}",
+        clipped(certificate.sentence, LINE),
+        f"recommended: {clipped(certificate.recommended or 'nothing (every candidate diverged)')}",
     ]
 
 
@@ -131,12 +132,12 @@ def certificate_table(certificate: Certificate) -> Table:
     for candidate in certificate.ranked:
         mark = " (recommended)" if candidate.label == certificate.recommended else ""
         if candidate.val is None:
-            figures = [Text(candidate.diverged or "-"), "-", *(["-"] if score else [])]
+            figures = [Text(clipped(candidate.diverged or "-", LINE)), "-", *(["-"] if score else [])]
         else:
             figures = [candidate.val.text(), "-" if candidate.test is None else candidate.test.text()]
             if score:
                 figures.append("-" if candidate.score is None else candidate.score.text())
-        table.add_row(Text(candidate.label + mark), candidate.kind, *figures)
+        table.add_row(Text(clipped(candidate.label) + mark), candidate.kind, *figures)
     return table
 
 

@@ -250,7 +250,13 @@ def test_a_study_s_backend_is_the_storage_it_was_opened_with(tmp_path, kind):
 
 @pytest.mark.parametrize(
     ("version", "env", "on"),
-    [("5.1.0", None, True), ("5.1.7", None, True), ("5.2.0", None, False), ("6.0.0", None, False), ("5.1.0", "0", False)],
+    [
+        ("5.1.0", None, True),
+        ("5.1.7", None, True),
+        ("5.2.0", None, False),
+        ("6.0.0", None, False),
+        ("5.1.0", "0", False),
+    ],
 )
 def test_the_fast_path_runs_only_on_the_optuna_releases_the_suite_ran_it_on(monkeypatch, version, env, on):
     from lrsearch.store.optuna_private import FAST_PATH_ENV, fast_path_on
