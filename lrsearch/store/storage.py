@@ -39,8 +39,11 @@ IN_MEMORY = "sqlite:///:memory:"  # a study that lives as long as its process (t
 SQLITE_BUSY_TIMEOUT_S = 120  # how long a write waits for another process's write before failing
 _log = logging.getLogger("lrsearch")
 MASK = "***"  # what a password is shown as (SQLAlchemy's own mask)
-# `scheme://user:PASSWORD@`, for text SQLAlchemy can't parse: the password runs to the last `@` of the word.
-_CREDENTIALS = re.compile(r"(?P<user>[A-Za-z][\w+.-]*://[^\s:/@]*):\S*@")
+# `scheme://user:PASSWORD@`, for text SQLAlchemy can't parse or splits wrongly: the password runs from the
+# user's `:` to the last `@` of the word (the host's), whatever it holds (`:`, `/`, an unencoded `@`).
+_CREDENTIALS = re.compile(r"(?P<user>[A-Za-z][\w+.-]*://[^\s:/]*):\S*@")
+ENCODE_HINT = "a password holding `@` is written percent-encoded in the URL: urllib.parse.quote(password, safe='')"
+ENCODE_HINT += " writes `@` as %40"
 
 
 def shown_url(url: str) -> str:
@@ -68,7 +71,26 @@ def scrubbed(text: str, url: str) -> str:
     whether it quotes the URL or the password alone."""
     for secret in _passwords(url):
         text = text.replace(secret, MASK)
+    for piece in _misread_as_host(url):
+        text = text.replace(f"{piece}@", f"{MASK}@")
     return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", text)
+
+
+def unencoded_hint(url: str) -> str:
+    """`ENCODE_HINT` in brackets when `url`'s password holds an unencoded `@`; else nothing."""
+    return f" ({ENCODE_HINT})" if _misread_as_host(url) else ""
+
+
+def _misread_as_host(url: str) -> list[str]:
+    """What a driver takes for the start of the host (or port) when the password holds an unencoded `@`:
+    SQLAlchemy ends the password `sec@ret` at its first `@`, and the driver cannot resolve `ret@127.0.0.1`."""
+    pieces = set()
+    for match in _CREDENTIALS.finditer(url):
+        password = match.group(0)[len(match.group("user")) + 1 : -1]
+        if "@" in password:
+            after = password.index("@")
+            pieces |= {password[cut + 1 :] for cut in range(after, len(password)) if password[cut] in "@:"}
+    return sorted(pieces - {""}, key=len, reverse=True)
 
 
 def _passwords(url: str) -> list[str]:
@@ -133,7 +155,9 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
         storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_settings)
     except Exception as error:  # SQLAlchemy, driver and Optuna errors alike mean "can't use this URL"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"--storage: cannot open {shown_url(url)!r}: {scrubbed(first_line, url)}") from None
+        raise ConfigError(
+            f"--storage: cannot open {shown_url(url)!r}: {scrubbed(first_line, url)}{unencoded_hint(url)}"
+        ) from None
     if url.startswith("sqlite"):
         _serialize_sqlite_writes(storage)
     return storage
@@ -344,7 +368,7 @@ def exclusive_search(url: str, study_name: str) -> Iterator[None]:
             taken = lock.try_acquire()
         except Exception as error:  # noqa: BLE001 - the server went away since the storage was opened
             raise ConfigError(
-                f"--storage: cannot open {shown_url(url)!r}: {scrubbed(fault_line(error), url)}"
+                f"--storage: cannot open {shown_url(url)!r}: {scrubbed(fault_line(error), url)}{unencoded_hint(url)}"
             ) from None
         if not taken:
             raise busy
