@@ -312,18 +312,19 @@ class AdmissionLock(Protocol):
     def __exit__(self, *exc: object) -> Any: ...
 
 
-def admission_lock(url: str, study_name: str, role: str = "") -> AdmissionLock:
+def admission_lock(url: str, study_name: str, role: str = "", holder: str = "") -> AdmissionLock:
     """A lock shared by every worker of the study: an advisory lock in PostgreSQL (any machine), a
     file lock beside a storage file (one machine), or a thread lock for an in-memory study.
 
     Args:
         role: what else of the study it guards ("search", "figures"); no study name gives the same lock.
+        holder: the holding command's role, which a PostgreSQL lock's connection carries as its name.
     """
     import filelock
 
     name = f"{study_name}\0{role}" if role else study_name  # NUL: no study "a.search" meets study a's role
     if url.startswith("postgresql"):
-        return _PostgresAdvisoryLock(url, f"lrsearch:{name}")
+        return _PostgresAdvisoryLock(url, f"lrsearch:{name}", holder)
     file = _storage_file(url)
     if file is not None:
         # Beside the study file; a name that is not a plain file name (`../x`) must not lead elsewhere.
@@ -334,69 +335,125 @@ def admission_lock(url: str, study_name: str, role: str = "") -> AdmissionLock:
     return filelock.FileLock(Path(tempfile.gettempdir()) / f"lrsearch-{digest}.lock")  # this machine only
 
 
-_SEARCHES_IN_MEMORY: set[str] = set()  # studies of sqlite:///:memory: that a search of this process runs
+_SEARCHES_IN_MEMORY: dict[str, str] = {}  # studies of sqlite:///:memory: that a command of this process holds: its role
 
 
 @contextmanager
-def exclusive_search(url: str, study_name: str) -> Iterator[None]:
+def exclusive_search(url: str, study_name: str, holder: str = "optimize") -> Iterator[None]:
     """Held by the command that sets a study's trial budget and runs it (`lrsearch optimize`,
-    `lrsearch.search`) for as long as it runs.
+    `lrsearch.search`), or certifies its best trial (`lrsearch certify`), for as long as it runs.
 
     A second such command on the same study would set the budget under the first one's feet (the first
-    would stop early and say it finished); it is refused instead, and `lrsearch worker` is the way to
-    add workers to a running search. Like the admission lock, it is released if the process dies.
+    would stop early and say it finished), or change the best trial being certified; it is refused
+    instead, and `lrsearch worker` is the way to add workers to a running search. Like the admission
+    lock, it is released if the process dies. The holder's role is recorded beside it (a file beside a
+    file lock, the lock connection's application name on PostgreSQL), so a refusal names it.
+
+    Args:
+        holder: the holding command's role: "optimize" (`lrsearch.search` too) or "certify".
 
     Raises:
-        ConfigError: another command is running a search on the study.
+        ConfigError: another command holds the study.
     """
-    busy = ConfigError(
-        f"--study-name: study {study_name!r} is busy: another `lrsearch optimize` is running it; wait for it "
-        f"to end, or add workers to it with `lrsearch worker --study-name {study_name}`"
-    )
     if url == IN_MEMORY:
         if study_name in _SEARCHES_IN_MEMORY:
-            raise busy
-        _SEARCHES_IN_MEMORY.add(study_name)
+            raise _busy(study_name, _SEARCHES_IN_MEMORY[study_name])
+        _SEARCHES_IN_MEMORY[study_name] = holder
         try:
             yield
         finally:
-            _SEARCHES_IN_MEMORY.discard(study_name)
+            _SEARCHES_IN_MEMORY.pop(study_name, None)
         return
-    lock: Any = admission_lock(url, study_name, role="search")
+    lock: Any = admission_lock(url, study_name, role="search", holder=holder)
     if isinstance(lock, _PostgresAdvisoryLock):
         try:
             taken = lock.try_acquire()
+            if not taken:
+                raise _busy(study_name, lock.holder())
+        except ConfigError:
+            raise
         except Exception as error:  # noqa: BLE001 - the server went away since the storage was opened
             raise ConfigError(
                 f"--storage: cannot open {shown_url(url)!r}: {scrubbed(fault_line(error), url)}{unencoded_hint(url)}"
             ) from None
-        if not taken:
-            raise busy
+        role_file = None
     else:
         import filelock
 
         folder = Path(lock.lock_file).parent
         if not os.access(folder, os.W_OK):  # filelock would wait for a lock it can never make, and say busy
             raise ConfigError(f"--storage: cannot write in {folder} (read-only?): a search writes its study there")
+        role_file = Path(f"{lock.lock_file}.holder")  # not the lock file: filelock empties it on every try
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            raise busy from None
+            raise _busy(study_name, _read_role(role_file)) from None
+        role_file.write_text(holder, encoding="utf-8")
     try:
         yield
     finally:
+        if role_file is not None:
+            role_file.unlink(missing_ok=True)
         lock.release()
+
+
+def _read_role(path: Path) -> str | None:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as file:
+            return file.read(20)  # a role is a word: whatever else a file there holds is not read
+    except OSError:  # its holder is starting or ending: no role to name
+        return None
+
+
+def _busy(study_name: str, holder: str | None) -> ConfigError:
+    """The refusal, naming the command that holds the study when its role is known."""
+    if holder == "optimize":
+        return ConfigError(
+            f"--study-name: study {study_name!r} is busy: another `lrsearch optimize` is running it; wait for it "
+            f"to end, or add workers to it with `lrsearch worker --study-name {study_name}`"
+        )
+    if holder == "certify":
+        return ConfigError(
+            f"--study-name: study {study_name!r} is busy: `lrsearch certify` is running on it; wait for it to end"
+        )
+    return ConfigError(
+        f"--study-name: study {study_name!r} is busy: another lrsearch command (optimize or certify) is using it; "
+        "wait for it to end"
+    )
+
+
+_APPLICATION = "lrsearch "  # a lock connection's name: this, then its holder's role
 
 
 class _PostgresAdvisoryLock:
     """`pg_advisory_lock` on its own connection: the server releases it if the worker dies."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, holder: str = "") -> None:
         import sqlalchemy
 
-        self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        # The holder's role as the connection's name: whoever finds the lock taken reads it from pg_stat_activity.
+        named = {"connect_args": {"application_name": f"{_APPLICATION}{holder}"}} if holder else {}
+        self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **named)
         self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         self._connection: Any = None
+
+    def holder(self) -> str | None:
+        """The role of the session holding the lock, as its connection is named; None when unknown."""
+        import sqlalchemy
+
+        # A bigint advisory key is kept as two 32-bit halves: classid the high one, objid the low one.
+        high, low = (self._key >> 32) & 0xFFFFFFFF, self._key & 0xFFFFFFFF
+        query = sqlalchemy.text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid) LIMIT 1"
+        )
+        try:
+            with self._engine.connect() as connection:
+                name = connection.execute(query, {"high": high, "low": low}).scalar()
+        except Exception:  # noqa: BLE001 - the refusal stands; only who holds it is unknown
+            return None
+        return name[len(_APPLICATION) :] if isinstance(name, str) and name.startswith(_APPLICATION) else None
 
     def acquire(self) -> None:
         import sqlalchemy

@@ -18,6 +18,7 @@ from lrsearch.base.errors import ConfigError
 from lrsearch.cli import app
 from lrsearch.store.storage import (
     admission_lock,
+    exclusive_search,
     has_heartbeat,
     open_storage,
     scrubbed,
@@ -168,6 +169,36 @@ def test_a_percent_encoded_password_with_an_at_opens_a_real_server(postgres_url)
     assert "Sq7" not in str(raised.value) and "Rt9" not in str(raised.value)
     encoded = postgres_url.replace("postgresql://lrsearch@", f"postgresql://lrsearch:{quote('Sq7@Rt9', safe='')}@")
     assert isinstance(open_storage(encoded), RDBStorage)  # the test server trusts every password
+
+
+HELD_BY = {
+    "optimize": "is busy: another `lrsearch optimize` is running it; wait for it to end, or add workers",
+    "certify": "is busy: `lrsearch certify` is running on it; wait for it to end",
+}
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal", "memory", "postgres"])
+def test_a_study_s_holder_is_named_when_another_command_is_refused(storage, tmp_path, request):
+    url = {
+        "sqlite": f"sqlite:///{tmp_path}/s.db",
+        "journal": f"{tmp_path}/s.log",
+        "memory": "sqlite:///:memory:",
+    }.get(storage) or request.getfixturevalue("postgres_url")
+    for holder, said in HELD_BY.items():
+        with exclusive_search(url, "s", holder=holder):
+            for other in HELD_BY:
+                with pytest.raises(ConfigError, match=re.escape(f"study 's' {said}")):
+                    with exclusive_search(url, "s", holder=other):
+                        pass
+        with exclusive_search(url, "s", holder="certify"):  # it went with its holder
+            pass
+    if storage in {"sqlite", "journal"}:
+        assert not list(tmp_path.glob("*.holder"))  # nothing left beside the study
+        with exclusive_search(url, "s", holder="certify"):
+            next(tmp_path.glob("*.holder")).unlink()  # a holder starting or ending: its role not yet written
+            with pytest.raises(ConfigError, match=r"another lrsearch command \(optimize or certify\) is using it"):
+                with exclusive_search(url, "s"):
+                    pass
 
 
 def _lrsearch(*args: object, cwd: Path) -> subprocess.CompletedProcess:
