@@ -54,7 +54,6 @@ class TrialPictures:
     only be added to a trial that is still running."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         self.store = FileSystemArtifactStore(str(folder))
 
     def __call__(

@@ -181,3 +181,27 @@ def test_report_of_an_empty_study_says_so(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "no trials" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("stack", ["1", "3"])
+def test_an_artifact_folder_that_cannot_be_written_is_one_warning_and_the_search_goes_on(
+    tiny_config_file, tmp_path, stack
+):
+    (tmp_path / "a-file").write_text("not a folder")
+    folder = tmp_path / "a-file" / "artifacts"  # its parent a regular file: unwritable even as root
+    config = yaml.safe_load(tiny_config_file.read_text())
+    config["study"]["artifacts"] = str(folder)
+    tiny_config_file.write_text(yaml.safe_dump(config))
+    lrsearch = Path(sys.executable).parent / "lrsearch"
+    run = subprocess.run(
+        [lrsearch, "optimize", "--config", tiny_config_file, "--trials", "4", "--stack", stack],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "storage" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+    warned = [line for line in run.stderr.splitlines() if "artifact folder" in line]
+    assert warned == [f"no trial pictures: cannot write in the artifact folder {folder} (Not a directory)"]
+    study = optuna.load_study(study_name="default", storage=config["study"]["storage"])
+    assert len(study.trials) == 4 and all(t.state != TrialState.FAIL for t in study.trials)
+    assert all(not trial_pictures(study, t) for t in study.trials)
+    assert get_plotly_graph_objects(_system_attrs(study))  # the study's own figures live in the study
