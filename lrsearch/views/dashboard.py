@@ -12,6 +12,7 @@ import logging
 import math
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -283,13 +284,17 @@ def serving(storage: Any, artifacts: Path | None, host: str, port: int) -> Itera
     except OSError as error:
         raise ConfigError(f"--port: cannot listen on {host}:{port}: {error.strerror}") from None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with warnings.catch_warnings():  # the filters are the process's: the server's threads see them too
+        # Optuna warns on every importance request of a study whose schedules have parameters of their
+        # own ("Some regimes for parameter ... have less than 2 trials"): a page's poll would fill stderr.
+        warnings.filterwarnings("ignore", message="Some regimes for parameter", category=UserWarning)
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
 
 
 def _rounded(values: list[float]) -> list[float | None]:

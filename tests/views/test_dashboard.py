@@ -205,3 +205,41 @@ def test_an_artifact_folder_that_cannot_be_written_is_one_warning_and_the_search
     assert len(study.trials) == 4 and all(t.state != TrialState.FAIL for t in study.trials)
     assert all(not trial_pictures(study, t) for t in study.trials)
     assert get_plotly_graph_objects(_system_attrs(study))  # the study's own figures live in the study
+
+
+def test_the_dashboard_computes_importances_without_optuna_s_regime_warnings(tmp_path):
+    """Schedules have parameters of their own: a regime of few trials, which Optuna warns about at
+    every importance request the dashboard's page polls."""
+    import signal
+    import urllib.request
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="default", storage=storage)
+    kinds = CategoricalDistribution(["StepLR", "CosineAnnealingLR"])
+    for number, kind in enumerate(["StepLR", "StepLR", "StepLR", "CosineAnnealingLR"]):
+        own = {"StepLR.gamma": (0.1 + number / 10)} if kind == "StepLR" else {"CosineAnnealingLR.eta": 0.01}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"schedule": kind, "lr": 0.01 * (number + 1), **own},
+                distributions={"schedule": kinds, "lr": FloatDistribution(1e-3, 1.0)}
+                | {name: FloatDistribution(0.0, 1.0) for name in own},
+                value=1.0 - number / 10,
+            )
+        )
+    lrsearch = Path(sys.executable).parent / "lrsearch"
+    server = subprocess.Popen(
+        [lrsearch, "dashboard", "--storage", storage, "--port", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        base = re.search(r"(http://127\.0\.0\.1:\d+)/dashboard/", server.stdout.readline()).group(1)
+        for _ in range(2):  # the page polls
+            with urllib.request.urlopen(f"{base}/api/studies/{study._study_id}/param_importances", timeout=60) as got:
+                answer = json.loads(got.read())
+        assert {row["name"] for row in answer["param_importances"][0]} >= {"schedule", "lr"}
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    assert "Some regimes" not in stderr and "Warning" not in stderr, stderr
