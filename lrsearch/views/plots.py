@@ -37,6 +37,7 @@ def top_val_losses(top: Sequence[TrialCurves]) -> Figure:
     for curves in top:
         axes.plot(curves.epochs, curves.val_loss, marker=".", label=curves.label)
     axes.set(xlabel="epoch", ylabel="val loss", title=f"val loss of the {len(top)} best trials")
+    _whole_epochs(axes)
     axes.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -97,6 +98,11 @@ def _few_ticks(axes: Axes) -> None:
         axis.set_minor_locator(NullLocator())
 
 
+def _whole_epochs(axes: Axes) -> None:
+    """An epoch axis ticked at whole epochs (matplotlib would tick a 4-epoch run at 0.5, 1.0, 1.5, ...)."""
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def to_bytes(figure: Figure, fmt: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=110)
@@ -110,6 +116,7 @@ def _draw_lr(axes: Axes, trials: Sequence[TrialCurves], legend: bool) -> None:
         axes.step(xs, ys, where="post", label=curves.label)
         every_lr += ys
     axes.set(xlabel="epoch", ylabel="learning rate")
+    _whole_epochs(axes)
     if _spans_decades(every_lr):
         axes.set_yscale("log")
     if legend:
