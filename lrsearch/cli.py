@@ -600,9 +600,8 @@ def train_command(
             )
         except Diverged as diverged:
             results[label] = f"diverged: {diverged}"
-        except Exception as error:  # a user's model or data raising: that run failed, the others still train
-            if is_fault(error):
-                raise
+        except Exception as error:  # a user's model or data raising (a missing file of theirs too: training
+            # writes nothing to the storage): that run failed, the others still train
             results[label] = f"failed: {type(error).__name__}: {error}"
             failure = failure or (f"{type(error).__name__}: {error}" if run is spec else None)
         if run is spec and isinstance(results[label], History):

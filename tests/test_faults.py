@@ -284,6 +284,49 @@ def test_a_user_model_raising_an_index_error_fails_its_trials_and_the_run_says_w
     assert all(len(t.intermediate_values) == 2 for t in trials)  # two epochs reported before it raised
 
 
+# From its second epoch on, the model reads a file of the user's that is not there.
+MISSING_FILE_TASK = (
+    _TASK
+    + """
+
+class Reading(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 2))
+        self.evaluations = 0
+
+    def forward(self, x):
+        self.evaluations += not self.training
+        if self.training and self.evaluations >= 1:
+            open("their_data.csv").close()
+        return self.net(x)
+
+
+MODEL = Reading
+"""
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", [1, 3], ids=["lone", "stacked"])
+def test_a_user_s_missing_file_fails_their_trials_not_the_storage(tmp_path, stack):
+    (tmp_path / "reading.py").write_text(MISSING_FILE_TASK)
+    url = f"sqlite:///{tmp_path}/s.db"
+    config = _user_task_config(tmp_path, storage=url)
+    run = _lrsearch(
+        "optimize", "--config", config, "--task", "reading.py:build", "--trials", 3, "--stack", stack, cwd=tmp_path
+    )
+    reason = "FileNotFoundError: [Errno 2] No such file or directory: 'their_data.csv'"
+    assert run.returncode == 1 and "storage" not in run.stderr, run.stderr
+    assert _one_error_line(run.stderr) == (
+        f"Error: none of the 3 trials of this run completed (3 failed, 0 pruned); the first failure: {reason}"
+    )
+    trials = optuna.load_study(study_name="default", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3  # the search went on after the first
+    assert all(t.user_attrs[FAIL_REASON] == reason for t in trials)
+    assert all(len(t.intermediate_values) == 1 for t in trials)  # one epoch reported before it raised
+
+
 def _write(folder: Path, name: str, content: dict) -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(content))

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from lrsearch.base.errors import is_fault
 from lrsearch.engines.interface import EpochOutcome
 from lrsearch.problem.build import LoadedSchedule, build_optimizer
 from lrsearch.problem.data import Data, Source, whole
@@ -221,9 +220,8 @@ class LoneEngine:
                 record = run.train_epoch()
             except Diverged as diverged:
                 outcomes.append(EpochOutcome(key, None, diverged=str(diverged)))
-            except Exception as error:  # the trial's own model or data raised: it fails, the others go on
-                if is_fault(error):
-                    raise
+            except Exception as error:  # the trial's own model or data raised (a missing file of theirs
+                # too: an engine never writes to the storage): it fails, the others go on
                 outcomes.append(EpochOutcome(key, None, failed=f"{type(error).__name__}: {error}"))
             else:
                 outcomes.append(EpochOutcome(key, record, finished=run.finished))

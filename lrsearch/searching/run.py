@@ -59,7 +59,7 @@ def open_search(config: SearchConfig) -> Iterator[tuple[optuna.Study, list[torch
     devices = check_search(config)
     quiet_optuna()
     storage = open_storage(config.study.storage, heartbeat=config.study.heartbeat)  # a bad one is one line first
-    with exclusive_search(config.study.storage, config.study.name):
+    with exclusive_search(config.study.storage, config.study.name, holder="optimize"):
         study = open_study(config, storage)
         add_to_budget(study, config.study.trials)
         yield study, devices
@@ -82,7 +82,7 @@ def open_stored_study(
     config = stored_config(study, {"study.storage": url} | overrides)
     require_named(config.data.task, task, f"study {name!r}")
     device = resolve_devices(config.study.devices)[0]
-    with exclusive_search(url, name):
+    with exclusive_search(url, name, holder="certify"):
         yield study, config, device
 
 

@@ -3,7 +3,9 @@ and what that says about the answer, in numbers and in one plain sentence.
 
 It is stored in the study (`CERTIFICATE_ATTR`), so any machine's `lrsearch certify`, `report`, `export`
 and the dashboard read it back. Whoever can write to the storage can write it: readers go through
-`stored_certificate`, and what does not fit is unreadable, not a crash.
+`stored_certificate`, and what does not fit is unreadable, not a crash. Lists are bounded well above
+what `lrsearch certify` writes (at most 20 searched candidates, 10 seeds, 9 LRs per control), so no view
+draws a million rows; strings are not, and views clip them (`base.text.clipped`).
 
 The rule that fills it is `certification.verdict.judge`.
 """
@@ -20,6 +22,7 @@ from lrsearch.problem.spec import RunSpec
 
 CERTIFICATE_ATTR = "lrsearch_certificate"
 
+MAX_ROWS = 100  # candidates, controls, seeds, LRs tried: a stored list longer than this is unreadable
 Verdict = Literal["beats", "within noise", "control beats", "no searched candidate"]
 
 
@@ -39,13 +42,13 @@ class Candidate(BaseModel):
     kind: Literal["searched", "control"]
     trial: int | None = None  # the study's trial it came from (searched candidates)
     spec: dict[str, Any]  # its RunSpec as JSON (the study's seed; trained at the certificate's seeds)
-    val_loss: list[float] | None = Field(None, min_length=1)  # at the last epoch, per seed
-    test_loss: list[float] | None = Field(None, min_length=1)
-    test_score: list[float] | None = Field(None, min_length=1)
-    best_epoch: list[int] | None = Field(None, min_length=1)  # the epoch of the lowest val loss, per seed
-    best_val_loss: list[float] | None = Field(None, min_length=1)  # at that epoch
-    best_test_loss: list[float] | None = Field(None, min_length=1)
-    best_test_score: list[float] | None = Field(None, min_length=1)
+    val_loss: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)  # at the last epoch, per seed
+    test_loss: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)
+    test_score: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)
+    best_epoch: list[int] | None = Field(None, min_length=1, max_length=MAX_ROWS)  # of the lowest val loss, per seed
+    best_val_loss: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)  # at that epoch
+    best_test_loss: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)
+    best_test_score: list[float] | None = Field(None, min_length=1, max_length=MAX_ROWS)
     val_curve: list[float] | None = Field(None, max_length=10_000)  # mean val loss over the seeds, per epoch
     judged: Judge = "last"
     diverged: str | None = None  # why a seed's run did not finish; the figures are None then
@@ -118,15 +121,15 @@ class TunedControl(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    lrs: list[float]
-    val_losses: list[float | None]
+    lrs: list[float] = Field(max_length=MAX_ROWS)
+    val_losses: list[float | None] = Field(max_length=MAX_ROWS)
     chosen: float | None  # None: it diverged at every LR
 
 
 class Certificate(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    seeds: list[int]  # the fresh seeds every candidate trained at
+    seeds: list[int] = Field(max_length=MAX_ROWS)  # the fresh seeds every candidate trained at
     epochs: int  # the length certified at (the search's, or `certify --epochs`)
     search_epochs: int
     device: str
@@ -134,13 +137,13 @@ class Certificate(BaseModel):
     seconds: float  # what certification took
     trained_epochs: int | None = None  # run-epochs certification trained, LR sweeps included
     score: str | None = None  # what test_score is: "accuracy", "r2" or None
-    controls: list[TunedControl]
+    controls: list[TunedControl] = Field(max_length=MAX_ROWS)
     # How each searched candidate's LR was chosen at the certified length, when it is not the search's.
-    searched_lrs: list[TunedControl] = []
+    searched_lrs: list[TunedControl] = Field([], max_length=MAX_ROWS)
     judge: Judge = "last"  # the epoch every candidate is judged at
     overfit: str | None = None  # one line when the runs' val loss rises over their last part
     answer_trial: int  # the study's best trial when certified: a later, better trial makes this stale
-    candidates: list[Candidate]
+    candidates: list[Candidate] = Field(max_length=MAX_ROWS)
     winner: str | None  # label of the best searched candidate (on mean val loss)
     best_control: str | None
     recommended: str | None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from lrsearch.problem.spec import RunSpec
 
@@ -37,7 +37,7 @@ class Replay(BaseModel):
     seed: int
     when: str  # e.g. "2025-01-31 12:00 UTC"
     score: str | None = None  # what test_score is: "accuracy", "r2" or None
-    runs: dict[str, ReplayRun]  # run label -> its figures
+    runs: dict[str, ReplayRun] = Field(max_length=100)  # run label -> its figures (the run and 2 baselines)
 
 
 def replay_record(spec: RunSpec, device: str, score: str | None, results: dict[str, Any]) -> dict[str, Any]:

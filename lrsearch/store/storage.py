@@ -39,8 +39,11 @@ IN_MEMORY = "sqlite:///:memory:"  # a study that lives as long as its process (t
 SQLITE_BUSY_TIMEOUT_S = 120  # how long a write waits for another process's write before failing
 _log = logging.getLogger("lrsearch")
 MASK = "***"  # what a password is shown as (SQLAlchemy's own mask)
-# `scheme://user:PASSWORD@`, for text SQLAlchemy can't parse: the password runs to the last `@` of the word.
-_CREDENTIALS = re.compile(r"(?P<user>[A-Za-z][\w+.-]*://[^\s:/@]*):\S*@")
+# `scheme://user:PASSWORD@`, for text SQLAlchemy can't parse or splits wrongly: the password runs from the
+# user's `:` to the last `@` of the word (the host's), whatever it holds (`:`, `/`, an unencoded `@`).
+_CREDENTIALS = re.compile(r"(?P<user>[A-Za-z][\w+.-]*://[^\s:/]*):\S*@")
+ENCODE_HINT = "a password holding `@` is written percent-encoded in the URL: urllib.parse.quote(password, safe='')"
+ENCODE_HINT += " writes `@` as %40"
 
 
 def shown_url(url: str) -> str:
@@ -68,7 +71,26 @@ def scrubbed(text: str, url: str) -> str:
     whether it quotes the URL or the password alone."""
     for secret in _passwords(url):
         text = text.replace(secret, MASK)
+    for piece in _misread_as_host(url):
+        text = text.replace(f"{piece}@", f"{MASK}@")
     return _CREDENTIALS.sub(rf"\g<user>:{MASK}@", text)
+
+
+def unencoded_hint(url: str) -> str:
+    """`ENCODE_HINT` in brackets when `url`'s password holds an unencoded `@`; else nothing."""
+    return f" ({ENCODE_HINT})" if _misread_as_host(url) else ""
+
+
+def _misread_as_host(url: str) -> list[str]:
+    """What a driver takes for the start of the host (or port) when the password holds an unencoded `@`:
+    SQLAlchemy ends the password `sec@ret` at its first `@`, and the driver cannot resolve `ret@127.0.0.1`."""
+    pieces = set()
+    for match in _CREDENTIALS.finditer(url):
+        password = match.group(0)[len(match.group("user")) + 1 : -1]
+        if "@" in password:
+            after = password.index("@")
+            pieces |= {password[cut + 1 :] for cut in range(after, len(password)) if password[cut] in "@:"}
+    return sorted(pieces - {""}, key=len, reverse=True)
 
 
 def _passwords(url: str) -> list[str]:
@@ -133,7 +155,9 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
         storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_settings)
     except Exception as error:  # SQLAlchemy, driver and Optuna errors alike mean "can't use this URL"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"--storage: cannot open {shown_url(url)!r}: {scrubbed(first_line, url)}") from None
+        raise ConfigError(
+            f"--storage: cannot open {shown_url(url)!r}: {scrubbed(first_line, url)}{unencoded_hint(url)}"
+        ) from None
     if url.startswith("sqlite"):
         _serialize_sqlite_writes(storage)
     return storage
@@ -288,18 +312,19 @@ class AdmissionLock(Protocol):
     def __exit__(self, *exc: object) -> Any: ...
 
 
-def admission_lock(url: str, study_name: str, role: str = "") -> AdmissionLock:
+def admission_lock(url: str, study_name: str, role: str = "", holder: str = "") -> AdmissionLock:
     """A lock shared by every worker of the study: an advisory lock in PostgreSQL (any machine), a
     file lock beside a storage file (one machine), or a thread lock for an in-memory study.
 
     Args:
         role: what else of the study it guards ("search", "figures"); no study name gives the same lock.
+        holder: the holding command's role, which a PostgreSQL lock's connection carries as its name.
     """
     import filelock
 
     name = f"{study_name}\0{role}" if role else study_name  # NUL: no study "a.search" meets study a's role
     if url.startswith("postgresql"):
-        return _PostgresAdvisoryLock(url, f"lrsearch:{name}")
+        return _PostgresAdvisoryLock(url, f"lrsearch:{name}", holder)
     file = _storage_file(url)
     if file is not None:
         # In one folder beside the study file (its locks, one a study and role, stay there: removing a
@@ -317,69 +342,125 @@ def admission_lock(url: str, study_name: str, role: str = "") -> AdmissionLock:
     return filelock.FileLock(Path(tempfile.gettempdir()) / f"lrsearch-{digest}.lock")  # this machine only
 
 
-_SEARCHES_IN_MEMORY: set[str] = set()  # studies of sqlite:///:memory: that a search of this process runs
+_SEARCHES_IN_MEMORY: dict[str, str] = {}  # studies of sqlite:///:memory: that a command of this process holds: its role
 
 
 @contextmanager
-def exclusive_search(url: str, study_name: str) -> Iterator[None]:
+def exclusive_search(url: str, study_name: str, holder: str = "optimize") -> Iterator[None]:
     """Held by the command that sets a study's trial budget and runs it (`lrsearch optimize`,
-    `lrsearch.search`) for as long as it runs.
+    `lrsearch.search`), or certifies its best trial (`lrsearch certify`), for as long as it runs.
 
     A second such command on the same study would set the budget under the first one's feet (the first
-    would stop early and say it finished); it is refused instead, and `lrsearch worker` is the way to
-    add workers to a running search. Like the admission lock, it is released if the process dies.
+    would stop early and say it finished), or change the best trial being certified; it is refused
+    instead, and `lrsearch worker` is the way to add workers to a running search. Like the admission
+    lock, it is released if the process dies. The holder's role is recorded beside it (a file beside a
+    file lock, the lock connection's application name on PostgreSQL), so a refusal names it.
+
+    Args:
+        holder: the holding command's role: "optimize" (`lrsearch.search` too) or "certify".
 
     Raises:
-        ConfigError: another command is running a search on the study.
+        ConfigError: another command holds the study.
     """
-    busy = ConfigError(
-        f"--study-name: study {study_name!r} is busy: another `lrsearch optimize` is running it; wait for it "
-        f"to end, or add workers to it with `lrsearch worker --study-name {study_name}`"
-    )
     if url == IN_MEMORY:
         if study_name in _SEARCHES_IN_MEMORY:
-            raise busy
-        _SEARCHES_IN_MEMORY.add(study_name)
+            raise _busy(study_name, _SEARCHES_IN_MEMORY[study_name])
+        _SEARCHES_IN_MEMORY[study_name] = holder
         try:
             yield
         finally:
-            _SEARCHES_IN_MEMORY.discard(study_name)
+            _SEARCHES_IN_MEMORY.pop(study_name, None)
         return
-    lock: Any = admission_lock(url, study_name, role="search")
+    lock: Any = admission_lock(url, study_name, role="search", holder=holder)
     if isinstance(lock, _PostgresAdvisoryLock):
         try:
             taken = lock.try_acquire()
+            if not taken:
+                raise _busy(study_name, lock.holder())
+        except ConfigError:
+            raise
         except Exception as error:  # noqa: BLE001 - the server went away since the storage was opened
             raise ConfigError(
-                f"--storage: cannot open {shown_url(url)!r}: {scrubbed(fault_line(error), url)}"
+                f"--storage: cannot open {shown_url(url)!r}: {scrubbed(fault_line(error), url)}{unencoded_hint(url)}"
             ) from None
-        if not taken:
-            raise busy
+        role_file = None
     else:
         import filelock
 
         folder = Path(lock.lock_file).parent
         if not os.access(folder, os.W_OK):  # filelock would wait for a lock it can never make, and say busy
             raise ConfigError(f"--storage: cannot write in {folder} (read-only?): a search writes its study there")
+        role_file = Path(f"{lock.lock_file}.holder")  # not the lock file: filelock empties it on every try
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            raise busy from None
+            raise _busy(study_name, _read_role(role_file)) from None
+        role_file.write_text(holder, encoding="utf-8")
     try:
         yield
     finally:
+        if role_file is not None:
+            role_file.unlink(missing_ok=True)
         lock.release()
+
+
+def _read_role(path: Path) -> str | None:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as file:
+            return file.read(20)  # a role is a word: whatever else a file there holds is not read
+    except OSError:  # its holder is starting or ending: no role to name
+        return None
+
+
+def _busy(study_name: str, holder: str | None) -> ConfigError:
+    """The refusal, naming the command that holds the study when its role is known."""
+    if holder == "optimize":
+        return ConfigError(
+            f"--study-name: study {study_name!r} is busy: another `lrsearch optimize` is running it; wait for it "
+            f"to end, or add workers to it with `lrsearch worker --study-name {study_name}`"
+        )
+    if holder == "certify":
+        return ConfigError(
+            f"--study-name: study {study_name!r} is busy: `lrsearch certify` is running on it; wait for it to end"
+        )
+    return ConfigError(
+        f"--study-name: study {study_name!r} is busy: another lrsearch command (optimize or certify) is using it; "
+        "wait for it to end"
+    )
+
+
+_APPLICATION = "lrsearch "  # a lock connection's name: this, then its holder's role
 
 
 class _PostgresAdvisoryLock:
     """`pg_advisory_lock` on its own connection: the server releases it if the worker dies."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, holder: str = "") -> None:
         import sqlalchemy
 
-        self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        # The holder's role as the connection's name: whoever finds the lock taken reads it from pg_stat_activity.
+        named = {"connect_args": {"application_name": f"{_APPLICATION}{holder}"}} if holder else {}
+        self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **named)
         self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         self._connection: Any = None
+
+    def holder(self) -> str | None:
+        """The role of the session holding the lock, as its connection is named; None when unknown."""
+        import sqlalchemy
+
+        # A bigint advisory key is kept as two 32-bit halves: classid the high one, objid the low one.
+        high, low = (self._key >> 32) & 0xFFFFFFFF, self._key & 0xFFFFFFFF
+        query = sqlalchemy.text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid) LIMIT 1"
+        )
+        try:
+            with self._engine.connect() as connection:
+                name = connection.execute(query, {"high": high, "low": low}).scalar()
+        except Exception:  # noqa: BLE001 - the refusal stands; only who holds it is unknown
+            return None
+        return name[len(_APPLICATION) :] if isinstance(name, str) and name.startswith(_APPLICATION) else None
 
     def acquire(self) -> None:
         import sqlalchemy

@@ -152,12 +152,16 @@ class _Loop:
                     # Its worker, parameters and RunSpec in one write, sampled from one read of the study.
                     trial.set_user_attr(WORKER_ATTR, self.worker)
                     spec = self.objective.begin(trial)
-                if self.engine is None:
-                    self.engine = self.new_engine(spec)
-                self.engine.add(trial.number, spec)
             except Exception as error:  # Interrupted among them
                 if is_fault(error):
                     raise
+                self._end(trial, TrialState.FAIL, f"{type(error).__name__}: {error}")
+                continue
+            try:  # the user's code: whatever it raises, an OSError too (a missing file of theirs), is the trial's
+                if self.engine is None:
+                    self.engine = self.new_engine(spec)
+                self.engine.add(trial.number, spec)
+            except Exception as error:
                 self._end(trial, TrialState.FAIL, f"{type(error).__name__}: {error}")
                 continue
             self.running[trial.number] = _Running(trial, spec)
@@ -170,8 +174,8 @@ class _Loop:
         try:
             outcomes = self.engine.train_epoch()
         except BaseException as error:  # out of memory, a second Ctrl-C: every trial of the stack says why
-            if isinstance(error, Exception) and is_fault(error):
-                raise
+            # An engine trains and never writes to the storage: what it raises, an OSError of the user's
+            # task too (a missing file), is the trials', and the search goes on.
             for entry in list(self.running.values()):
                 self._end(entry.trial, TrialState.FAIL, f"{type(error).__name__}: {error}", entry)
             self.engine = None  # its state is that of a failed epoch: the next trials get a new one

@@ -12,6 +12,7 @@ import logging
 import math
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.base.errors import ConfigError
 from lrsearch.base.stats import mean_interval
+from lrsearch.base.text import LINE, clipped
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import Certificate, stored_certificate
 from lrsearch.store.dashboard_formats import (
@@ -53,7 +55,6 @@ class TrialPictures:
     only be added to a trial that is still running."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         self.store = FileSystemArtifactStore(str(folder))
 
     def __call__(
@@ -134,7 +135,7 @@ def certificate_figure(certificate: Certificate) -> Figure:
     for candidate in [c for c in certificate.ranked if c.shown_losses is not None]:
         losses = candidate.shown_losses
         test = mean_interval(losses)
-        label = candidate.label + (" (recommended)" if candidate.label == certificate.recommended else "")
+        label = clipped(candidate.label) + (" (recommended)" if candidate.label == certificate.recommended else "")
         colour = "#1f77b4" if candidate.kind == "searched" else "#7f7f7f"
         shared = {"mode": "markers", "showlegend": False, "name": label}
         dots = _scatter(_rounded(losses), [label] * len(losses), marker={"color": colour, "opacity": 0.5}, **shared)
@@ -177,11 +178,12 @@ def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
         chosen = certificate.recommended_candidate
         if chosen is not None:
             return (
-                f"## Recommended: {chosen.label}, {certificate.epochs} epochs\n\n{certificate.sentence}.\n\n"
-                + (f"{certificate.overfit}.\n\n" if certificate.overfit else "")
+                f"## Recommended: {clipped(chosen.label)}, {certificate.epochs} epochs\n\n"
+                f"{clipped(certificate.sentence, LINE)}.\n\n"
+                + (f"{clipped(certificate.overfit, LINE)}.\n\n" if certificate.overfit else "")
                 + f"Certified at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
                 f"(the search's {certificate.search_epochs}; each run judged at its {certificate.judge} epoch) "
-                f"({certificate.when}); the figure `certificate` shows every schedule's test loss. "
+                f"({clipped(certificate.when)}); the figure `certificate` shows every schedule's test loss. "
                 f"`lrsearch export --study-name {study.study_name} -o best.yaml` writes this RunSpec; "
                 "`lrsearch train --config best.yaml` replays it.\n\n"
                 f"```yaml\n{chosen.run.to_yaml()}```\n"
@@ -288,13 +290,17 @@ def serving(storage: Any, artifacts: Path | None, host: str, port: int) -> Itera
     except OSError as error:
         raise ConfigError(f"--port: cannot listen on {host}:{port}: {error.strerror}") from None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with warnings.catch_warnings():  # the filters are the process's: the server's threads see them too
+        # Optuna warns on every importance request of a study whose schedules have parameters of their
+        # own ("Some regimes for parameter ... have less than 2 trials"): a page's poll would fill stderr.
+        warnings.filterwarnings("ignore", message="Some regimes for parameter", category=UserWarning)
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
 
 
 def _rounded(values: list[float]) -> list[float | None]:

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from lrsearch.base.stats import mean_interval  # noqa: E402
+from lrsearch.base.text import clipped  # noqa: E402
 from lrsearch.store.certificate import Certificate  # noqa: E402
 from lrsearch.views.curves import TrialCurves  # noqa: E402
 
@@ -36,6 +37,7 @@ def top_val_losses(top: Sequence[TrialCurves]) -> Figure:
     for curves in top:
         axes.plot(curves.epochs, curves.val_loss, marker=".", label=curves.label)
     axes.set(xlabel="epoch", ylabel="val loss", title=f"val loss of the {len(top)} best trials")
+    _whole_epochs(axes)
     axes.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -55,7 +57,7 @@ def replay_comparison(results: Mapping[str, float]) -> Figure:
     """The replayed winner beside the baselines, on the test split."""
     figure = Figure(figsize=(7, 0.6 * len(results) + 1.2))
     axes = figure.subplots()
-    labels = [label.replace("$", r"\$") for label in results]  # stored text, not mathtext to parse
+    labels = [clipped(label).replace("$", r"\$") for label in results]  # stored text, not mathtext to parse
     axes.barh(labels, list(results.values()))
     axes.set(xlabel="test loss (lower is better)", title="the best schedule against the baselines")
     axes.invert_yaxis()
@@ -67,7 +69,13 @@ def certificate_figure(certificate: Certificate) -> Figure:
     """Each certified schedule's test loss at every fresh seed (dots), their mean and 95% interval (bar),
     best val loss on top; the search's schedules in one colour, the controls in another."""
     rows = [c for c in certificate.ranked if c.shown_losses is not None]
-    figure = Figure(figsize=(8, 0.5 * len(rows) + 1.6))
+    recommended = " (recommended)"
+    labels = [
+        clipped(c.label).replace("$", r"\$") + (recommended if c.label == certificate.recommended else "") for c in rows
+    ]
+    # Wide enough for the labels beside a plot of 5 inches (a label takes about 0.075 in a character).
+    width = max(8.0, 5.0 + 0.075 * max((len(label) for label in labels), default=0))
+    figure = Figure(figsize=(width, 0.5 * len(rows) + 1.6))
     axes = figure.subplots()
     colours = {"searched": "tab:blue", "control": "tab:gray"}
     for y, candidate in enumerate(rows):
@@ -76,9 +84,6 @@ def certificate_figure(certificate: Certificate) -> Figure:
         axes.scatter(losses, [y] * len(losses), s=14, color=colour, alpha=0.5)
         error = None if test.half_width is None else [[test.mean - test.low], [test.high - test.mean]]
         axes.errorbar([test.mean], [y], xerr=error, fmt="D", color=colour, capsize=4)
-    labels = [
-        c.label.replace("$", r"\$") + (" (recommended)" if c.label == certificate.recommended else "") for c in rows
-    ]
     axes.set_yticks(range(len(rows)), labels)
     axes.invert_yaxis()
     axes.set(
@@ -96,6 +101,11 @@ def _few_ticks(axes: Axes) -> None:
         axis.set_minor_locator(NullLocator())
 
 
+def _whole_epochs(axes: Axes) -> None:
+    """An epoch axis ticked at whole epochs (matplotlib would tick a 4-epoch run at 0.5, 1.0, 1.5, ...)."""
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def to_bytes(figure: Figure, fmt: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=110)
@@ -109,6 +119,7 @@ def _draw_lr(axes: Axes, trials: Sequence[TrialCurves], legend: bool) -> None:
         axes.step(xs, ys, where="post", label=curves.label)
         every_lr += ys
     axes.set(xlabel="epoch", ylabel="learning rate")
+    _whole_epochs(axes)
     if _spans_decades(every_lr):
         axes.set_yscale("log")
     if legend:

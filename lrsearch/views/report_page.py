@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 
 from lrsearch.base.errors import error_field
+from lrsearch.base.text import LINE, clipped
 from lrsearch.store.certificate import stored_certificate
 from lrsearch.store.records import SCORE_LABELS
 from lrsearch.store.replay import REPLAY_ATTR, Replay
@@ -178,15 +179,16 @@ def _replay(study: optuna.Study) -> Section:
     rows, losses = [], {}
     for label, run in replay.runs.items():
         if run.diverged is not None:
-            cells = f"<td colspan='3'>{html.escape(run.diverged)}</td>"
+            cells = f"<td colspan='3'>{html.escape(clipped(run.diverged, LINE))}</td>"
         else:
             if run.test_loss is not None:
                 losses[label] = run.test_loss
             cells = cell(run.test_loss) + cell(run.test_score) + cell(run.val_loss)
-        rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{html.escape(clipped(label))}</td>{cells}</tr>")
     score = html.escape(SCORE_LABELS.get(replay.score or "", "score"))
     table = (
-        f"<p>Replayed on {html.escape(replay.device)}, seed {replay.seed}, recorded {html.escape(replay.when)}.</p>"
+        f"<p>Replayed on {html.escape(clipped(replay.device))}, seed {replay.seed}, "
+        f"recorded {html.escape(clipped(replay.when))}.</p>"
         f"<table><tr><th>run</th><th>test loss</th><th>test {score}</th><th>final val loss</th></tr>"
         f"{''.join(rows)}</table>"
     )
@@ -219,26 +221,27 @@ def _certificate(study: optuna.Study) -> Section:
     for c in stored.ranked:
         mark = " <strong>(recommended)</strong>" if c.label == stored.recommended else ""
         if c.val is None:
-            cells = f"<td colspan='{3 if score else 2}'>{html.escape(c.diverged or '-')}</td>"
+            cells = f"<td colspan='{3 if score else 2}'>{html.escape(clipped(c.diverged or '-', LINE))}</td>"
         else:
             cells = f"<td>{c.val.text()}</td><td>{'-' if c.test is None else c.test.text()}</td>"
             if score:
                 cells += f"<td>{'-' if c.score is None else c.score.text()}</td>"
-        rows.append(f"<tr><td>{html.escape(c.label)}{mark}</td><td>{html.escape(c.kind)}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{html.escape(clipped(c.label))}{mark}</td><td>{html.escape(c.kind)}</td>{cells}</tr>")
     score_header = f"<th>test {html.escape(score)}</th>" if score else ""
     tuned = "; ".join(
-        f"{html.escape(t.name)}: "
+        f"{html.escape(clipped(t.name))}: "
         + ", ".join(
             f"{lr:.3g} → {'div' if loss is None else f'{loss:.4f}'}"
             for lr, loss in zip(t.lrs, t.val_losses, strict=True)
         )
         for t in stored.controls
     )
+    device, when = html.escape(clipped(stored.device)), html.escape(clipped(stored.when))
     text = (
-        f"{stale}<p><strong>{html.escape(stored.sentence)}.</strong></p>"
+        f"{stale}<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>"
         f"<p>{len(stored.candidates)} schedules trained at {len(stored.seeds)} fresh seeds (new initial weights "
-        f"and batch orders, the same data split), {stored.epochs} epochs each, on {html.escape(stored.device)} "
-        f"in {stored.seconds:.1f} s, recorded {html.escape(stored.when)}. Mean ± 95% interval (Student's t); "
+        f"and batch orders, the same data split), {stored.epochs} epochs each, on {device} "
+        f"in {stored.seconds:.1f} s, recorded {when}. Mean ± 95% interval (Student's t); "
         "the winner and the recommendation are chosen on val loss, never on test loss.</p>"
         f"<table><tr><th>schedule</th><th>kind</th><th>val loss</th><th>test loss</th>{score_header}</tr>"
         f"{''.join(rows)}</table>"

@@ -3,11 +3,15 @@ imports the views, and a search without figures loads none of their code."""
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lrsearch.store.storage import artifact_folder
+
+_log = logging.getLogger("lrsearch")
 
 if TYPE_CHECKING:
     import optuna
@@ -33,9 +37,18 @@ class SearchFigures:
         return cls(config.study.storage, config.study.name, config.study.artifacts)
 
     def trial_pictures(self) -> TrialPictures | None:
-        """What attaches each trial's picture (None where the storage has no artifact folder)."""
+        """What attaches each trial's picture; None where the storage has no artifact folder, or where it
+        cannot be written (said in one line: the search goes on without pictures, its storage is fine)."""
         folder = artifact_folder(self.storage, self.artifacts)
         if folder is None:
+            return None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as error:
+            why = error.strerror or type(error).__name__
+            _log.warning("no trial pictures: cannot write in the artifact folder %s (%s)", folder, why)
             return None
         from lrsearch.views.dashboard import TrialPictures  # plotting code is imported only to draw
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lrsearch.base.errors import ConfigError
+from lrsearch.base.text import LINE, clipped
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import Candidate, Certificate, stored_certificate
 from lrsearch.store.records import SCORE_LABELS, TrialRecord, stores_run
@@ -116,9 +117,10 @@ def certificate_lines(certificate: Certificate) -> list[str]:
         f"certified: {len(certificate.candidates)} schedules at {len(certificate.seeds)} fresh seeds, "
         f"{certificate.epochs} epochs (the search's {certificate.search_epochs}), each run judged at {at}, "
         f"in {certificate.seconds:.1f} s",
-        *([certificate.overfit] if certificate.overfit else []),
-        certificate.sentence,
-        f"recommended: {certificate.recommended or 'nothing (every candidate diverged)'}, {certificate.epochs} epochs",
+        *([clipped(certificate.overfit, LINE)] if certificate.overfit else []),
+        clipped(certificate.sentence, LINE),
+        f"recommended: {clipped(certificate.recommended or 'nothing (every candidate diverged)')}, "
+        f"{certificate.epochs} epochs",
     ]
 
 
@@ -135,14 +137,15 @@ def certificate_table(certificate: Certificate) -> Table:
     for candidate in certificate.ranked:
         mark = " (recommended)" if candidate.label == certificate.recommended else ""
         if candidate.val is None:
-            figures = [Text(candidate.diverged or "-"), "-", *(["-"] if score else []), *(["-"] if other else [])]
+            figures = [Text(clipped(candidate.diverged or "-", LINE)), "-", *(["-"] if score else [])]
+            figures += ["-"] if other else []
         else:
             figures = [candidate.val.text(), "-" if candidate.test is None else candidate.test.text()]
             if score:
                 figures.append("-" if candidate.score is None else candidate.score.text())
             if other:
                 figures.append(other_test_text(candidate))
-        table.add_row(Text(candidate.label + mark), candidate.kind, *figures)
+        table.add_row(Text(clipped(candidate.label) + mark), candidate.kind, *figures)
     return table
 
 

@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 
 from lrsearch.base.errors import ConfigError
 from lrsearch.cli import app
-from lrsearch.store.storage import admission_lock, has_heartbeat, open_storage, scrubbed, shown_url
+from lrsearch.store.storage import (
+    admission_lock,
+    exclusive_search,
+    has_heartbeat,
+    open_storage,
+    scrubbed,
+    shown_url,
+    unencoded_hint,
+)
 
 LRSEARCH = Path(sys.executable).parent / "lrsearch"
 PASSWORD = "S3cretPW"
@@ -131,6 +139,66 @@ def test_an_unreachable_storage_s_error_keeps_its_password():
         open_storage(f"postgresql://lrsearch:{PASSWORD}@127.0.0.1:9/none")
     assert str(raised.value).startswith("--storage: cannot open 'postgresql://lrsearch:***@127.0.0.1:9/none': ")
     assert PASSWORD not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("password", "hidden"),
+    [("Sq7@Rt9", ["Sq7", "Rt9"]), ("Ab1@Cq2:Dz3", ["Ab1", "Cq2", "Dz3"]), ("Xw1@Yv2@Zu3", ["Xw1", "Yv2", "Zu3"])],
+    ids=["one @", "@ then :", "two @"],
+)
+def test_a_password_with_an_unencoded_at_is_masked_whole_and_the_error_says_how_to_encode_it(password, hidden):
+    """SQLAlchemy ends such a password at its first `@`: the driver then names the rest of it as the host."""
+    url = f"postgresql://lrsearch:{password}@127.0.0.1:9/none"
+    assert shown_url(url) == "postgresql://lrsearch:***@127.0.0.1:9/none"
+    with pytest.raises(ConfigError) as raised:
+        open_storage(url)
+    message = str(raised.value)
+    assert all(piece not in message for piece in hidden), message
+    assert "'***@127.0.0.1" in message  # where the driver named the misread host (or port)
+    assert "urllib.parse.quote(password, safe='') writes `@` as %40" in message
+    assert "***@" in scrubbed(f"failed to resolve host '{password.split('@', 1)[1]}@127.0.0.1'", url)
+    assert unencoded_hint(url.replace(password, "Sq7%40Rt9")) == "" and unencoded_hint(url) != ""
+
+
+def test_a_percent_encoded_password_with_an_at_opens_a_real_server(postgres_url):
+    from urllib.parse import quote
+
+    unencoded = postgres_url.replace("postgresql://lrsearch@", "postgresql://lrsearch:Sq7@Rt9@")
+    with pytest.raises(ConfigError, match="writes `@` as %40") as raised:
+        open_storage(unencoded)
+    assert "Sq7" not in str(raised.value) and "Rt9" not in str(raised.value)
+    encoded = postgres_url.replace("postgresql://lrsearch@", f"postgresql://lrsearch:{quote('Sq7@Rt9', safe='')}@")
+    assert isinstance(open_storage(encoded), RDBStorage)  # the test server trusts every password
+
+
+HELD_BY = {
+    "optimize": "is busy: another `lrsearch optimize` is running it; wait for it to end, or add workers",
+    "certify": "is busy: `lrsearch certify` is running on it; wait for it to end",
+}
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal", "memory", "postgres"])
+def test_a_study_s_holder_is_named_when_another_command_is_refused(storage, tmp_path, request):
+    url = {
+        "sqlite": f"sqlite:///{tmp_path}/s.db",
+        "journal": f"{tmp_path}/s.log",
+        "memory": "sqlite:///:memory:",
+    }.get(storage) or request.getfixturevalue("postgres_url")
+    for holder, said in HELD_BY.items():
+        with exclusive_search(url, "s", holder=holder):
+            for other in HELD_BY:
+                with pytest.raises(ConfigError, match=re.escape(f"study 's' {said}")):
+                    with exclusive_search(url, "s", holder=other):
+                        pass
+        with exclusive_search(url, "s", holder="certify"):  # it went with its holder
+            pass
+    if storage in {"sqlite", "journal"}:
+        assert not list(tmp_path.glob("*.holder"))  # nothing left beside the study
+        with exclusive_search(url, "s", holder="certify"):
+            next(tmp_path.glob("*.holder")).unlink()  # a holder starting or ending: its role not yet written
+            with pytest.raises(ConfigError, match=r"another lrsearch command \(optimize or certify\) is using it"):
+                with exclusive_search(url, "s"):
+                    pass
 
 
 def _lrsearch(*args: object, cwd: Path) -> subprocess.CompletedProcess:

@@ -81,3 +81,16 @@ def test_the_best_trials_and_each_schedule_type_s_results():
     assert [c.number for c in top_completed(curves, 2)] == [3, 0]  # by final val loss; pruned ones never
     # By best val loss over epochs, pruned trials included; types in order of their median.
     assert best_loss_by_schedule(curves) == {"OneCycleLR": [0.4], "StepLR": [0.5, 0.3], "none": [0.7]}
+
+
+@pytest.mark.parametrize("epochs", [2, 3, 4, 7, 40])
+def test_the_report_s_epoch_axes_are_ticked_at_whole_epochs(epochs):
+    from lrsearch.views import plots
+
+    top = [_curves(n, "StepLR", TrialState.COMPLETE, [0.9 - n / 10] * epochs) for n in range(3)]
+    for figure in (plots.top_lr_curves(top), plots.top_val_losses(top)):
+        (axes,) = figure.axes
+        figure.canvas.draw()  # the ticks as drawn
+        low, high = axes.get_xlim()
+        shown = [tick for tick in axes.get_xticks() if low <= tick <= high]
+        assert len(shown) >= 2 and all(tick == int(tick) for tick in shown), shown

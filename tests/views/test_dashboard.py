@@ -181,3 +181,65 @@ def test_report_of_an_empty_study_says_so(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "no trials" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("stack", ["1", "3"])
+def test_an_artifact_folder_that_cannot_be_written_is_one_warning_and_the_search_goes_on(
+    tiny_config_file, tmp_path, stack
+):
+    (tmp_path / "a-file").write_text("not a folder")
+    folder = tmp_path / "a-file" / "artifacts"  # its parent a regular file: unwritable even as root
+    config = yaml.safe_load(tiny_config_file.read_text())
+    config["study"]["artifacts"] = str(folder)
+    tiny_config_file.write_text(yaml.safe_dump(config))
+    lrsearch = Path(sys.executable).parent / "lrsearch"
+    run = subprocess.run(
+        [lrsearch, "optimize", "--config", tiny_config_file, "--trials", "4", "--stack", stack],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "storage" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+    warned = [line for line in run.stderr.splitlines() if "artifact folder" in line]
+    assert warned == [f"no trial pictures: cannot write in the artifact folder {folder} (Not a directory)"]
+    study = optuna.load_study(study_name="default", storage=config["study"]["storage"])
+    assert len(study.trials) == 4 and all(t.state != TrialState.FAIL for t in study.trials)
+    assert all(not trial_pictures(study, t) for t in study.trials)
+    assert get_plotly_graph_objects(_system_attrs(study))  # the study's own figures live in the study
+
+
+def test_the_dashboard_computes_importances_without_optuna_s_regime_warnings(tmp_path):
+    """Schedules have parameters of their own: a regime of few trials, which Optuna warns about at
+    every importance request the dashboard's page polls."""
+    import signal
+    import urllib.request
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="default", storage=storage)
+    kinds = CategoricalDistribution(["StepLR", "CosineAnnealingLR"])
+    for number, kind in enumerate(["StepLR", "StepLR", "StepLR", "CosineAnnealingLR"]):
+        own = {"StepLR.gamma": (0.1 + number / 10)} if kind == "StepLR" else {"CosineAnnealingLR.eta": 0.01}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"schedule": kind, "lr": 0.01 * (number + 1), **own},
+                distributions={"schedule": kinds, "lr": FloatDistribution(1e-3, 1.0)}
+                | {name: FloatDistribution(0.0, 1.0) for name in own},
+                value=1.0 - number / 10,
+            )
+        )
+    lrsearch = Path(sys.executable).parent / "lrsearch"
+    server = subprocess.Popen(
+        [lrsearch, "dashboard", "--storage", storage, "--port", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        base = re.search(r"(http://127\.0\.0\.1:\d+)/dashboard/", server.stdout.readline()).group(1)
+        for _ in range(2):  # the page polls
+            with urllib.request.urlopen(f"{base}/api/studies/{study._study_id}/param_importances", timeout=60) as got:
+                answer = json.loads(got.read())
+        assert {row["name"] for row in answer["param_importances"][0]} >= {"schedule", "lr"}
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    assert "Some regimes" not in stderr and "Warning" not in stderr, stderr

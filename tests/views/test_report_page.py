@@ -3,6 +3,8 @@ the wrong type or shape show as unreadable instead of failing the report."""
 
 from __future__ import annotations
 
+import html
+import time
 from pathlib import Path
 
 import optuna
@@ -10,7 +12,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from typer.testing import CliRunner
 
+from lrsearch.base.text import LABEL, clipped
 from lrsearch.cli import app
+from lrsearch.store.certificate import CERTIFICATE_ATTR, MAX_ROWS, stored_certificate
 from lrsearch.store.replay import REPLAY_ATTR
 
 SCRIPT = "<script>alert(1)</script>"
@@ -82,3 +86,39 @@ def test_a_malformed_replay_record_is_unreadable_not_a_crash(tmp_path, replay):
     page = write_report(storage, tmp_path / "report.html")
     assert "<p>The recorded replay is unreadable (" in page
     assert "<script" not in page.lower() and "<img" not in page.lower()
+
+
+def forged_certificate(label: str, candidates: int = 2) -> dict:
+    """A certificate of the right shape, written with Optuna directly, whose labels are `label`."""
+    rows = [
+        {"label": f"{label}{n}", "kind": "searched", "spec": {}, "val_loss": [0.3, 0.31], "test_loss": [0.3, 0.32]}
+        for n in range(candidates)
+    ]
+    control = {"name": label, "lrs": [0.1], "val_losses": [0.3], "chosen": 0.1}
+    return {
+        "seeds": [1, 2], "epochs": 3, "search_epochs": 3, "device": label, "when": label, "seconds": 1.0,
+        "controls": [control], "answer_trial": 0, "candidates": rows, "winner": rows[0]["label"],
+        "best_control": None, "recommended": rows[0]["label"], "verdict": "beats", "sentence": label,
+    }  # fmt: skip
+
+
+def test_a_huge_stored_label_is_shown_shortened_and_escaped(tmp_path):
+    storage = f"sqlite:///{tmp_path}/hostile.db"
+    study = hostile_study(storage, hostile_replay() | {"runs": {SCRIPT + "x" * 1_000_000: {"test_loss": 0.3}}})
+    huge = SCRIPT + "x" * 1_000_000
+    study.set_user_attr(CERTIFICATE_ATTR, forged_certificate(huge))
+    started = time.monotonic()
+    page = write_report(storage, tmp_path / "report.html")
+    assert time.monotonic() - started < 30  # it took minutes, matplotlib laying out a megabyte tick label
+    shortened = html.escape(clipped(huge + "0"))
+    assert shortened in page and shortened.endswith("x…") and len(clipped(huge)) == LABEL
+    assert "x" * 500 not in page and "<script" not in page.lower() and len(page) < 300_000
+
+
+def test_a_certificate_with_a_million_rows_is_unreadable(tmp_path):
+    storage = f"sqlite:///{tmp_path}/hostile.db"
+    study = hostile_study(storage, hostile_replay())
+    study.set_user_attr(CERTIFICATE_ATTR, forged_certificate("x", candidates=MAX_ROWS + 1))
+    assert "unreadable (candidates: List should have at most" in stored_certificate(study)
+    page = write_report(storage, tmp_path / "report.html")
+    assert "the study&#x27;s certificate is unreadable (candidates:" in page
