@@ -183,7 +183,7 @@ def seeds_at_equal_time(args: argparse.Namespace) -> None:
             found: dict[int, tuple[float, int]] = {}
             for count in order:
                 study = {"storage": "sqlite:///:memory:", "figures": False, "certify": False, "trials": None}
-                config = {"study": study, "search": {"seeds": count}}
+                config = {"study": study, "search": {"seeds_per_trial": count}}
                 result = lrsearch.search(
                     config, task=task, seed=seed, timeout=args.seconds, study_name=f"{task}-{seed}-{count}"
                 )

@@ -108,6 +108,18 @@ class JudgeAt(str, Enum):
     best = "best"
 
 
+# `--seeds`, a count, read as `--seed` mistyped: renamed, still taken, with a line saying so.
+OldSeedsOption = Annotated[int | None, typer.Option("--seeds", hidden=True, min=1, max=100)]
+
+
+def _renamed(old: int | None, flag: str, new: int | None) -> int | None:
+    """The value of a renamed flag: the new name's, else the old name's (said in one line)."""
+    if old is None:
+        return new
+    typer.echo(f"--seeds is now {flag} (a count of seeds, not a run's --seed): taking it as {flag} {old}", err=True)
+    return old if new is None else new
+
+
 JudgeOption = Annotated[
     JudgeAt | None,
     typer.Option(
@@ -143,9 +155,10 @@ def optimize(
     export: Annotated[
         Path | None, typer.Option(help="Where to write the best run [default: studies/<study>-best.yaml].")
     ] = None,
-    seeds: Annotated[
+    seeds_per_trial: Annotated[
         int | None, typer.Option(help="Seeds each trial trains at (one stack); it reports their mean [default: 1].")
     ] = None,
+    old_seeds: OldSeedsOption = None,
     certify: Annotated[
         bool | None,
         typer.Option(
@@ -180,7 +193,7 @@ def optimize(
         "study.export": export,
         "train.epochs": epochs,
         "data.task": task,
-        "search.seeds": seeds,
+        "search.seeds_per_trial": _renamed(old_seeds, "--seeds-per-trial", seeds_per_trial),
         "study.certify": certify,
         "study.certify_epochs": certify_epochs,
         "study.judge": None if judge is None else judge.value,
@@ -402,7 +415,10 @@ def export(
 def certify_command(
     study_name: Annotated[str, typer.Option("--study-name", help="The study to certify.")] = "default",
     storage: StorageOption = None,
-    seeds: Annotated[int, typer.Option(min=2, max=100, help="Fresh seeds each candidate trains at.")] = 5,
+    fresh_seeds: Annotated[
+        int | None, typer.Option(min=2, max=100, help="Fresh seeds each candidate trains at [default: 5].")
+    ] = None,
+    old_seeds: OldSeedsOption = None,
     top: Annotated[int, typer.Option(min=1, max=20, help="The best distinct trials certified.")] = 3,
     epochs: Annotated[
         int | None,
@@ -423,6 +439,7 @@ def certify_command(
     warmup-stable-decay, StepLR) again at fresh seeds; say, with 95% intervals, whether the search's
     answer beats the best control, and store the certificate in the study."""
     from lrsearch.base.paths import check_writable
+    from lrsearch.certification.certify import DEFAULT_SEEDS
     from lrsearch.problem.config import DEFAULT_STORAGE, MAX_EPOCHS
     from lrsearch.searching.run import open_stored_study
     from lrsearch.views.summary import export_best
@@ -437,7 +454,7 @@ def certify_command(
             study,
             settings,
             device,
-            seeds=seeds,
+            seeds=_renamed(old_seeds, "--fresh-seeds", fresh_seeds) or DEFAULT_SEEDS,
             top=top,
             epochs=epochs or settings.study.certify_epochs,
             judge=judge.value if judge else settings.study.judge,

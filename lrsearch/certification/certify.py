@@ -133,10 +133,10 @@ def certify(
     data = load_data(config.data, config.study.seed, device)
     trainer = _Trainer(config, data, device, progress, judge)
 
-    fresh = fresh_seeds(config.study.seed, seeds, avoid=config.search.seeds)
+    fresh = fresh_seeds(config.study.seed, seeds, avoid=config.search.seeds_per_trial)
     fixed, tunables = _candidates(searched, config, length)
     tuned, candidates, results = trainer.rounds(
-        tunables, fixed, fresh, search_seeds(config.study.seed, config.search.seeds)
+        tunables, fixed, fresh, search_seeds(config.study.seed, config.search.seeds_per_trial)
     )
     rows = [
         _candidate(label, number, spec, [results[label, seed] for seed in fresh], judge)

@@ -6,6 +6,7 @@ names the field (or the flag that set it) and what is allowed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,7 +51,7 @@ FLAGS: dict[str, str] = {
     "study.export": "--export",
     "train.epochs": "--epochs",
     "data.task": "--task",
-    "search.seeds": "--seeds",
+    "search.seeds_per_trial": "--seeds-per-trial",
     "study.certify": "--certify",
     "study.certify_epochs": "--certify-epochs",
     "study.judge": "--judge",
@@ -89,8 +90,18 @@ class SearchSpace(StrictModel):
     # Trial parameter -> value, e.g. {"lr": 0.05, "StepLR.gamma": 0.5} (names: `lrsearch schedulers`).
     fixed: dict[str, Any] = Field(default_factory=dict)
     # Seeds each trial trains at (in one stack); its val loss each epoch is their mean. 1 by measurement:
-    # benchmarks/quality.py found 2 and 3 no better in the same time (see the README).
-    seeds: int = Field(1, ge=1, le=MAX_SEEDS)
+    # benchmarks/quality.py found 2 and 3 no better in the same time (see the README). `seeds` is its old
+    # name, still read (a count, easily mistaken for the study's `seed`).
+    seeds_per_trial: int = Field(1, ge=1, le=MAX_SEEDS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "seeds" in values:
+            values = dict(values)
+            old = values.pop("seeds")
+            values.setdefault("seeds_per_trial", old)
+        return values
 
     @field_validator("schedules")
     @classmethod
@@ -258,6 +269,9 @@ def overrides_from(options: Mapping[str, Any]) -> dict[str, Any]:
         ConfigError: an option that `lrsearch optimize` does not have.
     """
     by_name = {flag.removeprefix("--").replace("-", "_"): key for key, flag in FLAGS.items()}
+    if "seeds" in options:  # the old name of seeds_per_trial
+        warnings.warn("seeds= is now seeds_per_trial= (a count of seeds a trial trains at)", DeprecationWarning, 3)
+        options = {("seeds_per_trial" if name == "seeds" else name): value for name, value in options.items()}
     unknown = sorted(set(options) - set(by_name))
     if unknown:
         raise ConfigError(f"{unknown[0]}: not a search setting; choose from {', '.join(sorted(by_name))}")

@@ -134,7 +134,7 @@ def _run_trials(
     ran = run_trials(
         study=study,
         objective=objective,
-        new_engine=engine_for(data, device, setup.stack, config.search.seeds),
+        new_engine=engine_for(data, device, setup.stack, config.search.seeds_per_trial),
         stack=setup.stack,
         lock=admission_lock(config.study.storage, config.study.name),
         stop=stop,
@@ -155,7 +155,7 @@ def run_here(
     return run_trials(
         study=study,
         objective=objective,
-        new_engine=engine_for(objective.data, objective.device, stack, objective.config.search.seeds),
+        new_engine=engine_for(objective.data, objective.device, stack, objective.config.search.seeds_per_trial),
         stack=stack,
         lock=threading.Lock(),
         stop=objective.stop,

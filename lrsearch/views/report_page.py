@@ -24,9 +24,18 @@ from lrsearch.store.records import SCORE_LABELS
 from lrsearch.store.replay import REPLAY_ATTR, Replay
 from lrsearch.views import plots
 from lrsearch.views.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
-from lrsearch.views.summary import counts_line, current_certificate, format_params, summarize
+from lrsearch.views.summary import (
+    counts_line,
+    current_certificate,
+    format_params,
+    other_test_column,
+    other_test_text,
+    summarize,
+)
 
 TOP_K = 5
+
+MAX_SHOWN_SWEEPS = 30  # LR sweeps listed: stored data may hold more
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def _summary(study: optuna.Study) -> Section:
         certificate = current_certificate(study)
         chosen = None if certificate is None else certificate.recommended_candidate
         if chosen is not None:
-            label = html.escape(chosen.label)
+            label = html.escape(clipped(chosen.label))
             what = f"The recommended run ({label}, {certificate.epochs} epochs; see the certificate)"
             spec = chosen.run
         else:
@@ -217,35 +226,57 @@ def _certificate(study: optuna.Study) -> Section:
         f"better trial since. <code>lrsearch certify --study-name {name}</code> certifies it.</p>"
     )
     score = SCORE_LABELS.get(stored.score or "")
+    other = other_test_column(stored)
     rows = []
     for c in stored.ranked:
         mark = " <strong>(recommended)</strong>" if c.label == stored.recommended else ""
         if c.val is None:
-            cells = f"<td colspan='{3 if score else 2}'>{html.escape(clipped(c.diverged or '-', LINE))}</td>"
+            span = 2 + bool(score) + bool(other)
+            cells = f"<td colspan='{span}'>{html.escape(clipped(c.diverged or '-', LINE))}</td>"
         else:
             cells = f"<td>{c.val.text()}</td><td>{'-' if c.test is None else c.test.text()}</td>"
             if score:
                 cells += f"<td>{'-' if c.score is None else c.score.text()}</td>"
+            if other:
+                cells += f"<td>{html.escape(other_test_text(c))}</td>"
         rows.append(f"<tr><td>{html.escape(clipped(c.label))}{mark}</td><td>{html.escape(c.kind)}</td>{cells}</tr>")
-    score_header = f"<th>test {html.escape(score)}</th>" if score else ""
-    tuned = "; ".join(
-        f"{html.escape(clipped(t.name))}: "
-        + ", ".join(
-            f"{lr:.3g} → {'div' if loss is None else f'{loss:.4f}'}"
-            for lr, loss in zip(t.lrs, t.val_losses, strict=True)
+    headers = "".join(
+        f"<th>{html.escape(h)}</th>"
+        for h in (
+            "schedule",
+            "kind",
+            "val loss",
+            "test loss",
+            *([f"test {score}"] if score else []),
+            *([other] if other else []),
         )
-        for t in stored.controls
+    )
+    tuned = "".join(
+        f"<tr><td>{html.escape(clipped(t.name))}</td><td>{len(t.lrs)}</td>"
+        f"<td>{min(t.lrs):.3g} to {max(t.lrs):.3g}</td>"
+        + (
+            "<td colspan='2'>diverged at every LR</td>"
+            if t.chosen is None
+            else f"<td>{t.chosen:.3g}</td><td>{t.val_losses[t.lrs.index(t.chosen)]:.4f}</td>"
+        )
+        + "</tr>"
+        for t in [*stored.controls, *stored.searched_lrs][:MAX_SHOWN_SWEEPS]
+        if t.lrs
     )
     device, when = html.escape(clipped(stored.device)), html.escape(clipped(stored.when))
+    judged = "its best val epoch (what early stopping keeps)" if stored.judge == "best" else "its last epoch"
+    overfit = f"<p><strong>{html.escape(clipped(stored.overfit, LINE))}.</strong></p>" if stored.overfit else ""
     text = (
-        f"{stale}<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>"
+        f"{stale}<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>{overfit}"
         f"<p>{len(stored.candidates)} schedules trained at {len(stored.seeds)} fresh seeds (new initial weights "
-        f"and batch orders, the same data split), {stored.epochs} epochs each, on {device} "
+        f"and batch orders, the same data split), {stored.epochs} epochs each (the search's "
+        f"{stored.search_epochs}), each run judged at {judged}, on {device} "
         f"in {stored.seconds:.1f} s, recorded {when}. Mean ± 95% interval (Student's t); "
         "the winner and the recommendation are chosen on val loss, never on test loss.</p>"
-        f"<table><tr><th>schedule</th><th>kind</th><th>val loss</th><th>test loss</th>{score_header}</tr>"
-        f"{''.join(rows)}</table>"
-        f"<p>Controls' base LRs tried (val loss at the search's seeds): {tuned}.</p>"
+        f"<table><tr>{headers}</tr>{''.join(rows)}</table>"
+        f"<p>How each base LR was chosen at {stored.epochs} epochs (val loss at the search's seeds):</p>"
+        "<table><tr><th>schedule</th><th>LRs tried</th><th>range</th><th>chosen</th><th>its val loss</th></tr>"
+        f"{tuned}</table>"
     )
     return Section("certificate", title, text, plots.certificate_figure(stored))
 

@@ -120,7 +120,7 @@ def test_one_diverging_seed_ends_the_trial_diverged_and_says_which(tiny):
 def test_a_search_at_two_seeds_stores_the_mean_val_loss_of_its_trials(tiny, tmp_path):
     data, _ = tiny
     config = SearchConfig.model_validate(
-        TINY | {"search": {"seeds": 2}, "study": {"storage": "sqlite:///:memory:", "pruner": "none"}}
+        TINY | {"search": {"seeds_per_trial": 2}, "study": {"storage": "sqlite:///:memory:", "pruner": "none"}}
     )
     study = open_study(config)
     from lrsearch.trials.objective import Objective
@@ -393,24 +393,30 @@ def test_a_certificate_survives_export_train_report_and_the_dashboard(tiny_confi
 
     # `lrsearch certify` on the stored study certifies again, at other settings, and says so.
     again = runner.invoke(
-        app, ["certify", "--storage", storage, "--seeds", "2", "--top", "1", "--export", str(best_yaml)]
+        app, ["certify", "--storage", storage, "--fresh-seeds", "2", "--top", "1", "--export", str(best_yaml)]
     )
     assert again.exit_code == 0, again.output
     assert "at 2 fresh seeds" in again.output and current_certificate(study).seeds == fresh_seeds(0, 2, avoid=1)
+    # The old name of the count still works, and says it was renamed.
+    old = runner.invoke(
+        app, ["certify", "--storage", storage, "--seeds", "2", "--top", "1", "--export", str(best_yaml)]
+    )
+    assert old.exit_code == 0 and "--seeds is now --fresh-seeds" in old.output and "at 2 fresh seeds" in old.output
 
 
 def test_bad_certification_settings_are_one_line_and_exit_2(tiny_config_file):
     storage = yaml.safe_load(tiny_config_file.read_text())["study"]["storage"]
     cases = [
         (["certify", "--storage", storage], "no study file"),
-        (["optimize", "--config", str(tiny_config_file), "--seeds", "0"], "--seeds"),
-        (["optimize", "--config", str(tiny_config_file), "--seeds", "11"], "--seeds"),
+        (["optimize", "--config", str(tiny_config_file), "--seeds-per-trial", "0"], "--seeds-per-trial"),
+        (["optimize", "--config", str(tiny_config_file), "--seeds-per-trial", "11"], "--seeds-per-trial"),
+        (["optimize", "--config", str(tiny_config_file), "--seeds", "11"], "--seeds-per-trial"),  # the old name
     ]
     for args, expected in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and expected in result.output, result.output
-    result = runner.invoke(app, ["certify", "--seeds", "1"])
-    assert result.exit_code == 2 and "--seeds" in result.output
+    result = runner.invoke(app, ["certify", "--fresh-seeds", "1"])
+    assert result.exit_code == 2 and "--fresh-seeds" in result.output
 
 
 def test_certify_names_a_stored_study_s_own_task_before_running_it(tmp_path):

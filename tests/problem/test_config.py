@@ -101,3 +101,18 @@ def test_a_named_study_keeps_its_name_whatever_the_task(tmp_path):
     path.write_text(yaml.safe_dump({"data": {"task": "moons"}, "study": {"name": None}}))
     assert load_config(path, {}).study.name == "moons"
     assert load_config(path, {"data.task": "wine"}).study.name == "wine"
+
+
+def test_the_count_of_seeds_a_trial_trains_at_keeps_its_old_name_working():
+    """`search.seeds` (and `seeds=` in Python) read as the study's `seed` mistyped: the count is now
+    `seeds_per_trial`; a config or a call that still says `seeds` gets the same setting."""
+    import warnings
+
+    from lrsearch.problem.config import SearchConfig, overrides_from
+
+    assert SearchConfig.model_validate({"search": {"seeds": 3}}).search.seeds_per_trial == 3
+    assert SearchConfig.model_validate({"search": {"seeds_per_trial": 2}}).search.seeds_per_trial == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert overrides_from({"seeds": 2}) == {"search.seeds_per_trial": 2}
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
