@@ -21,6 +21,7 @@ from typing import Any
 _EXPORTS = {
     "search": "lrsearch.api",
     "certify": "lrsearch.api",
+    "replay": "lrsearch.api",
     "Certificate": "lrsearch.store.certificate",
     "SearchResult": "lrsearch.api",
     "load_schedule": "lrsearch.problem.build",

@@ -7,12 +7,14 @@ result.best              # the winning RunSpec
 result.trials            # a pandas DataFrame, one row per trial
 result.certificate       # the best trials and tuned controls at fresh seeds: what is recommended
 result.export("best.yaml")
+lrsearch.replay("best.yaml")   # train it again beside its baselines, as `lrsearch train` does
 schedule = lrsearch.load_schedule("best.yaml")  # for your own optimizer and loop
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,9 @@ from lrsearch.store.records import TrialRecord
 if TYPE_CHECKING:
     import pandas
 
+    from lrsearch.certification.replay import Replayed
     from lrsearch.store.certificate import Certificate
+    from lrsearch.store.records import EpochRecord
 
 
 @dataclass(frozen=True)
@@ -186,3 +190,54 @@ def certify(
         return certify_and_show(
             study, config, device, seeds=seeds, top=top, epochs=epochs, judge=judge, figures=figures
         )
+
+
+def replay(
+    config: str | Path,
+    *,
+    device: str = "cpu",
+    baselines: bool = True,
+    study_name: str | None = None,
+    storage: str | None = None,
+    task: str | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> Replayed:
+    """Train an exported run (`result.export`, `lrsearch export`) again as the search trained it, and
+    beside it the runs its certificate compared it with (its controls at their tuned LRs; without a
+    certificate, a constant LR and the classic StepLR(10, 0.1) recipe), each measured on the test split:
+    what `lrsearch train` runs. `replayed.runs` maps each run's label to its `History` or why it stopped.
+
+    Args:
+        study_name: record the replay in this stored study (for `lrsearch report`); the run must be of
+            the study's problem (its length may be the one its certificate was made at).
+        task: the run's own task (module:function), when it is one: naming it runs its code.
+        on_epoch: called with each epoch of the replayed run.
+
+    Raises:
+        ConfigError: a file, a device or a study that does not fit, before anything trains.
+    """
+    from lrsearch.base.device import resolve_device
+    from lrsearch.certification.baselines import baseline_specs
+    from lrsearch.certification.replay import record, replay_run
+    from lrsearch.problem.build import load_run_spec
+    from lrsearch.problem.spec import CERTIFICATE_KEY, load_yaml_mapping
+    from lrsearch.problem.tasks import require_named
+
+    spec = load_run_spec(config)
+    require_named(spec.data.task, task, str(config))
+    torch_device = resolve_device(device)
+    study = None
+    if study_name is not None:  # checked before training: a wrong name should not cost a whole replay
+        from lrsearch.problem.config import DEFAULT_STORAGE
+        from lrsearch.searching.study import check_replay_problem, load_existing_study
+
+        study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
+        check_replay_problem(study, spec)
+    block = load_yaml_mapping(Path(config)).get(CERTIFICATE_KEY)
+    certified = block.get("recommended") if isinstance(block, dict) else None
+    label = f"{str(certified)[:80] if certified else spec.schedule.name} (this run)"
+    others = baseline_specs(spec, block) if baselines else {}
+    replayed = replay_run(spec, label=label, baselines=others, device=torch_device, on_epoch=on_epoch)
+    if study is not None:
+        record(study, replayed)
+    return replayed

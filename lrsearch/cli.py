@@ -572,79 +572,53 @@ def train_command(
     from rich.table import Table
     from rich.text import Text
 
-    from lrsearch.base.device import pin_threads, resolve_device
-    from lrsearch.certification.baselines import baseline_specs
-    from lrsearch.engines.lone import Diverged, History, train
+    from lrsearch.api import replay
     from lrsearch.problem.build import load_run_spec
-    from lrsearch.problem.data import load_data, whole
-    from lrsearch.problem.spec import CERTIFICATE_KEY, load_yaml_mapping
-    from lrsearch.problem.tasks import require_named
+    from lrsearch.problem.data import whole
     from lrsearch.store.records import SCORE_LABELS, EpochRecord
 
     spec = load_run_spec(config)
-    require_named(spec.data.task, task, str(config))
-    study = None
-    if study_name is not None:  # checked before training: a wrong name should not cost a whole replay
-        from lrsearch.problem.config import DEFAULT_STORAGE
-        from lrsearch.searching.study import check_replay_problem, load_existing_study
-
-        study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
-        check_replay_problem(study, spec)
-    torch_device = resolve_device(device)
-    pin_threads(torch_device)
-    data = load_data(spec.data, spec.seed, torch_device)
-
-    score = SCORE_LABELS.get(data.score or "")
 
     def print_epoch(record: EpochRecord) -> None:
         typer.echo(
             f"Epoch [{record.epoch}/{spec.epochs}], Learning Rate: {record.lr:.6g}, "
             f"Train Loss: {record.train_loss:.4f}, Val Loss: {record.val_loss:.4f}"
-            + ("" if score is None else f", Val {score[0].upper() + score[1:]}: {record.val_score:.4f}")
+            + ("" if record.val_score is None else f", Val Score: {record.val_score:.4f}")
         )
 
-    block = load_yaml_mapping(config).get(CERTIFICATE_KEY)
-    certified = block.get("recommended") if isinstance(block, dict) else None
-    runs = {f"{str(certified)[:80] if certified else spec.schedule.name} (this run)": spec}
-    if baselines:
-        runs |= baseline_specs(spec, block)
-    results: dict[str, History | str] = {}
-    failure: str | None = None  # why the replayed run itself raised
-    for label, run in runs.items():
-        try:
-            results[label] = train(
-                run, data, torch_device, on_epoch=print_epoch if run is spec else None, evaluate_test=True
-            )
-        except Diverged as diverged:
-            results[label] = f"diverged: {diverged}"
-        except Exception as error:  # a user's model or data raising (a missing file of theirs too: training
-            # writes nothing to the storage): that run failed, the others still train
-            results[label] = f"failed: {type(error).__name__}: {error}"
-            failure = failure or (f"{type(error).__name__}: {error}" if run is spec else None)
-        if run is spec and isinstance(results[label], History):
-            typer.echo(f"final val loss: {results[label].final.val_loss:.6f}")
+    replayed = replay(
+        config,
+        device=device,
+        baselines=baselines,
+        study_name=study_name,
+        storage=storage,
+        task=task,
+        on_epoch=print_epoch,
+    )
+    if replayed.history is not None:
+        typer.echo(f"final val loss: {replayed.history.final.val_loss:.6f}")
 
     def figure(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
-    split = "no test split" if data.test is None else f"test split ({len(whole(data.test, torch_device)[1])} rows)"
-    table = Table(title=f"{split}, seed {spec.seed}")
+    data, score = replayed.data, SCORE_LABELS.get(replayed.data.score or "")
+    split = "no test split" if data.test is None else f"test split ({len(whole(data.test, replayed.device)[1])} rows)"
+    table = Table(title=f"{split}, seed {replayed.spec.seed}, {replayed.spec.epochs} epochs")
     for column in ("run", "test loss", f"test {score or 'score'}", "final val loss"):
         table.add_column(column, justify="left" if column == "run" else "right")
-    for label, result in results.items():
+    for label, result in replayed.runs.items():
         if isinstance(result, str):
-            table.add_row(label, Text(result), "-", "-")  # an error's text, not rich markup
+            table.add_row(Text(label), Text(result), "-", "-")  # an error's text, not rich markup
         else:
-            table.add_row(label, figure(result.test_loss), figure(result.test_score), figure(result.final.val_loss))
+            table.add_row(
+                Text(label), figure(result.test_loss), figure(result.test_score), figure(result.final.val_loss)
+            )
     _console().print(table)
-    if failure is not None:  # nothing to record: the study keeps the replay it had
-        typer.echo(f"Error: the run failed: {failure}", err=True)
+    if replayed.failure is not None:  # nothing recorded: the study keeps the replay it had
+        typer.echo(f"Error: the run failed: {replayed.failure}", err=True)
         raise typer.Exit(EXIT_FAULT)
-    if study is not None:
-        from lrsearch.store.replay import REPLAY_ATTR, replay_record
-
-        study.set_user_attr(REPLAY_ATTR, replay_record(spec, str(torch_device), data.score, results))
-        typer.echo(f"recorded in study {study.study_name!r} (see `lrsearch report --study-name {study.study_name}`)")
+    if study_name is not None:
+        typer.echo(f"recorded in study {study_name!r} (see `lrsearch report --study-name {study_name}`)")
 
 
 @app.command()

@@ -27,6 +27,9 @@ def test_every_public_name_works_after_a_search_and_its_certification(tmp_path):
     exported = result.export(tmp_path / "best.yaml")
     assert lrsearch.load_run_spec(tmp_path / "best.yaml") == exported
     assert isinstance(exported, lrsearch.RunSpec)
+    replayed = lrsearch.replay(tmp_path / "best.yaml", study_name="api", storage=storage)
+    assert replayed.history is not None and replayed.history.test_loss is not None and len(replayed.runs) > 1
+    assert result.study.user_attrs["lrsearch_replay"]["spec"] == exported.model_dump(mode="json")
     schedule = lrsearch.load_schedule(tmp_path / "best.yaml")
     assert isinstance(schedule, lrsearch.LoadedSchedule)
     model = torch.nn.Linear(2, 1)

@@ -1,0 +1,75 @@
+"""A replay: one exported run trained again as the search trained it, beside the runs it is compared
+with (`baselines.baseline_specs`), on the same data and seed; what `lrsearch train` and
+`lrsearch.replay` run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+
+from lrsearch.base.device import pin_threads
+from lrsearch.base.errors import is_fault
+from lrsearch.engines.lone import Diverged, History, train
+from lrsearch.problem.data import Data, load_data
+from lrsearch.problem.spec import RunSpec
+from lrsearch.store.records import EpochRecord
+from lrsearch.store.replay import REPLAY_ATTR, replay_record
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay trained: per run label, its `History` (with test figures) or why it stopped."""
+
+    spec: RunSpec
+    label: str  # the replayed run's own label among `runs`
+    device: str
+    data: Data
+    runs: dict[str, History | str] = field(default_factory=dict)
+    failure: str | None = None  # why the replayed run itself raised (nothing is recorded then)
+
+    @property
+    def history(self) -> History | None:
+        """The replayed run's epochs and test figures; None when it diverged or failed."""
+        result = self.runs.get(self.label)
+        return result if isinstance(result, History) else None
+
+
+def replay_run(
+    spec: RunSpec,
+    *,
+    label: str,
+    baselines: dict[str, RunSpec],
+    device: torch.device,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> Replayed:
+    """Train `spec` (its epochs reported to `on_epoch`) and then each of `baselines`, one at a time with
+    real `torch.optim`, each measured on the test split. A run that diverges or whose model or data
+    raises is recorded as such; the others still train.
+    """
+    pin_threads(device)
+    data = load_data(spec.data, spec.seed, device)
+    runs: dict[str, History | str] = {}
+    failure: str | None = None
+    for name, run in {label: spec, **baselines}.items():
+        try:
+            runs[name] = train(run, data, device, on_epoch=on_epoch if run is spec else None, evaluate_test=True)
+        except Diverged as diverged:
+            runs[name] = f"diverged: {diverged}"
+        except Exception as error:  # a user's model or data raising: that run failed, the others still train
+            if is_fault(error):
+                raise
+            runs[name] = f"failed: {type(error).__name__}: {error}"
+            failure = failure or (f"{type(error).__name__}: {error}" if run is spec else None)
+    return Replayed(spec=spec, label=label, device=str(device), data=data, runs=runs, failure=failure)
+
+
+def record(study: optuna.Study, replayed: Replayed) -> None:
+    """Keep the replay in the study, for `lrsearch report` (a failed replay keeps the one it had)."""
+    if replayed.failure is not None:
+        return
+    results: dict[str, Any] = dict(replayed.runs)
+    study.set_user_attr(REPLAY_ATTR, replay_record(replayed.spec, replayed.device, replayed.data.score, results))
