@@ -162,20 +162,22 @@ def certify(
     study_name: str = "default",
     storage: str | None = None,
     *,
-    seeds: int = 5,
+    fresh_seeds: int = 5,
     top: int = 3,
     epochs: int | None = None,
     judge: str = "last",
     devices: str | None = None,
     task: str | None = None,
+    seeds: int | None = None,
 ) -> Certificate:
-    """Train a stored study's best `top` distinct trials and tuned control schedules at `seeds` fresh
+    """Train a stored study's best `top` distinct trials and tuned control schedules at `fresh_seeds` fresh
     seeds (at `epochs`, every candidate's LR chosen at that length; default the search's), store the
     certificate in the study and return it: `certificate.sentence`, `certificate.recommended_candidate.run`.
 
     Args:
         judge: "last" judges each run at its last epoch, "best" at its best val epoch (early stopping).
         task: the study's own task (module:function), when it is one: naming it runs its code.
+        seeds: the old name of `fresh_seeds` (deprecated).
 
     Raises:
         ConfigError: no such study, no completed trial, or a setting out of range.
@@ -184,11 +186,16 @@ def certify(
     from lrsearch.searching.run import certify_and_show, open_stored_study
     from lrsearch.views.search_figures import SearchFigures
 
+    if seeds is not None:
+        import warnings
+
+        warnings.warn("seeds= is now fresh_seeds= (a count of fresh seeds)", DeprecationWarning, stacklevel=2)
+        fresh_seeds = seeds
     with open_stored_study(study_name, storage or DEFAULT_STORAGE, {"study.devices": devices}, task) as opened:
         study, config, device = opened
         figures = SearchFigures.of(config)
         return certify_and_show(
-            study, config, device, seeds=seeds, top=top, epochs=epochs, judge=judge, figures=figures
+            study, config, device, seeds=fresh_seeds, top=top, epochs=epochs, judge=judge, figures=figures
         )
 
 

@@ -20,7 +20,7 @@ def test_every_public_name_works_after_a_search_and_its_certification(tmp_path):
     result = lrsearch.search(config, trials=4, storage=storage, study_name="api", seed=0)
     assert isinstance(result, lrsearch.SearchResult) and isinstance(result.certificate, lrsearch.Certificate)
 
-    certificate = lrsearch.certify("api", storage, seeds=2, top=1)  # the function, not a module
+    certificate = lrsearch.certify("api", storage, fresh_seeds=2, top=1)  # the function, not a module
     assert isinstance(certificate, lrsearch.Certificate)
     assert lrsearch.search is lrsearch.api.search and callable(lrsearch.certify)
 
