@@ -498,7 +498,7 @@ def dashboard(
 
     url = storage or DEFAULT_STORAGE
     quiet_optuna()
-    study_storage = open_storage(url, must_exist=True)
+    study_storage = open_storage(url, must_exist=True, wrapped=False)  # optuna-dashboard's own, as Optuna made it
     path = "/dashboard/"
     if study_name is not None:
         study = load_existing_study(study_name, url)

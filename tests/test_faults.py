@@ -165,7 +165,8 @@ def test_a_full_disk_ends_an_sqlite_search_in_one_line(small_disk, tmp_path, sta
     copy = tmp_path / "copy"
     copy.mkdir()
     for file in small_disk.glob("s.db*"):
-        shutil.copy(file, copy)
+        if file.is_file():  # not the study's lock folder, s.db.locks
+            shutil.copy(file, copy)
     _assert_fate_as_said(error, optuna.load_study(study_name="default", storage=f"sqlite:///{copy}/s.db").trials)
 
 

@@ -7,25 +7,36 @@ a stack's reports and a trial's attributes written in one transaction through Op
 runs only on the Optuna releases the test suite ran it on (`TESTED_OPTUNA`): a release that changes its
 tables must never write a user's study wrongly. On any other release, or with
 `LRSEARCH_OPTUNA_FAST_PATH=0`, Optuna's public API serves: slower, the same results.
+
+Optuna is extended by wrapping, never by patching a live object: on the fast path, the storages lrsearch
+opens (`storage.open_storage`) are a `WrappedStorage` around Optuna's own, which passes every call through,
+and whose modes, each for the thread that opens it (`trials_read_once`, `OwnTrialsRead`, `writes_together`),
+serve some calls otherwise. On the public path the storage is Optuna's own, nothing of lrsearch's around it.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import threading
 import warnings
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.store.records import FAIL_REASON, WORKER_ATTR
+
+if TYPE_CHECKING:
+    from optuna.study._frozen import FrozenStudy
 
 # The Optuna releases (major.minor) whose private storage internals the suite ran the fast path on.
 TESTED_OPTUNA = ("5.1",)
@@ -58,17 +69,245 @@ def _fast_path() -> bool:
 def storage_of(study: optuna.Study) -> BaseStorage:
     """The study's storage: Optuna has no public handle on it, and ask-and-tell workers must send their
     trials' heartbeats themselves (Optuna sends them only inside `study.optimize`); a FrozenTrial's
-    artifacts are listed from it too (a FrozenTrial knows no storage)."""
+    artifacts are listed from it too (a FrozenTrial knows no storage). For a study lrsearch opened, it
+    is a `WrappedStorage`."""
     return study._storage
 
 
+class WrappedStorage(BaseStorage):
+    """The storage lrsearch's studies hold: Optuna's storage (`wrapped`), extended by wrapping it as
+    Optuna's own `_CachedStorage` wraps its `RDBStorage`, never by patching a live object.
+
+    Every call is the wrapped storage's, except while one of this module's blocks is open in the calling
+    thread: each block (`trials_read_once`, `OwnTrialsRead`, `writes_together`) is a mode of the wrapper
+    for that thread only (other threads, such as the figures thread, read and write as Optuna does). A
+    mode is an object whose methods named as the storage's (`get_all_trials`, `get_trial`,
+    `create_new_trial`, `set_trial_param`, `set_trial_user_attr`, `set_trial_system_attr`,
+    `set_study_system_attr`) take that call, with the call as the modes opened before it (and finally
+    the wrapped storage) would serve it as their first argument; the mode opened last serves first.
+
+    BaseStorage's reads that Optuna defines through `get_trial` and `get_all_trials` (a trial's params
+    or attributes, the number of trials) are read through this wrapper, so the modes serve them as
+    they serve those two, unless the wrapped storage has its own (then it serves them).
+
+    A database storage is wrapped around Optuna's `_CachedStorage` of it (see `for_studies`). It pickles
+    as its wrapped storage does, modes left out (they belong to a thread's open block).
+    """
+
+    _MODAL = (
+        "get_all_trials",
+        "get_trial",
+        "create_new_trial",
+        "set_trial_param",
+        "set_trial_user_attr",
+        "set_trial_system_attr",
+        "set_study_system_attr",
+    )
+
+    def __init__(self, wrapped: BaseStorage) -> None:
+        self.wrapped = wrapped
+        self._modes = threading.local()  # .open: this thread's modes, in the order they were opened
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _wrapped_again, (self.wrapped,)
+
+    def open_modes(self) -> list[Any]:
+        """This thread's open modes, first opened first."""
+        return vars(self._modes).setdefault("open", [])
+
+    def open_mode(self, mode: Any) -> None:
+        self.open_modes().append(mode)
+
+    def close_mode(self, mode: Any) -> None:
+        modes = self.open_modes()
+        del modes[next(i for i, open_mode in enumerate(modes) if open_mode is mode)]
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self._served(name, len(self.open_modes()))(*args)
+
+    def _served(self, name: str, below: int) -> Callable[..., Any]:
+        """The call `name` as served by the modes of this thread opened before the `below`th one."""
+        modes = self.open_modes()
+        for depth in range(min(below, len(modes)) - 1, -1, -1):
+            serve = getattr(modes[depth], name, None)
+            if serve is not None:
+                return functools.partial(serve, functools.partial(self._call_below, name, depth))
+        return getattr(self.wrapped, name)
+
+    def _call_below(self, name: str, depth: int, *args: Any) -> Any:
+        return self._served(name, depth)(*args)
+
+    def _derived(self, name: str, *args: Any) -> Any:
+        """A BaseStorage method Optuna defines through others: the wrapped storage's own when it has
+        one, else Optuna's definition read through this wrapper (so through the open modes)."""
+        if getattr(type(self.wrapped), name) is getattr(BaseStorage, name):
+            return getattr(BaseStorage, name)(self, *args)
+        return getattr(self.wrapped, name)(*args)
+
+    # The calls the modes may serve.
+    def get_all_trials(
+        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return self._call("get_all_trials", study_id, deepcopy, states)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._call("get_trial", trial_id)
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._call("create_new_trial", study_id, template_trial)
+
+    def set_trial_param(
+        self, trial_id: int, param_name: str, param_value_internal: float, distribution: BaseDistribution
+    ) -> None:
+        self._call("set_trial_param", trial_id, param_name, param_value_internal, distribution)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._call("set_trial_user_attr", trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._call("set_trial_system_attr", trial_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._call("set_study_system_attr", study_id, key, value)
+
+    # The wrapped storage's, always.
+    def create_new_study(self, directions: Sequence[StudyDirection], study_name: str | None = None) -> int:
+        return self.wrapped.create_new_study(directions, study_name)
+
+    def delete_study(self, study_id: int) -> None:
+        self.wrapped.delete_study(study_id)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self.wrapped.set_study_user_attr(study_id, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self.wrapped.get_study_id_from_name(study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self.wrapped.get_study_name_from_id(study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self.wrapped.get_study_directions(study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self.wrapped.get_study_user_attrs(study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self.wrapped.get_study_system_attrs(study_id)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return self.wrapped.get_all_studies()
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        return self.wrapped.set_trial_state_values(trial_id, state, values)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self.wrapped.set_trial_intermediate_value(trial_id, step, intermediate_value)
+
+    # Defined by BaseStorage through the calls above (see `_derived`).
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._derived("get_trial_id_from_study_id_trial_number", study_id, trial_number)
+
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        return self._derived("get_trial_number_from_id", trial_id)
+
+    def get_trial_param(self, trial_id: int, param_name: str) -> float:
+        return self._derived("get_trial_param", trial_id, param_name)
+
+    def get_trial_params(self, trial_id: int) -> dict[str, Any]:
+        return self._derived("get_trial_params", trial_id)
+
+    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self._derived("get_trial_user_attrs", trial_id)
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self._derived("get_trial_system_attrs", trial_id)
+
+    def get_n_trials(self, study_id: int, state: tuple[TrialState, ...] | TrialState | None = None) -> int:
+        return self._derived("get_n_trials", study_id, state)
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        return self._derived("get_best_trial", study_id)
+
+    def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
+        self._derived("check_trial_is_updatable", trial_id, trial_state)
+
+    def remove_session(self) -> None:
+        self._derived("remove_session")
+
+
+@functools.cache
+def _heartbeat_wrapper() -> type[WrappedStorage]:
+    """`WrappedStorage` for a storage that records heartbeats: Optuna's heartbeat thread and its
+    `fail_stale_trials` act only on a `BaseHeartbeat` (no public name; imported only on the fast path)."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    class HeartbeatWrappedStorage(WrappedStorage, BaseHeartbeat):
+        def record_heartbeat(self, trial_id: int) -> None:
+            self.wrapped.record_heartbeat(trial_id)
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            return self.wrapped._get_stale_trial_ids(study_id)
+
+        def get_heartbeat_interval(self) -> int | None:
+            return self.wrapped.get_heartbeat_interval()
+
+        def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+            return self.wrapped.get_heartbeat_stale_trial_callback()
+
+    return HeartbeatWrappedStorage
+
+
+def for_studies(storage: BaseStorage) -> BaseStorage:
+    """The storage lrsearch's studies are opened on: `storage` in a `WrappedStorage` on the fast path,
+    `storage` itself otherwise (Optuna's public path, nothing of it wrapped).
+
+    A database storage is wrapped around Optuna's `_CachedStorage` of it, as Optuna would wrap it
+    itself (`optuna.storages.get_storage` wraps an RDBStorage, not a storage it does not know): its cache
+    of the study's finished trials stays, and the studies opened on this storage share it, as the
+    command and its in-process worker shared it already.
+    """
+    if not fast_path_on() or isinstance(storage, WrappedStorage):
+        return storage
+    if isinstance(storage, RDBStorage):
+        from optuna.storages._cached_storage import _CachedStorage
+
+        storage = _CachedStorage(storage)
+    return _wrapped_again(storage)
+
+
+def _wrapped_again(wrapped: BaseStorage) -> WrappedStorage:
+    """`wrapped` in the WrappedStorage for it (also how a pickled one is rebuilt)."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return _heartbeat_wrapper()(wrapped) if isinstance(wrapped, BaseHeartbeat) else WrappedStorage(wrapped)
+
+
 def backend_of(study: optuna.Study) -> BaseStorage:
-    """The storage the study was opened with: Optuna wraps a database storage in its `_CachedStorage`,
-    whose cache belongs to one study object (another study object on the same storage wraps it anew)."""
+    """The storage the study was opened with, as Optuna made it: behind lrsearch's `WrappedStorage`, and
+    behind Optuna's `_CachedStorage`, which wraps a database storage."""
     from optuna.storages._cached_storage import _CachedStorage
 
     storage = storage_of(study)
+    if isinstance(storage, WrappedStorage):
+        storage = storage.wrapped
     return storage._backend if isinstance(storage, _CachedStorage) else storage
+
+
+def _wrapper_of(study: optuna.Study) -> WrappedStorage | None:
+    """The study's WrappedStorage on the fast path; None on the public path or for a storage lrsearch
+    did not open (its calls are Optuna's own)."""
+    storage = storage_of(study)
+    return storage if isinstance(storage, WrappedStorage) and _fast_path() else None
+
+
+@contextmanager
+def _mode(wrapper: WrappedStorage, mode: Any) -> Iterator[None]:
+    wrapper.open_mode(mode)
+    try:
+        yield
+    finally:
+        wrapper.close_mode(mode)
 
 
 def trial_id(trial: optuna.Trial) -> int:
@@ -120,31 +359,53 @@ def trials_read_once(study: optuna.Study) -> Iterator[None]:
     it samples, bypassing Optuna's per-ask cache (`Study._get_trials(use_cache=False)`); on a database
     storage each read reloads every running trial with its intermediate values and attributes: a stack
     of 10 paid about 9 reads a trial, of 10 running trials each. Sampling one trial in this block reads
-    the study once; the trial's own parameters, which the sampler writes as it goes, it filters out of
-    what it reads. `Study._get_trials` is what samplers, search spaces and `Study.get_trials` read
-    through, so it is replaced for the block, on this study object and for this thread only (a figures
-    thread reading the same study reads the storage as before).
+    the study once; the trial's own parameters, which the sampler writes as it goes, are not in that
+    read. It is a mode of the study's `WrappedStorage` (this thread's `get_all_trials` of the study
+    serves the read), and the read is the study's per-ask cache for this thread meanwhile
+    (`Study._thread_local.cached_all_trials`, what samplers read with `use_cache=True`), as it was before
+    the block afterwards: another thread (a figures thread reading the same study) reads the storage as
+    before. A storage lrsearch did not open is read as Optuna reads it.
     """
-    if not _fast_path():
+    wrapper = _wrapper_of(study)
+    if wrapper is None:
         yield
         return
-    owner = threading.get_ident()
-    trials = storage_of(study).get_all_trials(study._study_id, deepcopy=False)
-    read = study._get_trials
-
-    def get_trials(
-        deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
-    ) -> list[FrozenTrial]:
-        if threading.get_ident() != owner:
-            return read(deepcopy, states, use_cache)
-        chosen = [t for t in trials if states is None or t.state in states]
-        return copy.deepcopy(chosen) if deepcopy else chosen
-
-    study._get_trials = get_trials  # type: ignore[method-assign]
+    study_id = study._study_id
+    read = _ReadOnce(study_id, wrapper.get_all_trials(study_id, deepcopy=False))
+    per_ask = study._thread_local  # Optuna's per-thread cache of the study's trials, reset by each ask
+    before = per_ask.cached_all_trials
+    per_ask.cached_all_trials = read.trials
     try:
-        yield
+        with _mode(wrapper, read):
+            yield
     finally:
-        del study._get_trials
+        now = per_ask.cached_all_trials
+        if now is read.trials:
+            per_ask.cached_all_trials = before
+        elif any(now is served for served in read.served):  # an ask in the block reset it: it stays unread
+            per_ask.cached_all_trials = None
+
+
+class _ReadOnce:
+    """The mode of `trials_read_once`: the study's trials, from one read."""
+
+    def __init__(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        self.study_id, self.trials = study_id, trials
+        self.served: list[list[FrozenTrial]] = []  # the whole study as served, uncopied
+
+    def get_all_trials(
+        self,
+        below: Callable[..., list[FrozenTrial]],
+        study_id: int,
+        deepcopy: bool,
+        states: Container[TrialState] | None,
+    ) -> list[FrozenTrial]:
+        if study_id != self.study_id:
+            return below(study_id, deepcopy, states)
+        chosen = [t for t in self.trials if states is None or t.state in states]
+        if not deepcopy and states is None:
+            self.served.append(chosen)
+        return copy.deepcopy(chosen) if deepcopy else chosen
 
 
 class OwnTrialsRead:
@@ -162,84 +423,82 @@ class OwnTrialsRead:
     write straight to the storage for a trial (`study._storage.set_trial_system_attr`) are copied onto
     the trial's copy as they are written. `get_trial` of one of its running trials (`study.tell` reads the
     trial it ends) is its copy too, after a light query of its state, and a trial it has just created is
-    read back as created. Another thread (the figures thread) reads the storage as before; any other
-    storage is read as before. The finished trials it loads it also hands to Optuna's own cache of the
-    study, which the command shares with its in-process worker: the figures thread, the summary and the
-    export then load none of them again.
+    read back as created. It is a mode of the study's `WrappedStorage` for this thread: another thread
+    (the figures thread) reads the storage as before; any other storage is read as before. The finished
+    trials it loads it also hands to Optuna's own cache of the study, which the command shares with its
+    in-process worker: the figures thread, the summary and the export then load none of them again.
     """
 
     def __init__(self, study: optuna.Study, own: Callable[[], Iterable[optuna.Trial]]) -> None:
         self._study, self._own = study, own
-        self._storage = storage_of(study)
         self._backend = _database(study)
-        self._owner = threading.get_ident()
+        self._wrapper = _wrapper_of(study) if self._backend is not None else None
         self._finished: dict[int, FrozenTrial] = {}  # by trial id
         self._created: dict[int, FrozenTrial] = {}  # created by this thread, not read back yet
-        self._patched = ("get_all_trials", "get_trial", "set_trial_system_attr", "set_trial_user_attr")
 
     def __enter__(self) -> OwnTrialsRead:
-        if self._backend is not None:
-            self._before = {name: vars(self._storage).get(name) for name in self._patched}
-            read, get, write_system, write_user = (getattr(self._storage, name) for name in self._patched)
-            self._storage.get_all_trials = self._reader(read)
-            self._storage.get_trial = self._getter(get)
-            self._storage.set_trial_system_attr = self._writer(write_system, "set_trial_system_attr")
-            self._storage.set_trial_user_attr = self._writer(write_user, "set_trial_user_attr")
-            self._backend_before = {"_create_new_trial": vars(self._backend).get("_create_new_trial")}
-            self._backend._create_new_trial = self._creator(self._backend._create_new_trial)
+        if self._wrapper is not None:
+            self._wrapper.open_mode(self)
         return self
 
     def __exit__(self, error_type: type[BaseException] | None, *exc: object) -> None:
-        if self._backend is not None:
-            _restore(self._storage, self._before)
-            _restore(self._backend, self._backend_before)
+        if self._wrapper is not None:
+            self._wrapper.close_mode(self)
             if error_type is None:  # the trials told since the last read too; after an error, no further query
                 from optuna.storages._rdb import models
 
                 states = self._states(models.TrialModel.study_id == self._study._study_id)
-                _keep_in_optuna_cache(self._storage, self._study._study_id, states, self._finished)
+                _keep_in_optuna_cache(self._wrapper.wrapped, self._study._study_id, states, self._finished)
 
-    def _creator(self, create: Callable[..., FrozenTrial]) -> Callable[..., FrozenTrial]:
+    # The storage's calls this mode serves (`below`: the call as served without it).
+    def create_new_trial(self, below: Callable[..., int], study_id: int, template_trial: FrozenTrial | None) -> int:
         """`study.ask` creates a trial, then reads it back whole (`Trial.__init__`): the trial as
         created is what that read returns (no one else writes to it yet). Not a trial made from a
         template: a WAITING one (a retry) is read when asked, after the ask made it RUNNING."""
+        created_id = below(study_id, template_trial)
+        if template_trial is None:
+            created = _as_created(self._wrapper.wrapped if self._wrapper else None, created_id)
+            if created is not None:
+                self._created[created_id] = created
+        return created_id
 
-        def create_new_trial(study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
-            created = create(study_id, template_trial)
-            if template_trial is None and threading.get_ident() == self._owner:
-                self._created[created._trial_id] = created
-            return created
+    def get_all_trials(
+        self,
+        below: Callable[..., list[FrozenTrial]],
+        study_id: int,
+        deepcopy: bool,
+        states: Container[TrialState] | None,
+    ) -> list[FrozenTrial]:
+        if study_id != self._study._study_id:
+            return below(study_id, deepcopy, states)
+        chosen = [t for t in self.read() if states is None or t.state in states]
+        return copy.deepcopy(chosen) if deepcopy else chosen
 
-        return create_new_trial
+    def get_trial(self, below: Callable[[int], FrozenTrial], stored_id: int) -> FrozenTrial:
+        if stored_id in self._finished:
+            return self._finished[stored_id]
+        if stored_id in self._created:
+            return _snapshot(self._created.pop(stored_id))
+        own = next((trial for trial in self._own() if trial._trial_id == stored_id), None)
+        if own is not None and self._state(stored_id) == TrialState.RUNNING:
+            return _snapshot(own._cached_frozen_trial)
+        trial = below(stored_id)
+        if trial.state.is_finished():
+            self._finished[stored_id] = trial
+        return trial
 
-    def _reader(self, read: Callable[..., list[FrozenTrial]]) -> Callable[..., list[FrozenTrial]]:
-        def get_all_trials(
-            study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
-        ) -> list[FrozenTrial]:
-            if threading.get_ident() != self._owner or study_id != self._study._study_id:
-                return read(study_id, deepcopy, states)
-            chosen = [t for t in self.read() if states is None or t.state in states]
-            return copy.deepcopy(chosen) if deepcopy else chosen
+    def set_trial_system_attr(self, below: Callable[..., None], stored_id: int, key: str, value: Any) -> None:
+        below(stored_id, key, value)
+        self._copied(stored_id, "set_trial_system_attr", key, value)
 
-        return get_all_trials
+    def set_trial_user_attr(self, below: Callable[..., None], stored_id: int, key: str, value: Any) -> None:
+        below(stored_id, key, value)
+        self._copied(stored_id, "set_trial_user_attr", key, value)
 
-    def _getter(self, get: Callable[[int], FrozenTrial]) -> Callable[[int], FrozenTrial]:
-        def get_trial(stored_id: int) -> FrozenTrial:
-            if threading.get_ident() != self._owner:
-                return get(stored_id)
-            if stored_id in self._finished:
-                return self._finished[stored_id]
-            if stored_id in self._created:
-                return _snapshot(self._created.pop(stored_id))
-            own = next((trial for trial in self._own() if trial._trial_id == stored_id), None)
-            if own is not None and self._state(stored_id) == TrialState.RUNNING:
-                return _snapshot(own._cached_frozen_trial)
-            trial = get(stored_id)
-            if trial.state.is_finished():
-                self._finished[stored_id] = trial
-            return trial
-
-        return get_trial
+    def _copied(self, stored_id: int, write: str, key: str, value: Any) -> None:
+        for trial in self._own():
+            if trial._trial_id == stored_id:
+                _copy_attr(trial, write, key, value)
 
     def _state(self, stored_id: int) -> TrialState | None:
         from optuna.storages._rdb import models
@@ -253,21 +512,11 @@ class OwnTrialsRead:
         with _create_scoped_session(self._backend.scoped_session) as session:
             return _trial_states(session, which)
 
-    def _writer(self, write: Callable[[int, str, Any], None], name: str) -> Callable[[int, str, Any], None]:
-        def set_attr(stored_id: int, key: str, value: Any) -> None:
-            write(stored_id, key, value)
-            if threading.get_ident() == self._owner:
-                for trial in self._own():
-                    if trial._trial_id == stored_id:
-                        _copy_attr(trial, name, key, value)
-
-        return set_attr
-
     def read(self) -> list[FrozenTrial]:
         """The study's trials, by number, as the storage holds them now."""
         from optuna.storages._rdb import models
 
-        assert self._backend is not None
+        assert self._backend is not None and self._wrapper is not None
         study_id = self._study._study_id
         states = self._states(models.TrialModel.study_id == study_id)
         own = {trial._trial_id: trial for trial in self._own()}
@@ -277,10 +526,22 @@ class OwnTrialsRead:
         newest = max(states, default=-1)
         loaded = self._backend._get_trials(study_id, None, wanted, newest) if wanted else []
         self._finished.update((t._trial_id, t) for t in loaded if t.state.is_finished())
-        _keep_in_optuna_cache(self._storage, study_id, states, self._finished)
+        _keep_in_optuna_cache(self._wrapper.wrapped, study_id, states, self._finished)
         unfinished = [t for t in loaded if not t.state.is_finished()]
         trials = [*self._finished.values(), *unfinished, *(_snapshot(t._cached_frozen_trial) for t in local.values())]
         return sorted(trials, key=lambda t: t.number)
+
+
+def _as_created(storage: BaseStorage | None, created_id: int) -> FrozenTrial | None:
+    """The trial Optuna's `_CachedStorage` keeps of one it has just created (what its database returned
+    on creating it); None for another storage."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    if not isinstance(storage, _CachedStorage):
+        return None
+    with storage._lock:
+        study_id, number = storage._trial_id_to_study_id_and_number[created_id]
+        return storage._studies[study_id].trials[number]
 
 
 def _keep_in_optuna_cache(
@@ -389,10 +650,6 @@ def set_user_attrs(study: optuna.Study, trial: optuna.Trial, attrs: Mapping[str,
             trial.set_user_attr(key, value)
 
 
-_TRIAL_WRITES = ("set_trial_param", "set_trial_user_attr", "set_trial_system_attr")
-_together = threading.local()  # .queues: trial id -> the writes its open block holds back
-
-
 @contextmanager
 def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """While in the block, this thread's writes of the trial's parameters and attributes (the sampler's,
@@ -406,62 +663,62 @@ def writes_together(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     held-back writes are Optuna's own (`RDBStorage._set_trial_param_without_commit`,
     `_set_trial_attr_without_commit`), in the session its `_create_scoped_session` opens and commits;
     the trial's own copy is kept as its writes would keep it, so this worker's reads of it
-    (`OwnTrialsRead`) see them at once, and others see them when the block ends.
+    (`OwnTrialsRead`) see them at once, and others see them when the block ends. It is a mode of the
+    study's `WrappedStorage` for this thread (another thread's writes, and this thread's writes of
+    other trials, are written as they come).
     """
     backend = _database(study)
-    queues = vars(_together).setdefault("queues", {})
+    wrapper = _wrapper_of(study) if backend is not None else None
     stored_id = trial._trial_id
-    if backend is None or stored_id in queues:
+    if wrapper is None or any(isinstance(m, _HeldBack) and m.trial_id == stored_id for m in wrapper.open_modes()):
         yield
         return
-    storage, owner, queue = storage_of(study), threading.get_ident(), []
-    before = {name: vars(storage).get(name) for name in (*_TRIAL_WRITES, "set_study_system_attr")}
+    held = _HeldBack(study._study_id, trial)
+    try:
+        with _mode(wrapper, held):
+            yield
+    finally:
+        if held.queue:
+            _write_all(backend, stored_id, held.queue)
 
-    def held_back(name: str, write: Callable[..., None]) -> Callable[..., None]:
-        def write_later(trial_id: int, *args: Any) -> None:
-            if trial_id != stored_id or threading.get_ident() != owner:
-                return write(trial_id, *args)
-            queue.append((name, args))
-            if name != "set_trial_param":  # as OwnTrialsRead keeps a copy that others wrote to
-                _copy_attr(trial, name, *args)
-            return None
 
-        return write_later
+class _HeldBack:
+    """The mode of `writes_together`: the trial's writes (and the study's system attributes), queued."""
 
-    write_study_attr = storage.set_study_system_attr
+    def __init__(self, study_id: int, trial: optuna.Trial) -> None:
+        self.study_id, self.trial, self.trial_id = study_id, trial, trial._trial_id
+        self.queue: list[tuple[str, tuple[Any, ...]]] = []
 
-    def study_attr_later(study_id: int, key: str, value: Any) -> None:
-        if study_id != study._study_id or threading.get_ident() != owner:
-            return write_study_attr(study_id, key, value)
-        queue.append(("set_study_system_attr", (key, value)))
+    def set_trial_param(self, below: Callable[..., None], trial_id: int, *args: Any) -> None:
+        if trial_id != self.trial_id:
+            return below(trial_id, *args)
+        self.queue.append(("set_trial_param", args))
         return None
 
-    queues[stored_id] = queue
-    for name in _TRIAL_WRITES:
-        setattr(storage, name, held_back(name, getattr(storage, name)))
-    storage.set_study_system_attr = study_attr_later
-    try:
-        yield
-    finally:
-        _restore(storage, before)
-        del queues[stored_id]
-        if queue:
-            _write_all(backend, stored_id, queue)
+    def set_trial_user_attr(self, below: Callable[..., None], trial_id: int, key: str, value: Any) -> None:
+        self._attr(below, "set_trial_user_attr", trial_id, key, value)
+
+    def set_trial_system_attr(self, below: Callable[..., None], trial_id: int, key: str, value: Any) -> None:
+        self._attr(below, "set_trial_system_attr", trial_id, key, value)
+
+    def _attr(self, below: Callable[..., None], write: str, trial_id: int, key: str, value: Any) -> None:
+        if trial_id != self.trial_id:
+            below(trial_id, key, value)
+            return
+        self.queue.append((write, (key, value)))
+        _copy_attr(self.trial, write, key, value)  # as OwnTrialsRead keeps a copy that others wrote to
+
+    def set_study_system_attr(self, below: Callable[..., None], study_id: int, key: str, value: Any) -> None:
+        if study_id != self.study_id:
+            below(study_id, key, value)
+            return
+        self.queue.append(("set_study_system_attr", (key, value)))
 
 
 def _copy_attr(trial: optuna.Trial, write: str, key: str, value: Any) -> None:
     """An attribute written to the storage for `trial` (by `write`), kept on the trial's own copy too."""
     where = {"set_trial_user_attr": "user_attrs", "set_trial_system_attr": "system_attrs"}[write]
     getattr(trial._cached_frozen_trial, where)[key] = value
-
-
-def _restore(storage: BaseStorage, before: Mapping[str, Any]) -> None:
-    """Put back the storage's methods as a block found them (a block inside another keeps the outer one's)."""
-    for name, previous in before.items():
-        if previous is None:
-            vars(storage).pop(name, None)
-        else:
-            setattr(storage, name, previous)
 
 
 def _write_all(backend: RDBStorage, trial_id: int, queue: Sequence[tuple[str, tuple[Any, ...]]]) -> None:

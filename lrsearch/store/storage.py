@@ -31,6 +31,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from lrsearch.base.errors import ConfigError, fault_line
 from lrsearch.base.paths import file_part
+from lrsearch.store.optuna_private import fast_path_on, for_studies
 
 # A trial whose worker died is retried at most this often; a trial that kills its worker each time
 # (out of memory, say) must not loop forever.
@@ -109,7 +110,7 @@ def _passwords(url: str) -> list[str]:
     return sorted(found - {"", MASK}, key=len, reverse=True)
 
 
-def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = None) -> BaseStorage:
+def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = None, wrapped: bool = True) -> BaseStorage:
     """Open the storage a URL names; a file's folder is created unless `must_exist`.
 
     Args:
@@ -117,12 +118,21 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
         must_exist: refuse a storage file that isn't there yet (for commands that only read).
         heartbeat: seconds between a running trial's heartbeats (database storages only); a trial
             silent for three of them is failed and queued again, up to `MAX_RETRIES` times.
+        wrapped: the storage as lrsearch's studies hold it (`optuna_private.for_studies`: Optuna's storage
+            wrapped for lrsearch's fast path, where it runs); False: Optuna's storage itself (for
+            optuna-dashboard, which knows Optuna's storage classes).
 
     Raises:
         ConfigError: the URL is malformed, its driver is missing, or the server or file can't be reached.
     """
     if url == IN_MEMORY:
-        return _in_memory()
+        return _in_memory_for_studies() if wrapped and fast_path_on() else _in_memory()
+    storage = _opened(url, must_exist, heartbeat)
+    return for_studies(storage) if wrapped else storage
+
+
+def _opened(url: str, must_exist: bool, heartbeat: int | None) -> BaseStorage:
+    """The Optuna storage of `open_storage` (not the in-memory one)."""
     if url.strip() in {"", "sqlite://", "sqlite:///"}:
         raise ConfigError(
             f"--storage: {url!r} names no file; give sqlite:///FILE, a journal FILE such as studies/search.log, "
@@ -242,6 +252,12 @@ def _in_memory() -> InMemoryStorage:
     """This process's in-memory storage: every opening of `sqlite:///:memory:` in a process (the search,
     its worker, the report) must see the same studies. Nothing of it outlives the process."""
     return InMemoryStorage()
+
+
+@functools.cache
+def _in_memory_for_studies() -> BaseStorage:
+    """This process's in-memory storage as lrsearch's studies hold it (one wrapper, as one storage)."""
+    return for_studies(_in_memory())
 
 
 def has_heartbeat(url: str) -> bool:

@@ -5,7 +5,7 @@ import math
 import optuna
 import pytest
 
-from lrsearch.store.optuna_private import storage_of, trials_read_once
+from lrsearch.store.optuna_private import backend_of, storage_of, trials_read_once
 from lrsearch.store.storage import open_storage
 from lrsearch.trials.samplers import make_sampler
 
@@ -15,6 +15,7 @@ def _sampled(storage_url: str, read_once: bool) -> tuple[list[dict], int]:
     it sampled, and how often it read all the study's trials while sampling."""
     study = optuna.create_study(storage=open_storage(storage_url), sampler=make_sampler("tpe", 0))
     storage, reads, sampling = storage_of(study), [0], [False]
+    storage = getattr(storage, "wrapped", storage)  # the reads of Optuna's storage, behind lrsearch's wrapper
     read = storage.get_all_trials
 
     def counting(*args, **kwargs):
@@ -35,6 +36,18 @@ def _sampled(storage_url: str, read_once: bool) -> tuple[list[dict], int]:
         for trial in trials:
             study.tell(trial, (trial.params["x"] - 1) ** 2 + trial.params.get("a", 0.5))
     return [t.params for t in study.trials], reads[0]
+
+
+def _as_optuna_made_it(storage: optuna.storages.BaseStorage) -> None:
+    """Nothing patched onto Optuna's live storage (nor onto the database behind its cache), and no mode of
+    lrsearch's wrapper around it left open when the blocks have ended."""
+    from lrsearch.store.optuna_private import WrappedStorage
+
+    if isinstance(storage, WrappedStorage):
+        assert storage.open_modes() == []
+        storage = storage.wrapped
+    assert not set(WrappedStorage._MODAL) & set(vars(storage))
+    assert "_create_new_trial" not in vars(getattr(storage, "_backend", storage))
 
 
 class _nothing:
@@ -101,7 +114,7 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
     mine = [study.ask() for _ in range(3)]
     theirs = [other.ask() for _ in range(2)]
     loads: list[set[int]] = []
-    backend = storage_of(study)._backend
+    backend = backend_of(study)
     load = backend._get_trials
 
     def counting(study_id, states, included, greater_than):
@@ -136,7 +149,7 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
     running_mine = {trial._trial_id for trial in mine[:2] + mine[3:4]}
     assert loads and all(not (ids & running_mine) for ids in loads)
     assert [theirs[1]._trial_id in ids for ids in loads] == [True] + [False] * (len(loads) - 1)  # once finished
-    assert "get_all_trials" not in vars(storage_of(study))
+    _as_optuna_made_it(storage_of(study))
 
 
 def test_a_trial_s_writes_held_together_land_at_the_block_s_end_as_one_at_a_time_would(tmp_path):
@@ -170,8 +183,7 @@ def test_a_trial_s_writes_held_together_land_at_the_block_s_end_as_one_at_a_time
     assert stored(trial).user_attrs == {"worker": "me", "run": {"lr": 0.1}}
     assert stored(trial).system_attrs == {"sampler": [1, 2]}
     assert other.get_study_system_attrs(study._study_id) == {key: f"{key} of trial 0" for key in ("note:1", "note:2")}
-    written = {"set_trial_param", "set_trial_user_attr", "set_trial_system_attr", "set_study_system_attr"}
-    assert not written & set(vars(storage_of(study)))
+    _as_optuna_made_it(storage_of(study))
 
 
 def test_writes_held_together_on_a_journal_land_as_they_come(tmp_path):
@@ -219,7 +231,7 @@ def test_a_worker_s_finished_trials_are_not_loaded_again_by_the_other_readers_of
         assert len(worker.get_trials()) == 5
         other.tell(theirs[1], 0.5)  # finished by another process after the worker's last read
     loads: list[set[int]] = []
-    backend = storage_of(command)._backend
+    backend = backend_of(command)
     load = backend._get_trials
 
     def counting(*args, **kwargs):
@@ -239,12 +251,20 @@ def test_a_worker_s_finished_trials_are_not_loaded_again_by_the_other_readers_of
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
 def test_a_study_s_backend_is_the_storage_it_was_opened_with(tmp_path, kind):
-    from lrsearch.store.optuna_private import backend_of
+    from optuna.storages import InMemoryStorage, JournalStorage, RDBStorage
+
+    from lrsearch.store.optuna_private import WrappedStorage, fast_path_on
 
     url = {"sqlite": f"sqlite:///{tmp_path}/b.db", "journal": str(tmp_path / "b.log"), "memory": "sqlite:///:memory:"}
     storage = open_storage(url[kind])
     study = optuna.create_study(storage=storage)
-    assert backend_of(study) is storage
+    made = {"sqlite": RDBStorage, "journal": JournalStorage, "memory": InMemoryStorage}[kind]
+    if fast_path_on():  # the study holds lrsearch's wrapper, around the storage Optuna made
+        assert isinstance(storage, WrappedStorage) and storage_of(study) is storage
+        assert isinstance(backend_of(study), made) and not isinstance(storage, made)
+    else:  # nothing of lrsearch's between
+        assert backend_of(study) is storage
+    assert backend_of(optuna.load_study(study_name=study.study_name, storage=storage)) is backend_of(study)
     assert optuna.load_study(study_name=study.study_name, storage=backend_of(study)).trials == []
 
 
@@ -273,7 +293,7 @@ def test_an_unknown_optuna_release_takes_the_public_path_with_one_line_and_store
     """A release the suite never ran: nothing of Optuna's tables is written by lrsearch, reports and
     attributes arrive through Optuna's own calls, and the user is told once."""
     from lrsearch.store import optuna_private
-    from lrsearch.store.optuna_private import FAST_PATH_ENV, OwnTrialsRead, report_all, set_user_attrs
+    from lrsearch.store.optuna_private import FAST_PATH_ENV, OwnTrialsRead, WrappedStorage, report_all, set_user_attrs
 
     monkeypatch.delenv(FAST_PATH_ENV, raising=False)
     monkeypatch.setattr(optuna, "__version__", "9.0.0")
@@ -283,7 +303,8 @@ def test_an_unknown_optuna_release_takes_the_public_path_with_one_line_and_store
     trials = [study.ask() for _ in range(3)]
     with caplog.at_level("WARNING", logger="lrsearch"), OwnTrialsRead(study, lambda: trials):
         assert optuna_private._database(study) is None
-        assert "get_all_trials" not in vars(storage)  # nothing patched onto the live storage
+        assert not isinstance(storage, WrappedStorage)  # Optuna's own storage, nothing of lrsearch's around it
+        _as_optuna_made_it(storage)
         report_all(study, [(trial, 1, float(i)) for i, trial in enumerate(trials)])
         for i, trial in enumerate(trials):
             set_user_attrs(study, trial, {"i": i, "name": f"t{i}"})

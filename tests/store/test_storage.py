@@ -47,8 +47,11 @@ def test_unusable_storage_is_a_config_error(url, message):
 
 
 def test_the_url_alone_picks_the_storage(tmp_path):
-    assert isinstance(open_storage(str(tmp_path / "search.log")), JournalStorage)
-    assert isinstance(open_storage(f"sqlite:///{tmp_path}/search.db"), RDBStorage)
+    from lrsearch.store.optuna_private import backend_of
+
+    for url, made in [(str(tmp_path / "search.log"), JournalStorage), (f"sqlite:///{tmp_path}/search.db", RDBStorage)]:
+        assert isinstance(open_storage(url, wrapped=False), made)  # as optuna-dashboard is given it
+        assert isinstance(backend_of(optuna.create_study(storage=open_storage(url))), made)  # behind lrsearch's wrapper
     assert has_heartbeat(f"sqlite:///{tmp_path}/search.db") and not has_heartbeat(str(tmp_path / "search.log"))
 
 
