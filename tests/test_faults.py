@@ -401,6 +401,7 @@ def test_the_python_api_runs_a_config_file_s_task_only_when_named(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+@pytest.mark.fast_path
 def test_a_trial_whose_worker_went_silent_fails_with_the_reason_and_its_retry_does_not_carry_it(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=1)
     study = optuna.create_study(study_name="silent", storage=storage)

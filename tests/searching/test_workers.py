@@ -146,6 +146,7 @@ def test_a_worker_on_another_machine_joins_the_study(postgres_url, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stack", ["1", "3"])  # one trial at a time (Optuna's heartbeat), stacked (ours)
+@pytest.mark.fast_path
 def test_a_killed_worker_s_trial_is_failed_and_retried(tmp_path, stack):
     url = f"sqlite:///{tmp_path}/studies.db"
     config = _config_file(tmp_path, url, heartbeat=1)

@@ -58,6 +58,7 @@ class _nothing:
         pass
 
 
+@pytest.mark.fast_path
 def test_sampling_from_one_read_samples_what_reading_each_time_does(tmp_path):
     every_time, reads_every_time = _sampled(f"sqlite:///{tmp_path}/a.db", read_once=False)
     once, reads_once = _sampled(f"sqlite:///{tmp_path}/b.db", read_once=True)
@@ -65,6 +66,7 @@ def test_sampling_from_one_read_samples_what_reading_each_time_does(tmp_path):
     assert reads_once == len(once) < reads_every_time  # one read a trial
 
 
+@pytest.mark.fast_path
 def test_the_block_ends_with_the_study_reading_its_storage_again(tmp_path):
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/c.db"))
     with trials_read_once(study):
@@ -105,6 +107,7 @@ def test_reports_and_attributes_written_together_land_as_one_at_a_time_would(tmp
         assert stored == {1: 1.5, 4: 2.0, 5: 3.0}
 
 
+@pytest.mark.fast_path
 def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_trials(tmp_path):
     from lrsearch.store.optuna_private import OwnTrialsRead, report_all
 
@@ -152,6 +155,7 @@ def test_a_worker_reads_the_study_as_stored_without_reloading_its_own_running_tr
     _as_optuna_made_it(storage_of(study))
 
 
+@pytest.mark.fast_path
 def test_a_trial_s_writes_held_together_land_at_the_block_s_end_as_one_at_a_time_would(tmp_path):
     from lrsearch.store.optuna_private import writes_together
 
@@ -196,6 +200,7 @@ def test_writes_held_together_on_a_journal_land_as_they_come(tmp_path):
         assert study.get_trials()[0].user_attrs == {"worker": "me"}
 
 
+@pytest.mark.fast_path
 def test_a_parameter_held_back_is_refused_as_optuna_refuses_it_and_nothing_of_the_block_lands(tmp_path):
     from lrsearch.store.optuna_private import writes_together
 
