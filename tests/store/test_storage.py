@@ -196,9 +196,9 @@ def test_a_study_s_holder_is_named_when_another_command_is_refused(storage, tmp_
         with exclusive_search(url, "s", holder="certify"):  # it went with its holder
             pass
     if storage in {"sqlite", "journal"}:
-        assert not list(tmp_path.glob("*.holder"))  # nothing left beside the study
+        assert not list(tmp_path.rglob("*.holder"))  # nothing left beside the study
         with exclusive_search(url, "s", holder="certify"):
-            next(tmp_path.glob("*.holder")).unlink()  # a holder starting or ending: its role not yet written
+            next(tmp_path.rglob("*.holder")).unlink()  # a holder starting or ending: its role not yet written
             with pytest.raises(ConfigError, match=r"another lrsearch command \(optimize or certify\) is using it"):
                 with exclusive_search(url, "s"):
                     pass
