@@ -368,14 +368,17 @@ def _print_summary(study: Any) -> bool:
 
 
 def _print_export(study: Any, export_path: Path, storage: str) -> None:
+    from lrsearch.base.storage_url import parse_storage_url
     from lrsearch.problem.config import DEFAULT_STORAGE
-    from lrsearch.store.storage import IN_MEMORY, shown_url
+    from lrsearch.store.storage import shown_url
     from lrsearch.views.summary import current_certificate, export_best
 
     spec = export_best(study, export_path)
     certified = current_certificate(study) is not None
     typer.echo(f"{'recommended' if certified else 'best'} run written to {export_path}")
-    if storage == IN_MEMORY:  # the study ends with this process: nothing to record the replay beside
+    if (
+        parse_storage_url(storage).kind == "memory"
+    ):  # the study ends with this process: nothing to record the replay beside
         typer.echo(f"replay it beside the baselines: lrsearch train --config {export_path}{spec.replay_options}")
         return
     record = f"{spec.replay_options} --study-name {study.study_name}" + (

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from lrsearch.base.device import DEVICES
 from lrsearch.base.errors import ConfigError, error_field, from_validation_error
 from lrsearch.base.paths import PLAIN_NAME, is_plain_name
+from lrsearch.base.storage_url import parse_storage_url
 from lrsearch.problem.schedules import SCHEDULES, Budget, searched_ranges
 from lrsearch.problem.spec import (
     MAX_EPOCHS,
@@ -255,7 +256,7 @@ def require_an_end(config: SearchConfig, source: str) -> None:
 
 
 def require_shared_storage(config: SearchConfig) -> None:
-    if config.study.jobs > 1 and config.study.storage == "sqlite:///:memory:":
+    if config.study.jobs > 1 and parse_storage_url(config.study.storage).kind == "memory":
         raise ConfigError(
             "--jobs: worker processes need a storage they share (an SQLite or journal file, or PostgreSQL), "
             "not sqlite:///:memory:"

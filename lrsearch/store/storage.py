@@ -31,12 +31,12 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from lrsearch.base.errors import ConfigError, fault_line
 from lrsearch.base.paths import file_part
+from lrsearch.base.storage_url import parse_storage_url
 from lrsearch.store.optuna_private import fast_path_on, for_studies
 
 # A trial whose worker died is retried at most this often; a trial that kills its worker each time
 # (out of memory, say) must not loop forever.
 MAX_RETRIES = 3
-IN_MEMORY = "sqlite:///:memory:"  # a study that lives as long as its process (tests, notebooks, benchmarks)
 SQLITE_BUSY_TIMEOUT_S = 120  # how long a write waits for another process's write before failing
 _log = logging.getLogger("lrsearch")
 MASK = "***"  # what a password is shown as (SQLAlchemy's own mask)
@@ -51,7 +51,7 @@ def shown_url(url: str) -> str:
     """The storage URL as it may be printed: its password masked (it would land in terminals, CI logs
     and bug reports). A journal file's path, an SQLite URL or a URL without a password come back as
     they are; one SQLAlchemy can't parse has any `//user:PASSWORD@` masked all the same."""
-    if "://" not in url:
+    if not parse_storage_url(url).is_url:
         return url
     from sqlalchemy.engine import make_url
 
@@ -125,7 +125,7 @@ def open_storage(url: str, must_exist: bool = False, heartbeat: int | None = Non
     Raises:
         ConfigError: the URL is malformed, its driver is missing, or the server or file can't be reached.
     """
-    if url == IN_MEMORY:
+    if parse_storage_url(url).kind == "memory":
         return _in_memory_for_studies() if wrapped and fast_path_on() else _in_memory()
     storage = _opened(url, must_exist, heartbeat)
     return for_studies(storage) if wrapped else storage
@@ -138,8 +138,9 @@ def _opened(url: str, must_exist: bool, heartbeat: int | None) -> BaseStorage:
             f"--storage: {url!r} names no file; give sqlite:///FILE, a journal FILE such as studies/search.log, "
             "postgresql://..., or sqlite:///:memory: for a study kept in this process"
         )
-    file = _storage_file(url)
-    if "://" not in url and file.suffix in {".db", ".sqlite", ".sqlite3"}:
+    parsed = parse_storage_url(url)
+    file = parsed.file
+    if parsed.kind == "journal" and file.suffix in {".db", ".sqlite", ".sqlite3"}:
         raise ConfigError(
             f"--storage: {url} looks like an SQLite file; write sqlite:///{url} "
             "(a plain path is a journal file, such as studies/search.log)"
@@ -151,7 +152,7 @@ def _opened(url: str, must_exist: bool, heartbeat: int | None) -> BaseStorage:
             file.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"--storage: cannot create {file.parent}: {error.strerror}") from None
-    if "://" not in url:
+    if parsed.kind == "journal":
         return _open_journal(url)
     heartbeat_settings: dict[str, Any] = {}
     if heartbeat is not None:
@@ -160,7 +161,7 @@ def _opened(url: str, must_exist: bool, heartbeat: int | None) -> BaseStorage:
             "grace_period": 3 * heartbeat,
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
         }
-    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if parsed.kind == "sqlite" else {}
     try:
         storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_settings)
     except Exception as error:  # SQLAlchemy, driver and Optuna errors alike mean "can't use this URL"
@@ -168,7 +169,7 @@ def _opened(url: str, must_exist: bool, heartbeat: int | None) -> BaseStorage:
         raise ConfigError(
             f"--storage: cannot open {shown_url(url)!r}: {scrubbed(first_line, url)}{unencoded_hint(url)}"
         ) from None
-    if url.startswith("sqlite"):
+    if parsed.kind == "sqlite":
         _serialize_sqlite_writes(storage)
     return storage
 
@@ -262,7 +263,7 @@ def _in_memory_for_studies() -> BaseStorage:
 
 def has_heartbeat(url: str) -> bool:
     """Whether a dead worker's trial is detected in this storage (Optuna's journal file has no heartbeat)."""
-    return "://" in url and url != IN_MEMORY
+    return parse_storage_url(url).has_heartbeat
 
 
 def artifact_folder(url: str, setting: Path | None = None) -> Path | None:
@@ -274,19 +275,10 @@ def artifact_folder(url: str, setting: Path | None = None) -> Path | None:
     """
     if setting is not None:
         return setting
-    if url == "sqlite:///:memory:":
+    parsed = parse_storage_url(url)
+    if parsed.kind == "memory":
         return None
-    file = _storage_file(url)
-    return (file.parent if file is not None else Path("studies")) / "artifacts"
-
-
-def _storage_file(url: str) -> Path | None:
-    if "://" not in url:
-        return Path(url)
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url == prefix + ":memory:":
-        return None
-    return Path(url[len(prefix) :])
+    return (parsed.file.parent if parsed.file is not None else Path("studies")) / "artifacts"
 
 
 def _serialize_sqlite_writes(storage: RDBStorage) -> None:
@@ -339,9 +331,10 @@ def admission_lock(url: str, study_name: str, role: str = "", holder: str = "") 
     import filelock
 
     name = f"{study_name}\0{role}" if role else study_name  # NUL: no study "a.search" meets study a's role
-    if url.startswith("postgresql"):
+    parsed = parse_storage_url(url)
+    if parsed.kind == "postgresql":
         return _PostgresAdvisoryLock(url, f"lrsearch:{name}", holder)
-    file = _storage_file(url)
+    file = parsed.file
     if file is not None:
         # In one folder beside the study file (its locks, one a study and role, stay there: removing a
         # lock file another process may be opening would let two processes hold "the same" lock); a name
@@ -352,7 +345,7 @@ def admission_lock(url: str, study_name: str, role: str = "", holder: str = "") 
         except OSError:  # a read-only folder: `exclusive_search` says so in one line
             pass
         return filelock.FileLock(str(folder / f"{file_part(name)}.lock"))
-    if url == "sqlite:///:memory:":
+    if parsed.kind == "memory":
         return threading.Lock()
     digest = hashlib.sha256(f"{url}\n{name}".encode()).hexdigest()[:16]
     return filelock.FileLock(Path(tempfile.gettempdir()) / f"lrsearch-{digest}.lock")  # this machine only
@@ -378,7 +371,7 @@ def exclusive_search(url: str, study_name: str, holder: str = "optimize") -> Ite
     Raises:
         ConfigError: another command holds the study.
     """
-    if url == IN_MEMORY:
+    if parse_storage_url(url).kind == "memory":
         if study_name in _SEARCHES_IN_MEMORY:
             raise _busy(study_name, _SEARCHES_IN_MEMORY[study_name])
         _SEARCHES_IN_MEMORY[study_name] = holder

@@ -257,3 +257,28 @@ def test_no_command_prints_the_storage_password(postgres_url, tmp_path):
 
     for command, run in outputs.items():
         assert PASSWORD not in run.stdout + run.stderr, command
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "file", "heartbeat"),
+    [
+        ("sqlite:///:memory:", "memory", None, False),
+        ("studies/search.log", "journal", "studies/search.log", False),
+        ("sqlite:///studies/lrsearch.db", "sqlite", "studies/lrsearch.db", True),
+        ("sqlite:////tmp/x.db", "sqlite", "/tmp/x.db", True),
+        ("postgresql://u:p@127.0.0.1/db", "postgresql", None, True),
+        ("postgresql+psycopg://u:p@h/db", "postgresql", None, True),
+        ("mysql://u@h/db", "server", None, True),
+    ],
+)
+def test_a_storage_url_is_read_in_one_place(text, kind, file, heartbeat):
+    from lrsearch.base.storage_url import parse_storage_url
+    from lrsearch.store.storage import artifact_folder, has_heartbeat
+
+    parsed = parse_storage_url(text)
+    assert (parsed.kind, parsed.file, parsed.has_heartbeat) == (kind, None if file is None else Path(file), heartbeat)
+    assert has_heartbeat(text) is heartbeat
+    if kind == "memory":
+        assert artifact_folder(text) is None
+    elif file is not None:
+        assert artifact_folder(text) == Path(file).parent / "artifacts"
