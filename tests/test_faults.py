@@ -322,7 +322,7 @@ def test_a_user_s_missing_file_fails_their_trials_not_the_storage(tmp_path, stac
     assert _one_error_line(run.stderr) == (
         f"Error: none of the 3 trials of this run completed (3 failed, 0 pruned); the first failure: {reason}"
     )
-    trials = optuna.load_study(study_name="default", storage=url).trials
+    trials = optuna.load_study(study_name="reading.build", storage=url).trials
     assert [t.state for t in trials] == [TrialState.FAIL] * 3  # the search went on after the first
     assert all(t.user_attrs[FAIL_REASON] == reason for t in trials)
     assert all(len(t.intermediate_values) == 1 for t in trials)  # one epoch reported before it raised
