@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -54,7 +55,9 @@ PROBE_TOLERANCE = 1e-4
 # only slower, and written once per call site each time anything resets Python's warning registries.
 _NO_BATCHING_RULE = re.compile(r"not yet implemented the batching rule for (\S+?)\.?(\s|$)")
 _log = logging.getLogger("lrsearch")
-_said: list[str] = []  # the ops the one line named (it is said once a process)
+# Said once a search: the worker processes, started after the command's own stacking check said it,
+# find this in their environment and stay quiet.
+SAID_ENV = "LRSEARCH_SAID_NO_BATCHING_RULE"
 _shown: set[tuple] = set()  # other warnings raised under the stacked engine, shown once each
 
 
@@ -74,8 +77,8 @@ def _batching_fallbacks() -> Iterator[None]:
         if seen not in _shown:
             _shown.add(seen)
             warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
-    if ops and not _said:
-        _said.extend(ops)
+    if ops and not os.environ.get(SAID_ENV):
+        os.environ[SAID_ENV] = ", ".join(ops)
         _log.warning(
             "torch has no batched rule for %s: stacked trials of this model run slower; `--stack 1` trains "
             "one at a time",
