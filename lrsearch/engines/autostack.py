@@ -68,13 +68,13 @@ def choose_stack(config: SearchConfig, device: torch.device, data: Data | None, 
     if sizes == [1]:
         return StackChoice(1)
     try:
-        speeds = _trial_epochs_per_second(data, spec, device, sizes, threads)
+        speeds, slower = _trial_epochs_per_second(data, spec, device, sizes, threads)
     except _LoneTrialRaised as error:  # the user's model or data: each trial will fail with this reason
         return StackChoice(1, f"task {task} trains one trial at a time: one trial alone raised {error}")
-    if len(speeds) == 1:
+    if len(speeds) == 1 and slower is None:
         return StackChoice(1, f"task {task} trains one trial at a time: its epochs are compute-bound on {device}")
     best = max(speeds, key=lambda size: speeds[size])
-    gain = speeds[best] / speeds[1]
+    gain = speeds[best] / speeds[1] if best > 1 else slower / speeds[1]
     if gain < WORTH_STACKING:
         return StackChoice(1, f"task {task} trains one trial at a time: stacking measured {gain:.2f}x as fast")
     return StackChoice(best, f"task {task}: {best} trials at once (measured {gain:.1f}x as fast as one at a time)")
@@ -99,12 +99,17 @@ def problem_spec(config: SearchConfig) -> RunSpec:
 
 def _trial_epochs_per_second(
     data: Data, spec: RunSpec, device: torch.device, sizes: list[int], threads: int
-) -> dict[int, float]:
+) -> tuple[dict[int, float], float | None]:
     """Each stack size's speed on this device, on the threads its worker would have: its second epoch
     timed (the first warms up), growing sizes only while each gained 1.3x on the best before it (one that
-    did not is left out); a compute-bound lone epoch stops the measurement at once."""
+    did not is left out); a compute-bound lone epoch stops the measurement at once.
+
+    Returns:
+        The sizes' speeds (trial-epochs a second), and the speed of the size left out (None if none was).
+    """
 
     speeds: dict[int, float] = {}
+    slower = None
     outside_threads = torch.get_num_threads()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -119,6 +124,7 @@ def _trial_epochs_per_second(
                     break
                 best_before = max(speeds.values(), default=0.0)
                 if size > 1 and size / seconds < WORTH_STACKING * best_before:
+                    slower = size / seconds
                     break  # did not pay: not a candidate, and larger sizes will not pay either
                 speeds[size] = size / seconds
                 if size == 1 and seconds > MEASURE_AT_MOST_S:
@@ -127,7 +133,7 @@ def _trial_epochs_per_second(
         torch.set_num_threads(outside_threads)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the workers train on this device next
-    return speeds
+    return speeds, slower
 
 
 def _second_epoch_seconds(data: Data, spec: RunSpec, device: torch.device, size: int) -> float:

@@ -27,6 +27,11 @@ draw the numbers of the lone run, so those trials are alike in distribution, not
 from __future__ import annotations
 
 import copy
+import functools
+import logging
+import os
+import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -46,6 +51,50 @@ Tensors = dict[str, torch.Tensor]
 # How close a stacked forward and backward must come to the model's own on the probe's two rows; a
 # vmapped kernel may sum in another order (float32), a wrong batching is far off.
 PROBE_TOLERANCE = 1e-4
+# torch's warning for an op vmap runs one trial at a time (a Transformer's fused attention, say): correct,
+# only slower, and written once per call site each time anything resets Python's warning registries.
+_NO_BATCHING_RULE = re.compile(r"not yet implemented the batching rule for (\S+?)\.?(\s|$)")
+_log = logging.getLogger("lrsearch")
+# Said once a search: the worker processes, started after the command's own stacking check said it,
+# find this in their environment and stay quiet.
+SAID_ENV = "LRSEARCH_SAID_NO_BATCHING_RULE"
+_shown: set[tuple] = set()  # other warnings raised under the stacked engine, shown once each
+
+
+@contextmanager
+def _batching_fallbacks() -> Iterator[None]:
+    """Within: torch's "no batching rule for aten::X" warnings become one line on the "lrsearch" logger, the
+    first time in this process; any other warning is shown once, as Python's default filter would."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    ops = []
+    for w in caught:
+        match = _NO_BATCHING_RULE.search(str(w.message))
+        if match:
+            ops += [match.group(1)] if match.group(1) not in ops else []
+            continue
+        seen = (w.category, str(w.message), w.filename, w.lineno)
+        if seen not in _shown:
+            _shown.add(seen)
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+    if ops and not os.environ.get(SAID_ENV):
+        os.environ[SAID_ENV] = ", ".join(ops)
+        _log.warning(
+            "torch has no batched rule for %s: stacked trials of this model run slower; `--stack 1` trains "
+            "one at a time",
+            ", ".join(ops),
+        )
+
+
+def _said_once(method):
+    """The method run within `_batching_fallbacks`."""
+
+    @functools.wraps(method)
+    def within(*args, **kwargs):
+        with _batching_fallbacks():
+            return method(*args, **kwargs)
+
+    return within
 
 
 @dataclass
@@ -127,6 +176,7 @@ class FuncStackedTrainer:
             name: params[name] if name in params else self._others[name][row].clone() for name, _, _ in self._layout
         }
 
+    @_said_once
     @torch.no_grad()
     def test(self, key: object) -> tuple[float, float | None]:
         """The trial's test loss and score, in eval mode, computed as the lone loop's `evaluate` does."""
@@ -140,6 +190,7 @@ class FuncStackedTrainer:
             self._base.train()
         return self.data.loss(output, y).item(), self.data.score_of(output, y)
 
+    @_said_once
     def train_epoch(self) -> list[EpochOutcome]:
         """One epoch for every trial in the stack; each trial's own next epoch."""
         stack = self._stack
@@ -222,6 +273,7 @@ class FuncStackedTrainer:
                     raise ValueError(f"the train DataLoader gave more than len(loader) = {len(self._loader)} batches")
                 stream.batches = None
 
+    @_said_once
     @torch.no_grad()
     def _validate(self) -> tuple[list[float], list[float | None]]:
         """Each trial's val loss and score, in eval mode, computed as the lone loop's `evaluate` does."""
@@ -281,7 +333,7 @@ def stackable(data: Data, spec: RunSpec, device: torch.device | str = "cpu") -> 
         return reason
     twins = [spec, spec.model_copy(update={"seed": (spec.seed + 1) % 2**31})]
     try:
-        with torch.random.fork_rng(devices=[]), _kept(getattr(data.train, "generator", None)):
+        with _batching_fallbacks(), torch.random.fork_rng(devices=[]), _kept(getattr(data.train, "generator", None)):
             rows = _first_rows(data, device)
             trainer = FuncStackedTrainer(data, spec, device)
             for index, twin in enumerate(twins):

@@ -13,7 +13,7 @@ import math
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -284,7 +284,7 @@ def serving(storage: Any, artifacts: Path | None, host: str, port: int) -> Itera
         daemon_threads = True  # the page polls the API; one slow request must not stall the others
 
     store = FileSystemArtifactStore(str(artifacts)) if artifacts is not None and artifacts.is_dir() else None
-    app = wsgi(storage, artifact_store=store)
+    app = _fitting_the_window(wsgi(storage, artifact_store=store))
     try:
         server = make_server(host, port, app, server_class=ThreadingServer, handler_class=QuietHandler)
     except OSError as error:
@@ -301,6 +301,45 @@ def serving(storage: Any, artifacts: Path | None, host: str, port: int) -> Itera
             server.shutdown()
             server.server_close()
             thread.join()
+
+
+# optuna-dashboard's trial page was as wide as its widest user attribute (`run_spec`, the curves: one
+# line each, in boxes of their own that scroll): its <main>, a flex item, keeps the `min-width: auto` of
+# its content, 4,200 px at a 1280-px window. At `min-width: 0` it is the window's width, and each long
+# attribute scrolls in its box, as the dashboard's own style means it to.
+PAGE_STYLE = b"<style>main{min-width:0}</style>"
+_CONDITIONAL = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_RANGE", "HTTP_RANGE")
+
+
+def _fitting_the_window(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """The dashboard's WSGI app whose page (the HTML of every /dashboard address) carries `PAGE_STYLE`."""
+
+    def styled(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not environ.get("PATH_INFO", "").startswith("/dashboard"):
+            return app(environ, start_response)
+        for name in _CONDITIONAL:  # the whole page each time: a copy cached unstyled, or a part, won't do
+            environ.pop(name, None)
+        answer: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            answer.update(status=status, headers=headers, exc_info=exc_info)
+            return answer.setdefault("written", []).append
+
+        body = app(environ, keep)
+        try:
+            page = b"".join([*answer.get("written", []), *body])
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+        headers = answer["headers"]
+        if b"</head>" in page and any(k.lower() == "content-type" and "text/html" in v for k, v in headers):
+            page = page.replace(b"</head>", PAGE_STYLE + b"</head>", 1)
+            dropped = ("content-length", "etag", "last-modified")
+            headers = [(k, v) for k, v in headers if k.lower() not in dropped] + [("Content-Length", str(len(page)))]
+        start_response(answer["status"], headers, answer["exc_info"])
+        return [page]
+
+    return styled
 
 
 def _rounded(values: list[float]) -> list[float | None]:

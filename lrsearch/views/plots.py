@@ -21,6 +21,12 @@ from lrsearch.views.curves import TrialCurves  # noqa: E402
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable in a page
 
+# A study's importances: one bar per parameter shared by its completed trials (28 in the full space); the
+# most important ones are what a reader looks for, and more bars' names would overlap.
+IMPORTANCES_SHOWN = 12
+BAR_INCHES = 0.3
+IMPORTANCE_LABEL = 40  # characters of a parameter's name
+
 
 def top_lr_curves(top: Sequence[TrialCurves]) -> Figure:
     figure = Figure(figsize=(7, 4))
@@ -60,6 +66,21 @@ def replay_comparison(results: Mapping[str, float]) -> Figure:
     labels = [clipped(label).replace("$", r"\$") for label in results]  # stored text, not mathtext to parse
     axes.barh(labels, list(results.values()))
     axes.set(xlabel="test loss (lower is better)", title="the best schedule against the baselines")
+    axes.invert_yaxis()
+    figure.tight_layout()
+    return figure
+
+
+def param_importances(importances: Mapping[str, float], shown: int = IMPORTANCES_SHOWN) -> Figure:
+    """The `shown` most important parameters (of `importances`, most important first) as bars, a bar's
+    height (0.3 in) each, their names cut to fit beside them."""
+    top = sorted(importances.items(), key=lambda item: -item[1])[:shown]
+    figure = Figure(figsize=(8, BAR_INCHES * len(top) + 1.2))
+    axes = figure.subplots()
+    labels = [clipped(name, IMPORTANCE_LABEL).replace("$", r"\$") for name, _ in top]  # stored, not mathtext
+    axes.barh(labels, [value for _, value in top])
+    more = f" (the top {len(top)} of {len(importances)})" if len(importances) > len(top) else ""
+    axes.set(xlabel="importance for the final val loss", title=f"parameter importances{more}")
     axes.invert_yaxis()
     figure.tight_layout()
     return figure

@@ -150,20 +150,21 @@ def _schedule_types(curves: list[TrialCurves]) -> Section:
 
 
 def _importances(study: optuna.Study) -> Section:
-    from optuna.visualization.matplotlib import plot_param_importances
-
     try:
         with warnings.catch_warnings():  # "few trials in some regimes": the text below says it is rough
             warnings.simplefilter("ignore", UserWarning)
-            axes = plot_param_importances(study)
+            importances = optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError) as error:  # too few trials, or every parameter constant
         return Section("importances", "Parameter importances", f"<p>not available: {html.escape(str(error))}</p>")
+    if not importances:
+        return Section("importances", "Parameter importances", "<p>not available: no parameter was sampled</p>")
     return Section(
         "importances",
         "Parameter importances",
         "<p>How much each parameter shared by all completed trials mattered to the final val loss, by "
-        "Optuna's default importance evaluator; with few trials per schedule type this is rough.</p>",
-        _detached(axes),
+        f"Optuna's default importance evaluator (the {plots.IMPORTANCES_SHOWN} that mattered most); with few "
+        "trials per schedule type this is rough.</p>",
+        plots.param_importances(importances),
     )
 
 

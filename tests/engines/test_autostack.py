@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import subprocess
+import sys
 
 import torch
 from torch import nn
@@ -89,3 +92,49 @@ def test_a_model_whose_factory_fails_once_measured_trains_one_at_a_time_and_says
     assert choice == StackChoice(
         1, "task classification trains one trial at a time: one trial alone raised RuntimeError: out of models"
     )
+
+
+TRANSFORMER_TASK = """
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import lrsearch
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(3, 8)
+        self.layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.layer(self.embed(x)).mean(1))
+
+
+def build():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 4, 3, generator=generator)
+    y = (x[:, :, 0].sum(1) > 0).long()
+    return lrsearch.Task(model=Tiny, train=(x[:64], y[:64]), val=(x[64:80], y[64:80]), loss=F.cross_entropy)
+"""
+
+
+def test_a_transformer_stacked_by_torch_func_says_its_missing_batching_rules_once(tmp_path):
+    # vmap runs the fused attention of a Transformer one trial at a time, and torch warns at every call
+    # site each time the warning registries reset: a search (its stacking check, its measurement, its
+    # trials in two worker processes, its certification) says so in one line, and stacks only if the
+    # measurement found it pays.
+    (tmp_path / "tiny_transformer.py").write_text(TRANSFORMER_TASK)
+    args = ("optimize", "--task", "tiny_transformer:build", "--trials", 16, "--epochs", 2, "--jobs", 2)
+    run = subprocess.run(
+        [sys.executable, "-m", "lrsearch", *map(str, args)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert "performance drop" not in run.stderr
+    said = [line for line in run.stderr.splitlines() if "torch has no batched rule for aten::" in line]
+    assert len(said) == 1 and said[0].endswith("`--stack 1` trains one at a time")
+    assert "compute-bound" not in run.stdout  # 64 rows of 4 tokens: a stack that did not pay says what it measured
+    measured = r"tiny_transformer:build(?: trains one trial at a time: stacking measured|: \d+ trials at once)"
+    assert re.search(measured, run.stdout), run.stdout

@@ -133,3 +133,30 @@ def test_markup_stored_in_a_study_shows_as_text_in_the_report(browser, tmp_path)
     assert page.locator("script, img").count() == 0
     page.screenshot(path=SCREENSHOTS / "report-hostile.png", full_page=True)
     assert dialogs == []
+
+
+def test_a_trial_page_fits_a_1280_px_window(browser, searched, tmp_path):
+    """A trial's user attributes are long single lines (`run_spec`, the curves): the dashboard puts each in
+    a box of its own that scrolls, but its <main> grew to the longest (4,200 px) until lrsearch's style."""
+    storage, study = searched
+    server = subprocess.Popen(
+        [LRSEARCH, "dashboard", "--storage", storage, "--study-name", "default", "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        address = re.search(r"(http://127\.0\.0\.1:\d+/dashboard/studies/\d+)", server.stdout.readline()).group(1)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        trial = study.best_trial
+        page.goto(f"{address}/trials?numbers={trial.number}")
+        run_spec = page.locator("p", has_text="run_spec {")
+        run_spec.wait_for()
+        assert run_spec.evaluate("p => p.scrollWidth") > 1280  # a line that long is still one line, in its box
+        widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        page.screenshot(path=SCREENSHOTS / "dashboard-trial-1280.png")
+        assert widths[0] <= widths[1] == 1280, f"the trial page is {widths[0]} px wide in a 1280-px window"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)

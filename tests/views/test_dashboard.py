@@ -243,3 +243,25 @@ def test_the_dashboard_computes_importances_without_optuna_s_regime_warnings(tmp
         server.send_signal(signal.SIGINT)
         _, stderr = server.communicate(timeout=30)
     assert "Some regimes" not in stderr and "Warning" not in stderr, stderr
+
+
+def test_every_dashboard_page_carries_the_style_that_fits_it_in_the_window(tmp_path):
+    """The style is in the page whatever the browser has cached (a conditional request gets all of it, not
+    a 304), its length is told right, and the dashboard's API passes through untouched."""
+    import urllib.request
+
+    from lrsearch.views.dashboard import PAGE_STYLE, serving
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    optuna.create_study(study_name="default", storage=storage)
+    with serving(storage, None, "127.0.0.1", 0) as server:
+        base = f"http://127.0.0.1:{server.server_port}"
+        for headers in ({}, {"If-None-Match": "*", "If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}):
+            request = urllib.request.Request(f"{base}/dashboard/studies/1/trials?numbers=0", headers=headers)
+            with urllib.request.urlopen(request, timeout=60) as got:
+                page = got.read()
+                assert got.status == 200 and int(got.headers["Content-Length"]) == len(page)
+                assert got.headers["ETag"] is None
+            assert page.count(PAGE_STYLE) == 1 and page.index(PAGE_STYLE) < page.index(b"</head>")
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=60) as got:
+            assert json.loads(got.read())["study_summaries"][0]["study_name"] == "default"

@@ -122,3 +122,25 @@ def test_a_certificate_with_a_million_rows_is_unreadable(tmp_path):
     assert "unreadable (candidates: List should have at most" in stored_certificate(study)
     page = write_report(storage, tmp_path / "report.html")
     assert "the study&#x27;s certificate is unreadable (candidates:" in page
+
+
+def _study_of(params: int) -> optuna.Study:
+    """A study whose completed trials share `params` float parameters, one of them with a very long name."""
+    names = [f"p{index}" for index in range(params - 1)] + ["a_parameter_named_at_great_length_" * 4]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda trial: sum((i + 1) * trial.suggest_float(name, 0, 1) for i, name in enumerate(names)), 24)
+    return study
+
+
+def test_the_importances_chart_shows_the_top_parameters_on_bars_of_one_height(tmp_path):
+    from lrsearch.views.plots import BAR_INCHES, IMPORTANCE_LABEL, IMPORTANCES_SHOWN
+    from lrsearch.views.report_page import _importances
+
+    many, few = _importances(_study_of(28)).figure, _importances(_study_of(5)).figure
+    bars = {figure: len(figure.axes[0].patches) for figure in (many, few)}
+    assert bars[many] == IMPORTANCES_SHOWN == 12 and bars[few] == 5
+    assert "top 12 of 28" in many.axes[0].get_title()
+    heights = {figure: figure.get_size_inches()[1] for figure in (many, few)}
+    assert heights[many] - heights[few] == pytest.approx(BAR_INCHES * (12 - 5))  # each bar 0.3 in tall
+    labels = [label.get_text() for label in few.axes[0].get_yticklabels()]
+    assert max(map(len, labels)) == IMPORTANCE_LABEL and any(label.endswith("…") for label in labels)
