@@ -310,7 +310,8 @@ def _inline_svg(figure: Figure) -> str:
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.8em; }
-table { border-collapse: collapse; } td, th { padding: .25em .7em; border-bottom: 1px solid #eee; text-align: left; }
+table { border-collapse: collapse; display: block; max-width: 100%; overflow-x: auto; }
+td, th { padding: .25em .7em; border-bottom: 1px solid #eee; text-align: left; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; } .stamp { color: #777; }
 figure { margin: 1em 0; } svg { max-width: 100%; height: auto; }
 """

@@ -102,6 +102,7 @@ def test_the_report_renders_from_disk(browser, searched, tmp_path):
 
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(out.as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1100  # the page fits the window
     for title in ("The search", "Optimization history", "LR schedules of the best trials", "Schedule types compared"):
         assert page.get_by_role("heading", name=title).is_visible()
     figures = page.locator("figure svg")
@@ -125,6 +126,7 @@ def test_markup_stored_in_a_study_shows_as_text_in_the_report(browser, tmp_path)
     page.goto(out.as_uri())
     page.wait_for_load_state("load")
     assert page.get_by_role("heading", name=f"lrsearch report: study {HOSTILE_NAME}").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1100  # stored text does not widen it
     replay = page.locator("section#baselines")
     assert f"Replayed on {IMAGE}, seed 0, recorded {SCRIPT}." in replay.inner_text()
     assert replay.locator("td", has_text=SCRIPT).count() == 2  # a run's label, a divergence message
