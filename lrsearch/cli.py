@@ -110,14 +110,16 @@ class JudgeAt(str, Enum):
 
 # `--seeds`, a count, read as `--seed` mistyped: renamed, still taken, with a line saying so.
 OldSeedsOption = Annotated[int | None, typer.Option("--seeds", hidden=True, min=1, max=100)]
+OldFreshSeedsOption = Annotated[int | None, typer.Option("--seeds", hidden=True, min=2, max=100)]
 
 
 def _renamed(old: int | None, flag: str, new: int | None) -> int | None:
     """The value of a renamed flag: the new name's, else the old name's (said in one line)."""
     if old is None:
         return new
-    typer.echo(f"--seeds is now {flag} (a count of seeds, not a run's --seed): taking it as {flag} {old}", err=True)
-    return old if new is None else new
+    used = old if new is None else new
+    typer.echo(f"--seeds is now {flag} (a count of seeds, not a run's --seed): taking {flag} {used}", err=True)
+    return used
 
 
 JudgeOption = Annotated[
@@ -421,7 +423,7 @@ def certify_command(
     fresh_seeds: Annotated[
         int | None, typer.Option(min=2, max=100, help="Fresh seeds each candidate trains at [default: 5].")
     ] = None,
-    old_seeds: OldSeedsOption = None,
+    old_seeds: OldFreshSeedsOption = None,
     top: Annotated[int, typer.Option(min=1, max=20, help="The best distinct trials certified.")] = 3,
     epochs: Annotated[
         int | None,

@@ -46,14 +46,18 @@ def _certified_controls(spec: RunSpec, certificate: Mapping[str, Any] | None) ->
     rows = certificate.get("candidates") if isinstance(certificate, Mapping) else None
     if not isinstance(rows, Mapping):
         return {}
+    if certificate.get("epochs") != spec.epochs:  # the run was edited to another length: not these controls
+        return {}
     recommended = certificate.get("recommended")
     controls = {}
     for label, row in rows.items():
         run = row.get("run") if isinstance(row, Mapping) else None
         if not isinstance(run, Mapping) or row.get("kind") != "control" or label == recommended:
             continue
+        # What a control sets beyond the problem, and nothing else a hand-edited block may hold.
+        own = {key: run[key] for key in ("optimizer", "lr", "schedule") if key in run}
         try:
-            controls[str(label)] = RunSpec.model_validate(spec.model_dump(mode="json") | dict(run))
+            controls[str(label)] = RunSpec.model_validate(spec.model_dump(mode="json") | own)
         except ValidationError:  # a hand-edited block: that control is left out
             continue
     return controls

@@ -119,7 +119,7 @@ def certify(
         ConfigError: the study has no completed trial with a readable run, or a setting is out of range.
     """
     if not 1 <= seeds <= 100:
-        raise ConfigError(f"--seeds: certification trains at 1 to 100 fresh seeds, got {seeds}")
+        raise ConfigError(f"--fresh-seeds: certification trains at 1 to 100 fresh seeds, got {seeds}")
     if top < 1:
         raise ConfigError(f"--top: certify at least the best trial, got {top}")
     if judge not in ("last", "best"):

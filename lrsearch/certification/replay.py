@@ -54,7 +54,8 @@ def replay_run(
     data = load_data(spec.data, spec.seed, device)
     runs: dict[str, History | str] = {}
     failure: str | None = None
-    for name, run in {label: spec, **baselines}.items():
+    runs_to_train = {label: spec} | {name: run for name, run in baselines.items() if name != label}
+    for name, run in runs_to_train.items():
         try:
             runs[name] = train(run, data, device, on_epoch=on_epoch if run is spec else None, evaluate_test=True)
         except Diverged as diverged:

@@ -37,9 +37,9 @@ def build_scheduler(
     spec: RunSpec,
     optimizer: Optimizer,
     steps_per_epoch: int,
+    epochs: int | None = None,
     *,
     stretch_to: int | None = None,
-    epochs: int | None = None,
 ) -> LRScheduler:
     """The spec's LR scheduler for `optimizer`, whose LR must be the spec's base LR.
 
@@ -47,18 +47,21 @@ def build_scheduler(
         spec: the run (e.g. `load_run_spec("best.yaml")`).
         optimizer: a fresh optimizer created with `lr=spec.lr` (`build_optimizer` does that).
         steps_per_epoch: optimizer steps in one epoch (`len(train_loader)`); per-batch schedules use it.
+        epochs: deprecated, with its old meaning kept: only what spans the whole run (OneCycleLR, the
+            warm-up schedules' decays) fits that length; epoch counts stay as searched.
         stretch_to: a run length to stretch the whole schedule to, keeping its shape (`RunSpec.stretched`:
-            a step size, a warmup, a cycle scale with the run); None: exactly the spec's run.
-        epochs: the old name of `stretch_to` (deprecated).
+            a step size, a warmup, a cycle scale with the run), as `load_schedule(path, stretch_to=N)`
+            does; None: exactly the spec's run.
 
     Returns:
         The torch scheduler. Call its `step()` as `step_on(spec)` says.
     """
-    stretch_to = _renamed_epochs(epochs, stretch_to)
     if stretch_to is not None:
         spec = _stretched(spec, stretch_to)
+    if epochs is not None:
+        warnings.warn(_SPANS_ONLY, FutureWarning, stacklevel=2)
     schedule = get_schedule(spec.schedule.name)
-    budget = Budget(epochs=spec.epochs, steps_per_epoch=steps_per_epoch)
+    budget = Budget(epochs=epochs or spec.epochs, steps_per_epoch=steps_per_epoch)
     try:
         return schedule.build(optimizer, dict(spec.schedule.params), budget)
     except KeyError as error:
@@ -67,18 +70,12 @@ def build_scheduler(
         raise ConfigError(f"schedule.params: not valid for {schedule.name}: {error}") from None
 
 
-def _renamed_epochs(epochs: int | None, stretch_to: int | None) -> int | None:
-    """`epochs=` said two things in two places (stretch the schedule, or only span the run); it is now
-    `stretch_to=` everywhere, with one meaning."""
-    if epochs is None:
-        return stretch_to
-    warnings.warn(
-        "epochs= is now stretch_to=: the whole schedule is stretched to that length (step sizes and warmups "
-        "included), wherever it is given",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return stretch_to if stretch_to is not None else epochs
+# `epochs=` said two things in two places (stretch the schedule in load_schedule, only span the run in
+# build); `stretch_to=` is the one word now, and the old one keeps its old meaning where it was given.
+_SPANS_ONLY = (
+    "epochs= fits only what spans the whole run (OneCycleLR, the warm-up decays) and keeps epoch counts as "
+    "searched; stretch_to= stretches the whole schedule, as load_schedule does. epochs= will be removed"
+)
 
 
 def _stretched(spec: RunSpec, epochs: int) -> RunSpec:
@@ -125,26 +122,31 @@ class LoadedSchedule:
         self,
         optimizer: Optimizer,
         steps_per_epoch: int,
+        epochs: int | None = None,
+        set_lr: bool = True,
         *,
         stretch_to: int | None = None,
-        set_lr: bool = True,
-        epochs: int | None = None,
     ) -> LRScheduler:
         """The torch scheduler for `optimizer`.
 
         Args:
             steps_per_epoch: optimizer steps an epoch (`len(train_loader)`).
+            epochs: deprecated (its old meaning kept, see `build_scheduler`): use `stretch_to`.
+            set_lr: set every parameter group's LR to the searched base LR first (the schedule's numbers
+                were tuned with it); False keeps the optimizer's own.
             stretch_to: your run's length, when it is not `self.epochs`: the whole schedule is stretched
                 to it keeping its shape, as `load_schedule(path, stretch_to=N)` stretches it (its base LR
                 stays the one chosen at `self.epochs`: `lrsearch certify --epochs N` chooses one at N).
-            set_lr: set every parameter group's LR to the searched base LR first (the schedule's numbers
-                were tuned with it); False keeps the optimizer's own.
-            epochs: the old name of `stretch_to` (deprecated).
         """
         if set_lr:
             for group in optimizer.param_groups:
                 group["lr"] = self.lr
-        return build_scheduler(self.spec, optimizer, steps_per_epoch, stretch_to=_renamed_epochs(epochs, stretch_to))
+        if epochs is None:
+            return build_scheduler(self.spec, optimizer, steps_per_epoch, stretch_to=stretch_to)
+        warnings.warn(_SPANS_ONLY, FutureWarning, stacklevel=2)
+        with warnings.catch_warnings():  # said once, at the caller's line
+            warnings.simplefilter("ignore", FutureWarning)
+            return build_scheduler(self.spec, optimizer, steps_per_epoch, epochs, stretch_to=stretch_to)
 
     def shadow(self, steps_per_epoch: int) -> tuple[Optimizer, LRScheduler]:
         """The spec's optimizer on one dummy parameter and the schedule's scheduler driving it, for when
@@ -247,10 +249,12 @@ def load_schedule(path: str | Path, stretch_to: int | None = None, *, epochs: in
             to it (`RunSpec.stretched`), keeping its shape. Its base LR stays the one chosen at the run's
             length, and a warning says so: `lrsearch certify --epochs N` chooses one at N, and its export
             is already at N.
-        epochs: the old name of `stretch_to` (deprecated).
+        epochs: the old name of `stretch_to` (deprecated, the same meaning).
     """
     spec = load_run_spec(path)
-    stretch_to = _renamed_epochs(epochs, stretch_to)
+    if epochs is not None:
+        warnings.warn("epochs= is now stretch_to= (the same: the whole schedule stretched)", FutureWarning, 2)
+        stretch_to = stretch_to if stretch_to is not None else epochs
     if stretch_to is not None and stretch_to != spec.epochs:
         spec = _stretched(spec, stretch_to)
         check_schedule(spec)

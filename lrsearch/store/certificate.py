@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrsearch.base.stats import Interval, mean_interval
 from lrsearch.problem.spec import RunSpec
@@ -124,6 +124,20 @@ class TunedControl(BaseModel):
     lrs: list[float] = Field(max_length=MAX_ROWS)
     val_losses: list[float | None] = Field(max_length=MAX_ROWS)
     chosen: float | None  # None: it diverged at every LR
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TunedControl:
+        # Stored data: an LR per loss, and a chosen LR among those tried with a finite loss.
+        if len(self.lrs) != len(self.val_losses):
+            raise ValueError(f"{len(self.lrs)} LRs but {len(self.val_losses)} val losses")
+        if self.chosen is not None and self.chosen_loss is None:
+            raise ValueError(f"the chosen LR {self.chosen} is not among the LRs tried with a val loss")
+        return self
+
+    @property
+    def chosen_loss(self) -> float | None:
+        """The mean val loss at the chosen LR."""
+        return dict(zip(self.lrs, self.val_losses, strict=True)).get(self.chosen) if self.chosen is not None else None
 
 
 class Certificate(BaseModel):

@@ -404,8 +404,9 @@ def exclusive_search(url: str, study_name: str, holder: str = "optimize") -> Ite
             lock.acquire(timeout=0)
         except filelock.Timeout:
             raise _busy(study_name, _read_role(role_file)) from None
-        role_file.write_text(holder, encoding="utf-8")
     try:
+        if role_file is not None:
+            role_file.write_text(holder, encoding="utf-8")
         yield
     finally:
         if role_file is not None:

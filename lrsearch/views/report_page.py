@@ -258,7 +258,7 @@ def _certificate(study: optuna.Study) -> Section:
         + (
             "<td colspan='2'>diverged at every LR</td>"
             if t.chosen is None
-            else f"<td>{t.chosen:.3g}</td><td>{t.val_losses[t.lrs.index(t.chosen)]:.4f}</td>"
+            else f"<td>{t.chosen:.3g}</td><td>{t.chosen_loss:.4f}</td>"
         )
         + "</tr>"
         for t in [*stored.controls, *stored.searched_lrs][:MAX_SHOWN_SWEEPS]

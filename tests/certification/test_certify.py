@@ -333,6 +333,13 @@ def test_a_stale_or_unreadable_certificate_is_not_used(certified, tmp_path):
             | {"candidates": [{"label": "x", "kind": "control", "spec": {}, "val_loss": []}]},
             certificate.model_dump(mode="json")
             | {"candidates": [{"label": "x", "kind": "control", "spec": {"lr": -1}, "val_loss": [0.1]}]},
+            # An LR sweep whose chosen LR it never tried, or with a loss missing: the report would fail on it.
+            certificate.model_dump(mode="json")
+            | {"controls": [{"name": "c", "lrs": [0.1, 0.2], "val_losses": [0.5, 0.4], "chosen": 0.3}]},
+            certificate.model_dump(mode="json")
+            | {"controls": [{"name": "c", "lrs": [0.1, 0.2], "val_losses": [0.5], "chosen": 0.1}]},
+            certificate.model_dump(mode="json")
+            | {"controls": [{"name": "c", "lrs": [0.1], "val_losses": [None], "chosen": 0.1}]},
         ):
             study.set_user_attr(CERTIFICATE_ATTR, forged)
             assert "unreadable" in stored_certificate(study) and current_certificate(study) is None

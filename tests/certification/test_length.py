@@ -136,3 +136,21 @@ def test_export_replay_and_study_agree_on_the_certified_run_and_its_length(long_
     refused = runner.invoke(app, ["train", "--config", "other.yaml", "--study-name", "long", "--storage", storage])
     assert refused.exit_code == 2
     assert f"train.epochs={SEARCH_EPOCHS} (and certified at {LONG}), but the config has {LONG + 1}" in refused.output
+
+
+def test_a_replay_takes_from_a_certificate_block_only_what_a_control_sets():
+    """The exported YAML's certificate block may be hand-edited: a replay's baselines take a control's
+    optimizer, LR and schedule from it and nothing else, and none at all once the run's length was edited."""
+    from lrsearch.certification.baselines import baseline_specs
+
+    spec = lrsearch.RunSpec(epochs=30)
+    control = {"kind": "control", "run": {"lr": 0.01, "schedule": {"name": "none", "params": {}}, "epochs": 30}}
+    hostile = control | {"run": control["run"] | {"seed": 99, "data": {"task": "digits"}}}
+    block = {"epochs": 30, "recommended": "rec", "candidates": {"constant, lr 0.01": hostile, "rec": control}}
+    baselines = baseline_specs(spec, block)
+    assert list(baselines) == ["constant, lr 0.01"]  # the recommended one is the replayed run itself
+    assert baselines["constant, lr 0.01"] == spec.model_copy(
+        update={"lr": 0.01, "schedule": lrsearch.RunSpec().schedule.model_copy(update={"name": "none"})}
+    )
+    edited = baseline_specs(spec.model_copy(update={"epochs": 40}), block)
+    assert list(edited) == ["constant LR (sgd, lr 0.1)", "StepLR(10, 0.1), SGD lr 0.1"]  # no certified controls

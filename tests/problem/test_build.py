@@ -127,7 +127,8 @@ def _lrs(scheduler, optimizer, epochs: int) -> list[float]:
 
 def test_stretch_to_means_one_thing_wherever_it_is_given(tmp_path):
     """load_schedule(stretch_to=N), LoadedSchedule.build(stretch_to=N) and build_scheduler(stretch_to=N)
-    build the same stretched schedule; the old `epochs=` still works, says it was renamed, and stretches."""
+    build the same stretched schedule. The old `epochs=` keeps its old meaning where it was given (a
+    user's loop must not change silently), and says it will go."""
     path = tmp_path / "best.yaml"
     spec = RunSpec(epochs=6, lr=0.1, schedule=ScheduleSpec(name="StepLR", params={"step_size": 2, "gamma": 0.5}))
     spec.save(path)
@@ -136,15 +137,16 @@ def test_stretch_to_means_one_thing_wherever_it_is_given(tmp_path):
         lambda opt: lrsearch.load_schedule(path, stretch_to=12).build(opt, 1),
         lambda opt: lrsearch.load_schedule(path).build(opt, 1, stretch_to=12),
         lambda opt: lrsearch.build_scheduler(spec, opt, 1, stretch_to=12),
-        lambda opt: lrsearch.build_scheduler(spec, opt, 1, epochs=12),
+        lambda opt: lrsearch.build_scheduler(spec, opt, 1, 12),  # the old word: spans 12, steps every 2
+        lambda opt: lrsearch.load_schedule(path).build(opt, 1, epochs=12),
     ):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             runs.append((_lrs(build(optimizer), optimizer, 12), [type(w.message) for w in caught]))
-    assert all(lrs == pytest.approx([0.1] * 4 + [0.05] * 4 + [0.025] * 4) for lrs, _ in runs)  # step 2 -> 4
-    assert DeprecationWarning in runs[3][1] and DeprecationWarning not in runs[2][1]
-    exact = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    assert _lrs(lrsearch.build_scheduler(spec, exact, 1), exact, 6) == pytest.approx(
-        [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
-    )
+    stretched = [0.1] * 4 + [0.05] * 4 + [0.025] * 4  # step 2 -> 4
+    assert all(lrs == pytest.approx(stretched) for lrs, _ in runs[:3])
+    as_searched = [0.1 * 0.5 ** (epoch // 2) for epoch in range(12)]
+    assert all(lrs == pytest.approx(as_searched) for lrs, _ in runs[3:])
+    assert [FutureWarning in warned for _, warned in runs] == [False, False, False, True, True]
+    assert runs[4][1].count(FutureWarning) == 1  # said once, not by each layer
