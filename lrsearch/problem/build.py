@@ -126,21 +126,25 @@ class LoadedSchedule:
         set_lr: bool = True,
         *,
         stretch_to: int | None = None,
+        keep_group_ratios: bool = True,
     ) -> LRScheduler:
         """The torch scheduler for `optimizer`.
 
         Args:
             steps_per_epoch: optimizer steps an epoch (`len(train_loader)`).
             epochs: deprecated (its old meaning kept, see `build_scheduler`): use `stretch_to`.
-            set_lr: set every parameter group's LR to the searched base LR first (the schedule's numbers
-                were tuned with it); False keeps the optimizer's own.
+            set_lr: set the optimizer's LRs from the searched base LR first (the schedule's numbers were
+                tuned with it); False keeps the optimizer's own.
             stretch_to: your run's length, when it is not `self.epochs`: the whole schedule is stretched
                 to it keeping its shape, as `load_schedule(path, stretch_to=N)` stretches it (its base LR
                 stays the one chosen at `self.epochs`: `lrsearch certify --epochs N` chooses one at N).
+            keep_group_ratios: with several parameter groups, the first gets the searched base LR and
+                every other keeps its ratio to the first (a backbone at a tenth of the head's LR stays at
+                a tenth); False gives every group the searched base LR.
         """
+        _warn_if_other_optimizer(self.spec, optimizer)
         if set_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = self.lr
+            _set_base_lrs(optimizer, self.lr, keep_group_ratios)
         if epochs is None:
             return build_scheduler(self.spec, optimizer, steps_per_epoch, stretch_to=stretch_to)
         warnings.warn(_SPANS_ONLY, FutureWarning, stacklevel=2)
@@ -175,6 +179,32 @@ class LoadedSchedule:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.spec.schedule.params.items())
         return f"LoadedSchedule({self.name}({params}), lr={self.lr:.4g}, steps every {self.step_on})"
+
+
+def _set_base_lrs(optimizer: Optimizer, lr: float, keep_ratios: bool) -> None:
+    """The first group at `lr`, every other at `lr` times its ratio to the first (or at `lr` too)."""
+    reference = optimizer.param_groups[0]["lr"]
+    for group in optimizer.param_groups:
+        ratio = group["lr"] / reference if keep_ratios and reference > 0 else 1.0
+        group["lr"] = lr * ratio
+
+
+# The optimizers a RunSpec names, by the torch class that implements each.
+_SEARCHED_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def _warn_if_other_optimizer(spec: RunSpec, optimizer: Optimizer) -> None:
+    """An LR found with one optimizer does not carry over to another (AdamW's best LR is usually orders of
+    magnitude below SGD's with momentum): say so when the user's optimizer is not the one searched."""
+    searched = _SEARCHED_OPTIMIZERS[spec.optimizer.name]
+    if type(optimizer) is not searched:
+        warnings.warn(
+            f"this schedule's LR was searched with {searched.__name__} (momentum {spec.optimizer.momentum:g}, "
+            f"weight decay {spec.optimizer.weight_decay:g}); your optimizer is {type(optimizer).__name__}, "
+            "whose best LR may be far from it: search with yours (config search.optimizers)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def check_schedule(spec: RunSpec, steps_per_epoch: int = 1) -> None:

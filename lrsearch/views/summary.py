@@ -87,7 +87,8 @@ def export_best(study: optuna.Study, path: Path) -> RunSpec:
         spec.save(
             path,
             comment=f"lrsearch: {chosen.label}, recommended by the certificate of study {study.study_name!r}\n"
-            f"{certificate.sentence}\nreplay: lrsearch train --config {path}{spec.replay_options}",
+            f"{certificate.sentence}\n{_optimizer_line(spec)}\n"
+            f"replay: lrsearch train --config {path}{spec.replay_options}",
             certificate=certificate.summary(),
         )
         return spec
@@ -95,9 +96,18 @@ def export_best(study: optuna.Study, path: Path) -> RunSpec:
         path,
         comment=f"lrsearch: best trial #{best.number} of study {study.study_name!r}, val loss {best.val_loss:.6f}\n"
         f"not certified: `lrsearch certify --study-name {study.study_name}` compares it with tuned controls\n"
-        f"replay: lrsearch train --config {path}{best.spec.replay_options}",
+        f"{_optimizer_line(best.spec)}\nreplay: lrsearch train --config {path}{best.spec.replay_options}",
     )
     return best.spec
+
+
+def _optimizer_line(spec: RunSpec) -> str:
+    """What the exported LR is for: an LR does not carry over from one optimizer to another."""
+    optimizer = spec.optimizer
+    return (
+        f"its LR was found with {optimizer.name} (momentum {optimizer.momentum:g}, weight decay "
+        f"{optimizer.weight_decay:g}); another optimizer needs its own search"
+    )
 
 
 def current_certificate(study: optuna.Study) -> Certificate | None:

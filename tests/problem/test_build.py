@@ -150,3 +150,44 @@ def test_stretch_to_means_one_thing_wherever_it_is_given(tmp_path):
     assert all(lrs == pytest.approx(as_searched) for lrs, _ in runs[3:])
     assert [FutureWarning in warned for _, warned in runs] == [False, False, False, True, True]
     assert runs[4][1].count(FutureWarning) == 1  # said once, not by each layer
+
+
+def _two_groups(optimizer_class=torch.optim.SGD):
+    head, backbone = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    return optimizer_class([{"params": [head], "lr": 0.1}, {"params": [backbone], "lr": 0.01}])
+
+
+def test_parameter_groups_keep_their_ratios_to_the_first(tmp_path):
+    """A backbone at a tenth of the head's LR stays at a tenth of the searched base LR; asked otherwise,
+    every group takes the searched base LR."""
+    spec = RunSpec(epochs=4, lr=0.05, schedule=ScheduleSpec(name="StepLR", params={"step_size": 2, "gamma": 0.5}))
+    spec.save(tmp_path / "best.yaml")
+    schedule = lrsearch.load_schedule(tmp_path / "best.yaml")
+    optimizer = _two_groups()
+    scheduler = schedule.build(optimizer, steps_per_epoch=1)
+    head, backbone = [], []
+    for _ in range(4):
+        head.append(optimizer.param_groups[0]["lr"])
+        backbone.append(optimizer.param_groups[1]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert head == pytest.approx([0.05, 0.05, 0.025, 0.025]) and backbone == pytest.approx(
+        [0.005, 0.005, 0.0025, 0.0025]
+    )
+    same = _two_groups()
+    schedule.build(same, steps_per_epoch=1, keep_group_ratios=False)
+    assert [group["lr"] for group in same.param_groups] == [0.05, 0.05]
+    own = _two_groups()
+    schedule.build(own, steps_per_epoch=1, set_lr=False)
+    assert [group["lr"] for group in own.param_groups] == [0.1, 0.01]
+
+
+def test_a_schedule_built_for_another_optimizer_than_the_searched_one_says_so(tmp_path):
+    spec = RunSpec(epochs=4, lr=0.05)  # searched with SGD
+    spec.save(tmp_path / "best.yaml")
+    schedule = lrsearch.load_schedule(tmp_path / "best.yaml")
+    with pytest.warns(UserWarning, match="searched with SGD .*your optimizer is AdamW"):
+        schedule.build(_two_groups(torch.optim.AdamW), steps_per_epoch=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schedule.build(_two_groups(torch.optim.SGD), steps_per_epoch=1)  # the searched one: nothing to say
