@@ -224,6 +224,7 @@ def replay(
         ConfigError: a file, a device or a study that does not fit, before anything trains.
     """
     from lrsearch.base.device import resolve_device
+    from lrsearch.base.text import clipped
     from lrsearch.certification.baselines import baseline_specs
     from lrsearch.certification.replay import record, replay_run
     from lrsearch.problem.build import load_run_spec
@@ -242,7 +243,7 @@ def replay(
         check_replay_problem(study, spec)
     block = load_yaml_mapping(Path(config)).get(CERTIFICATE_KEY)
     certified = block.get("recommended") if isinstance(block, dict) else None
-    label = f"{str(certified)[:80] if certified else spec.schedule.name} (this run)"
+    label = f"{clipped(str(certified)) if certified else spec.schedule.name} (this run)"
     others = baseline_specs(spec, block) if baselines else {}
     replayed = replay_run(spec, label=label, baselines=others, device=torch_device, on_epoch=on_epoch)
     if study is not None:

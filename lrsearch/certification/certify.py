@@ -33,11 +33,11 @@ from lrsearch.base.device import pin_threads
 from lrsearch.base.errors import ConfigError
 from lrsearch.certification.controls import (
     CLASSIC,
-    LR_FACTORS,
     classic_run,
     control_label,
     control_run,
     controls_for,
+    grid_around,
     lr_grid,
     next_lr,
 )
@@ -178,7 +178,7 @@ def _candidates(
             fixed[f"#{number} {spec.schedule.name}, lr {spec.lr:.3g}"] = (number, spec)
             continue
         stretched = spec.stretched(length)
-        grid = sorted({min(high, max(low, spec.lr * factor)) for factor in LR_FACTORS})
+        grid = grid_around(spec.lr, low, high)
         name = f"#{number} {spec.schedule.name} stretched to {length} epochs"
         tunables.append(_Tunable(name, number, lambda lr, s=stretched: s.model_copy(update={"lr": lr}), grid))
     for name, make in controls_for(length, answer.epochs).items():
@@ -332,12 +332,9 @@ class _Trainer:
             for t in tuned
             if t.chosen is not None
         }
-        searched_first = {label: run for label, run in (fixed | chosen).items() if run[0] is not None}
-        return (
-            tuned,
-            searched_first | {label: run for label, run in (fixed | chosen).items() if run[0] is None},
-            results,
-        )
+        everyone = fixed | chosen
+        searched_first = dict(sorted(everyone.items(), key=lambda item: item[1][0] is None))  # a stable sort
+        return tuned, searched_first, results
 
     def train_all(self, runs: dict[Hashable, RunSpec], tested: set[Hashable]) -> dict[Hashable, RunResult]:
         """Train every run to its end, `stack` at a time, a finished run's row refilled at once; the runs
@@ -377,8 +374,11 @@ class _Trainer:
                         best[key] = (record.epoch, record.val_loss, test)
                     if not outcome.finished:
                         continue
-                    test_loss, test_score = engine.test(key) if has_test and key in tested else (None, None)
                     epoch, val, (best_test, best_score) = best[key]
+                    if epoch == record.epoch:  # the last epoch is the best: measured on test just now
+                        test_loss, test_score = best_test, best_score
+                    else:
+                        test_loss, test_score = engine.test(key) if has_test and key in tested else (None, None)
                     results[key] = RunResult(
                         val_loss=record.val_loss,
                         test_loss=test_loss,

@@ -62,7 +62,12 @@ def lr_grid(answer: RunSpec, control: ScheduleSpec, lr_low: float, lr_high: floa
     problem's LR scale."""
     answer_mean = answer.lr * mean_lr_factor(answer)
     matched = answer_mean / mean_lr_factor(control_run(answer, control, answer.lr, epochs))
-    return sorted({min(lr_high, max(lr_low, matched * factor)) for factor in LR_FACTORS})
+    return grid_around(matched, lr_low, lr_high)
+
+
+def grid_around(centre: float, lr_low: float, lr_high: float) -> list[float]:
+    """`centre` times each of `LR_FACTORS`, within the search's LR range: where a candidate's LR sweep starts."""
+    return sorted({min(lr_high, max(lr_low, centre * factor)) for factor in LR_FACTORS})
 
 
 def next_lr(tried: list[float], best: float, lr_low: float, lr_high: float) -> float | None:

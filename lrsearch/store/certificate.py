@@ -33,8 +33,8 @@ class Candidate(BaseModel):
     """One schedule certified: its run and its figures at each fresh seed (None where it diverged), at
     the run's last epoch and at its best val epoch (what a checkpoint or early stopping keeps).
 
-    `val`, `test`, `score` and `shown_losses` are the figures it is judged by (`judged`); `last_*` and
-    `best_*` name the others."""
+    `val_loss`, `test_loss` and `test_score` are the last epoch's, `best_*` the best val epoch's; `val`,
+    `test`, `score` and `shown_losses` are those it is judged by (`judged`), `other_test` the other."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
