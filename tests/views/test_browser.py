@@ -55,17 +55,27 @@ def searched(tiny_config_file) -> tuple[str, optuna.Study]:
     return storage, optuna.load_study(study_name="default", storage=storage)
 
 
-def test_the_dashboard_shows_the_study_its_figures_and_each_trial_s_picture(browser, searched, tmp_path):
-    storage, study = searched
+def _dashboard(storage: str, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """`lrsearch dashboard` on the study `default`, and the address of its study page."""
     server = subprocess.Popen(
         [LRSEARCH, "dashboard", "--storage", storage, "--study-name", "default", "--port", "0"],
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    banner = re.search(r"(http://127\.0\.0\.1:\d+/dashboard/studies/\d+)", server.stdout.readline())
+    if banner is None:  # no server to test: stop what started
+        server.kill()
+        _, stderr = server.communicate(timeout=30)
+        raise AssertionError(f"lrsearch dashboard did not start: {stderr[-2000:]}")
+    return server, banner.group(1)
+
+
+def test_the_dashboard_shows_the_study_its_figures_and_each_trial_s_picture(browser, searched, tmp_path):
+    storage, study = searched
+    server, address = _dashboard(storage, tmp_path)
     try:
-        address = re.search(r"(http://127\.0\.0\.1:\d+/dashboard/studies/\d+)", server.stdout.readline()).group(1)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
         page.goto(address)
@@ -141,15 +151,8 @@ def test_a_trial_page_fits_a_1280_px_window(browser, searched, tmp_path):
     """A trial's user attributes are long single lines (`run_spec`, the curves): the dashboard puts each in
     a box of its own that scrolls, but its <main> grew to the longest (4,200 px) until lrsearch's style."""
     storage, study = searched
-    server = subprocess.Popen(
-        [LRSEARCH, "dashboard", "--storage", storage, "--study-name", "default", "--port", "0"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server, address = _dashboard(storage, tmp_path)
     try:
-        address = re.search(r"(http://127\.0\.0\.1:\d+/dashboard/studies/\d+)", server.stdout.readline()).group(1)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         trial = study.best_trial
         page.goto(f"{address}/trials?numbers={trial.number}")
