@@ -162,7 +162,7 @@ def certify(
     study_name: str = "default",
     storage: str | None = None,
     *,
-    fresh_seeds: int = 5,
+    fresh_seeds: int = 10,
     top: int = 3,
     epochs: int | None = None,
     judge: str = "last",
@@ -170,8 +170,8 @@ def certify(
     task: str | None = None,
     seeds: int | None = None,
 ) -> Certificate:
-    """Train a stored study's best `top` distinct trials and tuned control schedules at `fresh_seeds` fresh
-    seeds (at `epochs`, every candidate's LR chosen at that length; default the search's), store the
+    """Race a stored study's best `top` distinct trials and tuned control schedules at up to `fresh_seeds`
+    fresh seeds (at `epochs`, every candidate's LR chosen at that length; default the search's), store the
     certificate in the study and return it: `certificate.sentence`, `certificate.recommended_candidate.run`.
 
     Args:

@@ -421,7 +421,13 @@ def certify_command(
     study_name: Annotated[str, typer.Option("--study-name", help="The study to certify.")] = "default",
     storage: StorageOption = None,
     fresh_seeds: Annotated[
-        int | None, typer.Option(min=2, max=100, help="Fresh seeds each candidate trains at [default: 5].")
+        int | None,
+        typer.Option(
+            min=2,
+            max=100,
+            help="The most fresh seeds a candidate races at: one clearly worse than the leader stops "
+            "earlier [default: 10].",
+        ),
     ] = None,
     old_seeds: OldFreshSeedsOption = None,
     top: Annotated[int, typer.Option(min=1, max=20, help="The best distinct trials certified.")] = 3,
@@ -440,9 +446,10 @@ def certify_command(
         Path | None, typer.Option(help="Where to write the recommended run [default: studies/<study>-best.yaml].")
     ] = None,
 ) -> None:
-    """Train a study's best trials and tuned control schedules (constant, cosine, linear decay,
-    warmup-stable-decay, StepLR) again at fresh seeds; say, with 95% intervals, whether the search's
-    answer beats the best control, and store the certificate in the study."""
+    """Race a study's best trials and tuned control schedules (constant, cosine, linear decay,
+    warmup-stable-decay, StepLR) at fresh seeds, each stopped once clearly worse than the leader; say,
+    with 95% intervals, whether the search's answer beats the best control, and store the certificate in
+    the study."""
     from lrsearch.base.paths import check_writable
     from lrsearch.certification.certify import DEFAULT_SEEDS
     from lrsearch.problem.config import DEFAULT_STORAGE, MAX_EPOCHS

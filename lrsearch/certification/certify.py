@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,23 +36,24 @@ from lrsearch.certification.controls import (
     classic_run,
     control_label,
     control_run,
-    controls_for,
     grid_around,
     lr_grid,
     next_lr,
 )
+from lrsearch.certification.race import Entrant, race
 from lrsearch.certification.verdict import judge as judge_candidates
 from lrsearch.engines.autostack import choose_stack
 from lrsearch.engines.factory import engine_for
 from lrsearch.engines.interface import Engine
 from lrsearch.engines.seeds import fresh_seeds, search_seeds
 from lrsearch.problem.config import SearchConfig
+from lrsearch.problem.controls import controls_for
 from lrsearch.problem.data import Data, load_data
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, Certificate, Judge, TunedControl
 from lrsearch.store.records import TrialRecord, stores_run
 
-DEFAULT_SEEDS = 5
+DEFAULT_SEEDS = 10  # the race's cap: a candidate still undecided after 10 seeds is within noise
 DEFAULT_TOP = 3
 # Runs trained at once: the built-in MLP's throughput grows up to here on a 2-core CPU (benchmarks/
 # throughput.py: K=50 1.8x K=10 per trial), and certification, unlike a search, waits for no sampler.
@@ -90,7 +91,8 @@ class _Tunable:
     name: str  # "cosine to zero", "#12 MultiStepLR stretched to 100 epochs"
     trial: int | None  # the searched trial it came from; None for a control
     run: Callable[[float], RunSpec]  # its run at the certified length, at a base LR
-    grid: list[float]
+    grid: list[float]  # the LRs it is tried at first, when the search tried none
+    tried: dict[float, float | None] = field(default_factory=dict)  # the search's control trials: LR -> loss
 
     def label(self, lr: float) -> str:
         return control_label(self.name, lr)
@@ -134,15 +136,22 @@ def certify(
     trainer = _Trainer(config, data, device, progress, judge)
 
     fresh = fresh_seeds(config.study.seed, seeds, avoid=config.search.seeds_per_trial)
-    fixed, tunables = _candidates(searched, config, length)
-    tuned, candidates, results = trainer.rounds(
-        tunables, fixed, fresh, search_seeds(config.study.seed, config.search.seeds_per_trial)
+    fixed, tunables = _candidates(study, searched, config, length, judge)
+    tuned, chosen = trainer.tune(tunables, search_seeds(config.study.seed, config.search.seeds_per_trial))
+    everyone = dict(sorted((fixed | chosen).items(), key=lambda item: item[1][0] is None))  # searched first
+    results: dict[Hashable, RunResult] = {}
+
+    def train(runs: dict[Hashable, RunSpec]) -> None:
+        results.update(trainer.train_all(runs, tested=set(runs)))
+
+    raced = race(
+        {label: spec for label, (_, spec) in everyone.items()},
+        fresh,
+        train,
+        lambda key: results[key].judged_val(judge),
     )
-    rows = [
-        _candidate(label, number, spec, [results[label, seed] for seed in fresh], judge)
-        for label, (number, spec) in candidates.items()
-    ]
-    verdict = judge_candidates(rows, len(fresh))
+    rows = [_candidate(raced[label], number, results, fresh, judge) for label, (number, _) in everyone.items()]
+    verdict = judge_candidates(rows)
     certificate = Certificate(
         seeds=fresh,
         epochs=length,
@@ -165,10 +174,10 @@ def certify(
 
 
 def _candidates(
-    searched: list[tuple[int, RunSpec]], config: SearchConfig, length: int
+    study: optuna.Study, searched: list[tuple[int, RunSpec]], config: SearchConfig, length: int, judge: Judge
 ) -> tuple[dict[str, tuple[int | None, RunSpec]], list[_Tunable]]:
     """What certification trains: the runs it takes as they are (label -> (trial, run)), and those whose
-    LR it chooses at `length` first (module docstring)."""
+    LR it chooses at `length` first (module docstring); a control starts from its trials in the search."""
     low, high = config.search.lr.low, config.search.lr.high
     answer = searched[0][1]
     fixed: dict[str, tuple[int | None, RunSpec]] = {}
@@ -181,12 +190,35 @@ def _candidates(
         grid = grid_around(spec.lr, low, high)
         name = f"#{number} {spec.schedule.name} stretched to {length} epochs"
         tunables.append(_Tunable(name, number, lambda lr, s=stretched: s.model_copy(update={"lr": lr}), grid))
+    tried = _control_trials(study, answer, length, judge)
     for name, make in controls_for(length, answer.epochs).items():
         schedule = make(length)
         grid = lr_grid(answer, schedule, low, high, length)
-        tunables.append(_Tunable(name, None, lambda lr, s=schedule: control_run(answer, s, lr, length), grid))
+        run = lambda lr, s=schedule: control_run(answer, s, lr, length)  # noqa: E731
+        tunables.append(_Tunable(name, None, run, grid, tried.get(name, {})))
     fixed[CLASSIC] = (None, classic_run(answer, length))
     return fixed, tunables
+
+
+def _control_trials(
+    study: optuna.Study, answer: RunSpec, length: int, judge: Judge
+) -> dict[str, dict[float, float | None]]:
+    """The search's control trials as LR sweeps: control -> LR -> its val loss (None: pruned or diverged,
+    worse than any that finished). Only trials whose run is the control's run at `length` with the
+    answer's optimizer count: what certification would have trained to tune it, at the same seed."""
+    sweeps: dict[str, dict[float, float | None]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        record = TrialRecord.of(trial)
+        if record is None or record.control is None:
+            continue
+        spec = record.spec
+        if spec.epochs != length or spec.optimizer != answer.optimizer or spec.seed != answer.seed:
+            continue
+        loss = None
+        if record.state == TrialState.COMPLETE:
+            loss = min(record.val_loss) if judge == "best" and record.val_loss else record.value
+        sweeps.setdefault(record.control, {})[spec.lr] = loss
+    return sweeps
 
 
 def overfit_line(rows: list[Candidate], recommended: str | None, judge: Judge, length: int) -> str | None:
@@ -218,7 +250,8 @@ def train_to_end(
 
 
 def top_distinct(study: optuna.Study, top: int) -> list[tuple[int, RunSpec]]:
-    """The `top` best completed trials (lowest val loss) whose runs differ, with their RunSpecs."""
+    """The `top` best completed searched trials (lowest val loss; not control trials) whose runs differ,
+    with their RunSpecs."""
     complete = sorted(
         (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if stores_run(t)),
         key=lambda t: t.value,
@@ -227,7 +260,7 @@ def top_distinct(study: optuna.Study, top: int) -> list[tuple[int, RunSpec]]:
     seen: set[str] = set()
     for trial in complete:
         record = TrialRecord.of(trial)
-        if record is None:
+        if record is None or record.control is not None:  # a control trial: certified as its control
             continue
         run = json.dumps(record.spec.model_dump(mode="json"), sort_keys=True)
         if run not in seen:
@@ -268,56 +301,34 @@ class _Trainer:
                 self._stack = choose_stack(sized, self.device, self.data, self.threads).size
         return max(1, min(self._stack, runs))
 
-    def rounds(
-        self,
-        tunables: list[_Tunable],
-        fixed: dict[str, tuple[int | None, RunSpec]],
-        fresh: list[int],
-        seeds: list[int],
-    ) -> tuple[list[TunedControl], dict[str, tuple[int | None, RunSpec]], dict[Hashable, RunResult]]:
-        """Train until every tunable's LR is chosen and every candidate has trained at the fresh seeds.
-
-        Round 1 trains each tunable at its grid (at the search's `seeds`; an LR is chosen by val loss, as
-        the trials were) beside the fixed candidates at the fresh seeds. Each later round tries, for a
-        tunable whose best LR is at an edge of what it tried, one LR further out, beside the fresh-seed
-        runs of every tunable whose LR has settled: no candidate's certification waits for another's
-        tuning.
+    def tune(
+        self, tunables: list[_Tunable], seeds: list[int]
+    ) -> tuple[list[TunedControl], dict[str, tuple[int | None, RunSpec]]]:
+        """Choose every tunable's LR: its mean val loss at `seeds` (the search's; an LR is chosen by val
+        loss, as the trials were) at its first grid, or at what the search tried, then, in rounds, one
+        LR more for each whose best LR is not yet surrounded closely enough by what it tried (`next_lr`).
 
         Returns:
-            How each tunable's LR was chosen, in order; every candidate (the fixed ones, then the tuned),
-            label -> (trial, run); the results of every run, by (label, seed) and (name, lr, seed).
+            How each tunable's LR was chosen, in order; the tuned candidates, label -> (trial, run).
         """
         low, high = self.config.search.lr.low, self.config.search.lr.high
         by_name = {tunable.name: tunable for tunable in tunables}
-        tried: dict[str, dict[float, float | None]] = {name: {} for name in by_name}  # LR -> mean val loss
-        todo = {tunable.name: tunable.grid for tunable in tunables}
-        settled: set[str] = set()  # tunables whose LR is chosen (or that diverged at every LR)
-        pending = _at_seeds(fixed, fresh)
-        results: dict[Hashable, RunResult] = {}
-        while todo or pending:
+        tried = {tunable.name: dict(tunable.tried) for tunable in tunables}  # LR -> mean val loss
+        todo = {tunable.name: tunable.grid for tunable in tunables if not tunable.tried}
+        todo |= {name: [lr] for name in by_name if tried[name] and (lr := self._next(tried[name], low, high))}
+        while todo:
             sweep = {
                 (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
                 for name, lrs in todo.items()
                 for lr in lrs
                 for seed in seeds
             }
-            results |= self.train_all(sweep | pending, tested=set(pending))
+            results = self.train_all(sweep, tested=set())
             for name, lrs in todo.items():
                 for lr in lrs:
                     values = [results[name, lr, seed].judged_val(self.judge) for seed in seeds]
                     tried[name][lr] = None if None in values else sum(values) / len(values)
-            todo, pending = {}, {}
-            for name, tunable in by_name.items():
-                if name in settled or not tried[name]:
-                    continue
-                best = _best_lr(tried[name])
-                beyond = None if best is None else next_lr(sorted(tried[name]), best, low, high)
-                if beyond is not None and beyond not in tried[name] and len(tried[name]) < MAX_LRS_TRIED:
-                    todo[name] = [beyond]
-                    continue
-                settled.add(name)
-                if best is not None:
-                    pending |= _at_seeds({tunable.label(best): (tunable.trial, tunable.run(best))}, fresh)
+            todo = {name: [lr] for name in todo if (lr := self._next(tried[name], low, high))}
         tuned = [
             TunedControl(
                 name=name,
@@ -332,9 +343,16 @@ class _Trainer:
             for t in tuned
             if t.chosen is not None
         }
-        everyone = fixed | chosen
-        searched_first = dict(sorted(everyone.items(), key=lambda item: item[1][0] is None))  # a stable sort
-        return tuned, searched_first, results
+        return tuned, chosen
+
+    @staticmethod
+    def _next(tried: dict[float, float | None], low: float, high: float) -> float | None:
+        """The next LR to try for a tunable, or None when its LR is chosen (or it diverged everywhere)."""
+        best = _best_lr(tried)
+        if best is None or len(tried) >= MAX_LRS_TRIED:
+            return None
+        lr = next_lr(sorted(tried), best, low, high)
+        return None if lr is None or lr in tried else lr
 
     def train_all(self, runs: dict[Hashable, RunSpec], tested: set[Hashable]) -> dict[Hashable, RunResult]:
         """Train every run to its end, `stack` at a time, a finished run's row refilled at once; the runs
@@ -403,28 +421,25 @@ def _best_lr(losses: dict[float, float | None]) -> float | None:
     return min(finite, key=finite.get) if finite else None
 
 
-def _at_seeds(candidates: dict[str, tuple[int | None, RunSpec]], seeds: list[int]) -> dict[Hashable, RunSpec]:
-    return {
-        (label, seed): spec.model_copy(update={"seed": seed})
-        for label, (_, spec) in candidates.items()
-        for seed in seeds
-    }
-
-
-def _candidate(label: str, trial: int | None, spec: RunSpec, results: list[RunResult], judge: Judge) -> Candidate:
+def _candidate(
+    entrant: Entrant, trial: int | None, results: dict[Hashable, RunResult], seeds: list[int], judge: Judge
+) -> Candidate:
+    """A raced candidate's row: its figures at the seeds it trained at, and why it stopped racing."""
     kind = "control" if trial is None else "searched"
-    stopped = next((r.stopped for r in results if r.stopped is not None), None)
-    run = spec.model_dump(mode="json")
-    if stopped is not None:
-        return Candidate(label=label, kind=kind, trial=trial, spec=run, diverged=stopped, judged=judge)
+    run = entrant.spec.model_dump(mode="json")
+    every = [results[entrant.label, seed] for seed in seeds if (entrant.label, seed) in results]
+    stopped = next((r.stopped for r in every if r.stopped is not None), None)
+    if stopped is not None:  # a run that diverged or failed: its reason, and no figures
+        return Candidate(label=entrant.label, kind=kind, trial=trial, spec=run, diverged=stopped, judged=judge)
+    ran = [results[entrant.label, seed] for seed in entrant.seeds]
 
     def each(name: str) -> list[Any] | None:
-        values = [getattr(r, name) for r in results]
+        values = [getattr(r, name) for r in ran]
         return None if None in values else values  # a task without a test split: no test figures
 
-    curve = [sum(values) / len(values) for values in zip(*(r.val_curve for r in results), strict=True)]
+    curve = [sum(values) / len(values) for values in zip(*(r.val_curve for r in ran), strict=True)]
     return Candidate(
-        label=label,
+        label=entrant.label,
         kind=kind,
         trial=trial,
         spec=run,
@@ -437,4 +452,5 @@ def _candidate(label: str, trial: int | None, spec: RunSpec, results: list[RunRe
         best_test_score=each("best_test_score"),
         val_curve=[round(value, 6) for value in curve],
         judged=judge,
+        raced=entrant.stopped,
     )

@@ -18,7 +18,7 @@ from lrsearch.base.stats import Interval, paired_difference
 from lrsearch.store.certificate import Candidate
 
 
-def judge(candidates: list[Candidate], seeds: int) -> dict[str, Any]:
+def judge(candidates: list[Candidate]) -> dict[str, Any]:
     """The winner, the best control, what is recommended and the sentence that says why (module docstring).
 
     Returns:
@@ -26,12 +26,13 @@ def judge(candidates: list[Candidate], seeds: int) -> dict[str, Any]:
         test_difference.
     """
     trained = [c for c in candidates if c.judged_val_loss is not None]
-    searched = sorted((c for c in trained if c.kind == "searched"), key=lambda c: c.val.mean)
-    controls = sorted((c for c in trained if c.kind == "control"), key=lambda c: c.val.mean)
+    # Those the race stopped as worse come after those it kept, whatever their means over fewer seeds.
+    searched = sorted((c for c in trained if c.kind == "searched"), key=lambda c: (c.beaten, c.val.mean))
+    controls = sorted((c for c in trained if c.kind == "control"), key=lambda c: (c.beaten, c.val.mean))
     winner = searched[0] if searched else None
     control = controls[0] if controls else None
     fields: dict[str, Any] = {"winner": winner and winner.label, "best_control": control and control.label}
-    seeds_text = f"95%, {seeds} seed{'s' if seeds > 1 else ''}"
+
     if winner is None or control is None:
         chosen = winner or control
         what = "no searched schedule" if winner is None else "no control"
@@ -41,12 +42,16 @@ def judge(candidates: list[Candidate], seeds: int) -> dict[str, Any]:
             "sentence": f"{what} trained to the end at every fresh seed"
             + ("" if chosen is None else f": {chosen.label} is recommended"),
         }
-    val_difference = paired_difference(control.judged_val_loss, winner.judged_val_loss)
+    # Paired by seed, at the seeds both trained at (the race's first ones: one may have stopped earlier).
+    seeds = min(winner.seeds, control.seeds)
+    seeds_text = f"95%, {seeds} seed{'s' if seeds > 1 else ''}"
+    val_difference = paired_difference(control.judged_val_loss[:seeds], winner.judged_val_loss[:seeds])
     fields["val_difference"] = val_difference
     # The sentence's figure: test loss, on data nobody chose by; val loss for a task without a test split.
     shown, loss = val_difference, "val loss"
     if winner.judged_test_loss is not None and control.judged_test_loss is not None:
-        shown, loss = paired_difference(control.judged_test_loss, winner.judged_test_loss), "test loss"
+        shown = paired_difference(control.judged_test_loss[:seeds], winner.judged_test_loss[:seeds])
+        loss = "test loss"
         fields["test_difference"] = shown
     size, direction = _difference(shown), "lower" if shown.mean > 0 else "higher"
     if val_difference.excludes_zero() and val_difference.mean > 0:

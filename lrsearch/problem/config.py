@@ -33,6 +33,7 @@ from lrsearch.problem.tasks import DEFAULT_STUDY, DEFAULT_TASK, default_study_na
 DEFAULT_CONFIG = Path("studies/default.yaml")
 DEFAULT_STORAGE = "sqlite:///studies/lrsearch.db"
 MAX_SEEDS = 10  # seeds a trial trains at, at most: each costs a whole run
+MAX_CONTROL_TRIALS = 20  # trials per control schedule, at most
 
 SamplerName = Literal["tpe", "random", "gp", "qmc"]
 PrunerName = Literal["median", "successive-halving", "hyperband", "patient", "wilcoxon", "none"]
@@ -94,6 +95,10 @@ class SearchSpace(StrictModel):
     # benchmarks/quality.py found 2 and 3 no better in the same time (see the README). `seeds` is its old
     # name, still read (a count, easily mistaken for the study's `seed`).
     seeds_per_trial: int = Field(1, ge=1, le=MAX_SEEDS)
+    # Trials of the search given to each control schedule (`problem.controls`: constant, cosine to zero,
+    # ...), their shape pinned and their LR sampled, so that certification starts from controls tuned
+    # at the search's length; 0 leaves their tuning to certification alone.
+    control_trials: int = Field(3, ge=0, le=MAX_CONTROL_TRIALS)
 
     @model_validator(mode="before")
     @classmethod
@@ -162,7 +167,7 @@ class StudySettings(StrictModel):
     figures: bool = True  # attach LR and loss pictures to trials and the study, for the dashboard
     artifacts: Path | None = None  # where trial pictures go; default: artifacts/ beside the study file
     certify: bool = True  # after the search, train its best trials and tuned controls at fresh seeds
-    certify_seeds: int = Field(5, ge=2, le=100)  # the fresh seeds of certification
+    certify_seeds: int = Field(10, ge=2, le=100)  # the most fresh seeds a candidate races at
     certify_top: int = Field(3, ge=1, le=20)  # the best distinct trials certified
     # Certify at the length you train for (every candidate's LR chosen at it); None: the search's.
     certify_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)

@@ -6,6 +6,7 @@ from typing import Any
 
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.config import Range, SearchConfig
+from lrsearch.problem.controls import controls_for, schedule_params
 from lrsearch.problem.schedules import SCHEDULES, Budget, TrialLike
 from lrsearch.problem.spec import OptimizerSpec, RunSpec, ScheduleSpec
 
@@ -61,6 +62,27 @@ def sample_run_spec(trial: TrialLike, config: SearchConfig, steps_per_epoch: int
         batch_size=config.train.batch_size,
         seed=config.study.seed,
     )
+
+
+def control_trial_params(config: SearchConfig, steps_per_epoch: int) -> dict[str, dict[str, Any]]:
+    """The controls that are points of this search space, as the trial parameters that pin their shape
+    (control name -> parameters; the LR and the optimizer's settings stay the sampler's). A control whose
+    schedule the space leaves out, or whose shape lies outside its ranges (StepLR(10, 0.1) in a run of 8
+    epochs), is not among them: certification tunes it alone."""
+    epochs = config.train.epochs
+    chosen = {}
+    for name, make in controls_for(epochs).items():
+        schedule = make(epochs)
+        if schedule.name not in config.search.schedules:
+            continue
+        params = schedule_params(schedule)
+        try:
+            spec = sample_run_spec(_FixedProbe(params, ()), config, steps_per_epoch)
+        except ConfigError:  # outside a range of the space
+            continue
+        if spec.schedule == schedule:
+            chosen[name] = params
+    return chosen
 
 
 # Top-level choices and the config fields that list them, for the messages.

@@ -52,6 +52,19 @@ class Candidate(BaseModel):
     val_curve: list[float] | None = Field(None, max_length=10_000)  # mean val loss over the seeds, per epoch
     judged: Judge = "last"
     diverged: str | None = None  # why a seed's run did not finish; the figures are None then
+    # Why it stopped racing (`certification.race`): worse than the leader after n seeds, or at the cap.
+    # It trained at the certificate's first len(val_loss) seeds.
+    raced: str | None = None
+
+    @property
+    def seeds(self) -> int:
+        """How many fresh seeds it trained at (all finished)."""
+        return len(self.val_loss or ())
+
+    @property
+    def beaten(self) -> bool:
+        """Stopped in the race as worse than the leader: its figures are over fewer seeds than the rest."""
+        return self.raced is not None and self.raced.startswith("worse than")
 
     @field_validator("spec")
     @classmethod
@@ -143,7 +156,8 @@ class TunedControl(BaseModel):
 class Certificate(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    seeds: list[int] = Field(max_length=MAX_ROWS)  # the fresh seeds every candidate trained at
+    # The fresh seeds of the race, in order: a candidate trained at the first `Candidate.seeds` of them.
+    seeds: list[int] = Field(max_length=MAX_ROWS)
     epochs: int  # the length certified at (the search's, or `certify --epochs`)
     search_epochs: int
     device: str
@@ -173,8 +187,18 @@ class Certificate(BaseModel):
 
     @property
     def ranked(self) -> list[Candidate]:
-        """The candidates, lowest mean val loss first; those that did not train to the end last."""
-        return sorted(self.candidates, key=lambda c: c.val.mean if c.val is not None else float("inf"))
+        """The candidates, lowest mean val loss first: those left in the race, then those it stopped as
+        worse (their means are over fewer seeds), then those that did not train to the end."""
+        return sorted(
+            self.candidates, key=lambda c: (c.val is None, c.beaten, c.val.mean if c.val is not None else 0.0)
+        )
+
+    @property
+    def seeds_text(self) -> str:
+        """`10 fresh seeds`, or `3 to 10 fresh seeds` where the race stopped some candidates early."""
+        counts = [c.seeds for c in self.candidates if c.seeds] or [len(self.seeds)]
+        low, high = min(counts), max(counts)
+        return f"{high} fresh seed{'s' if high > 1 else ''}" if low == high else f"{low} to {high} fresh seeds"
 
     def candidate(self, label: str | None) -> Candidate | None:
         return next((c for c in self.candidates if c.label == label), None)
@@ -191,10 +215,14 @@ class Certificate(BaseModel):
             other = "test_loss_at_last_epoch" if self.judge == "best" else "test_loss_at_best_epoch"
             figures[other] = c.other_test
             rows[c.label] = (
-                {"diverged": c.diverged}
-                if c.diverged is not None
-                else {name: _figure(value) for name, value in figures.items() if value is not None}
-            ) | {"kind": c.kind, "run": _run_of(c)}
+                (
+                    {"diverged": c.diverged}
+                    if c.diverged is not None
+                    else {name: _figure(value) for name, value in figures.items() if value is not None}
+                )
+                | {"kind": c.kind, "run": _run_of(c)}
+                | ({"raced": c.raced} if c.raced else {})
+            )
         return {
             "sentence": self.sentence,
             "recommended": self.recommended,

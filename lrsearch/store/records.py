@@ -24,6 +24,7 @@ DEVICE = "device"  # the device it trained on
 WORKER_ATTR = "worker"  # host:pid of the process that ran it
 FAIL_REASON = "fail_reason"  # why a FAIL trial failed (Optuna 5 keeps it only in its log)
 PRUNED_REASON = "pruned_reason"  # why a PRUNED trial was stopped (by the pruner, or diverged)
+CONTROL_ATTR = "control"  # a control trial: the control whose LR it tunes ("cosine to zero")
 CURVES = ("lr", "train_loss", "val_loss")  # per epoch; and val_<score>, e.g. val_accuracy, when the task has a score
 STEPS_PER_EPOCH = "steps_per_epoch"  # lets a picture replay per-batch schedules step by step
 SCORE_LABELS = {"accuracy": "accuracy", "r2": "R²"}  # a task's score -> how it is shown
@@ -88,6 +89,7 @@ class TrialRecord:
     steps_per_epoch: int | None
     pruned_reason: str | None
     fail_reason: str | None
+    control: str | None = None  # the control it tunes (`problem.controls`), for a control trial
     unreadable: frozenset[str] = frozenset()  # attributes the trial stores that do not parse
 
     @classmethod
@@ -130,6 +132,7 @@ class TrialRecord:
             steps_per_epoch=read(STEPS_PER_EPOCH, _STEPS),
             pruned_reason=read(PRUNED_REASON, _TEXT),
             fail_reason=read(FAIL_REASON, _TEXT),
+            control=read(CONTROL_ATTR, _TEXT) if CONTROL_ATTR in attrs else None,
             unreadable=frozenset(unreadable),
         )
 

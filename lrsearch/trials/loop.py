@@ -42,6 +42,7 @@ from lrsearch.store.optuna_private import (
 from lrsearch.store.records import FAIL_REASON, WORKER_ATTR, EpochRecord
 from lrsearch.store.storage import AdmissionLock, scrubbed
 from lrsearch.trials.budget import Move, admit
+from lrsearch.trials.control_trials import ControlTrials
 from lrsearch.trials.objective import Objective
 
 IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries of dead workers' trials
@@ -127,6 +128,7 @@ class _Loop:
         self.asked: list[optuna.Trial] = []  # asked, not yet running
         self.beats: _Heartbeats
         self.ran = 0
+        self.controls = ControlTrials(objective.config, objective.steps_per_epoch)
 
     def ask(self, wanted: int, wait_for_retries: bool) -> Move:
         """Under the admission lock: fail stale trials, then ask for what the budget allows, from one
@@ -137,8 +139,11 @@ class _Loop:
         move, room = admit(self.study, wanted, wait_for_running=wait_for_retries and not self.running)
         with warnings.catch_warnings():  # this loop sends its own heartbeats (_Heartbeats)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            for _ in range(room):
-                self.asked.append(self.study.ask())
+            plan = [None] * room
+            if room and self.controls.params:  # one more read of the study, only where controls are planned
+                plan = self.controls.plan(self.study.get_trials(deepcopy=False), room)
+            for control in plan:
+                self.asked.append(self.controls.ask(self.study, control))
                 self.beats.add(self.asked[-1])
         return move
 

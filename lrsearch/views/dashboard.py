@@ -147,7 +147,7 @@ def certificate_figure(certificate: Certificate) -> Figure:
             mean["error_x"] = {"type": "data", "array": [test.high - test.mean], "arrayminus": [test.mean - test.low]}
         traces.append(mean)
     title = (
-        f"certificate: {certificate.shown_loss} at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
+        f"certificate: {certificate.shown_loss} at {certificate.seeds_text}, {certificate.epochs} epochs "
         f"({certificate.judge} epoch; mean, 95% interval)"
     )
     return _figure(traces, title, yaxis={"autorange": "reversed", "automargin": True})
@@ -181,7 +181,7 @@ def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
                 f"## Recommended: {clipped(chosen.label)}, {certificate.epochs} epochs\n\n"
                 f"{clipped(certificate.sentence, LINE)}.\n\n"
                 + (f"{clipped(certificate.overfit, LINE)}.\n\n" if certificate.overfit else "")
-                + f"Certified at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
+                + f"Certified at {certificate.seeds_text}, {certificate.epochs} epochs "
                 f"(the search's {certificate.search_epochs}; each run judged at its {certificate.judge} epoch) "
                 f"({clipped(certificate.when)}); the figure `certificate` shows every schedule's test loss. "
                 f"`lrsearch export --study-name {study.study_name} -o best.yaml` writes this RunSpec; "

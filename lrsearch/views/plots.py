@@ -108,7 +108,7 @@ def certificate_figure(certificate: Certificate) -> Figure:
     axes.set_yticks(range(len(rows)), labels)
     axes.invert_yaxis()
     axes.set(
-        xlabel=f"{certificate.shown_loss} at {len(certificate.seeds)} fresh seeds, {certificate.epochs} epochs "
+        xlabel=f"{certificate.shown_loss} at {certificate.seeds_text}, {certificate.epochs} epochs "
         f"({certificate.judge} epoch), mean and 95% interval",
         title="best trials (blue), tuned controls (gray)",
     )

@@ -269,7 +269,7 @@ def _certificate(study: optuna.Study) -> Section:
     overfit = f"<p><strong>{html.escape(clipped(stored.overfit, LINE))}.</strong></p>" if stored.overfit else ""
     text = (
         f"{stale}<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>{overfit}"
-        f"<p>{len(stored.candidates)} schedules trained at {len(stored.seeds)} fresh seeds (new initial weights "
+        f"<p>{len(stored.candidates)} schedules trained at {stored.seeds_text} (new initial weights "
         f"and batch orders, the same data split), {stored.epochs} epochs each (the search's "
         f"{stored.search_epochs}), each run judged at {judged}, on {device} "
         f"in {stored.seconds:.1f} s, recorded {when}. Mean ± 95% interval (Student's t); "

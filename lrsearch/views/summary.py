@@ -124,7 +124,7 @@ def certificate_lines(certificate: Certificate) -> list[str]:
     """What certification found, in three lines."""
     at = "its best val epoch" if certificate.judge == "best" else "its last epoch"
     return [
-        f"certified: {len(certificate.candidates)} schedules at {len(certificate.seeds)} fresh seeds, "
+        f"certified: {len(certificate.candidates)} schedules at {certificate.seeds_text}, "
         f"{certificate.epochs} epochs (the search's {certificate.search_epochs}), each run judged at {at}, "
         f"in {certificate.seconds:.1f} s",
         *([clipped(certificate.overfit, LINE)] if certificate.overfit else []),
@@ -137,7 +137,7 @@ def certificate_lines(certificate: Certificate) -> list[str]:
 def certificate_table(certificate: Certificate) -> Table:
     """Each candidate's mean and 95% interval over the fresh seeds, best val loss first."""
     score = SCORE_LABELS.get(certificate.score or "")
-    table = Table(title=Text(f"certificate: mean ± 95% interval over {len(certificate.seeds)} fresh seeds"))
+    table = Table(title=Text(f"certificate: mean ± 95% interval over {certificate.seeds_text}"))
     table.add_column("schedule", no_wrap=True)
     table.add_column("kind")
     other = other_test_column(certificate)

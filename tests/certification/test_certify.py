@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import lrsearch
 from lrsearch.base.stats import mean_interval, paired_difference
 from lrsearch.certification.certify import certify
-from lrsearch.certification.controls import CLASSIC, CONTROLS, controls_for, next_lr
+from lrsearch.certification.controls import CLASSIC, next_lr
 from lrsearch.certification.verdict import judge
 from lrsearch.cli import app
 from lrsearch.engines.lone import LoneEngine, train
@@ -26,6 +26,7 @@ from lrsearch.engines.seeds import SeedsEngine, fresh_seeds, search_seeds
 from lrsearch.engines.stacked_mlp import StackedTrainer
 from lrsearch.problem.build import load_run_spec
 from lrsearch.problem.config import SearchConfig
+from lrsearch.problem.controls import CONTROLS, controls_for
 from lrsearch.problem.data import load_data
 from lrsearch.problem.schedules import SCHEDULES
 from lrsearch.problem.spec import CERTIFICATE_KEY, DataSpec, ModelSpec, RunSpec, ScheduleSpec
@@ -200,7 +201,7 @@ def test_a_winner_ahead_on_every_seed_beats_the_control():
     winner = _candidate(
         "#3 OneCycleLR, lr 0.2", "searched", [0.45, 0.47, 0.44, 0.50, 0.46], [0.55, 0.57, 0.55, 0.6, 0.56]
     )
-    verdict = judge([winner, control], 5)
+    verdict = judge([winner, control])
     assert verdict["verdict"] == "beats" and verdict["recommended"] == winner.label
     assert verdict["sentence"].startswith("#3 OneCycleLR, lr 0.2 beats the best control (cosine to zero, lr 0.1) by ")
     assert verdict["sentence"].endswith("test loss (95%, 5 seeds)")
@@ -209,7 +210,7 @@ def test_a_winner_ahead_on_every_seed_beats_the_control():
 def test_a_difference_within_noise_recommends_the_simpler_schedule():
     control = _candidate("constant, lr 0.1", "control", [0.50, 0.40, 0.55, 0.45, 0.50], [0.5, 0.4, 0.55, 0.45, 0.5])
     winner = _candidate("#1 StepLR, lr 0.1", "searched", [0.45, 0.47, 0.52, 0.48, 0.49], [0.45, 0.47, 0.5, 0.48, 0.5])
-    verdict = judge([winner, control], 5)
+    verdict = judge([winner, control])
     assert verdict["verdict"] == "within noise" and verdict["recommended"] == control.label
     assert "is not distinguishable from the best control (constant, lr 0.1)" in verdict["sentence"]
     assert verdict["sentence"].endswith("the simpler schedule is recommended")
@@ -219,20 +220,20 @@ def test_the_winner_is_chosen_on_val_loss_never_on_test_loss():
     better_val = _candidate("#1 a", "searched", [0.40, 0.41, 0.40], [0.9, 0.9, 0.9])
     better_test = _candidate("#2 b", "searched", [0.50, 0.51, 0.50], [0.1, 0.1, 0.1])
     control = _candidate("constant, lr 0.1", "control", [0.70, 0.71, 0.72], [0.5, 0.5, 0.5])
-    verdict = judge([better_test, better_val, control], 3)
+    verdict = judge([better_test, better_val, control])
     assert verdict["winner"] == "#1 a" and verdict["recommended"] == "#1 a"
     # Val says better, test says worse beyond noise: both are said, and nothing calls it noise.
     assert re.search(
         r"on validation loss, but its test loss is 0\.4 ± \S+ higher \(95%, 3 seeds\)$", verdict["sentence"]
     )
     noisy = _candidate("#1 a", "searched", [0.40, 0.41, 0.40], [0.45, 0.55, 0.5])
-    assert "is within noise of the control's" in judge([noisy, control], 3)["sentence"]
+    assert "is within noise of the control's" in judge([noisy, control])["sentence"]
 
 
 def test_a_control_clearly_ahead_is_recommended():
     control = _candidate("linear decay to zero, lr 0.05", "control", [0.40, 0.41, 0.42], [0.40, 0.41, 0.42])
     winner = _candidate("#0 CyclicLR, lr 0.3", "searched", [0.50, 0.52, 0.51], [0.5, 0.52, 0.51])
-    verdict = judge([winner, control], 3)
+    verdict = judge([winner, control])
     assert verdict["verdict"] == "control beats" and verdict["recommended"] == control.label
 
 

@@ -1,0 +1,119 @@
+"""Certification as a race: every candidate trains at a few fresh seeds, one clearly worse than the leader
+stops there, and seeds are added only to those still in the race, up to a cap.
+
+The procedure is F-race's (Birattari et al. 2002; irace, López-Ibáñez et al. 2016): candidates meet on the
+same seeds (the instances), so each comparison is paired by seed, which removes the noise a seed's initial
+weights and batch order put into both runs. After `FIRST_SEEDS` seeds, and after every `STEP` more, each
+candidate is compared with the leader (the lowest mean judged val loss) by a one-sided paired t-test
+(`scipy.stats.ttest_rel`), the p-values corrected for the number of comparisons by Holm's method; a
+candidate worse at the 5% level stops. The race ends when one candidate is left or the cap is reached.
+A run that diverges or fails stops its candidate at once. Test figures never decide anything.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from lrsearch.problem.spec import RunSpec
+
+FIRST_SEEDS = 3  # the first test: at 2 seeds a t-test has one degree of freedom and stops nothing
+STEP = 2  # seeds added to every candidate left between two tests
+ALPHA = 0.05  # family-wise, per test (Holm)
+
+Judged = Callable[[Hashable], float | None]  # a run's key -> its judged val loss (None: it did not finish)
+Train = Callable[[dict[Hashable, RunSpec]], None]  # trains runs keyed (label, seed); results read via Judged
+
+
+@dataclass
+class Entrant:
+    """One candidate in the race: the seeds it trained at, and why it stopped (None: it ran to the end)."""
+
+    label: str
+    spec: RunSpec
+    seeds: list[int] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def race(
+    candidates: dict[str, RunSpec], seeds: list[int], train: Train, judged: Judged, first: int = FIRST_SEEDS
+) -> dict[str, Entrant]:
+    """Race the candidates (label -> run) at `seeds` (in order, the cap is their number).
+
+    Args:
+        train: trains the runs given, keyed (label, seed), so that `judged` can read them.
+        judged: the judged val loss of a trained run, by its key.
+
+    Returns:
+        Each candidate's seeds and why it stopped, in the order given.
+    """
+    entrants = {label: Entrant(label, spec) for label, spec in candidates.items()}
+    done = 0
+    target = min(first, len(seeds))
+    while True:
+        alive = [e for e in entrants.values() if e.stopped is None]
+        new = seeds[done:target]
+        train({(e.label, seed): e.spec.model_copy(update={"seed": seed}) for e in alive for seed in new})
+        for entrant in alive:
+            for seed in new:
+                if judged((entrant.label, seed)) is None:
+                    entrant.stopped = entrant.stopped or f"its run at seed {seed} did not finish"
+                elif entrant.stopped is None:
+                    entrant.seeds.append(seed)
+        done = target
+        alive = [e for e in alive if e.stopped is None]
+        _eliminate(alive, judged)
+        alive = [e for e in alive if e.stopped is None]
+        if len(alive) <= 1 or done == len(seeds):
+            break
+        target = min(len(seeds), done + STEP)
+    for entrant in alive:
+        entrant.stopped = (
+            f"the last one in the race, after {len(entrant.seeds)} seeds"
+            if len(alive) == 1 and done < len(seeds)
+            else f"in the race to the cap of {len(entrant.seeds)} seeds"
+        )
+    return entrants
+
+
+def _eliminate(alive: list[Entrant], judged: Judged) -> None:
+    """Stop every candidate worse than the leader beyond noise (module docstring)."""
+    if len(alive) < 2 or len(alive[0].seeds) < 2:
+        return
+    losses = {e.label: [judged((e.label, seed)) for seed in e.seeds] for e in alive}
+    leader = min(alive, key=lambda e: math.fsum(losses[e.label]))
+    others = [e for e in alive if e is not leader]
+    p_values = {e.label: _p_worse(losses[e.label], losses[leader.label]) for e in others}
+    for entrant, adjusted in holm(p_values).items():
+        if adjusted < ALPHA:
+            by_label = next(e for e in others if e.label == entrant)
+            by_label.stopped = (
+                f"worse than {leader.label} after {len(by_label.seeds)} seeds "
+                f"(paired t-test, p = {adjusted:.2g} corrected for {len(others)} comparisons)"
+            )
+
+
+def _p_worse(losses: list[float], leader: list[float]) -> float:
+    """One-sided p-value that `losses` are higher than the leader's, paired by seed."""
+    from scipy import stats
+
+    differences = [a - b for a, b in zip(losses, leader, strict=True)]
+    if max(differences) == min(differences):  # no spread: a t-test is undefined; no noise, no doubt
+        return 0.0 if differences[0] > 0 else 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_rel(losses, leader, alternative="greater").pvalue)
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of `p_values` (one per comparison): each adjusted p-value controls the
+    chance of any false rejection among them at its level. scipy has Benjamini-Hochberg's (a false
+    discovery rate) but not this, and adding statsmodels for it would be a dependency for six lines."""
+    ordered = sorted(p_values.items(), key=lambda item: item[1])
+    count, running, adjusted = len(ordered), 0.0, {}
+    for rank, (label, p) in enumerate(ordered):
+        running = max(running, min(1.0, (count - rank) * p))
+        adjusted[label] = running
+    return adjusted

@@ -1,0 +1,53 @@
+"""The control schedules: well-known recipes with fixed shapes, each at its own tuned base LR.
+
+A certificate compares the search's answer with them, so that "the search found something better" means
+better than a default a careful person would have used. Their LRs are tuned where the search's schedules
+are: as trials of the study (`control_trial_params`: a control is a point of the search space, its shape
+pinned, its LR sampled), and certification finishes the tuning where those trials leave it open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lrsearch.problem.spec import ScheduleSpec
+
+# Control name -> its schedule for a run of `epochs` epochs (the registry's own schedules).
+CONTROLS: dict[str, Callable[[int], ScheduleSpec]] = {
+    "constant": lambda epochs: ScheduleSpec(name="none"),
+    "cosine to zero": lambda epochs: ScheduleSpec(name="CosineAnnealingLR", params={"T_max": epochs}),
+    "linear decay to zero": lambda epochs: ScheduleSpec(
+        name="PolynomialLR", params={"total_iters": epochs, "power": 1.0}
+    ),
+    # Warm up over the first tenth, hold, decay over the last fifth to a thousandth of the base LR.
+    "warmup-stable-decay": lambda epochs: ScheduleSpec(
+        name="WarmupStableDecay",
+        params={
+            "warmup_epochs": max(1, round(epochs / 10)),
+            "warmup_start_factor": 0.1,
+            "decay_epochs": max(1, round(epochs / 5)),
+            "final_factor": 0.001,
+        },
+    ),
+    "StepLR(10, 0.1)": lambda epochs: ScheduleSpec(name="StepLR", params={"step_size": 10, "gamma": 0.1}),
+}
+
+
+def controls_for(epochs: int, search_epochs: int | None = None) -> dict[str, Callable[[int], ScheduleSpec]]:
+    """The controls of a certification at `epochs` whose search ran `search_epochs` (default the same):
+    name -> its schedule for a run of n epochs. StepLR(10, 0.1) never steps in 10 epochs or fewer, where
+    it is the constant control again; at another length than the search's it is also tried stretched
+    (its step scaled with the run, as `RunSpec.stretched` scales a searched schedule), under a name that
+    says so."""
+    chosen = {name: make for name, make in CONTROLS.items() if not (name == "StepLR(10, 0.1)" and epochs <= 10)}
+    step = round(10 * epochs / (search_epochs or epochs))
+    if step != 10 and 1 <= step < epochs:
+        stretched = f"StepLR({step}, 0.1) (StepLR(10, 0.1) stretched to {epochs} epochs)"
+        chosen[stretched] = lambda n: ScheduleSpec(name="StepLR", params={"step_size": step, "gamma": 0.1})
+    return chosen
+
+
+def schedule_params(schedule: ScheduleSpec) -> dict[str, Any]:
+    """A schedule as the trial parameters that choose it: `{"schedule": "StepLR", "StepLR.gamma": 0.1, ...}`."""
+    return {"schedule": schedule.name} | {f"{schedule.name}.{key}": value for key, value in schedule.params.items()}
