@@ -5,8 +5,9 @@ included; lrsearch's data cache is a folder of the benchmark's own, filled befor
 rows taken in turn (row 1, 2, ..., row 1, 2, ...) for `--rounds` rounds; each row's median is printed
 with its ratio to the hand-written search:
 
-- the default command, `lrsearch optimize --trials 50 --no-certify` (SQLite file, pictures on, stack auto),
-  then the same as the first command on a machine: its data not yet in the user's cache;
+- the search alone, `lrsearch optimize --trials 50 --no-certify` (SQLite file, pictures on, stack auto),
+  then the default command itself, certified, then the search alone as the first command on a machine:
+  its data not yet in the user's cache;
 - the same with pictures off (`study.figures: false`), then on a journal file, then in memory;
 - `--stack 1`;
 - (a) a hand-written search in the style of Optuna's PyTorch example (benchmarks/throughput.py's loop:
@@ -51,6 +52,10 @@ def command_rows(trials: int, big: bool) -> dict[str, tuple[list[str], str | Non
     optimize = ["-m", "lrsearch", "optimize", "--trials", str(trials), *NO_CERTIFY]
     rows: dict[str, tuple[list[str], str | None]] = {
         f"lrsearch optimize --trials {trials} --no-certify (SQLite file, pictures on, stack auto)": (optimize, None),
+        f"lrsearch optimize --trials {trials} (certified: the default command)": (
+            [arg for arg in optimize if arg != "--no-certify"],
+            None,
+        ),
         COLD: (optimize, None),
         "same, pictures off": (optimize, NO_FIGURES),
         "journal file, pictures off": ([*optimize, "--storage", "studies/search.log"], NO_FIGURES),

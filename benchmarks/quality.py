@@ -1,9 +1,18 @@
-"""Search quality you can trust, four measurements (the first argument picks one):
+"""Search quality you can trust, five measurements (the first argument picks one):
 
     python benchmarks/quality.py certify [--tasks ...] [--seeds 0,1,2,3,4] [--trials 50]
     python benchmarks/quality.py seeds [--tasks classification,digits] [--seeds 0,1,2,3,4] [--seconds 10]
     python benchmarks/quality.py reference [--tasks ...] [--seeds 0,1,2] [--trials 50] [--reference-trials 500]
     python benchmarks/quality.py length [--tasks ...] [--seeds 0,1,2] [--trials 50] [--epochs 20] [--long 100]
+    python benchmarks/quality.py sweep [--tasks ...] [--seeds 0,1] [--trials 50] [--epochs 20]
+
+`sweep`: the certified answer against a careful practitioner's LR sweep, and what each trained. Per task
+and search seed: the default search and its certification (`lrsearch optimize`'s defaults, in memory),
+against the sweep: cosine and linear decay to zero at 8 base LRs log-spaced over the search's LR range,
+3 seeds each, the lowest mean final val loss kept, trained by the same code. Both chosen runs then train
+at the same 10 fresh seeds: test loss mean ± 95% interval, their paired difference (negative: lrsearch
+better), the run-epochs each spent (lrsearch: the search's trials, pruned ones as far as they ran, plus
+certification), and the fresh seeds each certified candidate raced at.
 
 `length`: the answer at the length people train. Per task and search seed, a search of `--epochs` epochs
 certified at `--long` epochs (`lrsearch certify --epochs`), against (a) a careful sweep done directly at
@@ -272,7 +281,57 @@ def length(args: argparse.Namespace) -> None:
                 print(f"{'':<33}{certificate.overfit}")
 
 
-def _sweep(result: lrsearch.SearchResult, data, epochs: int, device: torch.device) -> tuple[RunSpec, int]:
+CAREFUL = ("cosine to zero", "linear decay to zero")
+CAREFUL_SEEDS = 10
+
+
+def against_sweep(args: argparse.Namespace) -> None:
+    print(
+        f"{args.epochs}-epoch default searches ({args.trials} trials) and their certification, against a careful "
+        f"sweep ({' and '.join(CAREFUL)} x {SWEEP_LRS} LRs x {SWEEP_SEEDS} seeds); test loss at {CAREFUL_SEEDS} "
+        "shared fresh seeds, mean ± 95% interval"
+    )
+    print(
+        f"{'task':<16}{'seed':>5}{'lrsearch':>18}{'sweep':>18}{'lrsearch - sweep':>20}{'search ep':>10}"
+        f"{'cert ep':>9}{'sweep ep':>9}{'ratio':>7}   seeds raced / recommended / sweep's choice"
+    )
+    for task in args.tasks.split(","):
+        for seed in _seeds(args):
+            config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
+            result = lrsearch.search(
+                config, task=task, seed=seed, trials=args.trials, epochs=args.epochs, study_name=f"{task}-{seed}"
+            )
+            device = torch.device(args.device)
+            settings = result.config.study
+            certificate = certify(
+                result.study, result.config, device=device, seeds=settings.certify_seeds, top=settings.certify_top
+            )
+            per_trial = result.config.search.seeds_per_trial
+            search_epochs = per_trial * sum(len(t.intermediate_values) for t in result.study.get_trials())
+            data = load_data(result.config.data, result.config.study.seed, device)
+            sweep_choice, sweep_epochs = _sweep(result, data, args.epochs, device, CAREFUL)
+            # Seeds neither the sweep, the search nor its certification trained at (another stream).
+            fresh = fresh_seeds(seed + 7919, CAREFUL_SEEDS, avoid=SWEEP_SEEDS + 1)
+            chosen = certificate.recommended_candidate.run
+            runs = {("rec", s): chosen.model_copy(update={"seed": s}) for s in fresh} | {
+                ("sweep", s): sweep_choice.model_copy(update={"seed": s}) for s in fresh
+            }
+            trained = train_to_end(runs, result.config, data, device)
+            arms = {arm: [trained[arm, s].test_loss for s in fresh] for arm in ("rec", "sweep")}
+            spent = search_epochs + certificate.trained_epochs
+            raced = ",".join(str(c.seeds) for c in certificate.candidates)
+            print(
+                f"{task:<16}{seed:>5}{_interval(arms['rec']):>18}{_interval(arms['sweep']):>18}"
+                f"{_paired(arms['sweep'], arms['rec']):>20}{search_epochs:>10}{certificate.trained_epochs:>9}"
+                f"{sweep_epochs:>9}{spent / sweep_epochs:>7.2f}   {raced} / {certificate.recommended} / "
+                f"{sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
+                flush=True,
+            )
+
+
+def _sweep(
+    result: lrsearch.SearchResult, data, epochs: int, device: torch.device, controls=tuple(CONTROLS)
+) -> tuple[RunSpec, int]:
     """(a): every control at `SWEEP_LRS` LRs log-spaced over the search's LR range, `SWEEP_SEEDS` seeds
     each, at `epochs`; the control and LR with the lowest mean final val loss, and the run-epochs spent."""
     low, high = result.config.search.lr.low, result.config.search.lr.high
@@ -281,12 +340,13 @@ def _sweep(result: lrsearch.SearchResult, data, epochs: int, device: torch.devic
     runs = {
         (name, lr, seed): control_run(answer, make(epochs), lr, epochs).model_copy(update={"seed": seed})
         for name, make in CONTROLS.items()
+        if name in controls
         for lr in lrs
         for seed in range(SWEEP_SEEDS)
     }
     trained = train_to_end(runs, result.config, data, device)
     means = {}
-    for name in CONTROLS:
+    for name in controls:
         for lr in lrs:
             values = [trained[name, lr, seed].val_loss for seed in range(SWEEP_SEEDS)]
             if None not in values:
@@ -332,7 +392,12 @@ def main() -> None:
     length_parser.add_argument("--trials", type=int, default=50)
     length_parser.add_argument("--epochs", type=int, default=20)
     length_parser.add_argument("--long", type=int, default=100)
-    for sub in (certify_parser, seeds_parser, reference_parser, length_parser):
+    sweep_parser = commands.add_parser("sweep")
+    sweep_parser.add_argument("--tasks", default="classification,digits,wine,breast_cancer")
+    sweep_parser.add_argument("--seeds", default="0,1")
+    sweep_parser.add_argument("--trials", type=int, default=50)
+    sweep_parser.add_argument("--epochs", type=int, default=20)
+    for sub in (certify_parser, seeds_parser, reference_parser, length_parser, sweep_parser):
         sub.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.command == "certify":
@@ -341,6 +406,8 @@ def main() -> None:
         seeds_at_equal_time(args)
     elif args.command == "length":
         length(args)
+    elif args.command == "sweep":
+        against_sweep(args)
     else:
         reference(args)
 

@@ -314,8 +314,9 @@ class _Trainer:
         low, high = self.config.search.lr.low, self.config.search.lr.high
         by_name = {tunable.name: tunable for tunable in tunables}
         tried = {tunable.name: dict(tunable.tried) for tunable in tunables}  # LR -> mean val loss
-        todo = {tunable.name: tunable.grid for tunable in tunables if not tunable.tried}
-        todo |= {name: [lr] for name in by_name if tried[name] and (lr := self._next(tried[name], low, high))}
+        # A control the search tried at no LR that finished (all pruned, or none tried) starts from its grid.
+        todo = {t.name: [lr for lr in t.grid if lr not in t.tried] for t in tunables if _best_lr(t.tried) is None}
+        todo |= {name: [lr] for name in by_name if name not in todo and (lr := self._next(tried[name], low, high))}
         while todo:
             sweep = {
                 (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
