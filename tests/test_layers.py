@@ -14,8 +14,9 @@ import lrsearch
 PACKAGE = Path(lrsearch.__file__).parent
 ENTRY = {"lrsearch", "lrsearch.__main__", "lrsearch.cli", "lrsearch.api"}
 # layer -> the layers it may import from (its own included). Views read records: they never train or
-# open a search, and nothing but the entry imports them.
+# open a search, and nothing but the entry imports them; nothing imports the adapters (the user does).
 ALLOWED = {
+    "adapters": {"adapters", "problem", "base"},
     "searching": {"searching", "certification", "trials", "engines", "store", "problem", "base"},
     "certification": {"certification", "engines", "store", "problem", "base"},
     "trials": {"trials", "engines", "store", "problem", "base"},
@@ -100,6 +101,32 @@ def test_no_layer_imports_against_the_layers():
 
 def test_no_import_circles():
     assert cycles(module_imports()) == []
+
+
+# The optional extras' frameworks (`lrsearch[lightning]`, `lrsearch[hf]`): only their adapters import them.
+FRAMEWORKS = {"lightning", "pytorch_lightning", "transformers", "accelerate"}
+
+
+def framework_imports(package: Path = PACKAGE) -> list[str]:
+    """`module -> framework` for each import of an optional framework outside the adapters."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.parent.name == "adapters":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            found += [f"{path.relative_to(package)} -> {name}" for name in names if name.split(".")[0] in FRAMEWORKS]
+    return found
+
+
+def test_only_the_adapters_import_the_optional_frameworks(tmp_path):
+    assert framework_imports() == []
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "fine.py").write_text("import lightning\n")
+    (tmp_path / "core.py").write_text("def f():\n    import transformers\n    from lightning.pytorch import Trainer\n")
+    assert framework_imports(tmp_path) == ["core.py -> transformers", "core.py -> lightning.pytorch"]
 
 
 def test_the_checks_see_a_wrong_way_import_and_a_circle():
