@@ -146,6 +146,7 @@ def certify(
 
     raced = race(
         {label: spec for label, (_, spec) in everyone.items()},
+        {label: "control" if number is None else "searched" for label, (number, _) in everyone.items()},
         fresh,
         train,
         lambda key: results[key].judged_val(judge),

@@ -1,13 +1,19 @@
 """Certification as a race: every candidate trains at a few fresh seeds, one clearly worse than the leader
-stops there, and seeds are added only to those still in the race, up to a cap.
+stops there, and seeds are added only while the decision is open, up to a cap.
 
 The procedure is F-race's (Birattari et al. 2002; irace, López-Ibáñez et al. 2016): candidates meet on the
 same seeds (the instances), so each comparison is paired by seed, which removes the noise a seed's initial
 weights and batch order put into both runs. After `FIRST_SEEDS` seeds, and after every `STEP` more, each
 candidate is compared with the leader (the lowest mean judged val loss) by a one-sided paired t-test
 (`scipy.stats.ttest_rel`), the p-values corrected for the number of comparisons by Holm's method; a
-candidate worse at the 5% level stops. The race ends when one candidate is left or the cap is reached.
-A run that diverges or fails stops its candidate at once. Test figures never decide anything.
+candidate worse at the 5% level stops. A run that diverges or fails stops its candidate at once.
+
+The decision a certificate makes is one: is the best searched schedule better than the best control
+(`verdict.judge`, by the same paired 95% interval)? So from the second test on, only the two finalists,
+the leader of the searched candidates and the leader of the controls, train on: a candidate within
+noise of its own kind's leader would only choose among equals. The race ends when the decision is made
+(the finalists' interval excludes zero, or one kind has no candidate left) or at the cap. Test figures
+never decide anything.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from lrsearch.base.stats import paired_difference
 from lrsearch.problem.spec import RunSpec
 
 FIRST_SEEDS = 3  # the first test: at 2 seeds a t-test has one degree of freedom and stops nothing
@@ -38,9 +45,15 @@ class Entrant:
 
 
 def race(
-    candidates: dict[str, RunSpec], seeds: list[int], train: Train, judged: Judged, first: int = FIRST_SEEDS
+    candidates: dict[str, RunSpec],
+    kinds: dict[str, str],
+    seeds: list[int],
+    train: Train,
+    judged: Judged,
+    first: int = FIRST_SEEDS,
 ) -> dict[str, Entrant]:
-    """Race the candidates (label -> run) at `seeds` (in order, the cap is their number).
+    """Race the candidates (label -> run; `kinds`: label -> "searched" or "control") at `seeds` (in order;
+    the cap is their number).
 
     Args:
         train: trains the runs given, keyed (label, seed), so that `judged` can read them.
@@ -50,7 +63,7 @@ def race(
         Each candidate's seeds and why it stopped, in the order given.
     """
     entrants = {label: Entrant(label, spec) for label, spec in candidates.items()}
-    done = 0
+    done, tests = 0, 0
     target = min(first, len(seeds))
     while True:
         alive = [e for e in entrants.values() if e.stopped is None]
@@ -62,20 +75,47 @@ def race(
                     entrant.stopped = entrant.stopped or f"its run at seed {seed} did not finish"
                 elif entrant.stopped is None:
                     entrant.seeds.append(seed)
-        done = target
-        alive = [e for e in alive if e.stopped is None]
-        _eliminate(alive, judged)
-        alive = [e for e in alive if e.stopped is None]
-        if len(alive) <= 1 or done == len(seeds):
+        done, tests = target, tests + 1
+        _eliminate([e for e in alive if e.stopped is None], judged)
+        finalists = _leaders([e for e in alive if e.stopped is None], kinds, judged)
+        decided = _decided(finalists, judged)
+        for entrant in (e for e in alive if e.stopped is None and e not in finalists):
+            if decided or tests > 1:
+                leader = next(f for f in finalists if kinds[f.label] == kinds[entrant.label])
+                entrant.stopped = (
+                    f"within noise of {leader.label} after {len(entrant.seeds)} seeds; more would choose among equals"
+                )
+        if decided or done == len(seeds):
             break
         target = min(len(seeds), done + STEP)
-    for entrant in alive:
+    for entrant in finalists:
         entrant.stopped = (
-            f"the last one in the race, after {len(entrant.seeds)} seeds"
-            if len(alive) == 1 and done < len(seeds)
+            f"decided after {len(entrant.seeds)} seeds"
+            if decided and done < len(seeds)
             else f"in the race to the cap of {len(entrant.seeds)} seeds"
         )
     return entrants
+
+
+def _leaders(alive: list[Entrant], kinds: dict[str, str], judged: Judged) -> list[Entrant]:
+    """The lowest mean judged val loss of each kind still in the race: the searched one and the control."""
+    leaders = {}
+    for entrant in sorted(alive, key=lambda e: _mean(e, judged)):
+        leaders.setdefault(kinds[entrant.label], entrant)
+    return list(leaders.values())
+
+
+def _decided(finalists: list[Entrant], judged: Judged) -> bool:
+    """Whether the certificate's question is answered: one kind is out, or the finalists' paired 95%
+    interval excludes zero (`base.stats.paired_difference`, as `verdict.judge` reads it)."""
+    if len(finalists) < 2:
+        return True
+    first, second = ([judged((e.label, seed)) for seed in e.seeds] for e in finalists)
+    return len(first) >= 2 and paired_difference(first, second).excludes_zero()
+
+
+def _mean(entrant: Entrant, judged: Judged) -> float:
+    return math.fsum(judged((entrant.label, seed)) for seed in entrant.seeds) / len(entrant.seeds)
 
 
 def _eliminate(alive: list[Entrant], judged: Judged) -> None:
@@ -83,7 +123,7 @@ def _eliminate(alive: list[Entrant], judged: Judged) -> None:
     if len(alive) < 2 or len(alive[0].seeds) < 2:
         return
     losses = {e.label: [judged((e.label, seed)) for seed in e.seeds] for e in alive}
-    leader = min(alive, key=lambda e: math.fsum(losses[e.label]))
+    leader = min(alive, key=lambda e: _mean(e, judged))
     others = [e for e in alive if e is not leader]
     p_values = {e.label: _p_worse(losses[e.label], losses[leader.label]) for e in others}
     for entrant, adjusted in holm(p_values).items():

@@ -1,8 +1,8 @@
 """What the fresh-seed runs say about the answer.
 
 What is recommended:
-- the winner is the searched candidate with the lowest mean val loss over the fresh seeds (test loss never
-  chooses anything), and the best control the control with the lowest;
+- the winner is the searched candidate the race kept longest with the lowest mean val loss over the fresh
+  seeds (test loss never chooses anything), and the best control the control likewise;
 - the winner is recommended only when it beats the best control on validation loss, paired by seed, with
   a 95% interval that excludes zero. When the difference is within noise the best control is recommended:
   a well-known schedule at a tuned LR is as good, simpler to explain, and found without a search;
@@ -26,9 +26,9 @@ def judge(candidates: list[Candidate]) -> dict[str, Any]:
         test_difference.
     """
     trained = [c for c in candidates if c.judged_val_loss is not None]
-    # Those the race stopped as worse come after those it kept, whatever their means over fewer seeds.
-    searched = sorted((c for c in trained if c.kind == "searched"), key=lambda c: (c.beaten, c.val.mean))
-    controls = sorted((c for c in trained if c.kind == "control"), key=lambda c: (c.beaten, c.val.mean))
+    # In the race's order: its finalists first, whatever the means of others over fewer seeds.
+    searched = sorted((c for c in trained if c.kind == "searched"), key=lambda c: c.rank_key)
+    controls = sorted((c for c in trained if c.kind == "control"), key=lambda c: c.rank_key)
     winner = searched[0] if searched else None
     control = controls[0] if controls else None
     fields: dict[str, Any] = {"winner": winner and winner.label, "best_control": control and control.label}

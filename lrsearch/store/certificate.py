@@ -66,6 +66,13 @@ class Candidate(BaseModel):
         """Stopped in the race as worse than the leader: its figures are over fewer seeds than the rest."""
         return self.raced is not None and self.raced.startswith("worse than")
 
+    @property
+    def rank_key(self) -> tuple[bool, bool, int, float]:
+        """How the race ranks it: trained to the end first, then not beaten, then the most seeds (the race's
+        finalists), then the lowest mean judged val loss; a mean over fewer seeds never jumps ahead."""
+        val = self.val
+        return (val is None, self.beaten, -self.seeds, val.mean if val is not None else 0.0)
+
     @field_validator("spec")
     @classmethod
     def _a_run(cls, spec: dict[str, Any]) -> dict[str, Any]:
@@ -187,11 +194,8 @@ class Certificate(BaseModel):
 
     @property
     def ranked(self) -> list[Candidate]:
-        """The candidates, lowest mean val loss first: those left in the race, then those it stopped as
-        worse (their means are over fewer seeds), then those that did not train to the end."""
-        return sorted(
-            self.candidates, key=lambda c: (c.val is None, c.beaten, c.val.mean if c.val is not None else 0.0)
-        )
+        """The candidates in the race's order (`Candidate.rank_key`), those that did not train to the end last."""
+        return sorted(self.candidates, key=lambda c: c.rank_key)
 
     @property
     def seeds_text(self) -> str:

@@ -19,8 +19,9 @@ from lrsearch.problem.spec import DataSpec, RunSpec
 SEEDS = list(range(100, 110))
 
 
-def _race(means: dict[str, float], noise: float = 0.01, unfinished: set[tuple[str, int]] = frozenset()):
-    """Race candidates whose loss at a seed is their mean plus that seed's shared noise and their own."""
+def _race(means: dict[str, float], noise: float = 0.01, unfinished=frozenset()):
+    """Race candidates whose loss at a seed is their mean plus that seed's shared noise and their own; a
+    label starting with `s` is a searched candidate, any other a control."""
     rng = np.random.default_rng(0)
     shared = {seed: rng.normal(0, 0.05) for seed in SEEDS}  # what a seed does to every run (its batches)
     own = {(label, seed): rng.normal(0, noise) for label in means for seed in SEEDS}
@@ -32,7 +33,8 @@ def _race(means: dict[str, float], noise: float = 0.01, unfinished: set[tuple[st
             trained[key] = None if key in unfinished else means[key[0]] + shared[key[1]] + own[key]
 
     run = RunSpec(data=DataSpec(**TINY["data"]), epochs=2)
-    entrants = race(dict.fromkeys(means, run), SEEDS, train_runs, trained.__getitem__)
+    kinds = {label: "searched" if label.startswith("s") else "control" for label in means}
+    entrants = race(dict.fromkeys(means, run), kinds, SEEDS, train_runs, trained.__getitem__)
     return entrants, trained
 
 
@@ -42,25 +44,35 @@ def test_holm_adjusts_as_its_step_down_rule_says():
     assert holm({"a": 0.6, "b": 0.7}) == pytest.approx({"a": 1.0, "b": 1.0})
 
 
-def test_a_clearly_worse_candidate_stops_at_the_first_test_and_the_leader_ends_the_race():
-    entrants, trained = _race({"good": 0.30, "bad": 0.60})
-    assert entrants["bad"].seeds == SEEDS[:FIRST_SEEDS]
-    assert entrants["bad"].stopped.startswith(f"worse than good after {FIRST_SEEDS} seeds (paired t-test, p = ")
-    assert entrants["good"].stopped == f"the last one in the race, after {FIRST_SEEDS} seeds"
+def test_a_clearly_worse_candidate_stops_at_the_first_test_and_the_decision_ends_the_race():
+    entrants, trained = _race({"control": 0.30, "searched": 0.60})
+    assert entrants["searched"].seeds == SEEDS[:FIRST_SEEDS]
+    assert entrants["searched"].stopped.startswith(f"worse than control after {FIRST_SEEDS} seeds (paired t-test")
+    assert entrants["control"].stopped == f"decided after {FIRST_SEEDS} seeds"
     assert len(trained) == 2 * FIRST_SEEDS  # nothing trained past the decision
 
 
-def test_candidates_alike_race_to_the_cap_and_the_race_is_paired_by_seed():
-    entrants, trained = _race({"a": 0.30, "b": 0.30, "c": 0.30}, noise=0.0)  # each seed gives all the same
-    for entrant in entrants.values():
-        assert entrant.seeds == SEEDS and entrant.stopped == "in the race to the cap of 10 seeds"
-    # The shared noise is 5x the own: unpaired, no test could tell 0.30 from 0.31; paired, the race does.
-    entrants, _ = _race({"a": 0.30, "b": 0.33}, noise=0.005)
-    assert entrants["b"].stopped.startswith("worse than a") and len(entrants["b"].seeds) < len(SEEDS)
+def test_candidates_alike_leave_two_finalists_who_race_to_the_cap():
+    entrants, trained = _race({"searched": 0.30, "b": 0.30, "c": 0.30}, noise=0.0)  # each seed gives all the same
+    assert entrants["searched"].seeds == entrants["b"].seeds == SEEDS
+    assert entrants["searched"].stopped == entrants["b"].stopped == "in the race to the cap of 10 seeds"
+    # c is within noise of b, the controls' leader: from the second test on it would choose among equals.
+    assert entrants["c"].seeds == SEEDS[: FIRST_SEEDS + STEP]
+    assert entrants["c"].stopped.startswith(f"within noise of b after {FIRST_SEEDS + STEP} seeds")
 
 
-def test_seeds_are_added_in_steps_to_those_left_and_each_stop_is_paired_p_below_5_percent():
-    entrants, trained = _race({"a": 0.30, "b": 0.31, "c": 0.32, "d": 0.45}, noise=0.01)
+def test_the_race_is_paired_by_seed():
+    # The shared noise is 10x the own: unpaired, the seeds it took could not tell 0.30 from 0.32; paired, the
+    # race decides before the cap.
+    entrants, trained = _race({"searched": 0.30, "control": 0.32}, noise=0.005)
+    seeds = entrants["control"].seeds
+    assert entrants["control"].stopped.startswith("worse than searched") and len(seeds) < len(SEEDS)
+    unpaired = [[trained[label, s] for s in seeds] for label in ("searched", "control")]
+    assert stats.ttest_ind(*unpaired).pvalue > 0.05
+
+
+def test_seeds_are_added_in_steps_and_each_stop_as_worse_is_paired_p_below_5_percent():
+    entrants, trained = _race({"s1": 0.30, "s2": 0.31, "c1": 0.32, "c2": 0.45, "c3": 0.30}, noise=0.01)
     for entrant in entrants.values():
         count = len(entrant.seeds)
         assert entrant.seeds == SEEDS[:count]
@@ -70,13 +82,13 @@ def test_seeds_are_added_in_steps_to_those_left_and_each_stop_is_paired_p_below_
             mine = [trained[entrant.label, s] for s in entrant.seeds]
             theirs = [trained[leader, s] for s in entrant.seeds]
             assert stats.ttest_rel(mine, theirs, alternative="greater").pvalue < 0.05
-    assert entrants["d"].seeds == SEEDS[:FIRST_SEEDS]
+    assert entrants["c2"].seeds == SEEDS[:FIRST_SEEDS]
 
 
 def test_a_run_that_does_not_finish_stops_its_candidate_at_once_and_the_others_go_on():
-    entrants, _ = _race({"a": 0.30, "b": 0.30}, unfinished={("b", SEEDS[1])})
+    entrants, _ = _race({"searched": 0.30, "b": 0.30, "c": 0.30}, noise=0.0, unfinished={("b", SEEDS[1])})
     assert entrants["b"].stopped == f"its run at seed {SEEDS[1]} did not finish"
-    assert entrants["a"].stopped == f"the last one in the race, after {FIRST_SEEDS} seeds"
+    assert entrants["searched"].seeds == entrants["c"].seeds == SEEDS
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +109,7 @@ def test_each_candidate_s_figures_are_its_runs_at_the_first_seeds_and_say_why_it
         assert FIRST_SEEDS <= candidate.seeds <= 7 and candidate.raced
         assert len(candidate.test_loss) == candidate.seeds
         if candidate.seeds < 7:
-            assert candidate.raced.startswith("worse than") or candidate.raced.startswith("the last one")
+            assert candidate.raced.startswith(("worse than", "within noise of", "decided after"))
     beaten = next((c for c in certificate.candidates if c.beaten), certificate.candidates[0])
     last_seed = certificate.seeds[beaten.seeds - 1]
     alone = train(beaten.run.model_copy(update={"seed": last_seed}), data, evaluate_test=True)
@@ -106,6 +118,7 @@ def test_each_candidate_s_figures_are_its_runs_at_the_first_seeds_and_say_why_it
     ranked = certificate.ranked
     assert [c.beaten for c in ranked] == sorted(c.beaten for c in ranked)
     assert certificate.recommended_candidate is not None and not certificate.recommended_candidate.beaten
+    assert max(c.seeds for c in certificate.candidates) == certificate.recommended_candidate.seeds
 
 
 def test_the_summary_and_the_export_say_how_many_seeds_each_candidate_raced(raced):
