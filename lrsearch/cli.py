@@ -302,20 +302,15 @@ def _certify(
 ) -> bool:
     """Certify the study's answer with a progress bar, and print what it found; True when Ctrl-C stopped
     it (the search's trials are all stored: `lrsearch certify` can run it again)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from lrsearch.base.torch_private import skip_dynamo_on_optimizer_setup
+    from lrsearch.searching.progress import CertifyProgress
     from lrsearch.searching.run import certify_and_show
     from lrsearch.views.search_figures import SearchFigures
     from lrsearch.views.summary import certificate_lines, certificate_table
 
     skip_dynamo_on_optimizer_setup()
-    bar = Progress(
-        TextColumn("certifying"), BarColumn(), MofNCompleteColumn(), TextColumn("run-epochs"), TimeElapsedColumn()
-    )
-    task = bar.add_task("certifying", total=None)
     try:
-        with bar:
+        with CertifyProgress() as bar:
             certificate = certify_and_show(
                 study,
                 settings,
@@ -324,7 +319,7 @@ def _certify(
                 top=top,
                 epochs=epochs,
                 judge=judge,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                progress=bar,
                 figures=SearchFigures.of(settings),
             )
     except KeyboardInterrupt:
