@@ -526,31 +526,53 @@ def dashboard(
 @app.command()
 @_errors_in_one_line
 def report(
-    study_name: Annotated[str, typer.Option("--study-name", help="The study to report on.")] = "default",
+    study_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--study-name",
+            metavar="NAME",
+            help="The study to report on; given twice or more, those studies side by side [default: default].",
+        ),
+    ] = None,
     storage: StorageOption = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
     png: Annotated[bool, typer.Option(help="Also write each figure as OUTPUT-STEM-NAME.png beside it.")] = False,
+    allow_different_problems: Annotated[
+        bool,
+        typer.Option(
+            "--allow-different-problems",
+            help="Compare studies whose data (or its seed), model or batch size differ: their losses do not compare.",
+        ),
+    ] = False,
 ) -> None:
     """Write one self-contained HTML report of a study: history, best LR curves and their val losses,
-    schedule types compared, parameter importances, the best config, and the baselines."""
+    schedule types compared, parameter importances, the best config, and the baselines. Of several
+    studies: their best runs and certificates side by side, in one table and one figure."""
     from rich.progress import Progress
 
     from lrsearch.base.paths import check_writable
     from lrsearch.problem.config import DEFAULT_STORAGE
     from lrsearch.searching.study import load_existing_study
-    from lrsearch.views.report_page import sections, write_html, write_pngs
+    from lrsearch.views.report_page import report_title, sections, write_page, write_pngs
 
     check_writable(output, "--output")  # --png writes beside it
     quiet_optuna()
-    study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
-    drawers = sections(study)
+    names = list(dict.fromkeys(study_name or ["default"]))
+    studies = [load_existing_study(name, storage or DEFAULT_STORAGE) for name in names]
+    if len(studies) > 1:
+        from lrsearch.views.compare_page import comparison_sections, comparison_title
+
+        drawers = comparison_sections(studies, allow_different_problems=allow_different_problems)
+        title = comparison_title(studies)
+    else:
+        drawers, title = sections(studies[0]), report_title(studies[0])
     drawn = []
     with Progress(transient=True) as progress:
         task = progress.add_task("drawing the report", total=len(drawers))
         for draw in drawers:
             drawn.append(draw())
             progress.advance(task)
-    write_html(study, drawn, output)
+    write_page(title, drawn, output)
     typer.echo(f"wrote {output}")
     if png:
         for path in write_pngs(drawn, output.parent, output.stem):
