@@ -24,6 +24,7 @@ _EXPORTS = {
     "replay": "lrsearch.api",
     "Certificate": "lrsearch.store.certificate",
     "SearchResult": "lrsearch.api",
+    "ProgressEvent": "lrsearch.searching.progress",
     "load_schedule": "lrsearch.problem.build",
     "LoadedSchedule": "lrsearch.problem.build",
     "SearchConfig": "lrsearch.problem.config",

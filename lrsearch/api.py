@@ -6,6 +6,7 @@ result = lrsearch.search(trials=50, task="moons")
 result.best              # the winning RunSpec
 result.trials            # a pandas DataFrame, one row per trial
 result.certificate       # the best trials and tuned controls at fresh seeds: what is recommended
+lrsearch.search(trials=50, task="moons", progress=False, callback=print)  # ProgressEvents, no bars
 result.export("best.yaml")
 lrsearch.replay("best.yaml")   # train it again beside its baselines, as `lrsearch train` does
 schedule = lrsearch.load_schedule("best.yaml")  # for your own optimizer and loop
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     import pandas
 
     from lrsearch.certification.replay import Replayed
+    from lrsearch.searching.progress import ProgressCallback
     from lrsearch.store.certificate import Certificate
     from lrsearch.store.records import EpochRecord
 
@@ -97,14 +99,21 @@ class SearchResult:
 
 
 def search(
-    config: str | Path | dict[str, Any] | SearchConfig | None = None, progress: bool = False, **settings: Any
+    config: str | Path | dict[str, Any] | SearchConfig | None = None,
+    *,
+    progress: bool = True,
+    callback: ProgressCallback | None = None,
+    **settings: Any,
 ) -> SearchResult:
     """Run a search and return its result; a stored study with the same name gets the new trials.
 
     Args:
         config: a config file, a dict shaped like one, a `SearchConfig`, or None for
             `studies/default.yaml` (when it exists, else the built-in defaults).
-        progress: show the command line's progress bar (trials done, best value, pruned, time).
+        progress: show progress bars (trials done, best value, pruned, time; then certification's
+            run-epochs), in a terminal or a notebook; False shows nothing.
+        callback: called with a `ProgressEvent` as trials end and as certification trains, whether or
+            not the bars show (to log elsewhere).
         settings: the command-line options by their names: trials, timeout, study_name, storage, seed,
             jobs, stack, devices, sampler, pruner, epochs, export, task, seeds, certify (True by default:
             after the search, `certify` its answer). No `study_name` (here or in the config): the study is
@@ -127,34 +136,37 @@ def search(
         resolved = load_config(None if config is None else Path(config), overrides)
         # A config file may come from someone else; a dict is the caller's own code.
         require_named(resolved.data.task, settings.get("task"), str(config or DEFAULT_CONFIG))
-    return _run(resolved, progress)
+    return _run(resolved, progress, callback)
 
 
-def _run(config: SearchConfig, progress: bool) -> SearchResult:
-    from lrsearch.searching.progress import TrialProgress
+def _run(config: SearchConfig, progress: bool, callback: ProgressCallback | None) -> SearchResult:
+    from lrsearch.searching.progress import CertifyProgress, TrialProgress
     from lrsearch.searching.run import SearchRun, certify_and_show, open_search
     from lrsearch.views.search_figures import SearchFigures
 
     with open_search(config) as (study, devices):
         figures = SearchFigures.of(config)
         run = SearchRun(config, study, devices, config.study.seed, figures=figures)
-        if progress:
-            with TrialProgress(config.study.trials, study, len(study.get_trials(deepcopy=False))) as bar:
+        if progress or callback is not None:
+            before = len(study.get_trials(deepcopy=False))
+            with TrialProgress(config.study.trials, study, before, shown=progress, callback=callback) as bar:
                 interrupted = run.run(on_progress=bar.refresh)
-        else:
+        else:  # nobody watches: no reads of the study for a bar
             interrupted = run.run()
         if config.study.certify and not interrupted and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             seeds, top, length = config.study.certify_seeds, config.study.certify_top, config.study.certify_epochs
-            certify_and_show(
-                study,
-                config,
-                devices[0],
-                seeds=seeds,
-                top=top,
-                epochs=length,
-                judge=config.study.judge,
-                figures=figures,
-            )
+            with CertifyProgress(shown=progress, callback=callback) as certifying:
+                certify_and_show(
+                    study,
+                    config,
+                    devices[0],
+                    seeds=seeds,
+                    top=top,
+                    epochs=length,
+                    judge=config.study.judge,
+                    progress=certifying,
+                    figures=figures,
+                )
     return SearchResult(study=study, config=config, interrupted=interrupted)
 
 
@@ -169,6 +181,8 @@ def certify(
     devices: str | None = None,
     task: str | None = None,
     seeds: int | None = None,
+    progress: bool = True,
+    callback: ProgressCallback | None = None,
 ) -> Certificate:
     """Race a stored study's best `top` distinct trials and tuned control schedules at up to `fresh_seeds`
     fresh seeds (at `epochs`, every candidate's LR chosen at that length; default the search's), store the
@@ -178,11 +192,14 @@ def certify(
         judge: "last" judges each run at its last epoch, "best" at its best val epoch (early stopping).
         task: the study's own task (module:function), when it is one: naming it runs its code.
         seeds: the old name of `fresh_seeds` (deprecated).
+        progress: show a progress bar of the run-epochs trained, in a terminal or a notebook.
+        callback: called with a `ProgressEvent` (phase "certify") after each epoch trained.
 
     Raises:
         ConfigError: no such study, no completed trial, or a setting out of range.
     """
     from lrsearch.problem.config import DEFAULT_STORAGE
+    from lrsearch.searching.progress import CertifyProgress
     from lrsearch.searching.run import certify_and_show, open_stored_study
     from lrsearch.views.search_figures import SearchFigures
 
@@ -194,9 +211,18 @@ def certify(
     with open_stored_study(study_name, storage or DEFAULT_STORAGE, {"study.devices": devices}, task) as opened:
         study, config, device = opened
         figures = SearchFigures.of(config)
-        return certify_and_show(
-            study, config, device, seeds=fresh_seeds, top=top, epochs=epochs, judge=judge, figures=figures
-        )
+        with CertifyProgress(shown=progress, callback=callback) as certifying:
+            return certify_and_show(
+                study,
+                config,
+                device,
+                seeds=fresh_seeds,
+                top=top,
+                epochs=epochs,
+                judge=judge,
+                progress=certifying,
+                figures=figures,
+            )
 
 
 def replay(

@@ -302,20 +302,15 @@ def _certify(
 ) -> bool:
     """Certify the study's answer with a progress bar, and print what it found; True when Ctrl-C stopped
     it (the search's trials are all stored: `lrsearch certify` can run it again)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from lrsearch.base.torch_private import skip_dynamo_on_optimizer_setup
+    from lrsearch.searching.progress import CertifyProgress
     from lrsearch.searching.run import certify_and_show
     from lrsearch.views.search_figures import SearchFigures
     from lrsearch.views.summary import certificate_lines, certificate_table
 
     skip_dynamo_on_optimizer_setup()
-    bar = Progress(
-        TextColumn("certifying"), BarColumn(), MofNCompleteColumn(), TextColumn("run-epochs"), TimeElapsedColumn()
-    )
-    task = bar.add_task("certifying", total=None)
     try:
-        with bar:
+        with CertifyProgress() as bar:
             certificate = certify_and_show(
                 study,
                 settings,
@@ -324,7 +319,7 @@ def _certify(
                 top=top,
                 epochs=epochs,
                 judge=judge,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                progress=bar,
                 figures=SearchFigures.of(settings),
             )
     except KeyboardInterrupt:
@@ -531,31 +526,53 @@ def dashboard(
 @app.command()
 @_errors_in_one_line
 def report(
-    study_name: Annotated[str, typer.Option("--study-name", help="The study to report on.")] = "default",
+    study_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--study-name",
+            metavar="NAME",
+            help="The study to report on; given twice or more, those studies side by side [default: default].",
+        ),
+    ] = None,
     storage: StorageOption = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
     png: Annotated[bool, typer.Option(help="Also write each figure as OUTPUT-STEM-NAME.png beside it.")] = False,
+    allow_different_problems: Annotated[
+        bool,
+        typer.Option(
+            "--allow-different-problems",
+            help="Compare studies whose data (or its seed), model or batch size differ: their losses do not compare.",
+        ),
+    ] = False,
 ) -> None:
     """Write one self-contained HTML report of a study: history, best LR curves and their val losses,
-    schedule types compared, parameter importances, the best config, and the baselines."""
+    schedule types compared, parameter importances, the best config, and the baselines. Of several
+    studies: their best runs and certificates side by side, in one table and one figure."""
     from rich.progress import Progress
 
     from lrsearch.base.paths import check_writable
     from lrsearch.problem.config import DEFAULT_STORAGE
     from lrsearch.searching.study import load_existing_study
-    from lrsearch.views.report_page import sections, write_html, write_pngs
+    from lrsearch.views.report_page import report_title, sections, write_page, write_pngs
 
     check_writable(output, "--output")  # --png writes beside it
     quiet_optuna()
-    study = load_existing_study(study_name, storage or DEFAULT_STORAGE)
-    drawers = sections(study)
+    names = list(dict.fromkeys(study_name or ["default"]))
+    studies = [load_existing_study(name, storage or DEFAULT_STORAGE) for name in names]
+    if len(studies) > 1:
+        from lrsearch.views.compare_page import comparison_sections, comparison_title
+
+        drawers = comparison_sections(studies, allow_different_problems=allow_different_problems)
+        title = comparison_title(studies)
+    else:
+        drawers, title = sections(studies[0]), report_title(studies[0])
     drawn = []
     with Progress(transient=True) as progress:
         task = progress.add_task("drawing the report", total=len(drawers))
         for draw in drawers:
             drawn.append(draw())
             progress.advance(task)
-    write_html(study, drawn, output)
+    write_page(title, drawn, output)
     typer.echo(f"wrote {output}")
     if png:
         for path in write_pngs(drawn, output.parent, output.stem):

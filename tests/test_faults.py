@@ -462,9 +462,9 @@ def test_the_progress_bar_never_counts_more_than_its_total_after_a_resume_with_a
     for state, retry_of in steps:
         _add(study, state, retry_of)
         bar.refresh()
-        shown.append(bar._progress.tasks[0].completed)
+        shown.append(bar.bar.rich.tasks[0].completed)
     assert shown == [0, 1, 1, 2]
-    assert bar._progress.tasks[0].total == 2
+    assert bar.bar.rich.tasks[0].total == 2
 
 
 # --- memory on long runs -------------------------------------------------------------------------------------

@@ -72,8 +72,9 @@ def test_the_readme_s_usage_and_python_examples_run_in_order(tmp_path):
         )
         assert run.returncode == 0, f"README line failed: {line}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
         ran.append(words[1])
-    assert ran.count("optimize") == 4 and {"certify", "train", "export", "schedulers", "report"} <= set(ran)
+    assert ran.count("optimize") == 5 and {"certify", "train", "export", "schedulers", "report"} <= set(ran)
     assert (tmp_path / "best.yaml").is_file() and (tmp_path / "report.html").is_file()
+    assert (tmp_path / "both.html").is_file()
 
     examples = [
         _readme_block("python", "### From Python"),

@@ -116,6 +116,36 @@ def certificate_figure(certificate: Certificate) -> Figure:
     return figure
 
 
+def studies_compared(
+    studies: Sequence[tuple[str, Sequence[float], Sequence[float] | None]], loss: str = "test loss"
+) -> Figure:
+    """Studies side by side, each a (name, its best trial's val loss per epoch, its certified
+    recommendation's `loss` at the fresh seeds or None): the curves on the left; on the right those
+    losses (dots) with their mean and 95% interval, a row a study."""
+    names = [clipped(name).replace("$", r"\$") for name, _, _ in studies]  # stored text, not mathtext
+    figure = Figure(figsize=(max(10.0, 6.0 + 0.075 * max(map(len, names))), 0.4 * len(studies) + 3.4))
+    curves, certified = figure.subplots(1, 2)
+    for name, (_, val_curve, _) in zip(names, studies, strict=True):
+        curves.plot(range(1, len(val_curve) + 1), val_curve, marker=".", label=name)
+    curves.set(xlabel="epoch", ylabel="val loss", title="each study's best trial")
+    _whole_epochs(curves)
+    curves.legend(fontsize=8)
+    for y, (_, _, losses) in enumerate(studies):
+        if not losses:
+            continue
+        shown = mean_interval(losses)
+        certified.scatter(losses, [y] * len(losses), s=14, alpha=0.5, color=f"C{y % 10}")
+        error = None if shown.half_width is None else [[shown.mean - shown.low], [shown.high - shown.mean]]
+        certified.errorbar([shown.mean], [y], xerr=error, fmt="D", capsize=4, color=f"C{y % 10}")
+    uncertified = [not losses for _, _, losses in studies]
+    labels = [f"{name} (not certified)" if absent else name for name, absent in zip(names, uncertified, strict=True)]
+    certified.set_yticks(range(len(studies)), labels)
+    certified.set_ylim(len(studies) - 0.5, -0.5)  # the first study on top, rows kept for the uncertified
+    certified.set(xlabel=f"{loss} at each fresh seed, mean and 95% interval", title="its certified recommendation")
+    figure.tight_layout()
+    return figure
+
+
 def _few_ticks(axes: Axes) -> None:
     for axis in (axes.xaxis, axes.yaxis):
         axis.set_major_locator(MaxNLocator(5) if axis.get_scale() == "linear" else LogLocator(numticks=4))

@@ -63,7 +63,16 @@ def sections(study: optuna.Study) -> list[Callable[[], Section]]:
     return drawers
 
 
+def report_title(study: optuna.Study) -> str:
+    return f"lrsearch report: study {study.study_name}"
+
+
 def write_html(study: optuna.Study, drawn: list[Section], path: Path) -> None:
+    write_page(report_title(study), drawn, path)
+
+
+def write_page(title: str, drawn: list[Section], path: Path) -> None:
+    """One self-contained HTML page of `drawn` (every text in it escaped or built escaped)."""
     body = []
     for section in drawn:
         body.append(f'<section id="{section.name}"><h2>{html.escape(section.title)}</h2>{section.text}')
@@ -71,7 +80,6 @@ def write_html(study: optuna.Study, drawn: list[Section], path: Path) -> None:
             body.append(f"<figure>{_inline_svg(section.figure)}</figure>")
         body.append("</section>")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"lrsearch report: study {study.study_name}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

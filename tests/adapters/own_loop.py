@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import torch
 
 import lrsearch
 from lrsearch.base.torch_private import mark_stepped
+from lrsearch.problem.schedules import SCHEDULES, Budget
+
+# Schedules whose LR need not move in a short run: the constant one, and ReduceLROnPlateau, which moves
+# only when the val loss stalls (which its sampled threshold and patience may never see in a few epochs).
+MAY_STAND_STILL = {"none", "ReduceLROnPlateau"}
 
 
 def exported_schedule(
@@ -19,6 +25,14 @@ def exported_schedule(
     path = folder / f"{name}-best.yaml"
     lrsearch.RunSpec(lr=lr, epochs=epochs, schedule={"name": name, "params": params}).save(path)
     return lrsearch.load_schedule(path)
+
+
+def registry_schedule(folder: Path, name: str, *, epochs: int, steps_per_epoch: int) -> lrsearch.LoadedSchedule:
+    """Schedule `name` of the registry at parameters its own search space samples for this budget (a
+    seeded sampler: the same parameters every run), exported and loaded as a user does."""
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3)).ask()
+    params = SCHEDULES[name].suggest(trial, Budget(epochs, steps_per_epoch))
+    return exported_schedule(folder, name, params, epochs=epochs)
 
 
 def own_loop_lrs(

@@ -1,6 +1,7 @@
 """The Hugging Face adapter under a real `transformers.Trainer` on the CPU, with a tiny BERT built from a
-config (no download): the LR at every optimizer step is the one lrsearch's own loop gives, per epoch
-(with gradient accumulation too), per batch and with the evaluation loss."""
+config (no download): the LR at every optimizer step is the one lrsearch's own loop gives, for every
+schedule of the registry (at parameters its search space samples), per epoch and per batch (with gradient
+accumulation too) and with the evaluation loss."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import sys
 
 import pytest
 import torch
-from own_loop import exported_schedule, own_loop_first_group, own_loop_lrs
+from own_loop import MAY_STAND_STILL, exported_schedule, own_loop_first_group, own_loop_lrs, registry_schedule
 from torch.utils.data import Dataset
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
 
 import lrsearch
 from lrsearch.adapters import huggingface as adapter
+from lrsearch.problem.schedules import SCHEDULES
 
 ROWS, BATCH = 40, 8  # 5 batches an epoch
 
@@ -92,17 +94,17 @@ def _train(args: TrainingArguments, schedule: lrsearch.LoadedSchedule, steps_per
     return recorder
 
 
+# Beside every schedule of the registry without accumulation (below): gradient accumulation.
 CASES = {
-    "StepLR per epoch": ("StepLR", {"step_size": 1, "gamma": 0.5}, 1),
     "WarmupDecay per epoch, accumulating 2": (
         "WarmupDecay",
         {"warmup_epochs": 1, "warmup_start_factor": 0.1, "decay": "cosine", "final_factor": 0.01},
         2,
     ),
-    "OneCycleLR per batch": (
+    "OneCycleLR per batch, accumulating 2": (
         "OneCycleLR",
         {"pct_start": 0.3, "div_factor": 10.0, "final_div_factor": 100.0, "anneal_strategy": "cos"},
-        1,
+        2,
     ),
 }
 
@@ -117,6 +119,19 @@ def test_the_trainer_steps_the_schedule_as_lrsearch_does(tmp_path, name, params,
     assert len(recorded.lrs) == 4 * steps_per_epoch
     assert recorded.lrs == pytest.approx(expected, rel=1e-12)
     assert len(set(expected)) > 1  # a schedule that moves, so a wrong step shows
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_every_schedule_of_the_registry_steps_as_lrsearch_does(tmp_path, name):
+    steps_per_epoch = math.ceil(ROWS / BATCH)
+    schedule = registry_schedule(tmp_path, name, epochs=4, steps_per_epoch=steps_per_epoch)
+    # ReduceLROnPlateau steps with the eval loss, which the Trainer computes only when asked to.
+    more = {"eval_strategy": "epoch", "metric_for_best_model": "loss"} if schedule.step_on == "metric" else {}
+    recorded = _train(_args(tmp_path, schedule, **more), schedule, steps_per_epoch)
+
+    expected = own_loop_first_group(schedule, steps_per_epoch, recorded.eval_losses or None)
+    assert recorded.lrs == pytest.approx(expected, rel=1e-12)
+    assert len(set(expected)) > 1 or name in MAY_STAND_STILL
 
 
 def test_reduce_on_plateau_steps_with_the_eval_loss_after_every_epoch(tmp_path):

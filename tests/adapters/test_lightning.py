@@ -1,6 +1,6 @@
 """The Lightning adapter under a real `lightning.Trainer` on the CPU: the LR at every optimizer step is
-the one lrsearch's own loop gives, per epoch, per batch (with gradient accumulation too) and with the
-validation loss."""
+the one lrsearch's own loop gives, for every schedule of the registry (at parameters its search space
+samples), per epoch, per batch (with gradient accumulation too) and with the validation loss."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from unittest import mock
 import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from own_loop import exported_schedule, own_loop_first_group
+from own_loop import MAY_STAND_STILL, exported_schedule, own_loop_first_group, registry_schedule
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import lrsearch
 from lrsearch.adapters import lightning as adapter
+from lrsearch.problem.schedules import SCHEDULES
 
 REPO = Path(__file__).resolve().parents[2]
 BATCHES = 5  # 40 rows in batches of 8
@@ -107,6 +108,17 @@ def test_the_trainer_steps_the_schedule_as_lrsearch_does(tmp_path, name, params,
     assert len(recorded.lrs) == 4 * steps_per_epoch
     assert recorded.lrs == pytest.approx(expected, rel=1e-12)
     assert len(set(expected)) > 1  # a schedule that moves, so a wrong step shows
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_every_schedule_of_the_registry_steps_as_lrsearch_does(tmp_path, name):
+    schedule = registry_schedule(tmp_path, name, epochs=4, steps_per_epoch=BATCHES)
+    recorded = _fit(schedule)
+
+    val_losses = recorded.val_losses if schedule.step_on == "metric" else None
+    expected = own_loop_first_group(schedule, BATCHES, val_losses)
+    assert recorded.lrs == pytest.approx(expected, rel=1e-12)
+    assert len(set(expected)) > 1 or name in MAY_STAND_STILL
 
 
 def test_reduce_on_plateau_steps_with_the_logged_val_loss(tmp_path):
