@@ -12,7 +12,8 @@ against the sweep: cosine and linear decay to zero at 8 base LRs log-spaced over
 3 seeds each, the lowest mean final val loss kept, trained by the same code. Both chosen runs then train
 at the same 10 fresh seeds: test loss mean ± 95% interval, their paired difference (negative: lrsearch
 better), the run-epochs each spent (lrsearch: the search's trials, pruned ones as far as they ran, plus
-certification), and the fresh seeds each certified candidate raced at.
+certification, of which the race's finished runs in brackets, the rest its LR tuning), and the fresh
+seeds each certified candidate raced at.
 
 `length`: the answer at the length people train. Per task and search seed, a search of `--epochs` epochs
 certified at `--long` epochs (`lrsearch certify --epochs`), against (a) a careful sweep done directly at
@@ -293,7 +294,7 @@ def against_sweep(args: argparse.Namespace) -> None:
     )
     print(
         f"{'task':<16}{'seed':>5}{'lrsearch':>18}{'sweep':>18}{'lrsearch - sweep':>20}{'search ep':>10}"
-        f"{'cert ep':>9}{'sweep ep':>9}{'ratio':>7}   seeds raced / recommended / sweep's choice"
+        f"{'cert ep':>9}{'(raced)':>9}{'sweep ep':>9}{'ratio':>7}   seeds raced / recommended / sweep's choice"
     )
     for task in args.tasks.split(","):
         for seed in _seeds(args):
@@ -319,12 +320,13 @@ def against_sweep(args: argparse.Namespace) -> None:
             trained = train_to_end(runs, result.config, data, device)
             arms = {arm: [trained[arm, s].test_loss for s in fresh] for arm in ("rec", "sweep")}
             spent = search_epochs + certificate.trained_epochs
+            raced_epochs = sum(c.seeds for c in certificate.candidates) * certificate.epochs
             raced = ",".join(str(c.seeds) for c in certificate.candidates)
             print(
                 f"{task:<16}{seed:>5}{_interval(arms['rec']):>18}{_interval(arms['sweep']):>18}"
                 f"{_paired(arms['sweep'], arms['rec']):>20}{search_epochs:>10}{certificate.trained_epochs:>9}"
-                f"{sweep_epochs:>9}{spent / sweep_epochs:>7.2f}   {raced} / {certificate.recommended} / "
-                f"{sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
+                f"{raced_epochs:>9}{sweep_epochs:>9}{spent / sweep_epochs:>7.2f}   {raced} / "
+                f"{certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
                 flush=True,
             )
 

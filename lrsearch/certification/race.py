@@ -9,9 +9,9 @@ candidate is compared with the leader (the lowest mean judged val loss) by a one
 candidate worse at the 5% level stops. A run that diverges or fails stops its candidate at once.
 
 The decision a certificate makes is one: is the best searched schedule better than the best control
-(`verdict.judge`, by the same paired 95% interval)? So from the second test on, only the two finalists,
-the leader of the searched candidates and the leader of the controls, train on: a candidate within
-noise of its own kind's leader would only choose among equals. The race ends when the decision is made
+(`verdict.judge`, by the same paired 95% interval)? So after the first test only the two finalists, the
+leader of the searched candidates and the leader of the controls, train on: a candidate within noise of
+its own kind's leader would only choose among equals. The race ends when the decision is made
 (the finalists' interval excludes zero, or one kind has no candidate left) or at the cap. Test figures
 never decide anything.
 """
@@ -27,7 +27,7 @@ from lrsearch.base.stats import paired_difference
 from lrsearch.problem.spec import RunSpec
 
 FIRST_SEEDS = 3  # the first test: at 2 seeds a t-test has one degree of freedom and stops nothing
-STEP = 2  # seeds added to every candidate left between two tests
+STEP = 2  # seeds added to the finalists between two tests
 ALPHA = 0.05  # family-wise, per test (Holm)
 
 Judged = Callable[[Hashable], float | None]  # a run's key -> its judged val loss (None: it did not finish)
@@ -63,7 +63,7 @@ def race(
         Each candidate's seeds and why it stopped, in the order given.
     """
     entrants = {label: Entrant(label, spec) for label, spec in candidates.items()}
-    done, tests = 0, 0
+    done = 0
     target = min(first, len(seeds))
     while True:
         alive = [e for e in entrants.values() if e.stopped is None]
@@ -75,16 +75,15 @@ def race(
                     entrant.stopped = entrant.stopped or f"its run at seed {seed} did not finish"
                 elif entrant.stopped is None:
                     entrant.seeds.append(seed)
-        done, tests = target, tests + 1
+        done = target
         _eliminate([e for e in alive if e.stopped is None], judged)
         finalists = _leaders([e for e in alive if e.stopped is None], kinds, judged)
         decided = _decided(finalists, judged)
         for entrant in (e for e in alive if e.stopped is None and e not in finalists):
-            if decided or tests > 1:
-                leader = next(f for f in finalists if kinds[f.label] == kinds[entrant.label])
-                entrant.stopped = (
-                    f"within noise of {leader.label} after {len(entrant.seeds)} seeds; more would choose among equals"
-                )
+            leader = next(f for f in finalists if kinds[f.label] == kinds[entrant.label])
+            entrant.stopped = (
+                f"within noise of {leader.label} after {len(entrant.seeds)} seeds; more would choose among equals"
+            )
         if decided or done == len(seeds):
             break
         target = min(len(seeds), done + STEP)

@@ -98,7 +98,7 @@ class SearchSpace(StrictModel):
     # Trials of the search given to each control schedule (`problem.controls`: constant, cosine to zero,
     # ...), their shape pinned and their LR sampled, so that certification starts from controls tuned
     # at the search's length; 0 leaves their tuning to certification alone.
-    control_trials: int = Field(3, ge=0, le=MAX_CONTROL_TRIALS)
+    control_trials: int = Field(4, ge=0, le=MAX_CONTROL_TRIALS)
 
     @model_validator(mode="before")
     @classmethod
