@@ -38,6 +38,7 @@ _EXPORTS = {
     "RunSpec": "lrsearch.problem.spec",
     "load_run_spec": "lrsearch.problem.build",
     "Task": "lrsearch.problem.tasks",
+    "Score": "lrsearch.problem.hooks",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -241,7 +241,7 @@ def worker(
     from lrsearch.problem.tasks import require_named
     from lrsearch.searching.run import check_search
     from lrsearch.searching.study import load_existing_study, stored_config
-    from lrsearch.views.summary import best_lines, counts_line, summarize
+    from lrsearch.views.summary import best_lines, best_score_line, counts_line, summarize
 
     url = storage or DEFAULT_STORAGE
     quiet_optuna()
@@ -258,6 +258,8 @@ def worker(
     typer.echo(counts_line(summary))
     if summary.best is not None:
         typer.echo("\n".join(best_lines(summary.best)))
+    if best_score_line(summary) is not None:
+        typer.echo(best_score_line(summary))
     if interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -352,7 +354,7 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
 
 def _print_summary(study: Any) -> bool:
     """The trial counts, the best trial and the top table; False when no trial completed."""
-    from lrsearch.views.summary import best_lines, counts_line, summarize, top_table
+    from lrsearch.views.summary import best_lines, best_score_line, counts_line, summarize, top_table
 
     summary = summarize(study)
     typer.echo(counts_line(summary))
@@ -361,6 +363,9 @@ def _print_summary(study: Any) -> bool:
         return False
     typer.echo("\n".join(best_lines(summary.best)))
     _console().print(top_table(summary))
+    score_line = best_score_line(summary)
+    if score_line is not None:
+        typer.echo(score_line)
     return True
 
 
@@ -602,9 +607,10 @@ def train_command(
     from rich.text import Text
 
     from lrsearch.api import replay
+    from lrsearch.problem.batches import rows
     from lrsearch.problem.build import load_run_spec
     from lrsearch.problem.data import whole
-    from lrsearch.store.records import SCORE_LABELS, EpochRecord
+    from lrsearch.store.records import EpochRecord, score_label
 
     spec = load_run_spec(config)
 
@@ -630,8 +636,8 @@ def train_command(
     def figure(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
-    data, score = replayed.data, SCORE_LABELS.get(replayed.data.score or "")
-    split = "no test split" if data.test is None else f"test split ({len(whole(data.test, replayed.device)[1])} rows)"
+    data, score = replayed.data, score_label(replayed.data.score)
+    split = "no test split" if data.test is None else f"test split ({rows(whole(data.test, replayed.device))} rows)"
     table = Table(title=f"{split}, seed {replayed.spec.seed}, {replayed.spec.epochs} epochs")
     for column in ("run", "test loss", f"test {score or 'score'}", "final val loss"):
         table.add_column(column, justify="left" if column == "run" else "right")

@@ -2,7 +2,8 @@
 History`, and `LoneEngine`, which trains its trials that way an epoch at a time for the trial loop.
 
 The search (with `--stack 1`, or a task the stacked engine cannot train), `lrsearch train` and the
-benchmarks all run it, so a replayed RunSpec reproduces its trial.
+benchmarks all run it, so a replayed RunSpec reproduces its trial. It trains through the task's steps
+and settings (`Data.hooks`: its own training step, clipping, accumulation, autocast), whatever they are.
 """
 
 from __future__ import annotations
@@ -55,11 +56,10 @@ def recorded_steps(steps_per_epoch: int, epochs: int) -> frozenset[int]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Data, split: Source, device: torch.device | str) -> tuple[float, float | None]:
-    """The task's loss and score on a whole split (one batch for tensors)."""
+    """The task's loss and score on a whole split, as one batch (the task's eval step, default `model(x), y`)."""
     model.eval()
-    x, y = whole(split, device)
-    output = model(x)
-    return data.loss(output, y).item(), data.score_of(output, y)
+    output, target = data.eval_outputs(model, whole(split, device))
+    return data.loss(output, target).item(), data.score_of(output, target)
 
 
 def train(
@@ -116,6 +116,7 @@ class LoneRun:
         torch.manual_seed(spec.seed)
         self.model = data.new_model(spec).to(device)
         self.optimizer = build_optimizer(spec, self.model.parameters())
+        self.batches_per_epoch = data.batches_per_epoch(spec.batch_size)
         self.steps_per_epoch = data.steps_per_epoch(spec.batch_size)
         self.schedule = LoadedSchedule(spec)  # what a user's own loop steps with: the one stepping rule
         self.scheduler = self.schedule.build(self.optimizer, self.steps_per_epoch)
@@ -142,16 +143,25 @@ class LoneRun:
         loss_sum = torch.zeros((), device=self.device)  # summed on the device: no sync per batch
         step_lrs: list[float] = []
         batches = data.batches(spec.batch_size, seed=spec.seed, epoch=self.epoch - 1, device=self.device)
-        for step, (x, y) in enumerate(batches):
-            loss = data.loss(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+        group, total = data.hooks.accumulate_batches, self.batches_per_epoch
+        for index, batch in enumerate(batches):
+            loss = data.train_loss(model, batch)
+            if index % group == 0:
+                optimizer.zero_grad(set_to_none=True)
+            # Each batch weighs 1 / (batches of its step), so a step's gradient is their mean loss's.
+            of_step = min(group, total - index // group * group)
+            (loss / of_step if of_step > 1 else loss).backward()
+            loss_sum += loss.detach()
+            if (index + 1) % group != 0 and index + 1 != total:
+                continue  # gradients still accumulating
+            step = index // group
+            if data.hooks.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), data.hooks.clip_grad_norm)
             optimizer.step()
             if step in self.recorded:
                 step_lrs.append(optimizer.param_groups[0]["lr"])
-            self.schedule.after_batch(self.scheduler)  # OneCycleLR and CyclicLR count steps, not epochs
-            loss_sum += loss.detach()
-        train_loss = loss_sum.item() / self.steps_per_epoch
+            self.schedule.after_batch(self.scheduler)  # OneCycleLR and CyclicLR count optimizer steps, not epochs
+        train_loss = loss_sum.item() / total
         val_loss, val_score = evaluate(model, data, data.val, self.device)
         for what, value in (("train loss", train_loss), ("validation loss", val_loss)):
             if not math.isfinite(value):

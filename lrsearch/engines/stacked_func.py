@@ -2,7 +2,10 @@
 
 The model is a function of its parameters (`functional_call`), run once for all K trials by `vmap`; each
 trial's parameters are one row of `StackedUpdate`'s flat [K, P] tensor, so the optimizer step and the
-scheduler stepping are the very code of the built-in MLP's stacked engine. Buffers (BatchNorm's running
+scheduler stepping are the very code of the built-in MLP's stacked engine. What runs under `vmap` is the
+task's step (`Data.train_loss`, `Data.eval_outputs`: its own `train_step` and `eval_step`, or `loss(model(x),
+y)`), on batches of any shape (dicts, several inputs); gradient clipping is per trial, by its own norm, and
+accumulation adds the batches' gradients before a step, as the lone run does. Buffers (BatchNorm's running
 statistics) and frozen parameters are stacked too ([K, ...]): each trial keeps its own, as it would alone.
 
 Each trial is its RunSpec, seed included, as `lrsearch.engines.lone.train` runs it:
@@ -18,8 +21,9 @@ convolutions one grouped convolution, whose backward sums in another order than 
 1e-6 a step, which training compounds and Adam blows up) and which, on the CPU, is slower than K plain
 ones. A `F.conv2d` called without such a module gets vmap's grouped one: equal within rounding only.
 
-What cannot be stacked (a forward that calls `.item()` or branches on a tensor's value, a loader with
-worker processes, ...) is found by `stackable` when the task loads; such a task trains one trial at a time.
+What cannot be stacked (a forward or step that calls `.item()` or branches on a tensor's value, a loader
+with worker processes, autocast, ...) is found by `stackable` when the task loads; such a task trains one
+trial at a time.
 Random layers (Dropout) draw different numbers for each trial (`randomness="different"`); they cannot
 draw the numbers of the lone run, so those trials are alike in distribution, not equal.
 """
@@ -35,6 +39,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,6 +49,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lrsearch.engines.interface import EpochOutcome
 from lrsearch.engines.stacked_mlp import StackedUpdate
+from lrsearch.problem.batches import Batch, combine, equal, first_rows, to_device, tree_map
 from lrsearch.problem.data import Data, EpochOrders, Split, whole
 from lrsearch.problem.spec import RunSpec
 
@@ -127,16 +133,20 @@ class FuncStackedTrainer:
     def __init__(self, data: Data, problem: RunSpec, device: torch.device | str = "cpu") -> None:
         self.data, self.device = data, torch.device(device)
         self.batch_size = problem.batch_size
+        self.batches_per_epoch = data.batches_per_epoch(self.batch_size)
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
         with torch.random.fork_rng(devices=[]):
             _seed_cpu(problem.seed)
             self._base = data.new_model(problem).to(self.device)
+        self._steps = _Steps(self._base, data)
         trainable = [(name, p) for name, p in self._base.named_parameters() if p.requires_grad]
         self._names = [name for name, _ in trainable]
         self._layout = _layout(self._base)
         # Its Python hook costs every op a little: only where a convolution module may call one.
         self._convolutions = any(isinstance(m, _CONVOLUTION_MODULES) for m in self._base.modules())
-        self._stack = StackedUpdate([p.shape for _, p in trainable], self.steps_per_epoch, self.device)
+        self._stack = StackedUpdate(
+            [p.shape for _, p in trainable], self.steps_per_epoch, self.device, clip_grad_norm=data.hooks.clip_grad_norm
+        )
         self._others: Tensors = {name: t.new_empty(0, *t.shape) for name, t in _others(self._base).items()}
         self._streams: dict[object, _Stream] = {}
         self._orders = EpochOrders(len(data.train), self.device) if isinstance(data.train, Split) else None
@@ -182,13 +192,13 @@ class FuncStackedTrainer:
         """The trial's test loss and score, in eval mode, computed as the lone loop's `evaluate` does."""
         if self.data.test is None:
             raise ValueError("the task has no test split")
-        x, y = whole(self.data.test, self.device)
+        batch = whole(self.data.test, self.device)
         self._base.eval()
         try:
-            output = functional_call(self._base, self.state(key), (x,))
+            output, target = functional_call(self._steps, _prefixed(self.state(key)), (batch, False))
         finally:
             self._base.train()
-        return self.data.loss(output, y).item(), self.data.score_of(output, y)
+        return self.data.loss(output, target).item(), self.data.score_of(output, target)
 
     @_said_once
     def train_epoch(self) -> list[EpochOutcome]:
@@ -200,14 +210,16 @@ class FuncStackedTrainer:
         batches = self._batches()
         loss_sum = torch.zeros(len(stack), device=self.device)
         self._base.train()
-        for step in range(self.steps_per_epoch):
-            x, y = next(batches)
-            losses = self._losses(self._outputs(x, batched=True), y)
-            stack.backward(losses)
-            stack.step(step)
+        group, total = self.data.hooks.accumulate_batches, self.batches_per_epoch
+        for index in range(total):
+            losses = self._train_losses(next(batches))
+            of_step = min(group, total - index // group * group)  # as the lone run weighs its batches
+            stack.backward(losses / of_step if of_step > 1 else losses, accumulate=index % group != 0)
+            if (index + 1) % group == 0 or index + 1 == total:
+                stack.step(index // group)
             loss_sum += losses.detach()
         self._end_loader_epoch()
-        train_losses = (loss_sum / self.steps_per_epoch).tolist()
+        train_losses = (loss_sum / total).tolist()
         val_losses, scores = self._validate()
         return stack.end_epoch(train_losses, val_losses, scores)
 
@@ -230,22 +242,27 @@ class FuncStackedTrainer:
     def _tensors(self) -> tuple[Tensors, Tensors]:
         return dict(zip(self._names, self._stack.leaves, strict=True)), self._others
 
-    def _outputs(self, x: torch.Tensor, batched: bool) -> torch.Tensor:
-        """The model of every trial on its inputs (x [K, B, ...]) or on the same inputs (x [B, ...])."""
+    def _train_losses(self, batch: Batch) -> torch.Tensor:
+        """Every trial's training loss on its own batch (each tensor [K, B, ...]): the task's train step, [K]."""
+        return self._vmapped(batch, training=True, batched=True)
+
+    def _eval_outputs(self, batch: Batch, batched: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every trial's eval step on its own batch (each tensor [K, B, ...]) or on the same one: (output,
+        target), each [K, ...]."""
+        return self._vmapped(batch, training=False, batched=batched)
+
+    def _vmapped(self, batch: Batch, training: bool, batched: bool) -> Any:
         params, others = self._tensors()
 
-        def forward(p: Tensors, o: Tensors, inputs: torch.Tensor) -> torch.Tensor:
-            return functional_call(self._base, (p, o), (inputs,))
+        def step(p: Tensors, o: Tensors, rows: Batch) -> Any:
+            return functional_call(self._steps, (_prefixed(p), _prefixed(o)), (rows, training))
 
         with _PerTrialConvolutions() if self._convolutions else nullcontext():
-            return vmap(forward, in_dims=(0, 0, 0 if batched else None), randomness="different")(params, others, x)
+            in_dims = (0, 0, 0 if batched else None)
+            return vmap(step, in_dims=in_dims, randomness="different")(params, others, batch)
 
-    def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Each trial's loss (the task's, a mean over its batch): [K]."""
-        return vmap(self.data.loss)(outputs, targets)
-
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This epoch's batches of every trial, stacked: x [K, B, ...], y [K, B, ...]."""
+    def _batches(self) -> Iterator[Batch]:
+        """This epoch's batches of every trial, stacked: each tensor [K, B, ...] (tensor data: (x, y))."""
         members = self._stack.members
         if self._loader is None:
             orders = self._orders.of([(m.spec.seed, m.epoch) for m in members])  # [K, rows]
@@ -257,13 +274,13 @@ class FuncStackedTrainer:
             with self._replaying(m.key) as stream:
                 stream.batches = iter(self._loader)
         while True:
-            pairs = []
+            batches = []
             for m in members:
                 with self._replaying(m.key) as stream:
-                    pairs.append(next(stream.batches, None))
-            if any(pair is None for pair in pairs):
+                    batches.append(next(stream.batches, None))
+            if any(batch is None for batch in batches):
                 raise ValueError(f"the train DataLoader gave fewer than len(loader) = {len(self._loader)} batches")
-            yield _stacked([x for x, _ in pairs], self.device), _stacked([y for _, y in pairs], self.device)
+            yield _stacked(batches, self.device)
 
     def _end_loader_epoch(self) -> None:
         """Run each trial's iterator to its end, as a `for` loop does (a sampler may draw there)."""
@@ -278,29 +295,27 @@ class FuncStackedTrainer:
     def _validate(self) -> tuple[list[float], list[float | None]]:
         """Each trial's val loss and score, in eval mode, computed as the lone loop's `evaluate` does."""
         k = len(self._stack)
-        x, ys, batched = self._val_split()
+        batch, batched = self._val_split()
         self._base.eval()
-        outputs = self._outputs(x, batched=batched)
+        outputs, targets = self._eval_outputs(batch, batched=batched)
         self._base.train()
-        ys = ys if batched else ys * k
-        val_losses = [self.data.loss(outputs[row], ys[row]).item() for row in range(k)]
-        scores = [self.data.score_of(outputs[row], ys[row]) for row in range(k)]
+        val_losses = [self.data.loss(outputs[row], targets[row]).item() for row in range(k)]
+        scores = [self.data.score_of(outputs[row], targets[row]) for row in range(k)]
         return val_losses, scores
 
-    def _val_split(self) -> tuple[torch.Tensor, list[torch.Tensor], bool]:
-        """The val inputs and targets: shared (x [N, ...], one y; False) or each trial's ([K, N, ...], K; True)."""
+    def _val_split(self) -> tuple[Batch, bool]:
+        """The val split as one batch: shared (False) or each trial's, stacked ([K, N, ...]; True)."""
         if self._val is not None:
-            return self._val[0], [self._val[1]], False
+            return self._val, False
         if not self._streams:
-            x, y = whole(self.data.val, self.device)
-            return x, [y], False
-        pairs = []
+            return whole(self.data.val, self.device), False
+        batches = []
         for m in self._stack.members:  # each trial reads the loader through its own random state, as alone
             with self._replaying(m.key):
-                pairs.append(whole(self.data.val, self.device))
-        if all(torch.equal(x, pairs[0][0]) and torch.equal(y, pairs[0][1]) for x, y in pairs):
-            return pairs[0][0], [pairs[0][1]], False
-        return _stacked([x for x, _ in pairs], self.device), [y for _, y in pairs], True
+                batches.append(whole(self.data.val, self.device))
+        if all(equal(batch, batches[0]) for batch in batches):
+            return batches[0], False
+        return _stacked(batches, self.device), True
 
     @contextmanager
     def _replaying(self, key: object) -> Iterator[_Stream]:
@@ -331,6 +346,9 @@ def stackable(data: Data, spec: RunSpec, device: torch.device | str = "cpu") -> 
     reason = _loader_reason(data.train, "train") or _loader_reason(data.val, "val")
     if reason:
         return reason
+    if data.hooks.autocast is not None:
+        # Measured with torch 2.13: under vmap the forward runs in float32 whatever autocast says.
+        return f"autocast {data.hooks.autocast}: under torch's vmap the forward runs in float32 whatever autocast says"
     twins = [spec, spec.model_copy(update={"seed": (spec.seed + 1) % 2**31})]
     try:
         with _batching_fallbacks(), torch.random.fork_rng(devices=[]), _kept(getattr(data.train, "generator", None)):
@@ -339,7 +357,7 @@ def stackable(data: Data, spec: RunSpec, device: torch.device | str = "cpu") -> 
             for index, twin in enumerate(twins):
                 trainer.add(index, twin)
             alone = [_alone(data, twin, device) for twin in twins]
-            return _probe(trainer, alone, *rows)
+            return _probe(trainer, alone, rows)
     except Exception as error:  # noqa: BLE001 - the user's model under vmap; whatever it raised, in one line
         text = str(error).strip()
         return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
@@ -360,12 +378,9 @@ def _loader_reason(source: object, split: str) -> str | None:
     return None
 
 
-def _first_rows(data: Data, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(data.train, Split):
-        x, y = data.train.x[:2], data.train.y[:2]
-    else:
-        x, y = next(iter(data.train))
-    return x[:2].to(device), y[:2].to(device)
+def _first_rows(data: Data, device: torch.device | str) -> Batch:
+    batch = (data.train.x, data.train.y) if isinstance(data.train, Split) else next(iter(data.train))
+    return to_device(first_rows(batch, 2), device)
 
 
 def _alone(data: Data, spec: RunSpec, device: torch.device | str) -> nn.Module:
@@ -373,27 +388,27 @@ def _alone(data: Data, spec: RunSpec, device: torch.device | str) -> nn.Module:
     return data.new_model(spec).to(device)
 
 
-def _probe(trainer: FuncStackedTrainer, alone: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> str | None:
-    """A stacked training step's outputs, gradients and buffers, and the stacked eval outputs, against each
-    trial's own model; None if they agree."""
-    k = len(alone)
+def _probe(trainer: FuncStackedTrainer, alone: list[nn.Module], batch: Batch) -> str | None:
+    """A stacked training step's losses, gradients and buffers, and the stacked eval outputs, against each
+    trial's own model taking the task's steps; None if they agree."""
+    k, data = len(alone), trainer.data
     trainer._base.train()
-    stacked = trainer._outputs(x.unsqueeze(0).expand(k, *x.shape).clone(), batched=True)
-    trainer._stack.backward(trainer._losses(stacked, y.unsqueeze(0).expand(k, *y.shape)))
-    deterministic = _deterministic(alone[0], x)
+    losses = trainer._train_losses(tree_map(lambda t: t.unsqueeze(0).expand(k, *t.shape).clone(), batch))
+    trainer._stack.backward(losses)
+    deterministic = _deterministic(data, alone[0], batch)
     for row, model in enumerate(alone):
         model.train()
-        output = model(x)
-        trainer.data.loss(output, y).backward()
+        loss = data.train_loss(model, batch)
+        loss.backward()
         for name, p in model.named_parameters():
             if p.requires_grad and p.grad is None:
                 return f"parameter {name} gets no gradient: torch.optim skips it, a stacked update would not"
         if not deterministic:
             continue  # random layers: the trials' draws differ from the lone model's by design
         state = trainer.state(row)
-        theirs = {**{n: p.grad for n, p in model.named_parameters() if p.requires_grad}, "output": output}
+        theirs = {**{n: p.grad for n, p in model.named_parameters() if p.requires_grad}, "loss": loss}
         mine = {**{n: leaf.grad[row] for n, leaf in zip(trainer._names, trainer._stack.leaves, strict=True)}}
-        mine["output"] = stacked[row]
+        mine["loss"] = losses[row]
         for name, value in model.state_dict().items():
             theirs[f"{name} after the step"], mine[f"{name} after the step"] = value, state[name]
         differs = _first_difference(mine, theirs)
@@ -401,23 +416,24 @@ def _probe(trainer: FuncStackedTrainer, alone: list[nn.Module], x: torch.Tensor,
             return f"the stacked model differs from the model alone in {differs}"
     with torch.no_grad():
         trainer._base.eval()
-        stacked = trainer._outputs(x, batched=False)
+        stacked, _ = trainer._eval_outputs(batch, batched=False)
         trainer._base.train()
         for row, model in enumerate(alone):
-            differs = _first_difference({"eval output": stacked[row]}, {"eval output": model.eval()(x)})
+            output, _ = data.eval_outputs(model.eval(), batch)
+            differs = _first_difference({"eval output": stacked[row]}, {"eval output": output})
             if differs:
                 return f"the stacked model differs from the model alone in {differs}"
     return None
 
 
-def _deterministic(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether the model in train mode gives the same output twice (no random layers)."""
+def _deterministic(data: Data, model: nn.Module, batch: Batch) -> bool:
+    """Whether the model's training step, in train mode, gives the same loss twice (no random layers)."""
     twin = copy.deepcopy(model).train()
     with torch.no_grad():
         _seed_cpu(1)
-        first = twin(x)
+        first = data.train_loss(twin, batch)
         _seed_cpu(2)
-        return torch.equal(first, twin(x))
+        return torch.equal(first, data.train_loss(twin, batch))
 
 
 def _first_difference(mine: Tensors, theirs: Tensors) -> str | None:
@@ -440,11 +456,37 @@ def _others(model: nn.Module) -> Tensors:
     return frozen | dict(model.named_buffers())
 
 
-def _stacked(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    shapes = {tuple(t.shape) for t in tensors}
-    if len(shapes) > 1:
-        raise ValueError(f"the trials' batches have different shapes {sorted(shapes)}; they cannot be stacked")
-    return torch.stack(tensors).to(device)
+def _stacked(batches: list[Batch], device: torch.device) -> Batch:
+    """The trials' batches as one, each tensor [K, ...]."""
+
+    def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+        shapes = {tuple(t.shape) for t in tensors}
+        if len(shapes) > 1:
+            raise ValueError(f"the trials' batches have different shapes {sorted(shapes)}; they cannot be stacked")
+        return torch.stack(tensors).to(device)
+
+    return combine(stack, batches)
+
+
+class _Steps(nn.Module):
+    """The task's steps as a module that holds the model: `functional_call` on it swaps a trial's tensors
+    into the model for the whole step, so a step of the user's may call the model or reach into its parts
+    (`model.encoder(x)`) alike."""
+
+    def __init__(self, model: nn.Module, data: Data) -> None:
+        super().__init__()
+        self.model = model
+        self._data = data
+
+    def forward(self, batch: Batch, training: bool) -> Any:
+        if training:
+            return self._data.train_loss(self.model, batch)
+        return self._data.eval_outputs(self.model, batch)
+
+
+def _prefixed(tensors: Tensors) -> Tensors:
+    """The model's tensors named as `_Steps` holds them."""
+    return {f"model.{name}": tensor for name, tensor in tensors.items()}
 
 
 # The arguments of torch's convolutions, in order, to read them however the model passes them.

@@ -76,10 +76,20 @@ class StackedUpdate:
     Args:
         shapes: the shapes of one trial's parameter tensors, in the order of its flat row.
         steps_per_epoch: optimizer steps in one epoch, the same for every trial (per-batch schedules use it).
+        clip_grad_norm: clip each trial's gradient to this norm before its step, as `clip_grad_norm_`
+            clips a lone run's; None: no clipping.
     """
 
-    def __init__(self, shapes: Sequence[torch.Size], steps_per_epoch: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        shapes: Sequence[torch.Size],
+        steps_per_epoch: int,
+        device: torch.device,
+        *,
+        clip_grad_norm: float | None = None,
+    ) -> None:
         self.shapes, self.steps_per_epoch, self.device = list(shapes), steps_per_epoch, device
+        self.clip_grad_norm = clip_grad_norm
         self.members: list[_Member] = []
         self.theta = torch.empty(0, sum(math.prod(shape) for shape in self.shapes), device=device)  # [K, P]
         self._state = {name: torch.empty_like(self.theta) for name in ("buffer", "exp_avg", "exp_avg_sq")}
@@ -127,9 +137,11 @@ class StackedUpdate:
             self.leaves.append(leaf)
             start += size
 
-    def backward(self, losses: torch.Tensor) -> None:
-        """Every trial's gradient of its own loss ([K] losses; no trial's loss depends on another's rows)."""
-        self.grad.zero_()
+    def backward(self, losses: torch.Tensor, accumulate: bool = False) -> None:
+        """Every trial's gradient of its own loss ([K] losses; no trial's loss depends on another's rows),
+        added to the gradients so far when `accumulate` (gradient accumulation), else in their place."""
+        if not accumulate:
+            self.grad.zero_()
         with warnings.catch_warnings():
             # The gradients are views of one flat tensor on purpose (one update for all layers).
             warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
@@ -170,7 +182,16 @@ class StackedUpdate:
 
     def step(self, step: int) -> None:
         """One optimizer step for every trial (after `backward`): the epoch's `step`-th."""
+        if self.clip_grad_norm is not None:
+            self._clip(self.clip_grad_norm)
         self._update(step)
+
+    @torch.no_grad()
+    def _clip(self, max_norm: float) -> None:
+        """Each trial's gradient scaled as `clip_grad_norm_` scales a lone run's: its norm is the norm of its
+        tensors' norms, the factor `max_norm / (norm + 1e-6)` at most 1."""
+        norms = torch.stack([leaf.grad.flatten(1).norm(dim=1) for leaf in self.leaves], dim=1).norm(dim=1)
+        self.grad.mul_((max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1))
 
     def end_epoch(
         self, train_losses: list[float], val_losses: list[float], scores: list[float | None]

@@ -2,13 +2,16 @@
 the score reported beside it.
 
 A built-in task is tensors already on the device (the loop never copies data per batch) and the spec's
-MLP; a user's task brings its own model factory and loss, and may bring DataLoaders instead of tensors.
+MLP; a user's task brings its own model factory and loss, may bring DataLoaders instead of tensors, and its
+own steps (`Hooks`): every engine trains through `train_loss` and measures through `eval_outputs`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,9 +20,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lrsearch.base.errors import ConfigError
+from lrsearch.problem.batches import Batch, combine, first_rows, is_pair, leaves, to_device
+from lrsearch.problem.hooks import Hooks, Score
 from lrsearch.problem.model import make_mlp
 from lrsearch.problem.spec import DataSpec, RunSpec
-from lrsearch.problem.tasks import BUILTIN_TASKS, ExitIsAnError, Kind, load_user_task
+from lrsearch.problem.tasks import BUILTIN_TASKS, ExitIsAnError, Kind, Task, load_user_task
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,10 @@ class Data:
 
     Attributes:
         n_features, n_outputs: the MLP's input and output sizes (built-in tasks).
-        score: "accuracy", "r2" or None: what is reported beside the loss.
+        score: "accuracy", "r2", the name of a user's own score (`hooks.score`) or None: what is
+            reported beside the loss.
         model_factory, loss_fn: a user task's; None means the spec's MLP and the built-in loss.
+        hooks: a user task's steps and settings; the defaults train as lrsearch always has.
     """
 
     train: Source
@@ -53,17 +60,44 @@ class Data:
     n_outputs: int | None = None
     model_factory: Callable[[], nn.Module] | None = None
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    hooks: Hooks = field(default_factory=Hooks)
 
     @property
     def stackable(self) -> bool:
-        """Whether the stacked engine can train it: the built-in MLP on tensors."""
-        return self.model_factory is None and isinstance(self.train, Split) and isinstance(self.val, Split)
+        """Whether the built-in MLP's stacked engine can train it: that MLP on tensors, with no hooks."""
+        plain = self.model_factory is None and self.hooks == Hooks()
+        return plain and isinstance(self.train, Split) and isinstance(self.val, Split)
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        """Optimizer steps in one pass over the train split (the last batch may be short)."""
+    def batches_per_epoch(self, batch_size: int) -> int:
+        """Batches in one pass over the train split (the last one may be short)."""
         if isinstance(self.train, DataLoader):
             return len(self.train)
         return -(-len(self.train) // batch_size)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps in one pass over the train split: a step per `hooks.accumulate_batches` batches
+        (the last step may take fewer)."""
+        return -(-self.batches_per_epoch(batch_size) // self.hooks.accumulate_batches)
+
+    def train_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The loss a training step minimises on `batch`: the task's train step, under its autocast."""
+        with self._autocast(batch):
+            if self.hooks.train_step is not None:
+                return self.hooks.train_step(model, batch)
+            x, y = batch
+            return self.loss(model(x), y)
+
+    def eval_outputs(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output and target that the loss and score are measured on (a low-precision output as float32)."""
+        with self._autocast(batch):
+            if self.hooks.eval_step is not None:
+                output, target = self.hooks.eval_step(model, batch)
+            else:
+                x, target = batch
+                output = model(x)
+        if self.hooks.autocast is not None and isinstance(output, torch.Tensor) and output.is_floating_point():
+            output = output.float()
+        return output, target
 
     def reseed(self, seed: int) -> None:
         """Restart a DataLoader's own shuffling generator, so each run sees the batch order its seed gives
@@ -78,6 +112,9 @@ class Data:
             return self.model_factory()
         return make_mlp(self.n_features, spec.model.hidden, self.n_outputs)
 
+    def _autocast(self, batch: Batch) -> AbstractContextManager[object]:
+        return nullcontext() if self.hooks.autocast is None else self.hooks.autocasting(_device_of(batch))
+
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.loss_fn is not None:
             return self.loss_fn(output, target)
@@ -90,12 +127,14 @@ class Data:
 
     def scores_of(self, outputs: torch.Tensor, target: torch.Tensor) -> list[float | None]:
         """`score_of` for each of K outputs ([K, rows, ...]) of one target: accuracy in one pass (a count
-        of hits, exact in any order), r2 trial by trial."""
-        if self.score == "accuracy":
+        of hits, exact in any order), r2 and a user's score trial by trial."""
+        if self.score == "accuracy" and self.hooks.score is None:
             return (outputs.argmax(dim=-1) == target).float().flatten(1).mean(dim=1).tolist()
         return [self._score_of(output, target) for output in outputs]
 
     def _score_of(self, output: torch.Tensor, target: torch.Tensor) -> float | None:
+        if self.hooks.score is not None:
+            return float(self.hooks.score.fn(output, target))
         if self.score == "r2":
             prediction = output.reshape(target.shape)
             residual = ((target - prediction) ** 2).sum()
@@ -103,14 +142,12 @@ class Data:
             return (1 - residual / total).item()
         return None
 
-    def batches(
-        self, batch_size: int, *, seed: int, epoch: int, device: torch.device | str
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, *, seed: int, epoch: int, device: torch.device | str) -> Iterator[Batch]:
         """The train split's batches of one epoch (0-based): tensors in `epoch_order` (as the stacked
-        engine orders them); a DataLoader's own."""
+        engine orders them), as (x, y); a DataLoader's own, whatever it yields."""
         if isinstance(self.train, DataLoader):
-            for x, y in self.train:
-                yield x.to(device), y.to(device)
+            for batch in self.train:
+                yield to_device(batch, device)
             return
         order = epoch_order(len(self.train), seed, epoch).to(device)
         for start in range(0, len(self.train), batch_size):
@@ -150,12 +187,17 @@ class EpochOrders:
         return torch.stack([self._orders[run] for run in runs])
 
 
-def whole(source: Source, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's inputs and targets, all of them (a DataLoader's batches concatenated), on `device`."""
+def whole(source: Source, device: torch.device | str) -> Batch:
+    """A split as one batch of all its rows, on `device`: (x, y) tensors, or a DataLoader's batches
+    concatenated tensor by tensor (a batch of (x, y) stays an (x, y) pair; a dict stays a dict)."""
     if isinstance(source, Split):
         return source.x, source.y
-    xs, ys = zip(*[(x.to(device), y.to(device)) for x, y in source], strict=True)
-    return torch.cat(xs), torch.cat(ys)
+    return combine(torch.cat, [to_device(batch, device) for batch in source])
+
+
+def _device_of(batch: Batch) -> torch.device:
+    tensors = leaves(batch)
+    return tensors[0].device if tensors else torch.device("cpu")
 
 
 def load_data(spec: DataSpec, seed: int, device: torch.device | str = "cpu") -> Data:
@@ -232,8 +274,9 @@ def _user(name: str, device: torch.device | str) -> Data:
     where = f"--task {name}"
     splits = {"train": task.train, "val": task.val, "test": task.test}
     sources: dict[str, Source | None] = {}
-    first_rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # a few rows of each split, to try the task
+    first: dict[str, Batch] = {}  # a few rows of each split, to try the task's steps on
     for split, value in splits.items():
+        own_step = task.train_step if split == "train" else task.eval_step
         if value is None and split == "test":
             sources[split] = None
         elif isinstance(value, DataLoader):
@@ -244,28 +287,54 @@ def _user(name: str, device: torch.device | str) -> Data:
                     "pass (x, y) tensors"
                 )
             batch = next(iter(value), None)
-            if not _tensor_pair(batch):
-                raise ConfigError(f"{where}: Task.{split}: a DataLoader must yield (x, y) pairs of tensors")
-            sources[split], first_rows[split] = value, batch
-        elif _tensor_pair(value):
+            if batch is None:
+                raise ConfigError(f"{where}: Task.{split}: its DataLoader yields no batches")
+            if own_step is None and not is_pair(batch):
+                step = "train_step(model, batch) -> loss" if split == "train" else "eval_step(model, batch)"
+                raise ConfigError(
+                    f"{where}: Task.{split}: a DataLoader must yield (x, y) pairs of tensors, or the task "
+                    f"gives Task.{step} for its batches"
+                )
+            sources[split], first[split] = value, batch
+        elif is_pair(value):
             x, y = value
             if len(x) != len(y) or len(x) == 0:
                 raise ConfigError(f"{where}: Task.{split}: x has {len(x)} rows and y {len(y)}; they must match")
-            sources[split], first_rows[split] = Split(x.to(device), y.to(device)), (x[:2], y[:2])
+            sources[split], first[split] = Split(x.to(device), y.to(device)), (x[:2], y[:2])
         else:
             raise ConfigError(
                 f"{where}: Task.{split} is {type(value).__name__}; expected an (x, y) pair of tensors or a DataLoader"
             )
-    model, loss = ExitIsAnError(task.model, f"{where}: model()"), ExitIsAnError(task.loss, f"{where}: loss()")
-    _check_one_step(where, model, loss, *first_rows["train"], device)
-    return Data(
+    data = Data(
         train=sources["train"],
         val=sources["val"],
         test=sources["test"],
         kind=None,
-        score=task.score,
-        model_factory=model,
-        loss_fn=loss,
+        score=task.score.name if isinstance(task.score, Score) else task.score,
+        model_factory=ExitIsAnError(task.model, f"{where}: model()"),
+        loss_fn=ExitIsAnError(task.loss, f"{where}: loss()"),
+        hooks=_hooks(task, where),
+    )
+    _check_steps(where, data, first["train"], first["val"], device)
+    return data
+
+
+def _hooks(task: Task, where: str) -> Hooks:
+    """The task's hooks, each of its functions saying `sys.exit()` as an error naming it."""
+
+    def guarded(function: Callable | None, name: str) -> Callable | None:
+        return None if function is None else ExitIsAnError(function, f"{where}: {name}()")
+
+    score = task.score if isinstance(task.score, Score) else None
+    if score is not None:
+        score = dataclasses.replace(score, fn=guarded(score.fn, "Task.score.fn"))
+    return Hooks(
+        train_step=guarded(task.train_step, "train_step"),
+        eval_step=guarded(task.eval_step, "eval_step"),
+        clip_grad_norm=task.clip_grad_norm,
+        accumulate_batches=task.accumulate_batches,
+        autocast=task.autocast,
+        score=score,
     )
 
 
@@ -277,26 +346,39 @@ def _has_length(loader: DataLoader) -> bool:
     return True
 
 
-def _tensor_pair(value: object) -> bool:
-    return isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value)
-
-
-def _check_one_step(
-    where: str,
-    model: ExitIsAnError,
-    loss_fn: ExitIsAnError,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    device: torch.device | str,
-) -> None:
-    """Run the user's model and loss on a few training rows, so a shape mistake is one line now rather than
-    a failed trial for every trial of the search."""
+def _check_steps(where: str, data: Data, train: Batch, val: Batch, device: torch.device | str) -> None:
+    """Run the task's steps on a few rows, with one model: a training step on train rows, an evaluation
+    (loss and score) on val rows. A shape mistake is one line now rather than a failed trial for every
+    trial of the search."""
+    hooks = data.hooks
+    what = "train_step(model, batch)" if hooks.train_step is not None else "loss(model(x), y)"
     try:
-        loss = loss_fn(model().to(device)(x.to(device)), y.to(device))
+        model = data.model_factory().to(device)
+        loss = data.train_loss(model, to_device(first_rows(train, 2), device))
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ConfigError(f"{where}: loss(model(x), y) raised {type(error).__name__}: {first_line}") from None
+        raise ConfigError(f"{where}: {what} raised {_one_line(error)}") from None
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise ConfigError(f"{where}: loss(model(x), y) must return one number (a scalar tensor)")
+        raise ConfigError(f"{where}: {what} must return one number (a scalar tensor)")
+    if hooks == Hooks():
+        return  # the evaluation is the training step's model and loss, which just ran
+    what = "eval_step(model, batch), then loss(output, target)" if hooks.eval_step else "loss(model(x), y)"
+    try:
+        with torch.no_grad():
+            output, target = data.eval_outputs(model.eval(), to_device(first_rows(val, 2), device))
+            loss = data.loss(output, target)
+            if hooks.score is not None:
+                what = "Task.score.fn(output, target)"
+                data.score_of(output, target)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
+        raise ConfigError(f"{where}: {what} raised {_one_line(error)}") from None
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ConfigError(f"{where}: {what} must return one number (a scalar tensor)")
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__

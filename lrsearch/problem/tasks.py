@@ -2,7 +2,8 @@
 on disk, all trained with the spec's MLP), and a user's own, named `module:function`.
 
 A user's function returns a `Task`: a model factory, train and val data (tensors or DataLoaders), an
-optional test split, the loss, and optionally which score to report beside it.
+optional test split, the loss, optionally which score to report beside it, and optionally its own steps
+(`train_step`, `eval_step`) and their settings (clipping, gradient accumulation, autocast).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lrsearch.base.errors import ConfigError
+from lrsearch.problem.hooks import AUTOCAST_DTYPES, DIRECTIONS, SCORE_NAME, EvalStep, Score, TrainStep
 
 Kind = Literal["classification", "regression"]
 ScoreName = Literal["accuracy", "r2"]
@@ -32,9 +35,22 @@ class Task:
     Attributes:
         model: builds a fresh model (lrsearch seeds torch before each call, so every trial starts alike).
         train, val, test: `(x, y)` tensors (batched by the spec's `batch_size` in a seeded order) or
-            DataLoaders (used as they are; they decide batch size and order).
-        loss: `loss(model(x), y)` -> a scalar tensor, e.g. `torch.nn.functional.cross_entropy`.
-        score: also report `"accuracy"` (classes: argmax of the output) or `"r2"` (one output); None: none.
+            DataLoaders (used as they are; they decide batch size and order). A DataLoader's batches may be
+            anything (dicts, several inputs) when the steps below take them.
+        loss: `loss(output, target)` -> a scalar tensor, e.g. `torch.nn.functional.cross_entropy`: the
+            default train step's loss, `loss(model(x), y)`, and the val and test loss.
+        score: also report `"accuracy"` (classes: argmax of the output), `"r2"` (one output) or a
+            `lrsearch.Score` of your own (a function and its direction, e.g. F1, maximized); None: none.
+        train_step: `train_step(model, batch) -> loss` (a scalar tensor to minimise) for batches the default,
+            `loss(model(x), y)` of an `(x, y)` pair, does not fit: a dict, several inputs, a loss of its own.
+        eval_step: `eval_step(model, batch) -> (output, target)`, run in eval mode on a whole split (one
+            batch of all its rows) for the val and test loss, `loss(output, target)`, and the score;
+            default `(model(x), y)`.
+        clip_grad_norm: clip the gradient to this norm before each optimizer step; None: no clipping.
+        accumulate_batches: batches whose gradients add up to one optimizer step (per-batch schedules
+            step once per optimizer step); 1: a step per batch.
+        autocast: "bfloat16" or "float16": the steps run under `torch.autocast` (the weights stay float32;
+            float16 has no loss scaling, so prefer bfloat16); None: full precision.
     """
 
     model: Callable[[], Any]
@@ -42,7 +58,12 @@ class Task:
     val: Any
     loss: Callable[[Any, Any], Any]
     test: Any = None
-    score: ScoreName | None = None
+    score: ScoreName | Score | None = None
+    train_step: TrainStep | None = None
+    eval_step: EvalStep | None = None
+    clip_grad_norm: float | None = None
+    accumulate_batches: int = 1
+    autocast: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,9 +247,47 @@ def load_user_task(name: str) -> Task:
         )
     if not callable(task.model) or not callable(task.loss):
         raise ConfigError(f"{where}: Task.model must build a model and Task.loss compute a loss (both callables)")
-    if task.score not in (None, "accuracy", "r2"):
-        raise ConfigError(f"{where}: Task.score must be 'accuracy', 'r2' or None, got {task.score!r}")
+    check_task_settings(task, where)
     return task
+
+
+def check_task_settings(task: Task, where: str) -> None:
+    """Each of the task's optional fields, one line naming the field and what it takes.
+
+    Raises:
+        ConfigError: e.g. `Task.accumulate_batches must be a whole number, 1 or more; got 0`.
+    """
+    if isinstance(task.score, Score):
+        _check_score(task.score, where)
+    elif task.score not in (None, "accuracy", "r2"):
+        raise ConfigError(
+            f"{where}: Task.score must be 'accuracy', 'r2', an lrsearch.Score or None, got {task.score!r}"
+        )
+    for name in ("train_step", "eval_step"):
+        value = getattr(task, name)
+        if value is not None and not callable(value):
+            raise ConfigError(f"{where}: Task.{name} must be a function of (model, batch) or None, got {value!r}")
+    clip = task.clip_grad_norm
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or not 0 < clip < math.inf):
+        raise ConfigError(f"{where}: Task.clip_grad_norm must be a positive number or None, got {clip!r}")
+    batches = task.accumulate_batches
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ConfigError(f"{where}: Task.accumulate_batches must be a whole number, 1 or more; got {batches!r}")
+    if task.autocast is not None and task.autocast not in AUTOCAST_DTYPES:
+        allowed = ", ".join(repr(name) for name in AUTOCAST_DTYPES)
+        raise ConfigError(f"{where}: Task.autocast must be {allowed} or None, got {task.autocast!r}")
+
+
+def _check_score(score: Score, where: str) -> None:
+    if not isinstance(score.name, str) or not SCORE_NAME.fullmatch(score.name) or score.name == "loss":
+        raise ConfigError(
+            f"{where}: Task.score.name must be a letter, then up to 39 letters, digits or _ (not 'loss'), "
+            f"got {score.name!r}"
+        )
+    if not callable(score.fn):
+        raise ConfigError(f"{where}: Task.score.fn must be a function of (output, target), got {score.fn!r}")
+    if score.direction not in DIRECTIONS:
+        raise ConfigError(f"{where}: Task.score.direction must be 'maximize' or 'minimize', got {score.direction!r}")
 
 
 def _import(module_name: str) -> Any:

@@ -9,13 +9,15 @@ record at all.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from lrsearch.problem.hooks import SCORE_NAME, Direction
 from lrsearch.problem.spec import MAX_ROWS, RunSpec
 
 # The user attributes of a trial.
@@ -28,10 +30,25 @@ CONTROL_ATTR = "control"  # a control trial: the control whose LR it tunes ("cos
 CURVES = ("lr", "train_loss", "val_loss")  # per epoch; and val_<score>, e.g. val_accuracy, when the task has a score
 STEPS_PER_EPOCH = "steps_per_epoch"  # lets a picture replay per-batch schedules step by step
 SCORE_LABELS = {"accuracy": "accuracy", "r2": "R²"}  # a task's score -> how it is shown
+# A score of the task's own (`lrsearch.Score`): {"name": "f1", "direction": "maximize"}; a built-in one's is
+# known (both are maximised), so a trial of a built-in task stores none.
+SCORE_ATTR = "score"
 
 _FLOATS = TypeAdapter(list[float])
 _STEPS = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_ROWS)] | None)  # steps an epoch: at most a step a row
 _TEXT = TypeAdapter(str | None)
+
+
+class StoredScore(BaseModel):
+    """Which score a trial's `val_<name>` curve holds, and which way it is better."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=f"^{SCORE_NAME.pattern}$")
+    direction: Direction = "maximize"
+
+
+_STORED_SCORE = TypeAdapter(StoredScore)
 
 
 @dataclass(frozen=True)
@@ -52,18 +69,37 @@ def score_key(score: str) -> str:
     return f"val_{score}"
 
 
+def score_label(score: str | None) -> str | None:
+    """How a score is shown: "accuracy", "R²", a score of the user's own by its name; None for none."""
+    return None if score is None else SCORE_LABELS.get(score, score)
+
+
 def run_attrs(spec: RunSpec, device: str) -> dict[str, Any]:
     """What a trial stores as it starts: its RunSpec and its device."""
     return {RUN_SPEC: spec.model_dump(mode="json"), DEVICE: device}
 
 
-def curve_attrs(records: Sequence[EpochRecord], score: str | None, steps_per_epoch: int) -> dict[str, Any]:
-    """What a trial stores as it ends: its per-epoch curves (the score's when the task has one) and the
-    steps of an epoch."""
+def curve_attrs(
+    records: Sequence[EpochRecord], score: str | None, steps_per_epoch: int, *, direction: Direction = "maximize"
+) -> dict[str, Any]:
+    """What a trial stores as it ends: its per-epoch curves (the score's when the task has one, and which
+    score it is when it is the user's own) and the steps of an epoch."""
     attrs: dict[str, Any] = {name: [getattr(record, name) for record in records] for name in CURVES}
     if score is not None:
         attrs[score_key(score)] = [record.val_score for record in records]
+        if score not in SCORE_LABELS or direction != "maximize":
+            attrs[SCORE_ATTR] = StoredScore(name=score, direction=direction).model_dump()
     return attrs | {STEPS_PER_EPOCH: steps_per_epoch}
+
+
+def final_score(trial: FrozenTrial, score: str) -> float | None:
+    """The trial's last stored value of the score `score`, read alone (not the whole record); None when it
+    stores none that parses, or a NaN."""
+    try:
+        values = _FLOATS.validate_python(trial.user_attrs.get(score_key(score)))
+    except ValidationError:
+        return None
+    return values[-1] if values and not math.isnan(values[-1]) else None
 
 
 def stores_run(trial: FrozenTrial) -> bool:
@@ -84,13 +120,14 @@ class TrialRecord:
     lr: list[float] | None  # the LR at the start of each epoch
     train_loss: list[float] | None
     val_loss: list[float] | None
-    score: str | None  # the task's score whose curve the trial stores ("accuracy", "r2"), a key of SCORE_LABELS
+    score: str | None  # the task's score whose curve the trial stores ("accuracy", "r2", or the user's own)
     val_score: list[float] | None  # that score, per epoch (never empty)
     steps_per_epoch: int | None
     pruned_reason: str | None
     fail_reason: str | None
     control: str | None = None  # the control it tunes (`problem.controls`), for a control trial
     unreadable: frozenset[str] = frozenset()  # attributes the trial stores that do not parse
+    score_direction: Direction = "maximize"  # which way the score is better
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRecord | None:
@@ -114,7 +151,8 @@ class TrialRecord:
         def curve(key: str) -> list[float] | None:
             return read(key, _FLOATS) if key in attrs else None
 
-        scores = {name: curve(score_key(name)) for name in SCORE_LABELS}
+        own = read(SCORE_ATTR, _STORED_SCORE) if SCORE_ATTR in attrs else None
+        scores = {name: curve(score_key(name)) for name in ([own.name] if own else SCORE_LABELS)}
         # The first score with a non-empty curve (a trial's task has at most one).
         score, val_score = next(((name, values) for name, values in scores.items() if values), (None, None))
         return cls(
@@ -134,9 +172,10 @@ class TrialRecord:
             fail_reason=read(FAIL_REASON, _TEXT),
             control=read(CONTROL_ATTR, _TEXT) if CONTROL_ATTR in attrs else None,
             unreadable=frozenset(unreadable),
+            score_direction=own.direction if own else "maximize",
         )
 
     @property
     def score_label(self) -> str | None:
-        """How the task's score is shown ("accuracy", "R²"); None for a task without one."""
-        return None if self.score is None else SCORE_LABELS[self.score]
+        """How the task's score is shown ("accuracy", "R²", the user's own score's name); None for none."""
+        return score_label(self.score)

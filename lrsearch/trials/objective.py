@@ -64,6 +64,7 @@ class Objective:
     def record_curves(self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState) -> None:
         """Before the trial ends as `state`: store its per-epoch curves, and attach its picture."""
         # One write for all curves at the end, not one per epoch: each storage write costs milliseconds.
-        set_user_attrs(trial.study, trial, curve_attrs(records, self.data.score, self.steps_per_epoch))
+        attrs = curve_attrs(records, self.data.score, self.steps_per_epoch, direction=self.data.hooks.direction)
+        set_user_attrs(trial.study, trial, attrs)
         if self.pictures is not None and records:
             self.pictures(trial, spec, records, state, self.steps_per_epoch)

@@ -20,11 +20,12 @@ from pydantic import ValidationError
 from lrsearch.base.errors import error_field
 from lrsearch.base.text import LINE, clipped
 from lrsearch.store.certificate import stored_certificate
-from lrsearch.store.records import SCORE_LABELS
+from lrsearch.store.records import score_label
 from lrsearch.store.replay import REPLAY_ATTR, Replay
 from lrsearch.views import plots
 from lrsearch.views.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
 from lrsearch.views.summary import (
+    best_score_line,
     counts_line,
     current_certificate,
     format_params,
@@ -105,6 +106,9 @@ def _summary(study: optuna.Study) -> Section:
     if summary.unreadable:
         numbers = ", ".join(f"#{number}" for number in summary.unreadable)
         parts.append(f"<p>Left out, their stored records unreadable: trial {numbers}.</p>")
+    score_line = best_score_line(summary)
+    if score_line is not None:
+        parts.append(f"<p>{html.escape(score_line)}</p>")
     if summary.best is not None:
         rows = "".join(
             f"<tr><td>{rank}</td><td>#{row.number}</td><td>{row.val_loss:.4f}</td><td>{row.spec.lr:.4g}</td>"
@@ -203,7 +207,7 @@ def _replay(study: optuna.Study) -> Section:
                 losses[label] = run.test_loss
             cells = cell(run.test_loss) + cell(run.test_score) + cell(run.val_loss)
         rows.append(f"<tr><td>{html.escape(clipped(label))}</td>{cells}</tr>")
-    score = html.escape(SCORE_LABELS.get(replay.score or "", "score"))
+    score = html.escape(score_label(replay.score) or "score")
     table = (
         f"<p>Replayed on {html.escape(clipped(replay.device))}, seed {replay.seed}, "
         f"recorded {html.escape(clipped(replay.when))}.</p>"
@@ -234,7 +238,7 @@ def _certificate(study: optuna.Study) -> Section:
         else f"<p><strong>Stale:</strong> made when trial #{stored.answer_trial} was the best; the study has a "
         f"better trial since. <code>lrsearch certify --study-name {name}</code> certifies it.</p>"
     )
-    score = SCORE_LABELS.get(stored.score or "")
+    score = score_label(stored.score)
     other = other_test_column(stored)
     rows = []
     for c in stored.ranked:

@@ -15,9 +15,10 @@ from rich.text import Text
 
 from lrsearch.base.errors import ConfigError
 from lrsearch.base.text import LINE, clipped
+from lrsearch.problem.hooks import Direction
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import Candidate, Certificate, stored_certificate
-from lrsearch.store.records import SCORE_LABELS, TrialRecord, stores_run
+from lrsearch.store.records import TrialRecord, final_score, score_label, stores_run
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class TrialRow:
     spec: RunSpec
     val_loss: float
     val_score: float | None
-    score_label: str | None  # "accuracy", "R²"; None for a task without a score
+    score_label: str | None  # "accuracy", "R²", a score of the user's own; None for a task without a score
+    score_direction: Direction = "maximize"  # which way the score is better
+    score: str | None = None  # the score's stored name ("accuracy", "r2", the user's own)
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRow | None:
@@ -36,7 +39,9 @@ class TrialRow:
         if record is None:
             return None
         score = None if record.val_score is None else record.val_score[-1]
-        return cls(record.number, record.spec, record.value, score, record.score_label)
+        return cls(
+            record.number, record.spec, record.value, score, record.score_label, record.score_direction, record.score
+        )
 
     @property
     def score_text(self) -> str:
@@ -49,6 +54,8 @@ class Summary:
     counts: dict[str, int]  # trial state name -> how many
     top: list[TrialRow]  # best first
     unreadable: list[int] = field(default_factory=list)  # better trials than top[-1] whose records don't parse
+    # The completed trial with the best final val score, the score's way (highest F1, lowest error rate).
+    best_by_score: TrialRow | None = None
 
     @property
     def best(self) -> TrialRow | None:
@@ -71,7 +78,19 @@ def summarize(study: optuna.Study, k: int = 5) -> Summary:
             unreadable.append(trial.number)
         else:
             top.append(row)
-    return Summary(study.study_name, dict(counts), top, unreadable)
+    by_score = _best_by_score(complete, top[0]) if top and top[0].score is not None else None
+    return Summary(study.study_name, dict(counts), top, unreadable, by_score)
+
+
+def _best_by_score(complete: list[FrozenTrial], best: TrialRow) -> TrialRow | None:
+    """Of the completed trials, the one whose final val score is best, read as the best trial's score reads
+    (its name and direction); each trial's score curve alone is read, not its whole record."""
+    finals = [(value, trial) for trial in complete if (value := final_score(trial, best.score)) is not None]
+    if not finals:
+        return None
+    sign = 1 if best.score_direction == "maximize" else -1
+    _, trial = max(finals, key=lambda pair: (sign * pair[0], -pair[1].number))  # a tie: the earlier trial
+    return TrialRow.of(trial)
 
 
 def export_best(study: optuna.Study, path: Path) -> RunSpec:
@@ -136,7 +155,7 @@ def certificate_lines(certificate: Certificate) -> list[str]:
 
 def certificate_table(certificate: Certificate) -> Table:
     """Each candidate's mean and 95% interval over the fresh seeds, best val loss first."""
-    score = SCORE_LABELS.get(certificate.score or "")
+    score = score_label(certificate.score)
     table = Table(title=Text(f"certificate: mean ± 95% interval over {certificate.seeds_text}"))
     table.add_column("schedule", no_wrap=True)
     table.add_column("kind")
@@ -203,6 +222,16 @@ def best_lines(row: TrialRow) -> list[str]:
     if row.score_label is not None:
         lines.append(f"  val {row.score_label + ':':<9} {row.score_text}")
     return lines
+
+
+def best_score_line(summary: Summary) -> str | None:
+    """The trial with the best final val score, its way (`highest val f1: 0.9312, trial #12`); None when
+    the task has no score. The search ranks by val loss: this is where a score's own ranking shows."""
+    row = summary.best_by_score
+    if row is None or row.val_score is None:
+        return None
+    best = "highest" if row.score_direction == "maximize" else "lowest"
+    return f"{best} val {row.score_label}: {row.score_text}, trial #{row.number}"
 
 
 def top_table(summary: Summary) -> Table:

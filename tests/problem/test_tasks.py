@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 import lrsearch
 from lrsearch.base.errors import ConfigError
 from lrsearch.engines.lone import train
+from lrsearch.engines.stacked_func import stackable
 from lrsearch.engines.stacked_mlp import StackedTrainer
 from lrsearch.problem.build import load_run_spec
 from lrsearch.problem.config import load_config
@@ -225,7 +226,9 @@ def test_the_example_task_trains_reproducibly_from_its_data_loader():
     assert isinstance(data.train, DataLoader) and not data.stackable
     first, second = train(spec, data), train(spec, data)
     assert first.epochs == second.epochs  # the loader's shuffling follows the run's seed
+    assert data.score == "f1" and data.hooks.direction == "maximize"  # its one hook: macro F1, maximised
     assert first.final.val_score > 0.5
+    assert stackable(data, spec) is None  # a score is measured outside the stacked forward: it still stacks
 
 
 def test_the_python_api_searches_and_returns_the_result(tmp_path, capsys):
