@@ -35,8 +35,10 @@ class TrialRow:
         record = TrialRecord.of(trial)
         if record is None:
             return None
-        score = None if record.val_score is None else record.val_score[-1]
-        return cls(record.number, record.spec, record.value, score, record.score_label)
+        curves = record.curves
+        if curves is None or curves.val_score is None:
+            return cls(record.number, record.spec, record.value, None, None)
+        return cls(record.number, record.spec, record.value, curves.val_score[-1], curves.score_label)
 
     @property
     def score_text(self) -> str:

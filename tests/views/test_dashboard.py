@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from lrsearch.cli import app
 from lrsearch.problem.spec import RunSpec
-from lrsearch.views.curves import TrialCurves, thin
+from lrsearch.store.records import TrialRecord
+from lrsearch.views.curves import thin, trial_lr_by_step
 from lrsearch.views.dashboard import FIGURE_IDS, trial_pictures
 
 runner = CliRunner()
@@ -60,8 +61,8 @@ def test_the_study_carries_the_best_trials_figures_and_config(tiny_config_file):
         go.Figure(figure)  # plotly's own objects accept it: every trace and layout property is one plotly has
 
     # The first LR curve is the best trial's, step by step, as it trained.
-    best = TrialCurves.of(study.best_trial)
-    xs, ys = thin(*best.lr_by_step())
+    best = TrialRecord.of(study.best_trial).curves
+    xs, ys = thin(*trial_lr_by_step(best))
     first = figures["top-lr-curves"]["data"][0]
     assert first["name"] == f"#{study.best_trial.number} {best.spec.schedule.name}"
     assert first["x"][:-1] == pytest.approx(xs) and first["y"][:-1] == pytest.approx(ys, rel=1e-4)
