@@ -90,7 +90,7 @@ def best_of(task: str, seed: int, trials: int, sampler: str, pruner: str, device
     config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "devices": device, "certify": False}}
     name = f"{task}-{seed}-{sampler}-{pruner}-{trials}"  # one in-memory storage per process: a study each
     result = lrsearch.search(
-        config, task=task, seed=seed, trials=trials, sampler=sampler, pruner=pruner, study_name=name
+        config, task=task, seed=seed, trials=trials, sampler=sampler, pruner=pruner, study_name=name, progress=False
     )
     seconds = time.perf_counter() - started
     completed = sorted(result.study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
@@ -143,7 +143,7 @@ def certified(args: argparse.Namespace) -> None:
             config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
             name = f"{task}-{seed}"
             started = time.perf_counter()
-            result = lrsearch.search(config, task=task, seed=seed, trials=args.trials, study_name=name)
+            result = lrsearch.search(config, task=task, seed=seed, trials=args.trials, study_name=name, progress=False)
             search_s = time.perf_counter() - started
             started = time.perf_counter()
             certificate = certify(
@@ -196,7 +196,12 @@ def seeds_at_equal_time(args: argparse.Namespace) -> None:
                 study = {"storage": "sqlite:///:memory:", "figures": False, "certify": False, "trials": None}
                 config = {"study": study, "search": {"seeds_per_trial": count}}
                 result = lrsearch.search(
-                    config, task=task, seed=seed, timeout=args.seconds, study_name=f"{task}-{seed}-{count}"
+                    config,
+                    task=task,
+                    seed=seed,
+                    timeout=args.seconds,
+                    study_name=f"{task}-{seed}-{count}",
+                    progress=False,
                 )
                 finished = sum(t.state.is_finished() for t in result.study.trials)
                 found[count] = (_fresh_test_loss(result, args.device), finished)
@@ -250,7 +255,13 @@ def length(args: argparse.Namespace) -> None:
         for seed in _seeds(args):
             config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
             result = lrsearch.search(
-                config, task=task, seed=seed, trials=args.trials, epochs=args.epochs, study_name=f"{task}-{seed}"
+                config,
+                task=task,
+                seed=seed,
+                trials=args.trials,
+                epochs=args.epochs,
+                study_name=f"{task}-{seed}",
+                progress=False,
             )
             device = torch.device(args.device)
             certificate = certify(result.study, result.config, device=device, seeds=FRESH_SEEDS, epochs=args.long)
@@ -300,7 +311,13 @@ def against_sweep(args: argparse.Namespace) -> None:
         for seed in _seeds(args):
             config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
             result = lrsearch.search(
-                config, task=task, seed=seed, trials=args.trials, epochs=args.epochs, study_name=f"{task}-{seed}"
+                config,
+                task=task,
+                seed=seed,
+                trials=args.trials,
+                epochs=args.epochs,
+                study_name=f"{task}-{seed}",
+                progress=False,
             )
             device = torch.device(args.device)
             settings = result.config.study

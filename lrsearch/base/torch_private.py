@@ -1,12 +1,46 @@
 """The few places lrsearch reaches into torch's private attributes, each with why, so that a torch upgrade
 that moves them breaks here and nowhere else. Both spare an lrsearch command the import of torch._dynamo
-(about 0.8 s on a CPU, a sixth of the default search's start-up), which nothing lrsearch runs needs."""
+(about 0.8 s on a CPU, a sixth of the default search's start-up), which nothing lrsearch runs needs.
+
+The private names are used only on the torch releases the tests ran them on (`TESTED_TORCH`); on any other
+release torch's public behaviour serves (the shadow optimizer steps once, torch._dynamo is imported as torch
+imports it): slower to start, the same LRs.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
 
+import torch
 from torch.optim import Optimizer
+
+# The torch releases (major.minor) whose private names below the tests ran.
+TESTED_TORCH = ("2.13",)
+_log = logging.getLogger("lrsearch")
+
+
+def torch_version() -> str:
+    return torch.__version__
+
+
+def private_names_on(version: str | None = None) -> bool:
+    """Whether the private names are used with this torch release (default: the installed one)."""
+    release = (version or torch_version()).split("+")[0]
+    return ".".join(release.split(".")[:2]) in TESTED_TORCH
+
+
+def _private_names() -> bool:
+    on = private_names_on()
+    if not on and not getattr(_private_names, "said", False):
+        _private_names.said = True  # type: ignore[attr-defined]
+        _log.warning(
+            "torch %s is not one lrsearch was tested with (%s): its optimizers are set up as torch sets them "
+            "up, slower to start with the same results",
+            torch_version(),
+            ", ".join(f"{v}.x" for v in TESTED_TORCH),
+        )
+    return on
 
 
 def mark_stepped(optimizer: Optimizer) -> None:
@@ -16,8 +50,13 @@ def mark_stepped(optimizer: Optimizer) -> None:
     A scheduler stepped before its optimizer warns ("lr_scheduler.step() before optimizer.step()"), so
     the shadow used to be stepped once; but `Optimizer.step` imports torch._dynamo on its first call, a
     second of start-up on a CPU for a module no search uses. Call it after building the scheduler (older
-    torch resets its count there): newer torch reads `_opt_called`, older torch `_step_count`.
+    torch resets its count there): newer torch reads `_opt_called`, older torch `_step_count`. On a torch
+    release not tested the shadow is stepped once, as before: its parameters have no gradient, so the
+    step changes neither them nor any LR.
     """
+    if not _private_names():
+        optimizer.step()
+        return
     optimizer._opt_called = True  # type: ignore[attr-defined]
     optimizer._step_count = max(getattr(optimizer, "_step_count", 0), 1)  # type: ignore[attr-defined]
 
@@ -30,9 +69,9 @@ def skip_dynamo_on_optimizer_setup() -> None:
     the method from a `torch.compile` that an lrsearch command never runs. The wrapper keeps the function
     it would call in `__dynamo_disable`; set to the method itself, it calls it as it is. For the commands'
     own processes only (an API user's process may compile its own code); a no-op where torch._dynamo is
-    loaded already, or where a torch upgrade changed the wrapper.
+    loaded already, where a torch upgrade changed the wrapper, or on a torch release not tested.
     """
-    if "torch._dynamo" in sys.modules:
+    if "torch._dynamo" in sys.modules or not _private_names():
         return
     original = getattr(Optimizer.add_param_group, "__wrapped__", None)
     wrapper = Optimizer.add_param_group

@@ -217,7 +217,7 @@ def _control_trials(
             continue
         loss = None
         if record.state == TrialState.COMPLETE:
-            loss = min(record.val_loss) if judge == "best" and record.val_loss else record.value
+            loss = record.curves.best_val_loss if judge == "best" and record.curves else record.value
         sweeps.setdefault(record.control, {})[spec.lr] = loss
     return sweeps
 

@@ -7,7 +7,6 @@ Adding a schedule is one `Schedule(...)` record in `SCHEDULES`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -16,6 +15,7 @@ from torch.optim import Optimizer
 from torch.optim import lr_scheduler as torch_schedulers
 
 from lrsearch.base.errors import ConfigError
+from lrsearch.problem.probe import ParamRange, Probe
 
 StepOn = Literal["batch", "epoch", "metric"]
 Params = dict[str, Any]
@@ -404,53 +404,13 @@ def get_schedule(name: str) -> Schedule:
         raise ConfigError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}") from None
 
 
-@dataclass(frozen=True)
-class ParamRange:
-    """One searched parameter as `lrsearch schedulers` shows it."""
-
-    name: str
-    low: Any = None
-    high: Any = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-
-    def __str__(self) -> str:
-        if self.choices:
-            return f"{self.name} in {{{', '.join(map(str, self.choices))}}}"
-        scale = ", log" if self.log else ""
-        return f"{self.name} in [{_short(self.low)}, {_short(self.high)}{scale}]"
-
-
-def _short(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.4g}"
-
-
-class _RangeRecorder:
-    """A stand-in trial that records each suggest call, so the listing can't drift from `suggest`."""
-
-    def __init__(self) -> None:
-        self.ranges: list[ParamRange] = []
-
-    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
-        self.ranges.append(ParamRange(name, low, high, log))
-        return math.sqrt(low * high) if log else (low + high) / 2
-
-    def suggest_int(self, name: str, low: int, high: int) -> int:
-        self.ranges.append(ParamRange(name, low, high))
-        return low
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.ranges.append(ParamRange(name, choices=tuple(choices)))
-        return choices[0]
-
-
 def searched_ranges(schedule: Schedule, budget: Budget) -> list[ParamRange]:
     """The parameters `schedule` searches, with their ranges for this budget."""
-    recorder = _RangeRecorder()
-    schedule.suggest(recorder, budget)
-    return recorder.ranges
+    probe = Probe()
+    schedule.suggest(probe, budget)
+    return probe.ranges
 
 
 def searched_params(name: str) -> list[str]:
     """The parameters a RunSpec of schedule `name` holds (the keys its `suggest` returns)."""
-    return list(get_schedule(name).suggest(_RangeRecorder(), Budget(20, 1)))
+    return list(get_schedule(name).suggest(Probe(), Budget(20, 1)))

@@ -7,6 +7,7 @@ from typing import Any
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.config import Range, SearchConfig
 from lrsearch.problem.controls import controls_for, schedule_params
+from lrsearch.problem.probe import Probe
 from lrsearch.problem.schedules import SCHEDULES, Budget, TrialLike
 from lrsearch.problem.spec import OptimizerSpec, RunSpec, ScheduleSpec
 
@@ -77,16 +78,12 @@ def control_trial_params(config: SearchConfig, steps_per_epoch: int) -> dict[str
             continue
         params = schedule_params(schedule)
         try:
-            spec = sample_run_spec(_FixedProbe(params, ()), config, steps_per_epoch)
+            spec = sample_run_spec(Probe(params), config, steps_per_epoch)
         except ConfigError:  # outside a range of the space
             continue
         if spec.schedule == schedule:
             chosen[name] = params
     return chosen
-
-
-# Top-level choices and the config fields that list them, for the messages.
-_CHOICE_FIELDS = {"optimizer": "search.optimizers", "schedule": "search.schedules"}
 
 
 def check_fixed(config: SearchConfig, steps_per_epoch: int) -> None:
@@ -109,13 +106,11 @@ def check_fixed(config: SearchConfig, steps_per_epoch: int) -> None:
     schedules: list[str] = []
     paths: list[tuple[int, ...]] = [()]
     while paths:
-        probe = _FixedProbe(fixed, paths.pop())
+        probe = Probe(fixed, paths.pop())
         spec = sample_run_spec(probe, config, steps_per_epoch)
         sampled |= probe.sampled
         schedules += [spec.schedule.name] if spec.schedule.name not in schedules else []
-        # Past the given path the probe took each categorical's first choice: queue the others.
-        for depth in range(len(probe.path), len(probe.widths)):
-            paths += [(*probe.taken[:depth], choice) for choice in range(1, probe.widths[depth])]
+        paths += probe.branches()
     for name in fixed:
         if name not in sampled:
             raise ConfigError(_never_sampled(config, name, schedules))
@@ -126,49 +121,3 @@ def _never_sampled(config: SearchConfig, name: str, schedules: list[str]) -> str
     if name in ("momentum", "weight_decay") and not isinstance(setting, Range):
         return f"search.fixed: {name} is not searched (search.{name} is {setting}); set search.{name} instead"
     return f"search.fixed: {name} is never sampled with these settings (schedules tried: {', '.join(schedules)})"
-
-
-class _FixedProbe:
-    """A stand-in trial walking one branch of the space: a pinned value is checked against the
-    distribution asked for and returned; an unpinned categorical takes `path`'s next choice (the first
-    past its end), and how many choices each offered is recorded, to queue the other branches."""
-
-    def __init__(self, fixed: dict[str, Any], path: tuple[int, ...]) -> None:
-        self.fixed, self.path = fixed, path
-        self.taken: list[int] = []  # the choice taken at each unpinned categorical
-        self.widths: list[int] = []  # how many choices it offered
-        self.sampled: set[str] = set()
-
-    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
-        return self._number(name, low, high, integer=False)
-
-    def suggest_int(self, name: str, low: int, high: int) -> int:
-        return self._number(name, low, high, integer=True)
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.sampled.add(name)
-        if name in self.fixed:
-            value = self.fixed[name]
-            if value not in choices:
-                where = _CHOICE_FIELDS.get(name, "its choices")
-                raise ConfigError(
-                    f"search.fixed: {name}={value!r} is not one of {where} ({', '.join(map(str, choices))})"
-                )
-            return value
-        depth = len(self.taken)
-        self.taken.append(self.path[depth] if depth < len(self.path) else 0)
-        self.widths.append(len(choices))
-        return choices[self.taken[-1]]
-
-    def _number(self, name: str, low: Any, high: Any, integer: bool) -> Any:
-        self.sampled.add(name)
-        if name not in self.fixed:
-            return low
-        value = self.fixed[name]
-        kind = int if integer else int | float
-        if isinstance(value, bool) or not isinstance(value, kind):
-            what = "an integer" if integer else "a number"
-            raise ConfigError(f"search.fixed: {name}={value!r} must be {what} in [{low:.6g}, {high:.6g}]")
-        if not low <= value <= high:  # nan fails too
-            raise ConfigError(f"search.fixed: {name}={value!r} is outside its searched range [{low:.6g}, {high:.6g}]")
-        return value

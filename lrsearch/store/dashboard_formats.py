@@ -5,22 +5,63 @@ Importing `optuna_dashboard` imports its whole web app and, through `optuna.impo
 ensembles: about 1.2 s of a search's start-up on a 2-core CPU, for a few study attributes. The formats are
 those of `optuna_dashboard._note` (`save_note`, `get_note`), `_custom_plot_data`
 (`save_plotly_graph_object`) and `artifact.get_artifact_path`: each a study system attribute, long text
-cut into chunks of `CHUNK` characters. tests/test_dashboard_store.py holds every one of them to the
+cut into chunks of `CHUNK` characters. tests/store/test_dashboard_formats.py holds every one of them to the
 dashboard's own functions, so an upgrade that changes one fails there.
+
+The own formats are written only where the installed optuna-dashboard is a release the tests ran them
+against (`TESTED_DASHBOARD`), or where it is not installed (nothing else reads them then, and the format
+is the one the tested release reads). On any other release the dashboard's own public functions write
+them (`save_note`, `save_plotly_graph_object`, `get_artifact_path`): slower, the same notes and figures.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any
 
 import optuna
 
 from lrsearch.store.optuna_private import storage_of
 
+# The optuna-dashboard releases (major.minor) whose stored formats the tests held lrsearch's own to.
+TESTED_DASHBOARD = ("0.21",)
+_log = logging.getLogger("lrsearch")
 CHUNK = 2045  # the longest string the dashboard stores in one system attribute (SYSTEM_ATTR_MAX_LENGTH)
 PLOT_DATA = "dashboard:plot_data:"
+
+
+@functools.cache
+def dashboard_version() -> str | None:
+    """The installed optuna-dashboard's version, read from its metadata (importing it costs 1.2 s); None
+    where it is not installed."""
+    try:
+        return metadata.version("optuna-dashboard")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def own_formats_on(version: str | None = None) -> bool:
+    """Whether lrsearch writes the dashboard's formats itself with this optuna-dashboard release (default:
+    the installed one; see the module's docstring)."""
+    version = version or dashboard_version()
+    return version is None or ".".join(version.split(".")[:2]) in TESTED_DASHBOARD
+
+
+def _own_formats() -> bool:
+    on = own_formats_on()
+    if not on and not getattr(_own_formats, "said", False):
+        _own_formats.said = True  # type: ignore[attr-defined]
+        _log.warning(
+            "optuna-dashboard %s is not one lrsearch was tested with (%s): its notes and figures are written "
+            "through optuna-dashboard's own functions, slower with the same results",
+            dashboard_version(),
+            ", ".join(f"{v}.x" for v in TESTED_DASHBOARD),
+        )
+    return on
 
 
 def note_version_key(trial_id: int | None) -> str:
@@ -49,6 +90,10 @@ def study_note(study: optuna.Study, stored: Mapping[str, Any] | None = None) -> 
     Args:
         stored: the study's system attributes as just read (`study_attrs`); None reads them.
     """
+    if not _own_formats():
+        from optuna_dashboard import get_note
+
+        return get_note(study)
     attrs = study_attrs(study) if stored is None else stored
     if note_version_key(None) not in attrs:
         return ""
@@ -64,6 +109,11 @@ def save_study_note(study: optuna.Study, body: str, stored: Mapping[str, Any] | 
     Args:
         stored: the study's system attributes as just read (`study_attrs`); None reads them.
     """
+    if not _own_formats():
+        from optuna_dashboard import save_note
+
+        save_note(study, body)
+        return
     stored = study_attrs(study) if stored is None else stored
     version = stored.get(note_version_key(None), 0) + 1
     storage_of(study).set_study_system_attr(study._study_id, note_version_key(None), version)
@@ -80,6 +130,11 @@ def save_new_trial_note(trial: optuna.Trial, body: str) -> None:
     A trial that ends has never had a note, so its note is version 1, its chunks written first and the
     version last (a reader that sees the version sees the whole body).
     """
+    if not _own_formats():
+        from optuna_dashboard import save_note
+
+        save_note(trial, body)
+        return
     storage, study_id, stored_id = trial.storage, trial.study._study_id, trial._trial_id
     for key, text in chunks(body, note_chunk_prefix(stored_id)).items():
         storage.set_study_system_attr(study_id, key, text)
@@ -96,6 +151,11 @@ def save_figure(
     Args:
         stored: the study's system attributes as just read (`study_attrs`); None reads them.
     """
+    if not _own_formats():
+        from optuna_dashboard import save_plotly_graph_object
+
+        save_plotly_graph_object(study, _plotly_figure(figure), graph_object_id=figure_id)
+        return
     prefix = f"{PLOT_DATA}{figure_id}:"
     text = json.dumps(figure, allow_nan=False, separators=(",", ":"))
     _write_chunks(study, chunks(text, prefix), prefix, study_attrs(study) if stored is None else stored)
@@ -103,7 +163,33 @@ def save_figure(
 
 def artifact_path(trial: optuna.Trial, artifact_id: str) -> str:
     """The dashboard's URL path of a trial's artifact (its `get_artifact_path`)."""
+    if not _own_formats():
+        from optuna_dashboard.artifact import get_artifact_path
+
+        return get_artifact_path(trial, artifact_id)
     return f"/artifacts/{trial.study._study_id}/{trial._trial_id}/{artifact_id}"
+
+
+def _plotly_figure(figure: Mapping[str, Any]) -> Any:
+    """`figure` as `save_plotly_graph_object` takes it: plotly's own object, its template left as lrsearch
+    draws it (plotly.py would add its default one); where plotly is not installed (it is neither lrsearch's
+    requirement nor the dashboard's), an object giving the same JSON, the one thing the dashboard asks of it."""
+    try:
+        import plotly.graph_objects as go
+    except ModuleNotFoundError:
+        return _FigureJSON(json.dumps(figure, allow_nan=False, separators=(",", ":")))
+    graph = go.Figure(dict(figure))
+    if "template" not in figure.get("layout", {}):
+        graph.layout.template = None
+    return graph
+
+
+class _FigureJSON:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def to_json(self) -> str:
+        return self.text
 
 
 def _write_chunks(study: optuna.Study, written: dict[str, str], prefix: str, stored: Mapping[str, Any]) -> None:

@@ -5,6 +5,10 @@ worker as they happen); the views read a stored trial back with `TrialRecord.of`
 data anyone who can write to the storage can write, so each is validated on its own: a field that does
 not parse is None (and its key listed in `unreadable`), and a trial without a readable RunSpec has no
 record at all.
+
+A trial's per-epoch curves have one record, `TrialCurves`: a stored trial's are its record's `curves`
+(None unless its LR and loss curves parse and line up), a trial ending now has them from its epochs
+(`TrialCurves.of_run`); the views draw from it. An `EpochRecord` is one epoch, as the engines yield it.
 """
 
 from __future__ import annotations
@@ -108,6 +112,67 @@ def stores_run(trial: FrozenTrial) -> bool:
 
 
 @dataclass(frozen=True)
+class TrialCurves:
+    """One trial's run and what it recorded, epoch by epoch: the curves as long as each other (and never
+    empty), the task's score's too where the trial has one."""
+
+    number: int
+    state: TrialState
+    value: float | None  # the final val loss of a completed trial
+    spec: RunSpec
+    lr: list[float]  # the LR at the start of each epoch, as training recorded it
+    train_loss: list[float]
+    val_loss: list[float]
+    steps_per_epoch: int | None
+    score: str | None = None  # the task's score whose curve the trial stores ("accuracy", "r2", or the user's own)
+    val_score: list[float] | None = None  # that score, per epoch (never empty)
+    # The LR of each step of each epoch as training recorded it (per-batch schedules; empty for the
+    # others): known for a trial ending now, not stored in the study, where it would be too big.
+    recorded_step_lrs: tuple[tuple[float, ...], ...] | None = None
+
+    @classmethod
+    def of_run(
+        cls,
+        number: int,
+        spec: RunSpec,
+        records: Sequence[EpochRecord],
+        state: TrialState,
+        steps_per_epoch: int | None,
+    ) -> TrialCurves:
+        """The curves of a trial that is ending now as `state`, from its epoch records (the score's
+        curve left out: its name is the task's)."""
+        value = records[-1].val_loss if state == TrialState.COMPLETE and records else None
+        return cls(
+            number=number,
+            state=state,
+            value=value,
+            spec=spec,
+            lr=[r.lr for r in records],
+            train_loss=[r.train_loss for r in records],
+            val_loss=[r.val_loss for r in records],
+            steps_per_epoch=steps_per_epoch,
+            recorded_step_lrs=tuple(r.step_lrs for r in records),
+        )
+
+    @property
+    def epochs(self) -> list[int]:
+        return list(range(1, len(self.val_loss) + 1))
+
+    @property
+    def best_val_loss(self) -> float:
+        return min(self.val_loss)
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number} {self.spec.schedule.name}"
+
+    @property
+    def score_label(self) -> str | None:
+        """How the task's score is shown ("accuracy", "R²", the user's own score's name); None for none."""
+        return score_label(self.score)
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """What one stored trial ran and recorded; a field is None where the trial stored nothing readable."""
 
@@ -117,12 +182,7 @@ class TrialRecord:
     spec: RunSpec
     device: str | None
     worker: str | None
-    lr: list[float] | None  # the LR at the start of each epoch
-    train_loss: list[float] | None
-    val_loss: list[float] | None
-    score: str | None  # the task's score whose curve the trial stores ("accuracy", "r2", or the user's own)
-    val_score: list[float] | None  # that score, per epoch (never empty)
-    steps_per_epoch: int | None
+    curves: TrialCurves | None  # None: the trial recorded none (failed before training), or none readable
     pruned_reason: str | None
     fail_reason: str | None
     control: str | None = None  # the control it tunes (`problem.controls`), for a control trial
@@ -151,10 +211,29 @@ class TrialRecord:
         def curve(key: str) -> list[float] | None:
             return read(key, _FLOATS) if key in attrs else None
 
+        lr, train_loss, val_loss = curve("lr"), curve("train_loss"), curve("val_loss")
+        steps_per_epoch = read(STEPS_PER_EPOCH, _STEPS)
         own = read(SCORE_ATTR, _STORED_SCORE) if SCORE_ATTR in attrs else None
         scores = {name: curve(score_key(name)) for name in ([own.name] if own else SCORE_LABELS)}
         # The first score with a non-empty curve (a trial's task has at most one).
         score, val_score = next(((name, values) for name, values in scores.items() if values), (None, None))
+        curves: TrialCurves | None = None
+        lined_up = (
+            lr is not None and train_loss is not None and val_loss and len(lr) == len(train_loss) == len(val_loss)
+        )
+        if lined_up and STEPS_PER_EPOCH not in unreadable:
+            curves = TrialCurves(
+                number=trial.number,
+                state=trial.state,
+                value=trial.value,
+                spec=spec,
+                lr=lr,
+                train_loss=train_loss,
+                val_loss=val_loss,
+                steps_per_epoch=steps_per_epoch,
+                score=score,
+                val_score=val_score,
+            )
         return cls(
             number=trial.number,
             state=trial.state,
@@ -162,18 +241,18 @@ class TrialRecord:
             spec=spec,
             device=read(DEVICE, _TEXT),
             worker=read(WORKER_ATTR, _TEXT),
-            lr=curve("lr"),
-            train_loss=curve("train_loss"),
-            val_loss=curve("val_loss"),
-            score=score,
-            val_score=val_score,
-            steps_per_epoch=read(STEPS_PER_EPOCH, _STEPS),
+            curves=curves,
             pruned_reason=read(PRUNED_REASON, _TEXT),
             fail_reason=read(FAIL_REASON, _TEXT),
             control=read(CONTROL_ATTR, _TEXT) if CONTROL_ATTR in attrs else None,
             unreadable=frozenset(unreadable),
             score_direction=own.direction if own else "maximize",
         )
+
+    @property
+    def score(self) -> str | None:
+        """The task's score whose curve the trial stores ("accuracy", "r2", or the user's own); None for none."""
+        return None if self.curves is None else self.curves.score
 
     @property
     def score_label(self) -> str | None:

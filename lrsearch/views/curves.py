@@ -1,120 +1,50 @@
 """What the pictures show, as plain data read from finished trials: the LR a trial trained with at every
 optimizer step, its per-epoch losses, the best trials, and each schedule type's results.
 
-No plotting here: the dashboard's figures (plotly) and the report's (matplotlib) both draw from this.
+No plotting here: the dashboard's figures (plotly) and the report's (matplotlib) both draw from this. A
+trial's curves are its record's (`store.records.TrialCurves`): read here, never parsed again.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.problem.build import LoadedSchedule
 from lrsearch.problem.spec import RunSpec
-from lrsearch.store.records import CURVES, STEPS_PER_EPOCH, EpochRecord, TrialRecord
+from lrsearch.store.records import TrialCurves, TrialRecord
 
 # A picture replays a stored schedule step by step; past this many steps it draws the per-epoch LRs.
 MAX_REPLAYED_STEPS = 200_000
 MAX_POINTS = 200  # per curve: enough to show a cycle's shape, small enough to store in a study
 
 
-@dataclass(frozen=True)
-class TrialCurves:
-    """One trial's run and what it recorded, epoch by epoch."""
+def lr_curve(curves: TrialCurves) -> tuple[list[float], list[float]]:
+    """`trial_lr_by_step(curves)` thinned for drawing, with the last LR held to the end of the last epoch."""
+    xs, ys = thin(*trial_lr_by_step(curves))
+    return [*xs, float(len(curves.val_loss))], [*ys, ys[-1]]
 
-    number: int
-    state: TrialState
-    value: float | None  # the final val loss of a completed trial
-    spec: RunSpec
-    lr: list[float]  # the LR at the start of each epoch, as training recorded it
-    train_loss: list[float]
-    val_loss: list[float]
-    steps_per_epoch: int | None
-    # The LR of each step of each epoch as training recorded it (per-batch schedules; empty for the
-    # others): known for a trial ending now, not stored in the study, where it would be too big.
-    recorded_step_lrs: tuple[tuple[float, ...], ...] | None = None
 
-    @classmethod
-    def of(cls, trial: FrozenTrial) -> TrialCurves | None:
-        """The trial's curves, or None for a trial that recorded none (failed before training) or whose
-        records do not parse (anyone who can write to the storage can write them)."""
-        record = TrialRecord.of(trial)
-        if record is None or record.unreadable & {*CURVES, STEPS_PER_EPOCH}:
-            return None
-        lr, train_loss, val_loss = record.lr, record.train_loss, record.val_loss
-        if not val_loss or lr is None or train_loss is None or not len(lr) == len(train_loss) == len(val_loss):
-            return None
-        return cls(
-            number=record.number,
-            state=record.state,
-            value=record.value,
-            spec=record.spec,
-            lr=lr,
-            train_loss=train_loss,
-            val_loss=val_loss,
-            steps_per_epoch=record.steps_per_epoch,
-        )
-
-    @classmethod
-    def of_run(
-        cls,
-        number: int,
-        spec: RunSpec,
-        records: Sequence[EpochRecord],
-        state: TrialState,
-        steps_per_epoch: int | None,
-    ) -> TrialCurves:
-        """The curves of a trial that is ending now as `state`, from its epoch records."""
-        value = records[-1].val_loss if state == TrialState.COMPLETE and records else None
-        return cls(
-            number=number,
-            state=state,
-            value=value,
-            spec=spec,
-            lr=[r.lr for r in records],
-            train_loss=[r.train_loss for r in records],
-            val_loss=[r.val_loss for r in records],
-            steps_per_epoch=steps_per_epoch,
-            recorded_step_lrs=tuple(r.step_lrs for r in records),
-        )
-
-    @property
-    def epochs(self) -> list[int]:
-        return list(range(1, len(self.val_loss) + 1))
-
-    @property
-    def best_val_loss(self) -> float:
-        return min(self.val_loss)
-
-    @property
-    def label(self) -> str:
-        return f"#{self.number} {self.spec.schedule.name}"
-
-    def lr_curve(self) -> tuple[list[float], list[float]]:
-        """`lr_by_step()` thinned for drawing, with the last LR held to the end of the last epoch."""
-        xs, ys = thin(*self.lr_by_step())
-        return [*xs, float(len(self.val_loss))], [*ys, ys[-1]]
-
-    def lr_by_step(self) -> tuple[list[float], list[float]]:
-        """(position in epochs, LR) from which the LR held until the next point: as training recorded
-        it, else replayed with the real scheduler (the per-epoch LRs when the steps are unknown)."""
-        if self.recorded_step_lrs is not None:
-            positions: list[float] = []
-            lrs: list[float] = []
-            for epoch, (lr, steps) in enumerate(zip(self.lr, self.recorded_step_lrs, strict=True)):
-                positions += [epoch + step / len(steps) for step in range(len(steps))] if steps else [float(epoch)]
-                lrs += list(steps) if steps else [lr]
-            return positions, lrs
-        if self.steps_per_epoch is None or self.steps_per_epoch * len(self.val_loss) > MAX_REPLAYED_STEPS:
-            return [epoch - 1.0 for epoch in self.epochs], list(self.lr)
-        try:
-            positions_, lrs_ = _replayed(self.spec.model_dump_json(), self.steps_per_epoch, tuple(self.val_loss))
-        except Exception:  # noqa: BLE001 - stored parameters its scheduler can't take (any error): a view, not a run
-            return [epoch - 1.0 for epoch in self.epochs], list(self.lr)
-        return list(positions_), list(lrs_)
+def trial_lr_by_step(curves: TrialCurves) -> tuple[list[float], list[float]]:
+    """(position in epochs, LR) from which the trial's LR held until the next point: as training recorded
+    it, else replayed with the real scheduler (the per-epoch LRs when the steps are unknown)."""
+    if curves.recorded_step_lrs is not None:
+        positions: list[float] = []
+        lrs: list[float] = []
+        for epoch, (lr, steps) in enumerate(zip(curves.lr, curves.recorded_step_lrs, strict=True)):
+            positions += [epoch + step / len(steps) for step in range(len(steps))] if steps else [float(epoch)]
+            lrs += list(steps) if steps else [lr]
+        return positions, lrs
+    per_epoch = [epoch - 1.0 for epoch in curves.epochs], list(curves.lr)
+    if curves.steps_per_epoch is None or curves.steps_per_epoch * len(curves.val_loss) > MAX_REPLAYED_STEPS:
+        return per_epoch
+    try:
+        positions_, lrs_ = _replayed(curves.spec.model_dump_json(), curves.steps_per_epoch, tuple(curves.val_loss))
+    except Exception:  # noqa: BLE001 - stored parameters its scheduler can't take (any error): a view, not a run
+        return per_epoch
+    return list(positions_), list(lrs_)
 
 
 def lr_by_step(spec: RunSpec, steps_per_epoch: int, val_losses: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -153,7 +83,7 @@ def thin(xs: Sequence[float], ys: Sequence[float], limit: int = MAX_POINTS) -> t
 def finished_curves(trials: Sequence[FrozenTrial]) -> list[TrialCurves]:
     """Curves of the completed and pruned trials (a pruned trial's curve ends where it was stopped)."""
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    return [curves for curves in map(TrialCurves.of, finished) if curves is not None]
+    return [record.curves for record in map(TrialRecord.of, finished) if record is not None and record.curves]
 
 
 def top_completed(curves: Sequence[TrialCurves], k: int) -> list[TrialCurves]:

@@ -36,8 +36,8 @@ from lrsearch.store.dashboard_formats import (
     study_note,
 )
 from lrsearch.store.optuna_private import storage_of
-from lrsearch.store.records import EpochRecord
-from lrsearch.views.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
+from lrsearch.store.records import EpochRecord, TrialCurves
+from lrsearch.views.curves import best_loss_by_schedule, finished_curves, lr_curve, top_completed
 from lrsearch.views.summary import format_params
 
 _log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def study_figures(trials: list[FrozenTrial], k: int = TOP_K) -> dict[str, Figure
     top = top_completed(curves, k)
     lr_traces, loss_traces = [], []
     for trial in top:
-        xs, ys = trial.lr_curve()
+        xs, ys = lr_curve(trial)
         lr_traces.append(_scatter(xs, _rounded(ys), name=trial.label, line={"shape": "hv"}, mode="lines"))
         loss_traces.append(_scatter(trial.epochs, _rounded(trial.val_loss), name=trial.label, mode="lines+markers"))
     types = [

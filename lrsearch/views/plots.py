@@ -17,7 +17,8 @@ from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator  # noqa: E402
 from lrsearch.base.stats import mean_interval  # noqa: E402
 from lrsearch.base.text import clipped  # noqa: E402
 from lrsearch.store.certificate import Certificate  # noqa: E402
-from lrsearch.views.curves import TrialCurves  # noqa: E402
+from lrsearch.store.records import TrialCurves  # noqa: E402
+from lrsearch.views.curves import lr_curve  # noqa: E402
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, searchable in a page
 
@@ -166,7 +167,7 @@ def to_bytes(figure: Figure, fmt: str) -> bytes:
 def _draw_lr(axes: Axes, trials: Sequence[TrialCurves], legend: bool) -> None:
     every_lr: list[float] = []
     for curves in trials:
-        xs, ys = curves.lr_curve()
+        xs, ys = lr_curve(curves)
         axes.step(xs, ys, where="post", label=curves.label)
         every_lr += ys
     axes.set(xlabel="epoch", ylabel="learning rate")

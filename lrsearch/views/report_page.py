@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from lrsearch.base.errors import error_field
 from lrsearch.base.text import LINE, clipped
 from lrsearch.store.certificate import stored_certificate
-from lrsearch.store.records import score_label
+from lrsearch.store.records import TrialCurves, score_label
 from lrsearch.store.replay import REPLAY_ATTR, Replay
 from lrsearch.views import plots
-from lrsearch.views.curves import TrialCurves, best_loss_by_schedule, finished_curves, top_completed
+from lrsearch.views.curves import best_loss_by_schedule, finished_curves, top_completed
 from lrsearch.views.summary import (
     best_score_line,
     counts_line,

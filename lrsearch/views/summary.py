@@ -38,7 +38,8 @@ class TrialRow:
         record = TrialRecord.of(trial)
         if record is None:
             return None
-        score = None if record.val_score is None else record.val_score[-1]
+        curves = record.curves
+        score = None if curves is None or curves.val_score is None else curves.val_score[-1]
         return cls(
             record.number, record.spec, record.value, score, record.score_label, record.score_direction, record.score
         )

@@ -12,7 +12,8 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-from lrsearch.views.curves import TrialCurves
+from lrsearch.store.records import TrialCurves
+from lrsearch.views.curves import lr_curve
 from lrsearch.views.summary import format_params
 
 WIDTH, HEIGHT = 900, 320
@@ -24,7 +25,7 @@ FONT = 'font-family="DejaVu Sans, Arial, sans-serif"'
 
 def trial_svg(curves: TrialCurves) -> str:
     """The trial's picture as an SVG document."""
-    xs, lrs = curves.lr_curve()
+    xs, lrs = lr_curve(curves)
     epochs = [float(e) for e in curves.epochs]
     log = _spans_decades(lrs)
     lr_panel = _Panel(PANELS[0], (min(xs), max(xs)), _y_range(lrs, log), log)

@@ -7,6 +7,7 @@ import warnings
 import optuna
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from lrsearch.problem.build import LoadedSchedule, build_optimizer
 from lrsearch.problem.config import load_config
@@ -62,3 +63,71 @@ print("torch._dynamo" in sys.modules)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("version", "on"),
+    [("2.13.0+cpu", True), ("2.13.2", True), ("2.14.0", False), ("2.12.1+cu121", False), ("3.0.0", False)],
+)
+def test_torch_s_private_names_are_used_only_on_the_releases_tested(version, on):
+    from lrsearch.base.torch_private import private_names_on
+
+    assert private_names_on(version) is on
+
+
+def test_the_installed_torch_is_one_tested():
+    from lrsearch.base.torch_private import private_names_on
+
+    assert private_names_on()
+
+
+def _shadow_lrs(spec, steps_per_epoch: int = 4) -> list[float]:
+    schedule, lrs = LoadedSchedule(spec), []
+    optimizer, scheduler = schedule.shadow(steps_per_epoch)
+    for epoch in range(spec.epochs):
+        for _ in range(steps_per_epoch):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            schedule.after_batch(scheduler)
+        schedule.after_epoch(scheduler, 1.0 / (epoch + 1))
+    assert optimizer.param_groups[0]["params"][0].tolist() == [0.0]  # a step without a gradient changed nothing
+    return lrs
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_on_a_torch_release_not_tested_the_shadow_steps_once_with_one_line_and_the_same_lrs(monkeypatch, caplog, name):
+    from lrsearch.base import torch_private
+
+    config = load_config(None, {"search.schedules": [name]})
+    spec = sample_run_spec(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask(), config, 4)
+    tested = _shadow_lrs(spec)
+    monkeypatch.setattr(torch_private, "torch_version", lambda: "9.0.0")
+    monkeypatch.setattr(torch_private._private_names, "said", False, raising=False)
+    steps = []
+    hook = register_optimizer_step_post_hook(lambda optimizer, *_: steps.append(optimizer))
+    try:
+        with caplog.at_level("WARNING", logger="lrsearch"), warnings.catch_warnings():
+            warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" among them
+            assert _shadow_lrs(spec) == tested
+            assert _shadow_lrs(spec) == tested
+    finally:
+        hook.remove()
+    assert len(steps) == 2  # each shadow stepped for real, once
+    lines = [r.getMessage() for r in caplog.records if "not one lrsearch was tested with" in r.getMessage()]
+    assert len(lines) == 1 and "torch 9.0.0" in lines[0]
+
+
+def test_on_a_torch_release_not_tested_optimizers_are_set_up_as_torch_sets_them_up():
+    script = """
+import sys
+from lrsearch.base import torch_private
+torch_private.torch_version = lambda: "9.0.0"
+torch_private.skip_dynamo_on_optimizer_setup()
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+print("torch._dynamo" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"  # torch's own wrapper imported it
+    assert "torch 9.0.0 is not one lrsearch was tested with" in done.stderr

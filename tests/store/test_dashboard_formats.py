@@ -106,3 +106,63 @@ def test_a_figure_replaces_the_one_stored_under_its_id_as_the_dashboard_s_does(s
 def test_a_trial_s_artifact_path_is_the_dashboard_s(study):
     trial = study.ask()
     assert artifact_path(trial, "abc-123") == get_artifact_path(trial, "abc-123")
+
+
+@pytest.mark.parametrize(
+    ("version", "own"),
+    [("0.21.0", True), ("0.21.4", True), ("0.22.0", False), ("0.18.0", False), ("1.0.0", False), (None, True)],
+)
+def test_the_own_formats_are_written_only_with_the_dashboard_releases_tested_or_none(monkeypatch, version, own):
+    from lrsearch.store import dashboard_formats
+
+    monkeypatch.setattr(dashboard_formats, "dashboard_version", lambda: version)  # None: not installed
+    assert dashboard_formats.own_formats_on() is own
+
+
+def test_the_installed_dashboard_is_one_tested():
+    from lrsearch.store.dashboard_formats import dashboard_version, own_formats_on
+
+    assert dashboard_version().startswith("0.21.") and own_formats_on()
+
+
+def test_an_unknown_dashboard_release_writes_through_its_own_functions_with_one_line_and_the_same_results(
+    monkeypatch, study, caplog
+):
+    import optuna_dashboard
+
+    from lrsearch.store import dashboard_formats
+
+    monkeypatch.setattr(dashboard_formats, "dashboard_version", lambda: "9.0.0")
+    monkeypatch.setattr(dashboard_formats._own_formats, "said", False, raising=False)
+    called = []
+    for name in ("save_note", "save_plotly_graph_object"):
+        own = getattr(optuna_dashboard, name)
+        spy = lambda *args, _own=own, _name=name, **kwargs: called.append(_name) or _own(*args, **kwargs)  # noqa: E731
+        monkeypatch.setattr(optuna_dashboard, name, spy)
+    trial, long = study.ask(), _figure(900)
+    short = _figure(3) | {"layout": {"title": {"text": "3 points"}, "yaxis": {"type": "log"}}}  # as drawn: a layout
+    with caplog.at_level("WARNING", logger="lrsearch"):
+        save_new_trial_note(trial, "![LR and loss](/artifacts/1/2/3)\n" + LONG)
+        save_study_note(study, LONG, study_attrs(study))
+        save_study_note(study, "## shorter")
+        save_figure(study, "top-lr-curves", long)
+        save_figure(study, "top-lr-curves", short, study_attrs(study))
+        path = artifact_path(trial, "abc-123")
+    assert called == ["save_note", "save_note", "save_note", "save_plotly_graph_object", "save_plotly_graph_object"]
+    lines = [r.getMessage() for r in caplog.records if "not one lrsearch was tested with" in r.getMessage()]
+    assert len(lines) == 1 and "9.0.0" in lines[0]
+    assert get_note(trial) == "![LR and loss](/artifacts/1/2/3)\n" + LONG
+    assert get_note(study) == study_note(study) == "## shorter"
+    assert _figures(study) == {"top-lr-curves": short}  # as lrsearch draws it: no template added
+    assert path == get_artifact_path(trial, "abc-123") == f"/artifacts/{study._study_id}/{trial._trial_id}/abc-123"
+
+
+def test_without_plotly_the_dashboard_s_own_function_stores_the_figure_as_the_own_format_does(monkeypatch, study):
+    import sys
+
+    from lrsearch.store import dashboard_formats
+
+    monkeypatch.setattr(dashboard_formats, "dashboard_version", lambda: "9.0.0")
+    monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)  # as if plotly were not installed
+    save_figure(study, "schedule-types", _figure(900))
+    assert _figures(study) == {"schedule-types": _figure(900)}

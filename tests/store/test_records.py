@@ -3,6 +3,8 @@ absent (named in `unreadable`) instead of failing the view that reads it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -14,6 +16,7 @@ from lrsearch.store.records import (
     STEPS_PER_EPOCH,
     WORKER_ATTR,
     EpochRecord,
+    TrialCurves,
     TrialRecord,
     curve_attrs,
     run_attrs,
@@ -33,18 +36,19 @@ def test_what_a_trial_stores_reads_back():
     attrs = run_attrs(SPEC, "cpu") | curve_attrs(EPOCHS, "accuracy", 4) | {WORKER_ATTR: "host:1"}
     record = TrialRecord.of(_stored(attrs))
     assert record is not None and record.unreadable == frozenset()
-    assert (record.spec, record.device, record.worker, record.steps_per_epoch) == (SPEC, "cpu", "host:1", 4)
-    assert record.lr == [r.lr for r in EPOCHS] and record.val_loss == [r.val_loss for r in EPOCHS]
-    assert record.train_loss == [r.train_loss for r in EPOCHS]
-    assert (record.score, record.score_label, record.val_score) == ("accuracy", "accuracy", [0.6, 0.7, 0.8])
+    assert (record.spec, record.device, record.worker) == (SPEC, "cpu", "host:1")
     assert record.value == 0.3 and record.pruned_reason is None and record.fail_reason is None
+    curves = record.curves  # the same curves a trial ending now has from its epochs, read back
+    ending = TrialCurves.of_run(record.number, SPEC, EPOCHS, TrialState.COMPLETE, 4)
+    assert curves == replace(ending, value=0.3, score="accuracy", val_score=[0.6, 0.7, 0.8], recorded_step_lrs=None)
+    assert curves.score_label == "accuracy" and curves.epochs == [1, 2, 3]
 
 
 def test_a_task_without_a_score_stores_no_score_curve():
     attrs = curve_attrs(EPOCHS, None, 4)
     assert not any(key.startswith("val_") and key != "val_loss" for key in attrs)
-    record = TrialRecord.of(_stored(run_attrs(SPEC, "cpu") | attrs))
-    assert record is not None and (record.score, record.score_label, record.val_score) == (None, None, None)
+    curves = TrialRecord.of(_stored(run_attrs(SPEC, "cpu") | attrs)).curves
+    assert curves is not None and (curves.score, curves.score_label, curves.val_score) == (None, None, None)
 
 
 @pytest.mark.parametrize("run_spec", [None, "<script>", {"epochs": "many"}, [1, 2]], ids=repr)
@@ -58,7 +62,23 @@ def test_a_malformed_attribute_is_none_and_named():
     hostile |= {score_key("accuracy"): "high", score_key("r2"): [0.25]}
     record = TrialRecord.of(_stored(run_attrs(SPEC, "cpu") | hostile, TrialState.FAIL))
     assert record is not None
-    assert (record.lr, record.val_loss, record.steps_per_epoch, record.worker, record.fail_reason) == (None,) * 5
-    assert record.train_loss is None and "train_loss" not in record.unreadable  # absent is not unreadable
+    assert (record.curves, record.worker, record.fail_reason) == (None,) * 3
+    assert "train_loss" not in record.unreadable  # absent is not unreadable
     assert record.unreadable == {"lr", "val_loss", STEPS_PER_EPOCH, WORKER_ATTR, FAIL_REASON, "val_accuracy"}
-    assert (record.score, record.score_label, record.val_score) == ("r2", "R²", [0.25])  # the readable one
+
+
+def test_the_score_curve_is_the_first_readable_one():
+    attrs = run_attrs(SPEC, "cpu") | curve_attrs(EPOCHS, None, 4)
+    attrs |= {score_key("accuracy"): "high", score_key("r2"): [0.25, 0.5, 0.75]}
+    curves = TrialRecord.of(_stored(attrs)).curves
+    assert (curves.score, curves.score_label, curves.val_score) == ("r2", "R²", [0.25, 0.5, 0.75])
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [{"lr": [0.1]}, {"train_loss": None}, {"val_loss": []}, {STEPS_PER_EPOCH: "many"}],
+    ids=["shorter lr", "unreadable train loss", "no epoch", "unreadable steps"],
+)
+def test_curves_that_do_not_line_up_are_none(broken):
+    attrs = run_attrs(SPEC, "cpu") | curve_attrs(EPOCHS, "accuracy", 4) | broken
+    assert TrialRecord.of(_stored(attrs)).curves is None

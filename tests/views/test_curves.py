@@ -10,7 +10,8 @@ from lrsearch.engines.lone import train
 from lrsearch.problem.schedules import SCHEDULES, Budget
 from lrsearch.problem.space import _Namespaced
 from lrsearch.problem.spec import ModelSpec, RunSpec, ScheduleSpec
-from lrsearch.views.curves import TrialCurves, best_loss_by_schedule, lr_by_step, thin, top_completed
+from lrsearch.store.records import TrialCurves
+from lrsearch.views.curves import best_loss_by_schedule, lr_by_step, thin, top_completed
 
 EPOCHS = 5
 

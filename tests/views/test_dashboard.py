@@ -14,13 +14,15 @@ import yaml
 from optuna.trial import TrialState
 
 # The dashboard's own readers of what lrsearch writes in its format (notes and plotly figures).
+from optuna_dashboard import save_note
 from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 from optuna_dashboard._note import get_note_from_system_attrs
 from typer.testing import CliRunner
 
 from lrsearch.cli import app
 from lrsearch.problem.spec import RunSpec
-from lrsearch.views.curves import TrialCurves, thin
+from lrsearch.store.records import TrialRecord
+from lrsearch.views.curves import thin, trial_lr_by_step
 from lrsearch.views.dashboard import FIGURE_IDS, trial_pictures
 
 runner = CliRunner()
@@ -59,8 +61,8 @@ def test_the_study_carries_the_best_trials_figures_and_config(tiny_config_file):
         go.Figure(figure)  # plotly's own objects accept it: every trace and layout property is one plotly has
 
     # The first LR curve is the best trial's, step by step, as it trained.
-    best = TrialCurves.of(study.best_trial)
-    xs, ys = thin(*best.lr_by_step())
+    best = TrialRecord.of(study.best_trial).curves
+    xs, ys = thin(*trial_lr_by_step(best))
     first = figures["top-lr-curves"]["data"][0]
     assert first["name"] == f"#{study.best_trial.number} {best.spec.schedule.name}"
     assert first["x"][:-1] == pytest.approx(xs) and first["y"][:-1] == pytest.approx(ys, rel=1e-4)
@@ -92,6 +94,24 @@ def test_a_refresh_reads_the_study_s_attributes_once_and_writes_what_the_dashboa
     del study._storage.get_study_system_attrs
     assert len(reads) == 1
     assert get_plotly_graph_objects(_system_attrs(study)) == before
+
+
+def test_a_refresh_on_a_dashboard_release_not_tested_stores_the_same_figures_and_note(tiny_config_file, monkeypatch):
+    from lrsearch.store import dashboard_formats
+    from lrsearch.views.dashboard import refresh_study
+
+    study = _search(tiny_config_file)
+    attrs = _system_attrs(study)
+    before = {key: json.loads(value) for key, value in get_plotly_graph_objects(attrs).items()}
+    note = get_note_from_system_attrs(attrs, None)["body"]
+    for key in [key for key in attrs if key.startswith("dashboard:plot_data:")]:
+        study._storage.set_study_system_attr(study._study_id, key, "")  # as if never drawn
+    save_note(study, "an older note")
+    monkeypatch.setattr(dashboard_formats, "dashboard_version", lambda: "9.0.0")  # the dashboard's own functions
+    refresh_study(study)
+    attrs = _system_attrs(study)
+    assert {key: json.loads(value) for key, value in get_plotly_graph_objects(attrs).items()} == before
+    assert get_note_from_system_attrs(attrs, None)["body"] == note
 
 
 def test_figures_off_attaches_nothing(tiny_config_file, tmp_path):

@@ -6,8 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from lrsearch.problem.spec import RunSpec
-from lrsearch.store.records import EpochRecord
-from lrsearch.views.curves import TrialCurves
+from lrsearch.store.records import EpochRecord, TrialCurves
 from lrsearch.views.trial_svg import trial_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
