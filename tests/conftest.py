@@ -35,8 +35,10 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _one_thread() -> None:
+    """Every test starts on one torch thread, whatever an earlier one's command left set (a CLI command run
+    in-process pins its own): a stack and a lone run compared to 1e-6 must add up in the same order."""
     torch.set_num_threads(1)
 
 
