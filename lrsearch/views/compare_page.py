@@ -14,8 +14,8 @@ from lrsearch.base.errors import ConfigError
 from lrsearch.base.text import LINE, clipped
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import Candidate, Certificate, stored_certificate
+from lrsearch.store.records import TrialRecord
 from lrsearch.views import plots
-from lrsearch.views.curves import TrialCurves
 from lrsearch.views.report_page import Section
 from lrsearch.views.summary import Summary, counts_line, current_certificate, format_params, summarize
 
@@ -51,7 +51,8 @@ def compared(study: optuna.Study) -> Compared:
     if summary.best is None:
         raise ConfigError(f"--study-name: study {clipped(study.study_name)!r} has no completed trial to compare")
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == summary.best.number)
-    curves = TrialCurves.of(trial)
+    record = TrialRecord.of(trial)
+    curves = None if record is None else record.curves
     certificate = current_certificate(study)
     stored = stored_certificate(study)
     if certificate is not None:
