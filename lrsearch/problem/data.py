@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lrsearch.base.device import one_thread
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.model import make_mlp
 from lrsearch.problem.spec import DataSpec, RunSpec
@@ -292,7 +293,8 @@ def _check_one_step(
     """Run the user's model and loss on a few training rows, so a shape mistake is one line now rather than
     a failed trial for every trial of the search."""
     try:
-        loss = loss_fn(model().to(device)(x.to(device)), y.to(device))
+        with one_thread():
+            loss = loss_fn(model().to(device)(x.to(device)), y.to(device))
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
