@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -44,3 +46,15 @@ def pin_threads(device: torch.device, threads: int = 1) -> None:
     and its worker gets its share of the cores."""
     if device.type == "cpu":
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Within: torch on one CPU thread, for a probe of a few rows. On more, its threads would only wait
+    for each other, and beside another process's busy core a 10 ms probe took 0.7 s."""
+    outside = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(outside)

@@ -295,7 +295,7 @@ class _Trainer:
             if self.data.stackable:
                 self._stack = STACK_GPU if self.device.type == "cuda" else STACK_CPU
             else:
-                # Measured as for a search of 4 trials per run, so the measurement may pick its largest size.
+                # Chosen as for a search of 4 trials per run, whose largest stack (a quarter) holds every run.
                 sized = self.config.model_copy(
                     update={"study": self.config.study.model_copy(update={"trials": 4 * runs, "stack": "auto"})}
                 )

@@ -11,6 +11,7 @@ from lrsearch.engines.lone import LoneEngine
 from lrsearch.engines.seeds import SeedsEngine
 from lrsearch.engines.stacked_func import FuncStackedTrainer
 from lrsearch.engines.stacked_mlp import StackedTrainer
+from lrsearch.engines.threads import ThreadChooser, ThreadsByLoad
 from lrsearch.problem.data import Data
 from lrsearch.problem.spec import RunSpec
 
@@ -22,7 +23,9 @@ def engine_for(data: Data, device: torch.device, stack: int, seeds: int = 1) -> 
     on a real module), so that it trains as it replays; a stack of the built-in MLP on tensors by its
     specialised engine (1.9x as fast as the general one at K=10, 1.4x at K=50: benchmarks/throughput.py); any
     other model by the general stacked engine (`torch.func`), which `choose_stack` found it can train.
-    With `seeds` > 1 each trial is `seeds` runs of that engine, and its epoch their mean (`SeedsEngine`)."""
+    With `seeds` > 1 each trial is `seeds` runs of that engine, and its epoch their mean (`SeedsEngine`).
+    A stack on the CPU given more than one torch thread (`pin_threads`) trains each epoch on as many as
+    fit beside other processes' work (`ThreadsByLoad`), one chooser for all the engines this makes."""
 
     def new(spec: RunSpec) -> Engine:
         if stack == 1:
@@ -31,4 +34,8 @@ def engine_for(data: Data, device: torch.device, stack: int, seeds: int = 1) -> 
             return StackedTrainer(data, spec, device)
         return FuncStackedTrainer(data, spec, device)
 
-    return new if seeds == 1 else lambda spec: SeedsEngine(new(spec), seeds)
+    with_seeds = new if seeds == 1 else lambda spec: SeedsEngine(new(spec), seeds)
+    if stack == 1 or device.type != "cpu" or torch.get_num_threads() == 1:
+        return with_seeds
+    chooser = ThreadChooser(torch.get_num_threads())
+    return lambda spec: ThreadsByLoad(with_seeds(spec), chooser)

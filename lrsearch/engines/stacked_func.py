@@ -47,6 +47,7 @@ from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader, IterableDataset
 
+from lrsearch.base.device import one_thread
 from lrsearch.engines.interface import EpochOutcome
 from lrsearch.engines.stacked_mlp import StackedUpdate
 from lrsearch.problem.batches import Batch, combine, equal, first_rows, to_device, tree_map
@@ -351,7 +352,8 @@ def stackable(data: Data, spec: RunSpec, device: torch.device | str = "cpu") -> 
         return f"autocast {data.hooks.autocast}: under torch's vmap the forward runs in float32 whatever autocast says"
     twins = [spec, spec.model_copy(update={"seed": (spec.seed + 1) % 2**31})]
     try:
-        with _batching_fallbacks(), torch.random.fork_rng(devices=[]), _kept(getattr(data.train, "generator", None)):
+        generator = getattr(data.train, "generator", None)
+        with _batching_fallbacks(), one_thread(), torch.random.fork_rng(devices=[]), _kept(generator):
             rows = _first_rows(data, device)
             trainer = FuncStackedTrainer(data, spec, device)
             for index, twin in enumerate(twins):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lrsearch.base.device import one_thread
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.batches import Batch, combine, first_rows, is_pair, leaves, to_device
 from lrsearch.problem.hooks import Hooks, Score
@@ -353,8 +354,9 @@ def _check_steps(where: str, data: Data, train: Batch, val: Batch, device: torch
     hooks = data.hooks
     what = "train_step(model, batch)" if hooks.train_step is not None else "loss(model(x), y)"
     try:
-        model = data.model_factory().to(device)
-        loss = data.train_loss(model, to_device(first_rows(train, 2), device))
+        with one_thread():
+            model = data.model_factory().to(device)
+            loss = data.train_loss(model, to_device(first_rows(train, 2), device))
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - the user's code; say what it raised, in one line
@@ -365,7 +367,7 @@ def _check_steps(where: str, data: Data, train: Batch, val: Batch, device: torch
         return  # the evaluation is the training step's model and loss, which just ran
     what = "eval_step(model, batch), then loss(output, target)" if hooks.eval_step else "loss(model(x), y)"
     try:
-        with torch.no_grad():
+        with one_thread(), torch.no_grad():
             output, target = data.eval_outputs(model.eval(), to_device(first_rows(val, 2), device))
             loss = data.loss(output, target)
             if hooks.score is not None:

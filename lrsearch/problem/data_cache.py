@@ -12,10 +12,9 @@ whole (a temporary file, then renamed), read without pickle, and hold numbers on
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from importlib import metadata
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lrsearch.base.user_cache import cache_folder as user_cache_folder
+from lrsearch.base.user_cache import write_whole
 from lrsearch.problem.spec import DataSpec
 
 FORMAT = 1  # bump when what `make` returns changes meaning: older files are then never read
@@ -33,8 +34,7 @@ Arrays = dict[str, np.ndarray]
 
 def cache_folder() -> Path:
     """Where the arrays are kept (the XDG base directory convention)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lrsearch" / "data"
+    return user_cache_folder("data")
 
 
 def cached_arrays(spec: DataSpec, seed: int, make: Callable[[], Arrays]) -> Arrays:
@@ -61,16 +61,6 @@ def _key(spec: DataSpec, seed: int) -> str:
 
 
 def _store(path: Path, arrays: Arrays) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    except OSError as error:
-        _log.debug("data cache %s not written: %s", path, error)
-        return
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(temporary, path)  # whole or not at all: two commands at once each write a whole file
-    except OSError as error:
-        _log.debug("data cache %s not written: %s", path, error)
-        Path(temporary).unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_whole(path, buffer.getvalue())  # two commands at once each write a whole file

@@ -7,16 +7,31 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lrsearch.engines.autostack import AUTO_STACK_CPU, StackChoice, choose_stack, problem_spec
+from lrsearch.engines.autostack import (
+    AUTO_STACK_CPU,
+    AUTO_STACK_GPU,
+    StackChoice,
+    choose_stack,
+    largest_stack,
+    pick_size,
+    problem_spec,
+)
 from lrsearch.engines.factory import engine_for
 from lrsearch.problem.config import SearchConfig
 from tests.conftest import TINY
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache(tmp_path, monkeypatch):
+    """Each test measures afresh: no speeds kept by another test of the same model."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def _config(stack: int | str = "auto", trials: int = 50) -> SearchConfig:
@@ -41,8 +56,29 @@ def _own_model(tiny_data, factory):
 
 def test_the_built_in_mlp_stacks_at_the_cpu_size_capped_by_the_budget():
     assert choose_stack(_config(), CPU, None).size == AUTO_STACK_CPU
-    assert choose_stack(_config(trials=12), CPU, None).size == 3  # four generations of finished trials
+    assert choose_stack(_config(trials=12), CPU, None).size == 10  # the sampler's random start: no loss
+    assert choose_stack(_config(trials=6), CPU, None).size == 6  # never more than the budget
     assert choose_stack(_config(stack=7), CPU, None).size == 7
+    gpu = torch.device("cuda")  # chosen, not used: no GPU needed
+    assert choose_stack(_config(trials=200), gpu, None).size == 50  # four generations past the random start
+    assert choose_stack(_config(trials=2000), gpu, None).size == AUTO_STACK_GPU
+
+
+@pytest.mark.parametrize(("trials", "largest"), [(1, 1), (6, 6), (12, 10), (30, 10), (50, 13), (200, 50), (None, None)])
+def test_the_largest_stack_keeps_four_generations_past_the_samplers_random_start(trials, largest):
+    assert largest_stack(trials) == largest
+
+
+def test_the_size_is_the_fastest_search_of_the_budget_each_larger_one_taken_at_1_3x():
+    speeds = {1: 10.0, 10: 40.0, 50: 60.0}  # trial-epochs a second
+    assert pick_size(speeds, 12) == 10  # a quarter of 12 would be 3: ruled out though 10 is 3.3x as fast
+    assert pick_size(speeds, 30) == 10
+    # 50 trials: 13 (its speed interpolated between 10's and 50's) searches only 1.03x as fast as 10
+    assert pick_size(speeds, 50) == 10
+    assert pick_size(speeds, 200) == 50  # four generations of 50, 1.5x as fast as twenty of 10
+    assert pick_size(speeds, None) == 50
+    assert pick_size({1: 10.0, 10: 12.0}, 30) == 1  # 1.2x: not worth the sampler's later look
+    assert pick_size({1: 10.0, 10: 40.0, 50: 44.0}, 200) == 10  # 50 gains only 1.1x over 10
 
 
 def test_a_model_that_cannot_be_stacked_trains_one_at_a_time_and_says_why(tiny_data):
