@@ -160,6 +160,7 @@ def certificate_table(certificate: Certificate) -> Table:
     table = Table(title=Text(f"certificate: mean ± 95% interval over {certificate.seeds_text}"))
     table.add_column("schedule", no_wrap=True)
     table.add_column("kind")
+    table.add_column("seeds", no_wrap=True)
     other = other_test_column(certificate)
     for column in ("val loss", "test loss", *([f"test {score}"] if score else []), *([other] if other else [])):
         table.add_column(column, justify="right", no_wrap=True)
@@ -175,8 +176,19 @@ def certificate_table(certificate: Certificate) -> Table:
                 figures.append("-" if candidate.score is None else candidate.score.text())
             if other:
                 figures.append(other_test_text(candidate))
-        table.add_row(Text(clipped(candidate.label) + mark), candidate.kind, *figures)
+        table.add_row(Text(clipped(candidate.label) + mark), candidate.kind, race_text(candidate), *figures)
     return table
+
+
+# How a candidate's stop in the race (`Candidate.raced`) reads in a table's narrow column.
+_RACE_WORDS = (("worse than", "worse"), ("within noise", "tied"), ("decided", "decided"), ("in the race", "cap"))
+
+
+def race_text(candidate: Candidate) -> str:
+    """`3, worse`: the fresh seeds it trained at, and in a word why it stopped racing."""
+    why = candidate.raced or ""
+    word = next((word for start, word in _RACE_WORDS if why.startswith(start)), "")
+    return f"{candidate.seeds}, {word}" if word else str(candidate.seeds)
 
 
 def other_test_column(certificate: Certificate) -> str | None:
