@@ -9,15 +9,15 @@ imports it): slower to start, the same LRs.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import torch
 from torch.optim import Optimizer
 
+from lrsearch.base.versions import is_tested, say_untested_once
+
 # The torch releases (major.minor) whose private names below the tests ran.
 TESTED_TORCH = ("2.13",)
-_log = logging.getLogger("lrsearch")
 
 
 def torch_version() -> str:
@@ -26,20 +26,14 @@ def torch_version() -> str:
 
 def private_names_on(version: str | None = None) -> bool:
     """Whether the private names are used with this torch release (default: the installed one)."""
-    release = (version or torch_version()).split("+")[0]
-    return ".".join(release.split(".")[:2]) in TESTED_TORCH
+    return is_tested(version or torch_version(), TESTED_TORCH)
 
 
 def _private_names() -> bool:
     on = private_names_on()
-    if not on and not getattr(_private_names, "said", False):
-        _private_names.said = True  # type: ignore[attr-defined]
-        _log.warning(
-            "torch %s is not one lrsearch was tested with (%s): its optimizers are set up as torch sets them "
-            "up, slower to start with the same results",
-            torch_version(),
-            ", ".join(f"{v}.x" for v in TESTED_TORCH),
-        )
+    if not on:
+        then = "its optimizers are set up as torch sets them up, slower to start with the same results"
+        say_untested_once(_private_names, "torch", torch_version(), TESTED_TORCH, then)
     return on
 
 

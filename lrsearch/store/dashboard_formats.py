@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
 import optuna
 
+from lrsearch.base.versions import is_tested, say_untested_once
 from lrsearch.store.optuna_private import storage_of
 
 # The optuna-dashboard releases (major.minor) whose stored formats the tests held lrsearch's own to.
 TESTED_DASHBOARD = ("0.21",)
-_log = logging.getLogger("lrsearch")
 CHUNK = 2045  # the longest string the dashboard stores in one system attribute (SYSTEM_ATTR_MAX_LENGTH)
 PLOT_DATA = "dashboard:plot_data:"
 
@@ -48,19 +47,16 @@ def own_formats_on(version: str | None = None) -> bool:
     """Whether lrsearch writes the dashboard's formats itself with this optuna-dashboard release (default:
     the installed one; see the module's docstring)."""
     version = version or dashboard_version()
-    return version is None or ".".join(version.split(".")[:2]) in TESTED_DASHBOARD
+    return version is None or is_tested(version, TESTED_DASHBOARD)
 
 
 def _own_formats() -> bool:
     on = own_formats_on()
-    if not on and not getattr(_own_formats, "said", False):
-        _own_formats.said = True  # type: ignore[attr-defined]
-        _log.warning(
-            "optuna-dashboard %s is not one lrsearch was tested with (%s): its notes and figures are written "
-            "through optuna-dashboard's own functions, slower with the same results",
-            dashboard_version(),
-            ", ".join(f"{v}.x" for v in TESTED_DASHBOARD),
+    if not on:
+        then = (
+            "its notes and figures are written through optuna-dashboard's own functions, slower with the same results"
         )
+        say_untested_once(_own_formats, "optuna-dashboard", dashboard_version(), TESTED_DASHBOARD, then)
     return on
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import logging
 import os
 import threading
 import warnings
@@ -33,6 +32,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.base.versions import is_tested, say_untested_once
 from lrsearch.store.records import FAIL_REASON, WORKER_ATTR
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 # The Optuna releases (major.minor) whose private storage internals the suite ran the fast path on.
 TESTED_OPTUNA = ("5.1",)
 FAST_PATH_ENV = "LRSEARCH_OPTUNA_FAST_PATH"  # "0": always the public path; "1": the fast path on any release
-_log = logging.getLogger("lrsearch")
 
 
 def fast_path_on(version: str | None = None) -> bool:
@@ -50,19 +49,14 @@ def fast_path_on(version: str | None = None) -> bool:
     wanted = os.environ.get(FAST_PATH_ENV)
     if wanted in {"0", "1"}:
         return wanted == "1"
-    return ".".join((version or optuna.__version__).split(".")[:2]) in TESTED_OPTUNA
+    return is_tested(version or optuna.__version__, TESTED_OPTUNA)
 
 
 def _fast_path() -> bool:
     on = fast_path_on()
-    if not on and os.environ.get(FAST_PATH_ENV) != "0" and not getattr(_fast_path, "said", False):
-        _fast_path.said = True  # type: ignore[attr-defined]
-        _log.warning(
-            "Optuna %s is not one lrsearch was tested with (%s): its storage is used through Optuna's public "
-            "API, slower with the same results",
-            optuna.__version__,
-            ", ".join(f"{v}.x" for v in TESTED_OPTUNA),
-        )
+    if not on and os.environ.get(FAST_PATH_ENV) != "0":
+        then = "its storage is used through Optuna's public API, slower with the same results"
+        say_untested_once(_fast_path, "Optuna", optuna.__version__, TESTED_OPTUNA, then)
     return on
 
 
