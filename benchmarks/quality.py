@@ -253,16 +253,7 @@ def length(args: argparse.Namespace) -> None:
     )
     for task in args.tasks.split(","):
         for seed in _seeds(args):
-            config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
-            result = lrsearch.search(
-                config,
-                task=task,
-                seed=seed,
-                trials=args.trials,
-                epochs=args.epochs,
-                study_name=f"{task}-{seed}",
-                progress=False,
-            )
+            result = _uncertified_search(task, seed, args)
             device = torch.device(args.device)
             certificate = certify(result.study, result.config, device=device, seeds=FRESH_SEEDS, epochs=args.long)
             chosen = certificate.recommended_candidate
@@ -309,16 +300,7 @@ def against_sweep(args: argparse.Namespace) -> None:
     )
     for task in args.tasks.split(","):
         for seed in _seeds(args):
-            config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
-            result = lrsearch.search(
-                config,
-                task=task,
-                seed=seed,
-                trials=args.trials,
-                epochs=args.epochs,
-                study_name=f"{task}-{seed}",
-                progress=False,
-            )
+            result = _uncertified_search(task, seed, args)
             device = torch.device(args.device)
             settings = result.config.study
             certificate = certify(
@@ -346,6 +328,20 @@ def against_sweep(args: argparse.Namespace) -> None:
                 f"{certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
                 flush=True,
             )
+
+
+def _uncertified_search(task: str, seed: int, args: argparse.Namespace) -> lrsearch.SearchResult:
+    """The default search of `args.trials` trials of `args.epochs` epochs, in memory, quiet, not certified."""
+    config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
+    return lrsearch.search(
+        config,
+        task=task,
+        seed=seed,
+        trials=args.trials,
+        epochs=args.epochs,
+        study_name=f"{task}-{seed}",
+        progress=False,
+    )
 
 
 def _sweep(
