@@ -10,9 +10,10 @@ gives it the answer's mean LR), widened while its best LR is at an edge, at the 
 loss as the trials were judged. At the search's own length the searched trials' LRs already are chosen
 so; at another length (`epochs`) they are stretched (their epoch counts scaled, and named so) and swept
 like the controls, since the best LR of a longer run is lower. Two things are trained, in as few rounds
-as they allow (`_Trainer.rounds`): the LR sweeps, and the fresh-seed runs of every candidate whose LR is
-chosen, each as soon as it is. Each run is measured at its last epoch and at its best val epoch (what a
-checkpoint or early stopping keeps); `judge` says which one decides.
+as they allow (`_Trainer.train_round`): the LR sweeps, and the race (`race.race`) of every candidate
+whose LR is chosen, its first seeds beside the sweeps' next round as soon as it is chosen. Each run is
+measured at its last epoch and at its best val epoch (what a checkpoint or early stopping keeps); `judge`
+says which one decides.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -40,7 +41,7 @@ from lrsearch.certification.controls import (
     lr_grid,
     next_lr,
 )
-from lrsearch.certification.race import Entrant, race
+from lrsearch.certification.race import FIRST_SEEDS, Entrant, race
 from lrsearch.certification.verdict import judge as judge_candidates
 from lrsearch.engines.autostack import choose_stack
 from lrsearch.engines.factory import engine_for
@@ -137,12 +138,21 @@ def certify(
 
     fresh = fresh_seeds(config.study.seed, seeds, avoid=config.search.seeds_per_trial)
     fixed, tunables = _candidates(study, searched, config, length, judge)
-    tuned, chosen = trainer.tune(tunables, search_seeds(config.study.seed, config.search.seeds_per_trial))
-    everyone = dict(sorted((fixed | chosen).items(), key=lambda item: item[1][0] is None))  # searched first
-    results: dict[Hashable, RunResult] = {}
 
-    def train(runs: dict[Hashable, RunSpec]) -> None:
-        results.update(trainer.train_all(runs, tested=set(runs)))
+    def start_racing(label: str, spec: RunSpec) -> None:  # its first seeds train beside the tuning left
+        first = fresh[:FIRST_SEEDS]
+        trainer.beside_next_round({(label, seed): spec.model_copy(update={"seed": seed}) for seed in first})
+
+    for label, (_, spec) in fixed.items():
+        start_racing(label, spec)
+    tuned, chosen = trainer.tune(
+        tunables, search_seeds(config.study.seed, config.search.seeds_per_trial), on_chosen=start_racing
+    )
+    everyone = dict(sorted((fixed | chosen).items(), key=lambda item: item[1][0] is None))  # searched first
+    results = trainer.raced_results
+
+    def train(runs: dict[Hashable, RunSpec]) -> None:  # what did not train beside the tuning
+        trainer.train_round({key: spec for key, spec in runs.items() if key not in results}, tested=set(runs))
 
     raced = race(
         {label: spec for label, (_, spec) in everyone.items()},
@@ -288,6 +298,8 @@ class _Trainer:
         self._stack: int | None = None
         self.done = self.total = 0
         self.trained = 0  # run-epochs trained
+        self._waiting: dict[Hashable, RunSpec] = {}  # fresh-seed runs for the next round, beside its own
+        self.raced_results: dict[Hashable, RunResult] = {}  # every run measured on test: the race's
 
     def stack(self, runs: int) -> int:
         """Built-in MLP: `STACK_CPU`/`STACK_GPU`; a model of one's own: what `--stack auto` measures for it."""
@@ -303,11 +315,16 @@ class _Trainer:
         return max(1, min(self._stack, runs))
 
     def tune(
-        self, tunables: list[_Tunable], seeds: list[int]
+        self,
+        tunables: list[_Tunable],
+        seeds: list[int],
+        on_chosen: Callable[[str, RunSpec], None] = lambda label, spec: None,
     ) -> tuple[list[TunedControl], dict[str, tuple[int | None, RunSpec]]]:
         """Choose every tunable's LR: its mean val loss at `seeds` (the search's; an LR is chosen by val
         loss, as the trials were) at its first grid, or at what the search tried, then, in rounds, one
         LR more for each whose best LR is not yet surrounded closely enough by what it tried (`next_lr`).
+        `on_chosen(label, run)` hears of each tuned candidate before the next round, so that its own runs
+        can train beside the tuning left (`beside_next_round`).
 
         Returns:
             How each tunable's LR was chosen, in order; the tuned candidates, label -> (trial, run).
@@ -315,9 +332,16 @@ class _Trainer:
         low, high = self.config.search.lr.low, self.config.search.lr.high
         by_name = {tunable.name: tunable for tunable in tunables}
         tried = {tunable.name: dict(tunable.tried) for tunable in tunables}  # LR -> mean val loss
+
+        def chosen(names: Iterable[str]) -> None:
+            for name in names:
+                if (lr := _best_lr(tried[name])) is not None:
+                    on_chosen(by_name[name].label(lr), by_name[name].run(lr))
+
         # A control the search tried at no LR that finished (all pruned, or none tried) starts from its grid.
         todo = {t.name: [lr for lr in t.grid if lr not in t.tried] for t in tunables if _best_lr(t.tried) is None}
         todo |= {name: [lr] for name in by_name if name not in todo and (lr := self._next(tried[name], low, high))}
+        chosen(name for name in by_name if name not in todo)
         while todo:
             sweep = {
                 (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
@@ -325,12 +349,14 @@ class _Trainer:
                 for lr in lrs
                 for seed in seeds
             }
-            results = self.train_all(sweep, tested=set())
+            results = self.train_round(sweep, tested=set())
             for name, lrs in todo.items():
                 for lr in lrs:
                     values = [results[name, lr, seed].judged_val(self.judge) for seed in seeds]
                     tried[name][lr] = None if None in values else sum(values) / len(values)
-            todo = {name: [lr] for name in todo if (lr := self._next(tried[name], low, high))}
+            left = {name: [lr] for name in todo if (lr := self._next(tried[name], low, high))}
+            chosen(name for name in todo if name not in left)
+            todo = left
         tuned = [
             TunedControl(
                 name=name,
@@ -355,6 +381,19 @@ class _Trainer:
             return None
         lr = next_lr(sorted(tried), best, low, high)
         return None if lr is None or lr in tried else lr
+
+    def beside_next_round(self, runs: dict[Hashable, RunSpec]) -> None:
+        """Train these fresh-seed runs (measured on test) in the next round, beside its own runs: a round
+        costs a run's length in wall time almost however many runs it stacks. Their results: `raced_results`."""
+        self._waiting |= runs
+
+    def train_round(self, runs: dict[Hashable, RunSpec], tested: set[Hashable]) -> dict[Hashable, RunResult]:
+        """`train_all` the runs and, beside them, those waiting for this round; the runs' results."""
+        waiting, self._waiting = self._waiting, {}
+        results = self.train_all(runs | waiting, tested=tested | set(waiting))
+        self.raced_results |= {key: results[key] for key in waiting}
+        self.raced_results |= {key: results[key] for key in tested if key in runs}
+        return {key: results[key] for key in runs}
 
     def train_all(self, runs: dict[Hashable, RunSpec], tested: set[Hashable]) -> dict[Hashable, RunResult]:
         """Train every run to its end, `stack` at a time, a finished run's row refilled at once; the runs

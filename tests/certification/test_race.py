@@ -9,8 +9,9 @@ from conftest import TINY
 from scipy import stats
 
 import lrsearch
+from lrsearch.base.stats import paired_difference
 from lrsearch.certification.certify import certify
-from lrsearch.certification.race import FIRST_SEEDS, STEP, holm, race
+from lrsearch.certification.race import FIRST_SEEDS, holm, race
 from lrsearch.engines.lone import train
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.data import load_data
@@ -45,20 +46,26 @@ def test_holm_adjusts_as_its_step_down_rule_says():
 
 
 def test_a_clearly_worse_candidate_stops_at_the_first_test_and_the_decision_ends_the_race():
-    entrants, trained = _race({"control": 0.30, "searched": 0.60})
-    assert entrants["searched"].seeds == SEEDS[:FIRST_SEEDS]
-    assert entrants["searched"].stopped.startswith(f"worse than control after {FIRST_SEEDS} seeds (paired t-test")
-    assert entrants["control"].stopped == f"decided after {FIRST_SEEDS} seeds"
-    assert len(trained) == 2 * FIRST_SEEDS  # nothing trained past the decision
+    entrants, trained = _race({"control": 0.30, "c2": 0.31, "searched": 0.60, "s2": 0.70})
+    assert entrants["s2"].seeds == SEEDS[:FIRST_SEEDS]
+    assert entrants["s2"].stopped.startswith(f"worse than control after {FIRST_SEEDS} seeds (paired t-test")
+    # The leaders of the two kinds are the finalists, decided by the interval the verdict reads.
+    assert entrants["control"].stopped == entrants["searched"].stopped == f"decided after {FIRST_SEEDS} seeds"
+    assert len(trained) == 4 * FIRST_SEEDS  # nothing trained past the decision
 
 
-def test_candidates_alike_leave_two_finalists_who_race_to_the_cap():
-    entrants, trained = _race({"searched": 0.30, "b": 0.30, "c": 0.30}, noise=0.0)  # each seed gives all the same
-    assert entrants["searched"].seeds == entrants["b"].seeds == SEEDS
-    assert entrants["searched"].stopped == entrants["b"].stopped == "in the race to the cap of 10 seeds"
-    # c is within noise of b, the controls' leader: after the first test it would choose among equals.
-    assert entrants["c"].seeds == SEEDS[:FIRST_SEEDS]
-    assert entrants["c"].stopped.startswith(f"within noise of b after {FIRST_SEEDS} seeds")
+@pytest.mark.parametrize("gap", [0.002, 0.004, 0.006, 0.008])
+def test_the_race_ends_on_the_interval_the_verdict_reads(gap):
+    # One searched schedule a little better than alike controls: a one-sided 5% test can stop the
+    # controls' leader before the verdict's 95% interval excludes zero. The leaders of the two kinds are
+    # never stopped as worse; "decided" means their paired interval excludes zero, as the verdict reads it.
+    means = {"searched": 0.300, "control": 0.300 + gap, "c2": 0.300 + gap, "c3": 0.300 + gap}
+    entrants, trained = _race(means, noise=0.004)
+    finalists = [e for e in entrants.values() if not e.stopped.startswith(("worse", "within noise"))]
+    assert sorted(e.label.startswith("s") for e in finalists) == [False, True]  # a control and a searched one
+    first, second = ([trained[e.label, s] for s in e.seeds] for e in finalists)
+    decided = paired_difference(first, second).excludes_zero()
+    assert all(e.stopped.startswith("decided" if decided else "in the race to the cap") for e in finalists)
 
 
 def test_the_race_is_paired_by_seed():
@@ -66,17 +73,17 @@ def test_the_race_is_paired_by_seed():
     # race decides before the cap.
     entrants, trained = _race({"searched": 0.30, "control": 0.32}, noise=0.005)
     seeds = entrants["control"].seeds
-    assert entrants["control"].stopped.startswith("worse than searched") and len(seeds) < len(SEEDS)
+    assert entrants["control"].stopped.startswith("decided after") and len(seeds) < len(SEEDS)
     unpaired = [[trained[label, s] for s in seeds] for label in ("searched", "control")]
     assert stats.ttest_ind(*unpaired).pvalue > 0.05
 
 
-def test_seeds_are_added_in_steps_and_each_stop_as_worse_is_paired_p_below_5_percent():
+def test_seeds_double_up_to_the_cap_and_each_stop_as_worse_is_paired_p_below_5_percent():
     entrants, trained = _race({"s1": 0.30, "s2": 0.31, "c1": 0.32, "c2": 0.45, "c3": 0.30}, noise=0.01)
     for entrant in entrants.values():
         count = len(entrant.seeds)
         assert entrant.seeds == SEEDS[:count]
-        assert count == FIRST_SEEDS or (count - FIRST_SEEDS) % STEP == 0 or count == len(SEEDS)
+        assert count in (FIRST_SEEDS, 2 * FIRST_SEEDS, len(SEEDS))  # 3, 6, the cap: tests only where they doubled
         if entrant.stopped.startswith("worse than"):
             leader = entrant.stopped.split()[2]
             mine = [trained[entrant.label, s] for s in entrant.seeds]
