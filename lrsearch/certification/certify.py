@@ -9,7 +9,9 @@ length, by the same rule: a grid around its short-run LR (the trial's own, or fo
 gives it the answer's mean LR), widened while its best LR is at an edge, at the search's seeds, by val
 loss as the trials were judged. At the search's own length the searched trials' LRs already are chosen
 so; at another length (`epochs`) they are stretched (their epoch counts scaled, and named so) and swept
-like the controls, since the best LR of a longer run is lower. Two things are trained, in as few rounds
+like the controls, since the best LR of a longer run is lower: there one control is swept first, and
+every other candidate starts from its search-length LR moved as the horizon rule fitted on it says
+(`horizon.HorizonRule`). Two things are trained, in as few rounds
 as they allow (`_Trainer.train_round`): the LR sweeps, and the race (`race.race`) of every candidate
 whose LR is chosen, its first seeds beside the sweeps' next round as soon as it is chosen. Each run is
 measured at its last epoch and at its best val epoch (what a checkpoint or early stopping keeps); `judge`
@@ -39,8 +41,10 @@ from lrsearch.certification.controls import (
     control_run,
     grid_around,
     lr_grid,
+    matched_lr,
     next_lr,
 )
+from lrsearch.certification.horizon import PILOT, HorizonRule, lr_area, narrow_grid
 from lrsearch.certification.race import FIRST_SEEDS, Entrant, race
 from lrsearch.certification.verdict import judge as judge_candidates
 from lrsearch.engines.autostack import choose_stack
@@ -48,7 +52,7 @@ from lrsearch.engines.factory import engine_for
 from lrsearch.engines.interface import Engine
 from lrsearch.engines.seeds import fresh_seeds, search_seeds
 from lrsearch.problem.config import SearchConfig
-from lrsearch.problem.controls import controls_for
+from lrsearch.problem.controls import CONTROLS, controls_for, searched_as
 from lrsearch.problem.data import Data, load_data
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, Certificate, Judge, TunedControl
@@ -92,8 +96,10 @@ class _Tunable:
     name: str  # "cosine to zero", "#12 MultiStepLR stretched to 100 epochs"
     trial: int | None  # the searched trial it came from; None for a control
     run: Callable[[float], RunSpec]  # its run at the certified length, at a base LR
-    grid: list[float]  # the LRs it is tried at first, when the search tried none
+    grid: list[float]  # the LRs it is tried at first, when the search tried none and no rule predicts it
     tried: dict[float, float | None] = field(default_factory=dict)  # the search's control trials: LR -> loss
+    short_lr: float | None = None  # at another length than the search's: its LR at the search's length
+    area_ratio: float = 1.0  # its LR area at the certified length over that at the search's (`horizon`)
 
     def label(self, lr: float) -> str:
         return control_label(self.name, lr)
@@ -176,6 +182,7 @@ def certify(
         searched_lrs=[t for t, tunable in zip(tuned, tunables, strict=True) if tunable.trial is not None],
         judge=judge,
         overfit=overfit_line(rows, verdict["recommended"], judge, length),
+        horizon=trainer.horizon and trainer.horizon.describe(answer.epochs, length),
         answer_trial=searched[0][0],
         candidates=rows,
         **verdict,
@@ -200,15 +207,29 @@ def _candidates(
         stretched = spec.stretched(length)
         grid = grid_around(spec.lr, low, high)
         name = f"#{number} {spec.schedule.name} stretched to {length} epochs"
-        tunables.append(_Tunable(name, number, lambda lr, s=stretched: s.model_copy(update={"lr": lr}), grid))
+        run = lambda lr, s=stretched: s.model_copy(update={"lr": lr})  # noqa: E731
+        tunables.append(_Tunable(name, number, run, grid, short_lr=spec.lr, area_ratio=_area_ratio(stretched, spec)))
     tried = _control_trials(study, answer, length, judge)
+    short = _control_trials(study, answer, answer.epochs, judge) if length != answer.epochs else {}
     for name, make in controls_for(length, answer.epochs).items():
         schedule = make(length)
         grid = lr_grid(answer, schedule, low, high, length)
         run = lambda lr, s=schedule: control_run(answer, s, lr, length)  # noqa: E731
-        tunables.append(_Tunable(name, None, run, grid, tried.get(name, {})))
+        if length == answer.epochs:
+            tunables.append(_Tunable(name, None, run, grid, tried.get(name, {})))
+            continue
+        # Its LR in the search (its best control trial there), else the one matching the answer's mean LR.
+        at_search = CONTROLS[searched_as(name)](answer.epochs)
+        short_lr = _best_lr(short.get(searched_as(name), {})) or matched_lr(answer, at_search, answer.epochs)
+        ratio = _area_ratio(run(short_lr), control_run(answer, at_search, short_lr, answer.epochs))
+        grid = grid_around(short_lr, low, high)
+        tunables.append(_Tunable(name, None, run, grid, tried.get(name, {}), short_lr=short_lr, area_ratio=ratio))
     fixed[CLASSIC] = (None, classic_run(answer, length))
     return fixed, tunables
+
+
+def _area_ratio(long: RunSpec, short: RunSpec) -> float:
+    return lr_area(long) / lr_area(short)
 
 
 def _control_trials(
@@ -298,6 +319,7 @@ class _Trainer:
         self._stack: int | None = None
         self.done = self.total = 0
         self.trained = 0  # run-epochs trained
+        self.horizon: HorizonRule | None = None  # how LRs at another length were predicted, once fitted
         self._waiting: dict[Hashable, RunSpec] = {}  # fresh-seed runs for the next round, beside its own
         self.raced_results: dict[Hashable, RunResult] = {}  # every run measured on test: the race's
 
@@ -323,6 +345,8 @@ class _Trainer:
         """Choose every tunable's LR: its mean val loss at `seeds` (the search's; an LR is chosen by val
         loss, as the trials were) at its first grid, or at what the search tried, then, in rounds, one
         LR more for each whose best LR is not yet surrounded closely enough by what it tried (`next_lr`).
+        At another length than the search's, the pilot control is tuned so first, and the others start
+        from their search-length LRs moved by the horizon rule fitted on it (`horizon`), on a narrow grid.
         `on_chosen(label, run)` hears of each tuned candidate before the next round, so that its own runs
         can train beside the tuning left (`beside_next_round`).
 
@@ -333,30 +357,23 @@ class _Trainer:
         by_name = {tunable.name: tunable for tunable in tunables}
         tried = {tunable.name: dict(tunable.tried) for tunable in tunables}  # LR -> mean val loss
 
-        def chosen(names: Iterable[str]) -> None:
+        def announce(names: Iterable[str]) -> None:
             for name in names:
                 if (lr := _best_lr(tried[name])) is not None:
                     on_chosen(by_name[name].label(lr), by_name[name].run(lr))
 
-        # A control the search tried at no LR that finished (all pruned, or none tried) starts from its grid.
-        todo = {t.name: [lr for lr in t.grid if lr not in t.tried] for t in tunables if _best_lr(t.tried) is None}
-        todo |= {name: [lr] for name in by_name if name not in todo and (lr := self._next(tried[name], low, high))}
-        chosen(name for name in by_name if name not in todo)
-        while todo:
-            sweep = {
-                (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
-                for name, lrs in todo.items()
-                for lr in lrs
-                for seed in seeds
-            }
-            results = self.train_round(sweep, tested=set())
-            for name, lrs in todo.items():
-                for lr in lrs:
-                    values = [results[name, lr, seed].judged_val(self.judge) for seed in seeds]
-                    tried[name][lr] = None if None in values else sum(values) / len(values)
-            left = {name: [lr] for name in todo if (lr := self._next(tried[name], low, high))}
-            chosen(name for name in todo if name not in left)
-            todo = left
+        pilot = _pilot(tunables)
+        first = tunables if pilot is None else [pilot]
+        self._walk(first, {t.name: t.grid for t in first}, tried, seeds, announce)
+        if pilot is not None and pilot.short_lr is not None:
+            rest = [t for t in tunables if t is not pilot]
+            grids = {t.name: t.grid for t in rest}
+            if (long_lr := _best_lr(tried[pilot.name])) is not None:
+                self.horizon = HorizonRule.fit(pilot.name, pilot.short_lr, long_lr, pilot.area_ratio)
+                for t in rest:
+                    if t.short_lr is not None:
+                        grids[t.name] = narrow_grid(self.horizon.predict(t.short_lr, t.area_ratio), low, high)
+            self._walk(rest, grids, tried, seeds, announce)
         tuned = [
             TunedControl(
                 name=name,
@@ -372,6 +389,40 @@ class _Trainer:
             if t.chosen is not None
         }
         return tuned, chosen
+
+    def _walk(
+        self,
+        tunables: list[_Tunable],
+        grids: dict[str, list[float]],
+        tried: dict[str, dict[float, float | None]],
+        seeds: list[int],
+        announce: Callable[[Iterable[str]], None],
+    ) -> None:
+        """Tune these tunables' LRs into `tried`: at their first grid (`grids`) or what the search tried,
+        then one LR more a round while `_next` gives one; each announced as soon as its LR is chosen."""
+        low, high = self.config.search.lr.low, self.config.search.lr.high
+        by_name = {tunable.name: tunable for tunable in tunables}
+        # A control the search tried at no LR that finished (all pruned, or none tried) starts from its grid.
+        todo = {
+            t.name: [lr for lr in grids[t.name] if lr not in t.tried] for t in tunables if _best_lr(t.tried) is None
+        }
+        todo |= {name: [lr] for name in by_name if name not in todo and (lr := self._next(tried[name], low, high))}
+        announce(name for name in by_name if name not in todo)
+        while todo:
+            sweep = {
+                (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
+                for name, lrs in todo.items()
+                for lr in lrs
+                for seed in seeds
+            }
+            results = self.train_round(sweep, tested=set())
+            for name, lrs in todo.items():
+                for lr in lrs:
+                    values = [results[name, lr, seed].judged_val(self.judge) for seed in seeds]
+                    tried[name][lr] = None if None in values else sum(values) / len(values)
+            left = {name: [lr] for name in todo if (lr := self._next(tried[name], low, high))}
+            announce(name for name in todo if name not in left)
+            todo = left
 
     @staticmethod
     def _next(tried: dict[float, float | None], low: float, high: float) -> float | None:
@@ -454,6 +505,18 @@ class _Trainer:
         finally:
             torch.set_num_threads(outside_threads)
         return {key: results[key] for key in runs}
+
+
+def _pilot(tunables: list[_Tunable]) -> _Tunable | None:
+    """The tunable the horizon rule is fitted on (`horizon.PILOT`, else the first control), when the
+    certified length is not the search's (the tunables know their LR at the search's length); else None."""
+    controls = [t for t in tunables if t.trial is None and t.short_lr is not None]
+    return next((t for t in controls if t.name == PILOT), controls[0] if controls else None)
+
+
+def _tuned(tunable: _Tunable) -> bool:
+    """Whether the search tried it at an LR that finished: its tuning goes on from there."""
+    return _best_lr(tunable.tried) is not None
 
 
 def _best_lr(losses: dict[float, float | None]) -> float | None:

@@ -25,9 +25,13 @@ def lr_grid(answer: RunSpec, control: ScheduleSpec, lr_low: float, lr_high: floa
     range: around the base LR that gives it the answer's mean LR over the run (a cosine to zero averages
     half its base LR, so it is centred on twice the answer's mean), since the search has found the
     problem's LR scale."""
+    return grid_around(matched_lr(answer, control, epochs), lr_low, lr_high)
+
+
+def matched_lr(answer: RunSpec, control: ScheduleSpec, epochs: int) -> float:
+    """The base LR that gives the control (its schedule for a run of `epochs`) the answer's mean LR."""
     answer_mean = answer.lr * mean_lr_factor(answer)
-    matched = answer_mean / mean_lr_factor(control_run(answer, control, answer.lr, epochs))
-    return grid_around(matched, lr_low, lr_high)
+    return answer_mean / mean_lr_factor(control_run(answer, control, answer.lr, epochs))
 
 
 def grid_around(centre: float, lr_low: float, lr_high: float) -> list[float]:

@@ -48,6 +48,12 @@ def controls_for(epochs: int, search_epochs: int | None = None) -> dict[str, Cal
     return chosen
 
 
+def searched_as(name: str) -> str:
+    """The control of the search whose run a control of `controls_for` is at the search's length: itself,
+    or StepLR(10, 0.1) for its stretched form."""
+    return name if name in CONTROLS else "StepLR(10, 0.1)"
+
+
 def schedule_params(schedule: ScheduleSpec) -> dict[str, Any]:
     """A schedule as the trial parameters that choose it: `{"schedule": "StepLR", "StepLR.gamma": 0.1, ...}`."""
     return {"schedule": schedule.name} | {f"{schedule.name}.{key}": value for key, value in schedule.params.items()}

@@ -177,6 +177,7 @@ class Certificate(BaseModel):
     searched_lrs: list[TunedControl] = Field([], max_length=MAX_ROWS)
     judge: Judge = "last"  # the epoch every candidate is judged at
     overfit: str | None = None  # one line when the runs' val loss rises over their last part
+    horizon: str | None = None  # at another length than the search's: how the LRs there were predicted
     answer_trial: int  # the study's best trial when certified: a later, better trial makes this stale
     candidates: list[Candidate] = Field(max_length=MAX_ROWS)
     winner: str | None  # label of the best searched candidate (on mean val loss)
@@ -234,6 +235,7 @@ class Certificate(BaseModel):
             "epochs": self.epochs,
             "judged_at": "the best val epoch" if self.judge == "best" else "the last epoch",
             **({"overfit": self.overfit} if self.overfit else {}),
+            **({"horizon": self.horizon} if self.horizon else {}),
             "when": self.when,
             "candidates": rows,
         }

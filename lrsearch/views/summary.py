@@ -141,12 +141,13 @@ def current_certificate(study: optuna.Study) -> Certificate | None:
 
 
 def certificate_lines(certificate: Certificate) -> list[str]:
-    """What certification found, in three lines."""
+    """What certification found, in a few lines."""
     at = "its best val epoch" if certificate.judge == "best" else "its last epoch"
     return [
         f"certified: {len(certificate.candidates)} schedules at {certificate.seeds_text}, "
         f"{certificate.epochs} epochs (the search's {certificate.search_epochs}), each run judged at {at}, "
         f"in {certificate.seconds:.1f} s",
+        *([clipped(certificate.horizon, LINE)] if certificate.horizon else []),
         *([clipped(certificate.overfit, LINE)] if certificate.overfit else []),
         clipped(certificate.sentence, LINE),
         f"recommended: {clipped(certificate.recommended or 'nothing (every candidate diverged)')}, "

@@ -15,10 +15,12 @@ from typer.testing import CliRunner
 import lrsearch
 from lrsearch.certification.certify import certify, overfit_line
 from lrsearch.certification.controls import CLASSIC
+from lrsearch.certification.horizon import PILOT, HorizonRule, lr_area
 from lrsearch.cli import app
 from lrsearch.engines.lone import train
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.data import load_data
+from lrsearch.problem.spec import DataSpec, RunSpec, ScheduleSpec
 from lrsearch.store.certificate import Candidate
 
 SEARCH_EPOCHS, LONG = 12, 24  # StepLR(10, 0.1) stretched to 24 epochs steps at 20: a run of its own
@@ -62,11 +64,13 @@ def test_every_lr_is_chosen_at_the_certified_length_among_the_lrs_tried_there(lo
     swept = certificate.controls + certificate.searched_lrs
     assert len(certificate.searched_lrs) == 1
     for sweep in swept:
-        assert sweep.chosen in sweep.lrs and len(sweep.lrs) >= 5
+        # The pilot is swept at 5 LRs or more; the others start at 3 around what the horizon rule predicts.
+        assert sweep.chosen in sweep.lrs and len(sweep.lrs) >= (5 if sweep.name == PILOT else 3)
         finite = {lr: loss for lr, loss in zip(sweep.lrs, sweep.val_losses, strict=True) if loss is not None}
         assert sweep.chosen == min(finite, key=finite.get)
         candidate = next(c for c in certificate.candidates if c.label.startswith(sweep.name + ", lr"))
         assert candidate.run.lr == sweep.chosen and candidate.run.epochs == LONG
+    assert certificate.horizon.endswith(f"fitted on {PILOT}") and f"LRs at {LONG} epochs" in certificate.horizon
 
 
 @pytest.mark.slow
@@ -154,3 +158,19 @@ def test_a_replay_takes_from_a_certificate_block_only_what_a_control_sets():
     )
     edited = baseline_specs(spec.model_copy(update={"epochs": 40}), block)
     assert list(edited) == ["constant LR (sgd, lr 0.1)", "StepLR(10, 0.1), SGD lr 0.1"]  # no certified controls
+
+
+def test_the_horizon_rule_moves_each_lr_by_its_own_lr_area():
+    # Fitted where the pilot's best LR fell 8x over a 5x longer run: a schedule whose LR area grows 5x
+    # moves as far, one whose area hardly grows (the literal StepLR(10, 0.1)) hardly moves.
+    rule = HorizonRule.fit(PILOT, short_lr=0.08, long_lr=0.01, area_ratio=5.0)
+    assert rule.predict(0.2, 5.0) == pytest.approx(0.025)
+    assert rule.predict(0.2, 1.0) == pytest.approx(0.2)
+    assert HorizonRule.fit(PILOT, short_lr=0.08, long_lr=0.08, area_ratio=5.0).predict(0.2, 5.0) == 0.2
+    run = RunSpec(data=DataSpec(**TINY["data"]), epochs=20, lr=0.1)
+    constant = run.model_copy(update={"schedule": ScheduleSpec(name="none")})
+    literal = run.model_copy(update={"schedule": ScheduleSpec(name="StepLR", params={"step_size": 10, "gamma": 0.1})})
+    longer = {"epochs": 100}
+    assert lr_area(constant.model_copy(update=longer)) / lr_area(constant) == pytest.approx(5.0)
+    assert lr_area(literal.model_copy(update=longer)) / lr_area(literal) == pytest.approx(1.0, abs=0.02)
+    assert lr_area(literal.stretched(100)) / lr_area(literal) == pytest.approx(5.0)
