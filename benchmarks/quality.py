@@ -62,7 +62,7 @@ import lrsearch
 from lrsearch.base.device import pin_threads
 from lrsearch.base.stats import mean_interval, paired_difference
 from lrsearch.certification.baselines import baseline_specs
-from lrsearch.certification.certify import certify, train_to_end
+from lrsearch.certification.certify import certify, train_as_certified
 from lrsearch.certification.controls import control_run
 from lrsearch.engines.lone import Diverged, train
 from lrsearch.engines.seeds import fresh_seeds
@@ -221,7 +221,7 @@ def _fresh_test_loss(result: lrsearch.SearchResult, device: str) -> float:
     data = load_data(config.data, config.study.seed, device)
     seeds = fresh_seeds(config.study.seed, FRESH_SEEDS, avoid=3)  # none of any search's seeds
     runs = {seed: result.best.model_copy(update={"seed": seed}) for seed in seeds}
-    losses = [r.test_loss for r in train_to_end(runs, config, data, torch.device(device)).values()]
+    losses = [r.test_loss for r in train_as_certified(runs, config, data, torch.device(device)).values()]
     return statistics.mean(losses) if None not in losses else float("inf")
 
 
@@ -263,7 +263,7 @@ def length(args: argparse.Namespace) -> None:
             at_fresh = {("a", s): sweep_choice.model_copy(update={"seed": s}) for s in certificate.seeds} | {
                 ("c", s): result.best.stretched(args.long).model_copy(update={"seed": s}) for s in certificate.seeds
             }
-            trained = train_to_end(at_fresh, result.config, data, device)
+            trained = train_as_certified(at_fresh, result.config, data, device)
             arms = {
                 "rec": chosen.judged_test_loss,
                 "a": [trained["a", s].test_loss for s in certificate.seeds],
@@ -316,7 +316,7 @@ def against_sweep(args: argparse.Namespace) -> None:
             runs = {("rec", s): chosen.model_copy(update={"seed": s}) for s in fresh} | {
                 ("sweep", s): sweep_choice.model_copy(update={"seed": s}) for s in fresh
             }
-            trained = train_to_end(runs, result.config, data, device)
+            trained = train_as_certified(runs, result.config, data, device)
             arms = {arm: [trained[arm, s].test_loss for s in fresh] for arm in ("rec", "sweep")}
             spent = search_epochs + certificate.trained_epochs
             raced_epochs = sum(c.seeds for c in certificate.candidates) * certificate.epochs
@@ -359,7 +359,7 @@ def _sweep(
         for lr in lrs
         for seed in range(SWEEP_SEEDS)
     }
-    trained = train_to_end(runs, result.config, data, device)
+    trained = train_as_certified(runs, result.config, data, device)
     means = {}
     for name in controls:
         for lr in lrs:

@@ -48,8 +48,8 @@ from lrsearch.certification.horizon import PILOT, HorizonRule, lr_area, narrow_g
 from lrsearch.certification.race import FIRST_SEEDS, Entrant, race
 from lrsearch.certification.verdict import judge as judge_candidates
 from lrsearch.engines.autostack import choose_stack
+from lrsearch.engines.driver import RunResult, train_to_end
 from lrsearch.engines.factory import engine_for
-from lrsearch.engines.interface import Engine
 from lrsearch.engines.seeds import fresh_seeds, search_seeds
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import CONTROLS, controls_for, searched_as
@@ -67,26 +67,6 @@ STACK_GPU = 512
 MAX_LRS_TRIED = 9  # per control: the first grid of 5, and up to 4 steps beyond its edges (16x further)
 
 Progress = Callable[[int, int], None]  # (run-epochs done, run-epochs in all)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One run trained to its end: its last epoch's val and test figures, the same at its best val epoch
-    (test figures only for runs trained with test figures), its val curve; or why it stopped."""
-
-    val_loss: float | None = None
-    test_loss: float | None = None
-    test_score: float | None = None
-    stopped: str | None = None  # "diverged: ..." or "failed: ..."
-    best_epoch: int | None = None
-    best_val_loss: float | None = None
-    best_test_loss: float | None = None
-    best_test_score: float | None = None
-    val_curve: tuple[float, ...] = ()
-
-    def judged_val(self, judge: Judge) -> float | None:
-        """The val loss a run is judged by: at its last epoch, or at its best."""
-        return self.best_val_loss if judge == "best" else self.val_loss
 
 
 @dataclass(frozen=True)
@@ -273,7 +253,7 @@ def overfit_line(rows: list[Candidate], recommended: str | None, judge: Judge, l
     )
 
 
-def train_to_end(
+def train_as_certified(
     runs: dict[Hashable, RunSpec], config: SearchConfig, data: Data, device: torch.device
 ) -> dict[Hashable, RunResult]:
     """Train runs of the config's problem to their end as certification trains them (many at once
@@ -447,64 +427,25 @@ class _Trainer:
         return {key: results[key] for key in runs}
 
     def train_all(self, runs: dict[Hashable, RunSpec], tested: set[Hashable]) -> dict[Hashable, RunResult]:
-        """Train every run to its end, `stack` at a time, a finished run's row refilled at once; the runs
-        in `tested` are measured on the test split at their last and at their best val epoch."""
+        """Train every run to its end, `stack` at a time (`driver.train_to_end`); the runs in `tested` are
+        measured on the test split at their last and at their best val epoch."""
         stack = self.stack(len(runs))
         self.total += sum(spec.epochs for spec in runs.values())
-        queue = list(runs.items())
-        results: dict[Hashable, RunResult] = {}
-        specs: dict[Hashable, RunSpec] = {}
-        curves: dict[Hashable, list[float]] = {}
-        best: dict[Hashable, tuple[int, float, tuple[float | None, float | None]]] = {}  # epoch, val, test
-        engine: Engine | None = None
+
+        def tally(trained: int, skipped: int) -> None:
+            self.trained += trained
+            self.done += trained + skipped
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
         outside_threads = torch.get_num_threads()
         pin_threads(self.device, self.threads if stack > 1 else 1)
-        has_test = self.data.test is not None
         try:
-            while queue or (engine is not None and len(engine)):
-                while queue and (engine is None or len(engine) < stack):
-                    key, spec = queue.pop(0)
-                    engine = engine or engine_for(self.data, self.device, stack)(spec)
-                    engine.add(key, spec)
-                    specs[key], curves[key] = spec, []
-                for outcome in engine.train_epoch():
-                    key = outcome.key
-                    self.done += 1
-                    self.trained += 1
-                    if outcome.failed is not None or outcome.diverged is not None:
-                        what = f"failed: {outcome.failed}" if outcome.failed else f"diverged: {outcome.diverged}"
-                        results[key] = RunResult(stopped=what)
-                        self.done += specs[key].epochs - len(curves[key]) - 1  # epochs it will not train
-                        engine.remove(key)
-                        continue
-                    record = outcome.record
-                    curves[key].append(record.val_loss)
-                    if key not in best or record.val_loss < best[key][1]:
-                        test = engine.test(key) if has_test and key in tested else (None, None)
-                        best[key] = (record.epoch, record.val_loss, test)
-                    if not outcome.finished:
-                        continue
-                    epoch, val, (best_test, best_score) = best[key]
-                    if epoch == record.epoch:  # the last epoch is the best: measured on test just now
-                        test_loss, test_score = best_test, best_score
-                    else:
-                        test_loss, test_score = engine.test(key) if has_test and key in tested else (None, None)
-                    results[key] = RunResult(
-                        val_loss=record.val_loss,
-                        test_loss=test_loss,
-                        test_score=test_score,
-                        best_epoch=epoch,
-                        best_val_loss=val,
-                        best_test_loss=best_test,
-                        best_test_score=best_score,
-                        val_curve=tuple(curves[key]),
-                    )
-                    engine.remove(key)
-                if self.progress is not None:
-                    self.progress(self.done, self.total)
+            new_engine = engine_for(self.data, self.device, stack)
+            has_test = self.data.test is not None
+            return train_to_end(runs, new_engine, stack=stack, tested=tested, has_test=has_test, tally=tally)
         finally:
             torch.set_num_threads(outside_threads)
-        return {key: results[key] for key in runs}
 
 
 def _pilot(tunables: list[_Tunable]) -> _Tunable | None:

@@ -12,8 +12,9 @@ import optuna
 import torch
 
 from lrsearch.base.device import pin_threads
-from lrsearch.base.errors import is_fault
-from lrsearch.engines.lone import Diverged, History, train
+from lrsearch.engines.driver import train_to_end
+from lrsearch.engines.factory import engine_for
+from lrsearch.engines.lone import History
 from lrsearch.problem.data import Data, load_data
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.records import EpochRecord
@@ -46,25 +47,30 @@ def replay_run(
     device: torch.device,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> Replayed:
-    """Train `spec` (its epochs reported to `on_epoch`) and then each of `baselines`, one at a time with
-    real `torch.optim`, each measured on the test split. A run that diverges or whose model or data
-    raises is recorded as such; the others still train.
+    """Train `spec` (its epochs reported to `on_epoch`) and then each of `baselines`, one at a time by the
+    lone engine (real `torch.optim`, as the search's trial was), each measured on the test split. A run
+    that diverges or whose model or data raises is recorded as such; the others still train.
     """
     pin_threads(device)
     data = load_data(spec.data, spec.seed, device)
-    runs: dict[str, History | str] = {}
-    failure: str | None = None
     runs_to_train = {label: spec} | {name: run for name, run in baselines.items() if name != label}
-    for name, run in runs_to_train.items():
-        try:
-            runs[name] = train(run, data, device, on_epoch=on_epoch if run is spec else None, evaluate_test=True)
-        except Diverged as diverged:
-            runs[name] = f"diverged: {diverged}"
-        except Exception as error:  # a user's model or data raising: that run failed, the others still train
-            if is_fault(error):
-                raise
-            runs[name] = f"failed: {type(error).__name__}: {error}"
-            failure = failure or (f"{type(error).__name__}: {error}" if run is spec else None)
+    results = train_to_end(
+        runs_to_train,
+        engine_for(data, device, stack=1),
+        stack=1,
+        tested=runs_to_train,
+        has_test=data.test is not None,
+        keep_records=runs_to_train,
+        on_epoch=None if on_epoch is None else lambda key, record: on_epoch(record) if key == label else None,
+    )
+    runs: dict[str, History | str] = {
+        name: result.stopped
+        if result.stopped is not None
+        else History(list(result.records), result.test_loss, result.test_score)
+        for name, result in results.items()
+    }
+    own = results[label].stopped
+    failure = own.removeprefix("failed: ") if own is not None and own.startswith("failed: ") else None
     return Replayed(spec=spec, label=label, device=str(device), data=data, runs=runs, failure=failure)
 
 

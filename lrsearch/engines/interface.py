@@ -1,5 +1,7 @@
 """What an engine is: it trains the trials given to it, one epoch at a time, and says how each epoch
-went. The trial loop drives every engine through this interface and nothing else: the lone engine
+went. Two drivers drive every engine through this interface and nothing else, the search's trial loop
+(`trials.loop`, Optuna's lifecycle, a pruner ending runs at any epoch) and `driver.train_to_end` (runs
+to their end: certification, replay, the benchmarks): the lone engine
 (`train.LoneEngine`, real `torch.optim` on a real module, which `lrsearch train` replays with) and the
 stacked ones, K trials as one batched computation (`stacked.StackedTrainer` for the built-in MLP,
 `func_stacked.FuncStackedTrainer` for any model)."""
