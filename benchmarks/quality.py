@@ -243,45 +243,51 @@ SWEEP_LRS, SWEEP_SEEDS = 8, 3
 
 def length(args: argparse.Namespace) -> None:
     print(
-        f"{args.epochs}-epoch searches ({args.trials} trials) certified at {args.long} epochs, against (a) a sweep "
-        f"at {args.long} ({len(CONTROLS)} controls x {SWEEP_LRS} LRs x {SWEEP_SEEDS} seeds), (b) the classic recipe, "
-        f"(c) the raw winner stretched; test loss at {FRESH_SEEDS} fresh seeds, mean ± 95% interval"
+        f"{args.epochs}-epoch searches ({args.trials} trials) certified at {args.long} epochs (the race's default "
+        f"cap of seeds), against (a) a sweep at {args.long} ({len(CONTROLS)} controls x {SWEEP_LRS} LRs x "
+        f"{SWEEP_SEEDS} seeds), (b) the classic recipe, (c) the raw winner stretched; test loss at {FRESH_SEEDS} "
+        "shared fresh seeds that chose nothing, mean ± 95% interval"
     )
     print(
         f"{'task':<28}{'seed':>5}{'recommended':>18}{'(a) sweep':>18}{'(b) classic':>18}{'(c) stretched':>18}"
-        f"{'rank':>6}{'rec - (a)':>20}{'rec - (b)':>20}{'cert ep':>9}{'(a) ep':>8}   recommended / (a)'s choice"
+        f"{'rank':>6}{'rec - (a)':>20}{'rec - (b)':>20}{'cert ep':>9}{'(a) ep':>8}{'ratio':>7}"
+        "   recommended / (a)'s choice"
     )
     for task in args.tasks.split(","):
         for seed in _seeds(args):
             result = _uncertified_search(task, seed, args)
             device = torch.device(args.device)
-            certificate = certify(result.study, result.config, device=device, seeds=FRESH_SEEDS, epochs=args.long)
-            chosen = certificate.recommended_candidate
+            settings = result.config.study
+            certificate = certify(
+                result.study, result.config, device=device, seeds=settings.certify_seeds, epochs=args.long
+            )
             classic = next(c for c in certificate.candidates if c.label.startswith("StepLR(10, 0.1), SGD lr 0.1"))
             data = load_data(result.config.data, result.config.study.seed, device)
             sweep_choice, sweep_epochs = _sweep(result, data, args.long, device)
-            at_fresh = {("a", s): sweep_choice.model_copy(update={"seed": s}) for s in certificate.seeds} | {
-                ("c", s): result.best.stretched(args.long).model_copy(update={"seed": s}) for s in certificate.seeds
+            # Seeds neither the sweep, the search nor its certification trained at (another stream).
+            fresh = fresh_seeds(seed + 7919, FRESH_SEEDS, avoid=SWEEP_SEEDS + 1)
+            chosen = {
+                "rec": certificate.recommended_candidate.run,
+                "a": sweep_choice,
+                "b": classic.run,
+                "c": result.best.stretched(args.long),
             }
-            trained = train_as_certified(at_fresh, result.config, data, device)
-            arms = {
-                "rec": chosen.judged_test_loss,
-                "a": [trained["a", s].test_loss for s in certificate.seeds],
-                "b": classic.judged_test_loss,
-                "c": [trained["c", s].test_loss for s in certificate.seeds],
-            }
+            runs = {(arm, s): spec.model_copy(update={"seed": s}) for arm, spec in chosen.items() for s in fresh}
+            trained = train_as_certified(runs, result.config, data, device)
+            arms = {arm: [trained[arm, s].test_loss for s in fresh] for arm in chosen}
             means = {k: (statistics.mean(v) if v and None not in v else float("inf")) for k, v in arms.items()}
             rank = 1 + sum(means[k] < means["rec"] for k in ("a", "b", "c"))
             print(
                 f"{task:<28}{seed:>5}"
                 + "".join(f"{_interval(arms[k]):>18}" for k in ("rec", "a", "b", "c"))
                 + f"{rank:>6}{_paired(arms['a'], arms['rec']):>20}{_paired(arms['b'], arms['rec']):>20}"
-                f"{certificate.trained_epochs:>9}{sweep_epochs:>8}   {certificate.recommended} / "
-                f"{sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
+                f"{certificate.trained_epochs:>9}{sweep_epochs:>8}{certificate.trained_epochs / sweep_epochs:>7.2f}"
+                f"   {certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
                 flush=True,
             )
-            if certificate.overfit:
-                print(f"{'':<33}{certificate.overfit}")
+            for line in (certificate.horizon, certificate.overfit):
+                if line:
+                    print(f"{'':<33}{line}")
 
 
 CAREFUL = ("cosine to zero", "linear decay to zero")
