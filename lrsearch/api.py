@@ -146,7 +146,7 @@ def _run(config: SearchConfig, progress: bool, callback: ProgressCallback | None
 
     with open_search(config) as (study, devices):
         figures = SearchFigures.of(config)
-        run = SearchRun(config, study, devices, config.study.seed, figures=figures)
+        run = SearchRun(config, study, devices, figures=figures)
         if progress or callback is not None:
             before = len(study.get_trials(deepcopy=False))
             with TrialProgress(config.study.trials, study, before, shown=progress, callback=callback) as bar:

@@ -205,7 +205,7 @@ def optimize(
     check_writable(settings.study.export_path, "--export")  # before the search, not after it
     with open_search(settings) as (study, torch_devices):
         before = len(study.get_trials(deepcopy=False))
-        interrupted = _run_search(settings, study, torch_devices, settings.study.seed, before, settings.study.trials)
+        interrupted = _run_search(settings, study, torch_devices, False, before, settings.study.trials)
         if _print_summary(study):
             if not interrupted and settings.study.certify:
                 interrupted = _certify(
@@ -253,7 +253,7 @@ def worker(
     torch_devices = check_search(settings)
     before = len(study.get_trials(deepcopy=False))
     # Workers sample with fresh seeds: a fixed one would repeat what the first machine's workers propose.
-    interrupted = _run_search(settings, study, torch_devices, None, before, total=None)
+    interrupted = _run_search(settings, study, torch_devices, True, before, total=None)
     summary = summarize(study)
     typer.echo(counts_line(summary))
     if summary.best is not None:
@@ -264,13 +264,11 @@ def worker(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _run_search(
-    settings: Any, study: Any, devices: list[Any], seed: int | None, before: int, total: int | None
-) -> bool:
+def _run_search(settings: Any, study: Any, devices: list[Any], joining: bool, before: int, total: int | None) -> bool:
     """Run the study's workers with a progress bar of `total` trials; True when Ctrl-C stopped them.
 
     Args:
-        seed: worker i samples with seed + i; None gives every worker fresh entropy.
+        joining: the workers join a study another command started (`seeds.sampler_seed`).
         before: trials the study held before; the bar counts the ones after.
     """
     from lrsearch.base.torch_private import skip_dynamo_on_optimizer_setup
@@ -279,7 +277,7 @@ def _run_search(
     from lrsearch.views.search_figures import SearchFigures
 
     skip_dynamo_on_optimizer_setup()  # this command's process builds optimizers, and compiles nothing
-    search = SearchRun(settings, study, devices, seed, figures=SearchFigures.of(settings))
+    search = SearchRun(settings, study, devices, joining=joining, figures=SearchFigures.of(settings))
     jobs, stacks = len(search.setups), {setup.stack for setup in search.setups}
     typer.echo(
         f"study {settings.study.name!r} in {shown_url(settings.study.storage)} ({before} trials so far), "

@@ -54,7 +54,7 @@ class HorizonRule:
         """e.g. `LRs at 100 epochs started from the 20-epoch ones x (LR area ratio) ** -1.29, fitted on constant`."""
         return (
             f"LRs at {long_epochs} epochs started from the {short_epochs}-epoch ones x (LR area ratio) ** "
-            f"{-self.exponent:.2g}, fitted on {self.pilot}"
+            f"{-self.exponent + 0.0:.2g}, fitted on {self.pilot}"
         )
 
 

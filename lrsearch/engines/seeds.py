@@ -1,8 +1,12 @@
-"""Training a trial at several seeds, and the seeds a certificate trains at.
+"""Every seed a study uses, drawn from its one seed (`study.seed`, `--seed`), and a trial trained at several.
 
-A run's seed draws its initial weights and batch order; the data split is drawn once, from the study's
-seed, and stays. One seed's run is one draw of that noise: `SeedsEngine` trains each trial at S seeds in
-one stack and reports their mean, so the search ranks schedules by less noisy numbers.
+The study's seed (`config.study.seed`) is the only one a user sets, and every other is read from it:
+the data split (`load_data(config.data, config.study.seed)`, drawn once and kept), each run's seed (its
+initial weights and batch order: `RunSpec.seed` is the study's seed, and a trial of S seeds trains at
+`search_seeds`), each worker's sampler (`sampler_seed`) and the seeds a certificate trains at
+(`fresh_seeds`). One seed's run is one draw of
+the noise a seed brings: `SeedsEngine` trains each trial at S seeds in one stack and reports their mean,
+so the search ranks schedules by less noisy numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ from lrsearch.store.records import EpochRecord
 
 # Mixed into the study's seed for certification's seeds, so they are not the search's (seed, seed + 1...).
 _CERTIFY_STREAM = 0xCE27
+
+
+def sampler_seed(seed: int, worker: int, *, joining: bool) -> int | None:
+    """Worker `worker`'s sampler seed: the study's seed plus its index, so the workers of one command
+    propose different trials, reproducibly; None (fresh entropy) for a worker joining the study from
+    another command (`lrsearch worker`), whose indices would repeat the first command's proposals."""
+    return None if joining else (seed + worker) % (MAX_SEED + 1)
 
 
 def search_seeds(seed: int, count: int) -> list[int]:

@@ -114,7 +114,8 @@ class SearchRun:
     """The workers of one run of `config` on `study`.
 
     Args:
-        seed: worker i samples with seed + i; None gives every worker fresh entropy.
+        joining: a worker command joining a study another command started: its workers sample with fresh
+            entropy (`seeds.sampler_seed`); otherwise worker i with the study's seed + i.
         figures: the dashboard's pictures and figures, kept as the search runs (None: none).
     """
 
@@ -123,7 +124,8 @@ class SearchRun:
         config: SearchConfig,
         study: optuna.Study,
         devices: list[torch.device],
-        seed: int | None,
+        *,
+        joining: bool = False,
         figures: Figures | None = None,
     ) -> None:
         self.config, self.study = config, study
@@ -131,7 +133,7 @@ class SearchRun:
         self.stop = StopSignal(self._stop_folder / "stop")
         self.figures = figures
         self.setups = plan_workers(
-            config, jobs=config.study.jobs, devices=devices, seed=seed, stop_file=self.stop.path, figures=figures
+            config, jobs=config.study.jobs, devices=devices, joining=joining, stop_file=self.stop.path, figures=figures
         )
         self.reports: list[WorkerReport] = []
         self.seconds = 0.0

@@ -28,6 +28,7 @@ from lrsearch.base.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.base.stopping import StopSignal, stop_on_interrupt
 from lrsearch.engines.autostack import StackChoice, choose_stack
 from lrsearch.engines.factory import engine_for
+from lrsearch.engines.seeds import sampler_seed
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.data import load_data
 from lrsearch.problem.tasks import is_user_task
@@ -80,11 +81,12 @@ def plan_workers(
     *,
     jobs: int,
     devices: Sequence[torch.device],
-    seed: int | None,
+    joining: bool,
     stop_file: Path | None,
     figures: Figures | None = None,
 ) -> list[WorkerSetup]:
-    """`jobs` workers taking the devices in turn; worker i samples with seed + i (None: fresh entropy).
+    """`jobs` workers taking the devices in turn, each sampling with `seeds.sampler_seed` (`joining`: a
+    worker command joining a study another command started).
 
     The stack size is chosen once per device (`autostack.choose_stack`). A stacked worker's matrices
     are large enough to gain from threads: CPU workers share the cores.
@@ -99,8 +101,8 @@ def plan_workers(
             choices[device] = choose_stack(config, device, user_data, stacked_threads)
         stack, why = choices[device].size, choices[device].why
         threads = stacked_threads if stack > 1 else 1
-        sampler_seed = None if seed is None else seed + i
-        setups.append(WorkerSetup(config, str(device), sampler_seed, stop_file, stack, threads, why, figures))
+        sampler = sampler_seed(config.study.seed, i, joining=joining)
+        setups.append(WorkerSetup(config, str(device), sampler, stop_file, stack, threads, why, figures))
     return setups
 
 

@@ -58,13 +58,13 @@ def test_next_move_follows_the_budget():
 
 
 def test_workers_take_devices_in_turn_and_sample_with_their_own_seeds():
-    config = SearchConfig()
+    config = SearchConfig.model_validate({"study": {"seed": 5}})  # the one seed a user sets
     devices = [torch.device("cuda", 0), torch.device("cuda", 1)]
-    setups = plan_workers(config, jobs=3, devices=devices, seed=5, stop_file=None)
+    setups = plan_workers(config, jobs=3, devices=devices, joining=False, stop_file=None)
     assert [s.device for s in setups] == ["cuda:0", "cuda:1", "cuda:0"]
     assert [s.sampler_seed for s in setups] == [5, 6, 7]
-    fresh = plan_workers(config, jobs=2, devices=devices, seed=None, stop_file=None)
-    assert [s.sampler_seed for s in fresh] == [None, None]
+    joining = plan_workers(config, jobs=2, devices=devices, joining=True, stop_file=None)
+    assert [s.sampler_seed for s in joining] == [None, None]
 
 
 def _config_file(folder: Path, storage: str, **study: object) -> Path:
