@@ -9,8 +9,8 @@ machine as it is and beside `python -c "while True: pass"` pinned to one core (s
 command, ended after it).
 
 Part 2 (`--own`), a model of one's own (benchmarks/models.py:digits_layernorm), `--trials 30 --epochs 10
---pruner none --no-certify`: stack auto with nothing kept (the first command on a machine), stack auto
-with its measurement kept (every later command), `--stack 1`.
+--pruner none --no-certify` (`--own-trials` sets the trials): stack auto with nothing kept (the first
+command on a machine), stack auto with its measurement kept (every later command), `--stack 1`.
 
 With `--tree PATH` each row is also run on the code of another checkout (say, the one before a change),
 beside this one's. A run longer than `--timeout` seconds is stopped and counts as that long (shown ">").
@@ -49,7 +49,7 @@ class Row:
     baseline: str | None = None  # the label of the row its ratio is to
 
 
-def rows(own: bool) -> list[Row]:
+def rows(own: bool, own_trials: int = 30) -> list[Row]:
     default = ["--trials", "50", "--no-certify"]
     found = [
         Row("default (stack auto), machine as it is", default, baseline="--stack 1, machine as it is"),
@@ -58,7 +58,8 @@ def rows(own: bool) -> list[Row]:
         Row("--stack 1, beside a busy core", [*default, "--stack", "1"], busy=True),
     ]
     if own:
-        task = ["--task", DIGITS_LAYERNORM, "--trials", "30", "--epochs", "10", "--pruner", "none", "--no-certify"]
+        task = ["--task", DIGITS_LAYERNORM, "--trials", str(own_trials), "--epochs", "10", "--pruner", "none"]
+        task.append("--no-certify")
         found += [
             Row("own model, stack auto, first command (measures)", task, baseline="own model, --stack 1"),
             Row("own model, stack auto, speeds kept", task, cache="own", baseline="own model, --stack 1"),
@@ -140,13 +141,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs of every row, taken in turn (the median)")
     parser.add_argument("--own", action="store_true", help="also a model of one's own: its measurement kept")
+    parser.add_argument("--own-trials", type=int, default=30, help="the own model's --trials (issue 23: 100)")
     parser.add_argument("--tree", type=Path, help="also run every row on this checkout's code")
     parser.add_argument("--timeout", type=float, default=300, help="seconds after which a run is stopped")
     parser.add_argument("--only", default="", help="comma-separated row numbers (1-based) to run")
     args = parser.parse_args()
 
     trees = {"this": REPO} | ({"other": args.tree.resolve()} if args.tree else {})
-    chosen = rows(args.own)
+    chosen = rows(args.own, args.own_trials)
     if args.only:
         chosen = [chosen[int(i) - 1] for i in args.only.split(",")]
     seconds: dict[tuple[str, str], list[float]] = {(name, row.label): [] for name in trees for row in chosen}
