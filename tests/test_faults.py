@@ -425,6 +425,27 @@ def test_a_trial_whose_worker_went_silent_fails_with_the_reason_and_its_retry_do
     assert len(study.trials) == 2  # failed and queued once
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+@pytest.mark.fast_path
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_fails_and_is_retried_at_once(tmp_path):
+    # A worker asks for a trial and records its first heartbeat under the admission lock; killed in
+    # between (a CI run saw a pool torn down there), its trial had no heartbeat to go stale, stayed
+    # RUNNING for ever, and every other worker waited for its retry.
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=60)
+    study = optuna.create_study(study_name="orphan", storage=storage)
+    beating = study.ask()
+    storage.record_heartbeat(trial_id(beating))
+    orphan = study.ask()
+    orphan.suggest_float("lr", 0.01, 0.1)
+    orphan.set_user_attr(WORKER_ATTR, "host:123")
+    fail_stale_trials(study)  # the next holder of the lock
+    states = {t.number: t.state for t in study.trials}
+    assert states == {0: TrialState.RUNNING, 1: TrialState.FAIL, 2: TrialState.WAITING}  # no grace period
+    failed, retry = study.trials[1:]
+    assert failed.user_attrs[FAIL_REASON] == "worker host:123 died before the trial's first heartbeat"
+    assert retry.params == failed.params and FAIL_REASON not in retry.user_attrs
+
+
 # --- what a run counts -------------------------------------------------------------------------------------
 
 

@@ -5,14 +5,15 @@ top `top` distinct trials, the controls (`controls.controls_for`, each at its ow
 classic recipe (`controls.CLASSIC`, untuned) train again at `seeds` seeds none of them was chosen at (new
 initial weights and batch orders; the data split stays), to the end, many at once in stacks;
 `verdict.judge` then says what the numbers support. Every candidate's base LR is chosen at the certified
-length, by the same rule: a grid around its short-run LR (the trial's own, or for a control the LR that
-gives it the answer's mean LR), widened while its best LR is at an edge, at the search's seeds, by val
-loss as the trials were judged. At the search's own length the searched trials' LRs already are chosen
-so; at another length (`epochs`) they are stretched (their epoch counts scaled, and named so) and swept
-like the controls, since the best LR of a longer run is lower: there one control is swept first, and
-every other candidate starts from its search-length LR moved as the horizon rule fitted on it says
-(`horizon.HorizonRule`). Two things are trained, in as few rounds
-as they allow (`_Trainer.train_round`): the LR sweeps, and the race (`race.race`) of every candidate
+length, by the same rule: a grid of LRs, widened while its best LR is at an edge, at the search's seeds,
+by val loss as the trials were judged. At the search's own length the searched trials' LRs already are
+chosen so, and a control goes on from its control trials in the search (or, without any that finished,
+from a grid around the LR that gives it the answer's mean LR). At another length (`epochs`) the searched
+trials are stretched (their epoch counts scaled, and named so) and swept like the controls, since the
+best LR of a run moves with its length: there one control is swept first around its best LR in the
+search, and every other candidate starts from its own search-length LR moved as the horizon rule
+fitted on it says (`horizon.HorizonRule`). Two things are trained, in as few rounds as they allow
+(`_Trainer.train_round`): the LR sweeps, and the race (`race.race`) of every candidate
 whose LR is chosen, its first seeds beside the sweeps' next round as soon as it is chosen. Each run is
 measured at its last epoch and at its best val epoch (what a checkpoint or early stopping keeps); `judge`
 says which one decides.
@@ -64,7 +65,7 @@ DEFAULT_TOP = 3
 # throughput.py: K=50 1.8x K=10 per trial), and certification, unlike a search, waits for no sampler.
 STACK_CPU = 50
 STACK_GPU = 512
-MAX_LRS_TRIED = 9  # per control: the first grid of 5, and up to 4 steps beyond its edges (16x further)
+MAX_LRS_TRIED = 9  # per candidate: its first grid (5 LRs, or 3 where a horizon rule predicts), then steps out
 
 Progress = Callable[[int, int], None]  # (run-epochs done, run-epochs in all)
 
@@ -193,9 +194,9 @@ def _candidates(
     short = _control_trials(study, answer, answer.epochs, judge) if length != answer.epochs else {}
     for name, make in controls_for(length, answer.epochs).items():
         schedule = make(length)
-        grid = lr_grid(answer, schedule, low, high, length)
         run = lambda lr, s=schedule: control_run(answer, s, lr, length)  # noqa: E731
         if length == answer.epochs:
+            grid = lr_grid(answer, schedule, low, high, length)
             tunables.append(_Tunable(name, None, run, grid, tried.get(name, {})))
             continue
         # Its LR in the search (its best control trial there), else the one matching the answer's mean LR.
@@ -453,11 +454,6 @@ def _pilot(tunables: list[_Tunable]) -> _Tunable | None:
     certified length is not the search's (the tunables know their LR at the search's length); else None."""
     controls = [t for t in tunables if t.trial is None and t.short_lr is not None]
     return next((t for t in controls if t.name == PILOT), controls[0] if controls else None)
-
-
-def _tuned(tunable: _Tunable) -> bool:
-    """Whether the search tried it at an LR that finished: its tuning goes on from there."""
-    return _best_lr(tunable.tried) is not None
 
 
 def _best_lr(losses: dict[float, float | None]) -> float | None:

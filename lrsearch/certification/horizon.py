@@ -43,7 +43,7 @@ class HorizonRule:
     @classmethod
     def fit(cls, pilot: str, short_lr: float, long_lr: float, area_ratio: float) -> HorizonRule:
         """The exponent that moves the pilot's short-run LR to its best LR at the long run."""
-        if area_ratio <= 1.0 + 1e-9 or math.isclose(short_lr, long_lr):
+        if abs(math.log(area_ratio)) < 1e-9 or math.isclose(short_lr, long_lr):  # no move to fit
             return cls(0.0, pilot)
         return cls(-math.log(long_lr / short_lr) / math.log(area_ratio), pilot)
 
@@ -51,7 +51,7 @@ class HorizonRule:
         return short_lr * area_ratio**-self.exponent
 
     def describe(self, short_epochs: int, long_epochs: int) -> str:
-        """e.g. `LRs at 100 epochs started from the 20-epoch ones x (LR area ratio) ** -1.29, fitted on constant`."""
+        """e.g. `LRs at 100 epochs started from the 20-epoch ones x (LR area ratio) ** -1.3, fitted on constant`."""
         return (
             f"LRs at {long_epochs} epochs started from the {short_epochs}-epoch ones x (LR area ratio) ** "
             f"{-self.exponent + 0.0:.2g}, fitted on {self.pilot}"

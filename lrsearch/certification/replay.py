@@ -61,6 +61,7 @@ def replay_run(
         tested=runs_to_train,
         has_test=data.test is not None,
         keep_records=runs_to_train,
+        at_best_epoch=False,  # a replay reports the last epoch, as `lone.train` measured it
         on_epoch=None if on_epoch is None else lambda key, record: on_epoch(record) if key == label else None,
     )
     runs: dict[str, History | str] = {

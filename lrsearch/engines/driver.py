@@ -55,14 +55,16 @@ def train_to_end(
     tested: Container[Hashable] = (),
     has_test: bool = True,
     keep_records: Container[Hashable] = (),
+    at_best_epoch: bool = True,
     on_epoch: OnEpoch | None = None,
     tally: Tally | None = None,
 ) -> dict[Hashable, RunResult]:
     """Train every run to its end, in the order given, `stack` at a time in one engine.
 
     Args:
-        new_engine: builds the engine, given the first run.
-        tested: the runs measured on the test split (`has_test`: the task has one).
+        new_engine: builds an engine, given a run, whenever none holds a run.
+        tested: the runs measured on the test split (`has_test`: the task has one), at their last epoch
+            and, with `at_best_epoch`, at their best val epoch too (each time their val loss improves).
         keep_records: the runs whose every epoch record is kept in their result.
         on_epoch: called after every epoch of every run with its record (after the run's own stop: never).
         tally: told after each epoch of the engine what it trained (for a progress bar).
@@ -80,6 +82,13 @@ def train_to_end(
         assert engine is not None
         return engine.test(key) if has_test and key in tested else (None, None)
 
+    def stop(key: Hashable, why: str, trained: int) -> None:
+        assert engine is not None
+        results[key] = RunResult(stopped=why)
+        engine.remove(key)
+        nonlocal skipped
+        skipped += runs[key].epochs - trained
+
     while queue or (engine is not None and len(engine)):
         while queue and (engine is None or len(engine) < stack):
             key, spec = queue.pop(0)
@@ -90,6 +99,8 @@ def train_to_end(
                 if is_fault(error):
                     raise
                 results[key] = RunResult(stopped=f"failed: {type(error).__name__}: {error}")
+                if tally is not None:
+                    tally(0, spec.epochs)
                 continue
             records[key] = []
         if engine is None or not len(engine):
@@ -100,22 +111,27 @@ def train_to_end(
             key = outcome.key
             if outcome.failed is not None or outcome.diverged is not None:
                 what = f"failed: {outcome.failed}" if outcome.failed else f"diverged: {outcome.diverged}"
-                results[key] = RunResult(stopped=what)
-                skipped += runs[key].epochs - len(records[key]) - 1
-                engine.remove(key)
+                stop(key, what, len(records[key]) + 1)
                 continue
             record = outcome.record
             assert record is not None
             records[key].append(record)
             if on_epoch is not None:
                 on_epoch(key, record)
-            if key not in best or record.val_loss < best[key][1]:
-                best[key] = (record.epoch, record.val_loss, measured(key))
-            if not outcome.finished:
+            try:  # the task's own eval step on the test split may raise: that run failed
+                if key not in best or record.val_loss < best[key][1]:
+                    at_best = measured(key) if at_best_epoch or outcome.finished else (None, None)
+                    best[key] = (record.epoch, record.val_loss, at_best)
+                if not outcome.finished:
+                    continue
+                epoch, val, (best_test, best_score) = best[key]
+                # The last epoch is the best: measured on test just now.
+                test_loss, test_score = (best_test, best_score) if epoch == record.epoch else measured(key)
+            except Exception as error:
+                if is_fault(error):
+                    raise
+                stop(key, f"failed: {type(error).__name__}: {error}", len(records[key]))
                 continue
-            epoch, val, (best_test, best_score) = best[key]
-            # The last epoch is the best: measured on test just now.
-            test_loss, test_score = (best_test, best_score) if epoch == record.epoch else measured(key)
             results[key] = RunResult(
                 val_loss=record.val_loss,
                 test_loss=test_loss,

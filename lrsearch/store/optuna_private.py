@@ -310,7 +310,8 @@ def trial_id(trial: optuna.Trial) -> int:
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
-    """Optuna's `fail_stale_trials`, but each trial it fails says why in `fail_reason`.
+    """Optuna's `fail_stale_trials`, but each trial it fails says why in `fail_reason`, and a trial whose
+    worker died before its first heartbeat fails too (`_never_beat`). Called under the admission lock.
 
     Optuna fails a trial whose worker stopped sending heartbeats without a word, and a finished trial's
     attributes can no longer be written; so the reason is written first, while the trial still runs.
@@ -325,10 +326,14 @@ def fail_stale_trials(study: optuna.Study) -> None:
     if not isinstance(storage, BaseHeartbeat) or storage.get_heartbeat_interval() is None:
         return
     failed = []
-    for stale in storage._get_stale_trial_ids(study._study_id):  # no public way to list them
+    stale_ids = storage._get_stale_trial_ids(study._study_id)  # no public way to list them
+    silent = dict.fromkeys(stale_ids, "stopped sending heartbeats: it died, or lost the storage")
+    orphans = _never_beat(backend_of(study), study._study_id)
+    silent |= dict.fromkeys(orphans, "died before the trial's first heartbeat")
+    for stale, what in silent.items():
         try:
             worker = storage.get_trial(stale).user_attrs.get(WORKER_ATTR, "unknown")
-            reason = f"worker {worker} stopped sending heartbeats: it died, or lost the storage"
+            reason = f"worker {worker} {what}"
             storage.set_trial_user_attr(stale, FAIL_REASON, reason)
             if storage.set_trial_state_values(stale, state=TrialState.FAIL):
                 failed.append(stale)
@@ -343,6 +348,29 @@ def fail_stale_trials(study: optuna.Study) -> None:
                 # The retry copies the trial's attributes: not the reason its predecessor failed.
                 frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k != FAIL_REASON}
                 callback(study, frozen)
+
+
+def _never_beat(backend: BaseStorage, study_id: int) -> list[int]:
+    """The study's running trials that never recorded a heartbeat. A worker asks for its trials and
+    records each one's first heartbeat under the study's admission lock, and this is read under it: such
+    a trial's worker died in between (killed, or its pool torn down when a sibling was), and Optuna's
+    stale check, which reads heartbeats only, would leave it running for ever, and every worker waiting
+    for its retry."""
+    if not isinstance(backend, RDBStorage):
+        return []
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
+        beating = session.query(models.TrialHeartbeatModel.trial_id)
+        rows = (
+            session.query(models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(models.TrialModel.trial_id.not_in(beating))
+            .all()
+        )
+    return [trial_id for (trial_id,) in rows]
 
 
 @contextmanager
