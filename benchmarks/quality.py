@@ -264,17 +264,13 @@ def length(args: argparse.Namespace) -> None:
             classic = next(c for c in certificate.candidates if c.label.startswith("StepLR(10, 0.1), SGD lr 0.1"))
             data = load_data(result.config.data, result.config.study.seed, device)
             sweep_choice, sweep_epochs = _sweep(result, data, args.long, device)
-            # Seeds neither the sweep, the search nor its certification trained at (another stream).
-            fresh = fresh_seeds(seed + 7919, FRESH_SEEDS, avoid=SWEEP_SEEDS + 1)
             chosen = {
                 "rec": certificate.recommended_candidate.run,
                 "a": sweep_choice,
                 "b": classic.run,
                 "c": result.best.stretched(args.long),
             }
-            runs = {(arm, s): spec.model_copy(update={"seed": s}) for arm, spec in chosen.items() for s in fresh}
-            trained = train_as_certified(runs, result.config, data, device)
-            arms = {arm: [trained[arm, s].test_loss for s in fresh] for arm in chosen}
+            arms = _at_fresh_seeds(chosen, seed, FRESH_SEEDS, result, data, device)
             means = {k: (statistics.mean(v) if v and None not in v else float("inf")) for k, v in arms.items()}
             rank = 1 + sum(means[k] < means["rec"] for k in ("a", "b", "c"))
             print(
@@ -316,14 +312,8 @@ def against_sweep(args: argparse.Namespace) -> None:
             search_epochs = per_trial * sum(len(t.intermediate_values) for t in result.study.get_trials())
             data = load_data(result.config.data, result.config.study.seed, device)
             sweep_choice, sweep_epochs = _sweep(result, data, args.epochs, device, CAREFUL)
-            # Seeds neither the sweep, the search nor its certification trained at (another stream).
-            fresh = fresh_seeds(seed + 7919, CAREFUL_SEEDS, avoid=SWEEP_SEEDS + 1)
-            chosen = certificate.recommended_candidate.run
-            runs = {("rec", s): chosen.model_copy(update={"seed": s}) for s in fresh} | {
-                ("sweep", s): sweep_choice.model_copy(update={"seed": s}) for s in fresh
-            }
-            trained = train_as_certified(runs, result.config, data, device)
-            arms = {arm: [trained[arm, s].test_loss for s in fresh] for arm in ("rec", "sweep")}
+            chosen = {"rec": certificate.recommended_candidate.run, "sweep": sweep_choice}
+            arms = _at_fresh_seeds(chosen, seed, CAREFUL_SEEDS, result, data, device)
             spent = search_epochs + certificate.trained_epochs
             raced_epochs = sum(c.seeds for c in certificate.candidates) * certificate.epochs
             raced = ",".join(str(c.seeds) for c in certificate.candidates)
@@ -334,6 +324,17 @@ def against_sweep(args: argparse.Namespace) -> None:
                 f"{certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
                 flush=True,
             )
+
+
+def _at_fresh_seeds(
+    chosen: dict[str, RunSpec], seed: int, count: int, result: lrsearch.SearchResult, data, device: torch.device
+) -> dict[str, list[float | None]]:
+    """Each chosen run's test loss at `count` shared seeds that neither the sweep, the search nor its
+    certification trained at (another stream of the search's seed), trained as certification trains."""
+    fresh = fresh_seeds(seed + 7919, count, avoid=SWEEP_SEEDS + 1)
+    runs = {(arm, s): spec.model_copy(update={"seed": s}) for arm, spec in chosen.items() for s in fresh}
+    trained = train_as_certified(runs, result.config, data, device)
+    return {arm: [trained[arm, s].test_loss for s in fresh] for arm in chosen}
 
 
 def _uncertified_search(task: str, seed: int, args: argparse.Namespace) -> lrsearch.SearchResult:

@@ -45,7 +45,7 @@ from lrsearch.certification.controls import (
     matched_lr,
     next_lr,
 )
-from lrsearch.certification.horizon import PILOT, HorizonRule, lr_area, narrow_grid
+from lrsearch.certification.horizon import NARROW_FACTORS, PILOT, HorizonRule, lr_area
 from lrsearch.certification.race import FIRST_SEEDS, Entrant, race
 from lrsearch.certification.verdict import judge as judge_candidates
 from lrsearch.engines.autostack import choose_stack
@@ -353,7 +353,8 @@ class _Trainer:
                 self.horizon = HorizonRule.fit(pilot.name, pilot.short_lr, long_lr, pilot.area_ratio)
                 for t in rest:
                     if t.short_lr is not None:
-                        grids[t.name] = narrow_grid(self.horizon.predict(t.short_lr, t.area_ratio), low, high)
+                        predicted = self.horizon.predict(t.short_lr, t.area_ratio)
+                        grids[t.name] = grid_around(predicted, low, high, NARROW_FACTORS)
             self._walk(rest, grids, tried, seeds, announce)
         tuned = [
             TunedControl(

@@ -34,9 +34,9 @@ def matched_lr(answer: RunSpec, control: ScheduleSpec, epochs: int) -> float:
     return answer_mean / mean_lr_factor(control_run(answer, control, answer.lr, epochs))
 
 
-def grid_around(centre: float, lr_low: float, lr_high: float) -> list[float]:
-    """`centre` times each of `LR_FACTORS`, within the search's LR range: where a candidate's LR sweep starts."""
-    return sorted({min(lr_high, max(lr_low, centre * factor)) for factor in LR_FACTORS})
+def grid_around(centre: float, lr_low: float, lr_high: float, factors: tuple[float, ...] = LR_FACTORS) -> list[float]:
+    """`centre` times each of `factors`, within the search's LR range: where a candidate's LR sweep starts."""
+    return sorted({min(lr_high, max(lr_low, centre * factor)) for factor in factors})
 
 
 def next_lr(tried: list[float], best: float, lr_low: float, lr_high: float) -> float | None:

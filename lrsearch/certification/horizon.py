@@ -56,8 +56,3 @@ class HorizonRule:
             f"LRs at {long_epochs} epochs started from the {short_epochs}-epoch ones x (LR area ratio) ** "
             f"{-self.exponent + 0.0:.2g}, fitted on {self.pilot}"
         )
-
-
-def narrow_grid(centre: float, lr_low: float, lr_high: float) -> list[float]:
-    """`centre` times each of `NARROW_FACTORS`, within the search's LR range."""
-    return sorted({min(lr_high, max(lr_low, centre * factor)) for factor in NARROW_FACTORS})
