@@ -40,10 +40,7 @@ from lrsearch.certification.controls import (
     classic_run,
     control_label,
     control_run,
-    grid_around,
     lr_grid,
-    matched_lr,
-    next_lr,
 )
 from lrsearch.certification.horizon import NARROW_FACTORS, PILOT, HorizonRule, lr_area
 from lrsearch.certification.race import FIRST_SEEDS, Entrant, race
@@ -53,8 +50,9 @@ from lrsearch.engines.driver import RunResult, train_to_end
 from lrsearch.engines.factory import engine_for
 from lrsearch.engines.seeds import fresh_seeds, search_seeds
 from lrsearch.problem.config import SearchConfig
-from lrsearch.problem.controls import CONTROLS, controls_for, searched_as
+from lrsearch.problem.controls import CONTROLS, controls_for, matched_lr, searched_as
 from lrsearch.problem.data import Data, load_data
+from lrsearch.problem.lr_walk import best_lr, grid_around, walk_step
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, Certificate, Judge, TunedControl
 from lrsearch.store.records import TrialRecord, stores_run
@@ -201,7 +199,7 @@ def _candidates(
             continue
         # Its LR in the search (its best control trial there), else the one matching the answer's mean LR.
         at_search = CONTROLS[searched_as(name)](answer.epochs)
-        short_lr = _best_lr(short.get(searched_as(name), {})) or matched_lr(answer, at_search, answer.epochs)
+        short_lr = best_lr(short.get(searched_as(name), {})) or matched_lr(answer, at_search, answer.epochs)
         ratio = _area_ratio(run(short_lr), control_run(answer, at_search, short_lr, answer.epochs))
         grid = grid_around(short_lr, low, high)
         tunables.append(_Tunable(name, None, run, grid, tried.get(name, {}), short_lr=short_lr, area_ratio=ratio))
@@ -325,7 +323,7 @@ class _Trainer:
     ) -> tuple[list[TunedControl], dict[str, tuple[int | None, RunSpec]]]:
         """Choose every tunable's LR: its mean val loss at `seeds` (the search's; an LR is chosen by val
         loss, as the trials were) at its first grid, or at what the search tried, then, in rounds, one
-        LR more for each whose best LR is not yet surrounded closely enough by what it tried (`next_lr`).
+        LR more for each whose best LR is not yet surrounded closely enough by what it tried (`lr_walk.walk_step`).
         At another length than the search's, the pilot control is tuned so first, and the others start
         from their search-length LRs moved by the horizon rule fitted on it (`horizon`), on a narrow grid.
         `on_chosen(label, run)` hears of each tuned candidate before the next round, so that its own runs
@@ -340,7 +338,7 @@ class _Trainer:
 
         def announce(names: Iterable[str]) -> None:
             for name in names:
-                if (lr := _best_lr(tried[name])) is not None:
+                if (lr := best_lr(tried[name])) is not None:
                     on_chosen(by_name[name].label(lr), by_name[name].run(lr))
 
         pilot = _pilot(tunables)
@@ -349,7 +347,7 @@ class _Trainer:
         if pilot is not None and pilot.short_lr is not None:
             rest = [t for t in tunables if t is not pilot]
             grids = {t.name: t.grid for t in rest}
-            if (long_lr := _best_lr(tried[pilot.name])) is not None:
+            if (long_lr := best_lr(tried[pilot.name])) is not None:
                 self.horizon = HorizonRule.fit(pilot.name, pilot.short_lr, long_lr, pilot.area_ratio)
                 for t in rest:
                     if t.short_lr is not None:
@@ -361,7 +359,7 @@ class _Trainer:
                 name=name,
                 lrs=sorted(tried[name]),
                 val_losses=[tried[name][lr] for lr in sorted(tried[name])],
-                chosen=_best_lr(tried[name]),
+                chosen=best_lr(tried[name]),
             )
             for name in by_name
         ]
@@ -385,9 +383,7 @@ class _Trainer:
         low, high = self.config.search.lr.low, self.config.search.lr.high
         by_name = {tunable.name: tunable for tunable in tunables}
         # A control the search tried at no LR that finished (all pruned, or none tried) starts from its grid.
-        todo = {
-            t.name: [lr for lr in grids[t.name] if lr not in t.tried] for t in tunables if _best_lr(t.tried) is None
-        }
+        todo = {t.name: [lr for lr in grids[t.name] if lr not in t.tried] for t in tunables if best_lr(t.tried) is None}
         todo |= {name: [lr] for name in by_name if name not in todo and (lr := self._next(tried[name], low, high))}
         announce(name for name in by_name if name not in todo)
         while todo:
@@ -409,11 +405,7 @@ class _Trainer:
     @staticmethod
     def _next(tried: dict[float, float | None], low: float, high: float) -> float | None:
         """The next LR to try for a tunable, or None when its LR is chosen (or it diverged everywhere)."""
-        best = _best_lr(tried)
-        if best is None or len(tried) >= MAX_LRS_TRIED:
-            return None
-        lr = next_lr(sorted(tried), best, low, high)
-        return None if lr is None or lr in tried else lr
+        return None if len(tried) >= MAX_LRS_TRIED else walk_step(tried, low, high)
 
     def beside_next_round(self, runs: dict[Hashable, RunSpec]) -> None:
         """Train these fresh-seed runs (measured on test) in the next round, beside its own runs: a round
@@ -455,12 +447,6 @@ def _pilot(tunables: list[_Tunable]) -> _Tunable | None:
     certified length is not the search's (the tunables know their LR at the search's length); else None."""
     controls = [t for t in tunables if t.trial is None and t.short_lr is not None]
     return next((t for t in controls if t.name == PILOT), controls[0] if controls else None)
-
-
-def _best_lr(losses: dict[float, float | None]) -> float | None:
-    """The LR with the lowest mean val loss; None when every LR diverged."""
-    finite = {lr: loss for lr, loss in losses.items() if loss is not None}
-    return min(finite, key=finite.get) if finite else None
 
 
 def _candidate(

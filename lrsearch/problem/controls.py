@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lrsearch.problem.spec import ScheduleSpec
+from lrsearch.problem.build import mean_lr_factor
+from lrsearch.problem.spec import RunSpec, ScheduleSpec
 
 # Control name -> its schedule for a run of `epochs` epochs (the registry's own schedules).
 CONTROLS: dict[str, Callable[[int], ScheduleSpec]] = {
@@ -57,3 +58,12 @@ def searched_as(name: str) -> str:
 def schedule_params(schedule: ScheduleSpec) -> dict[str, Any]:
     """A schedule as the trial parameters that choose it: `{"schedule": "StepLR", "StepLR.gamma": 0.1, ...}`."""
     return {"schedule": schedule.name} | {f"{schedule.name}.{key}": value for key, value in schedule.params.items()}
+
+
+def matched_lr(answer: RunSpec, control: ScheduleSpec, epochs: int) -> float:
+    """The base LR that gives the control (its schedule for a run of `epochs`, with the answer's optimizer)
+    the answer's mean LR over its run: where a control's LR tuning starts, since the answer has found the
+    problem's LR scale (a cosine to zero averages half its base LR, so it starts at twice the answer's mean)."""
+    answer_mean = answer.lr * mean_lr_factor(answer)
+    run = answer.model_copy(update={"schedule": control, "epochs": epochs})
+    return answer_mean / mean_lr_factor(run)

@@ -142,8 +142,8 @@ class _Loop:
             plan = [None] * room
             if room and self.controls.params:  # one more read of the study, only where controls are planned
                 plan = self.controls.plan(self.study.get_trials(deepcopy=False), room)
-            for control in plan:
-                self.asked.append(self.controls.ask(self.study, control))
+            for planned in plan:
+                self.asked.append(self.controls.ask(self.study, planned))
                 self.beats.add(self.asked[-1])
         return move
 

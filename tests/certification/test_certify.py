@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import lrsearch
 from lrsearch.base.stats import mean_interval, paired_difference
 from lrsearch.certification.certify import certify
-from lrsearch.certification.controls import CLASSIC, next_lr
+from lrsearch.certification.controls import CLASSIC
 from lrsearch.certification.verdict import judge
 from lrsearch.cli import app
 from lrsearch.engines.lone import LoneEngine, train
@@ -28,6 +28,7 @@ from lrsearch.problem.build import load_run_spec
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import CONTROLS, controls_for
 from lrsearch.problem.data import load_data
+from lrsearch.problem.lr_walk import next_lr
 from lrsearch.problem.schedules import SCHEDULES
 from lrsearch.problem.spec import CERTIFICATE_KEY, DataSpec, ModelSpec, RunSpec, ScheduleSpec
 from lrsearch.searching.study import open_study

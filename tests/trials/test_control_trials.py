@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import math
 
+import optuna
 import pytest
 import torch
 from conftest import TINY
-from optuna.trial import TrialState
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 import lrsearch
 from lrsearch.certification.certify import certify, top_distinct
-from lrsearch.certification.controls import next_lr
 from lrsearch.problem.config import SearchConfig
-from lrsearch.problem.controls import CONTROLS, controls_for, schedule_params
-from lrsearch.problem.space import control_trial_params
-from lrsearch.store.records import TrialRecord
-from lrsearch.trials.control_trials import STARTUP
+from lrsearch.problem.controls import CONTROLS, controls_for, matched_lr, schedule_params
+from lrsearch.problem.lr_walk import next_lr, walk_step
+from lrsearch.problem.space import control_trial_params, sample_run_spec
+from lrsearch.store.records import CONTROL_ATTR, TrialRecord
+from lrsearch.trials.control_trials import FIRST_LRS, STARTUP, ControlTrial, ControlTrials
 
 TRIALS = 30  # room for every control's 2 trials: every other trial after the start-up
 
@@ -45,9 +47,10 @@ def test_control_trials_pin_their_control_s_shape_and_take_turns_after_the_sampl
         assert record.number >= STARTUP  # none among the sampler's first guesses
         finished_before = [t for t in trials[: record.number] if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         assert finished_before  # asked after trials had finished
-    # The LR is the sampler's: two trials of one control try two LRs.
+    # Its first two LRs: the one matching the best searched trial's mean LR, then half of it.
     for name in expected:
-        assert len({r.spec.lr for r in tuning if r.control == name}) == 2
+        first, second = sorted((r for r in tuning if r.control == name), key=lambda r: r.number)
+        assert second.spec.lr == pytest.approx(max(config.search.lr.low, first.spec.lr / 2))
     # Every other trial after the start-up, at most: the search keeps its share.
     assert len(tuning) <= (TRIALS - STARTUP + 1) // 2 + 1
 
@@ -86,6 +89,75 @@ def test_no_control_trials_when_turned_off_or_out_of_the_space(tmp_path):
     long = SearchConfig.model_validate({"train": {"epochs": 20}})
     assert set(control_trial_params(long, 10)) == set(CONTROLS)
     assert control_trial_params(long, 10)["StepLR(10, 0.1)"] == schedule_params(CONTROLS["StepLR(10, 0.1)"](20))
+
+
+@pytest.fixture(scope="module")
+def walked(tmp_path_factory):
+    config = _config(tmp_path_factory.mktemp("walk"), {"control_trials": 6}, trials=44)
+    return lrsearch.search(config).study, config
+
+
+def test_a_control_s_lr_walks_in_the_search_first_its_matched_lr_and_half_and_twice_it_then_step_by_step(walked):
+    study, config = walked
+    low, high = config.search.lr.low, config.search.lr.high
+    trials = study.get_trials(deepcopy=False)
+    epochs = config.train.epochs
+    for name, make in controls_for(epochs).items():
+        own = [t for t in trials if t.user_attrs.get(CONTROL_ATTR) == name]
+        assert len(own) >= len(FIRST_LRS)
+        first = own[0]
+        before = [
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE
+            and CONTROL_ATTR not in t.user_attrs
+            and t.datetime_complete < first.datetime_start
+        ]
+        answer = TrialRecord.of(min(before, key=lambda t: t.value)).spec
+        centre = matched_lr(answer, make(epochs), epochs)
+        for trial, factor in zip(own, FIRST_LRS, strict=False):
+            assert trial.params["lr"] == pytest.approx(min(high, max(low, centre * factor)))
+        for index, trial in enumerate(own[len(FIRST_LRS) :], start=len(FIRST_LRS)):
+            earlier = own[:index]
+            assert all(t.datetime_complete <= trial.datetime_start for t in earlier)  # it waited for them
+            losses = {t.params["lr"]: t.value if t.state == TrialState.COMPLETE else None for t in earlier}
+            assert trial.params["lr"] == pytest.approx(walk_step(losses, low, high))
+        if len(own) < config.search.control_trials:  # stopped before its quota: its walk had ended
+            losses = {t.params["lr"]: t.value if t.state == TrialState.COMPLETE else None for t in own}
+            assert walk_step(losses, low, high) is None
+
+
+def _trial(number: int, lr: float, value: float | None, control: str | None = None, **attrs) -> FrozenTrial:
+    state = TrialState.RUNNING if value is None else TrialState.COMPLETE
+    trial = optuna.trial.create_trial(
+        state=state,
+        value=value,
+        params={"lr": lr},
+        distributions={"lr": FloatDistribution(1e-4, 1.0, log=True)},
+        user_attrs=({CONTROL_ATTR: control} if control else {}) | attrs,
+    )
+    trial.number = number
+    return trial
+
+
+def test_a_control_s_next_trial_steps_out_from_its_best_lr_waits_for_its_running_one_and_ends_with_its_walk():
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"], "control_trials": 6}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    assert list(plan.params) == ["constant"]
+    answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
+    searched = [_trial(n, 0.05, 1.0 - n / 100, run_spec=answer.model_dump(mode="json")) for n in range(10)]
+    # The first control trial: at the LR that matches the best searched trial's mean LR (a constant: its LR).
+    assert plan.plan(searched, 2) == [ControlTrial("constant", pytest.approx(0.05)), None]
+    first = [
+        _trial(10 + i, 0.05 * f, loss, "constant")
+        for i, (f, loss) in enumerate(zip(FIRST_LRS, (0.5, 0.4, 0.6), strict=True))
+    ]
+    grown = searched + first + [_trial(13 + n, 0.3, 0.9) for n in range(4)]
+    assert plan.plan(grown, 1) == [ControlTrial("constant", pytest.approx(0.0125))]  # best at the edge: a step out
+    waiting = grown + [_trial(17, 0.0125, None, "constant")]
+    assert plan.plan(waiting, 3) == [None, None, None]  # it waits for its running trial
+    ended = grown + [_trial(17, 0.0125, 0.45, "constant")] + [_trial(18 + n, 0.3, 0.9) for n in range(4)]
+    assert plan.plan(ended, 3) == [None, None, None]  # 0.025 is surrounded within a step: its walk has ended
 
 
 def test_next_lr_widens_at_an_edge_and_bisects_a_gap_wider_than_a_step():

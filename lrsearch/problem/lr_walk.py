@@ -1,0 +1,54 @@
+"""How a control's base LR is tuned: a walk over LRs 2x apart, the same rule in the search and in
+certification.
+
+A control's shape is fixed, so tuning it is a search over one number, where a loss is flat within 1.4x
+of its best LR. The walk starts from a grid around a guess, steps a step further out while the best LR
+tried lies at an edge of what was tried, and tries halfway (geometrically) to a neighbour more than a
+step away (the sampler's picks); it ends when the best LR has a neighbour within a step on each side, or
+sits at an edge of the search's LR range. A diverged or pruned try counts as worse than any that finished.
+"""
+
+from __future__ import annotations
+
+# The base LRs a walk tries first, around its guess: 5 LRs 2x apart span 16x, and the best of them is
+# within 1.4x of the best LR, where a loss is flat.
+LR_FACTORS = (1 / 4, 1 / 2, 1.0, 2.0, 4.0)
+LR_STEP = 2.0
+
+
+def grid_around(centre: float, lr_low: float, lr_high: float, factors: tuple[float, ...] = LR_FACTORS) -> list[float]:
+    """`centre` times each of `factors`, within the search's LR range: where a candidate's LR sweep starts."""
+    return sorted({min(lr_high, max(lr_low, centre * factor)) for factor in factors})
+
+
+def best_lr(losses: dict[float, float | None]) -> float | None:
+    """The LR with the lowest (mean) val loss; None when every LR diverged or was pruned."""
+    finite = {lr: loss for lr, loss in losses.items() if loss is not None}
+    return min(finite, key=finite.get) if finite else None
+
+
+def next_lr(tried: list[float], best: float, lr_low: float, lr_high: float) -> float | None:
+    """The next LR to try around `best` (the best of `tried`, sorted), within the search's range: one step
+    beyond the edge of `tried` where it lies; else, where a neighbour tried is more than a step away, the
+    LR halfway (geometrically) to the farther one; None when `best` is closely surrounded, or at the
+    range's edge."""
+    if best == min(tried) and best > lr_low:
+        return max(lr_low, best / LR_STEP)
+    if best == max(tried) and best < lr_high:
+        return min(lr_high, best * LR_STEP)
+    index = tried.index(best)
+    neighbours = [tried[i] for i in (index - 1, index + 1) if 0 <= i < len(tried)]
+    farther = max(neighbours, key=lambda lr: max(lr / best, best / lr), default=None)
+    if farther is None or max(farther / best, best / farther) <= LR_STEP * 1.01:
+        return None
+    return (best * farther) ** 0.5
+
+
+def walk_step(losses: dict[float, float | None], lr_low: float, lr_high: float) -> float | None:
+    """The walk's next LR after `losses` (LR -> val loss, None: worse than any that finished), or None
+    when it has ended: its best LR is closely surrounded, at the range's edge, or every LR diverged."""
+    best = best_lr(losses)
+    if best is None:
+        return None
+    lr = next_lr(sorted(losses), best, lr_low, lr_high)
+    return None if lr is None or lr in losses else lr
