@@ -3,7 +3,7 @@
 A certificate compares the search's answer with them, so that "the search found something better" means
 better than a default a careful person would have used. Their LRs are tuned where the search's schedules
 are: as trials of the study (`control_trial_params`: a control is a point of the search space, its shape
-pinned, its LR sampled), and certification finishes the tuning where those trials leave it open.
+pinned, its LR walked), and certification finishes the tuning where those trials leave it open.
 """
 
 from __future__ import annotations

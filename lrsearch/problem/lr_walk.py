@@ -4,7 +4,7 @@ certification.
 A control's shape is fixed, so tuning it is a search over one number, where a loss is flat within 1.4x
 of its best LR. The walk starts from a grid around a guess, steps a step further out while the best LR
 tried lies at an edge of what was tried, and tries halfway (geometrically) to a neighbour more than a
-step away (the sampler's picks); it ends when the best LR has a neighbour within a step on each side, or
+step away (a gap the first LRs left); it ends when the best LR has a neighbour within a step on each side, or
 sits at an edge of the search's LR range. A diverged or pruned try counts as worse than any that finished.
 """
 
