@@ -17,8 +17,9 @@ half and twice that; after them one trial at a time, each waiting for the last t
 out while the best LR is at an edge, halfway to a neighbour more than a step away. Left to the sampler,
 a control's four LRs were four guesses (0.0001 to 0.9 on the default study), and certification walked on
 from them for four more rounds. A control whose walk has ended gets no more trials: its share goes back
-to the searched schedules. The plan is made from the trials already in the study, under the admission
-lock, so workers on several machines share one plan.
+to the searched schedules. A control trial is never pruned (`loop`): its walk reads its val loss at the
+end, where a low LR, slow at first, is often best. The plan is made from the trials already in the
+study, under the admission lock, so workers on several machines share one plan.
 """
 
 from __future__ import annotations

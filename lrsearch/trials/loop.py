@@ -126,6 +126,7 @@ class _Loop:
         self.engine: Engine | None = None
         self.running: dict[int, _Running] = {}
         self.asked: list[optuna.Trial] = []  # asked, not yet running
+        self.tuning: set[int] = set()  # the control trials asked here: never pruned (`_judge`)
         self.beats: _Heartbeats
         self.ran = 0
         self.controls = ControlTrials(objective.config, objective.steps_per_epoch)
@@ -145,6 +146,8 @@ class _Loop:
             for planned in plan:
                 self.asked.append(self.controls.ask(self.study, planned))
                 self.beats.add(self.asked[-1])
+                if planned is not None:
+                    self.tuning.add(self.asked[-1].number)
         return move
 
     def start_asked(self) -> None:
@@ -215,10 +218,11 @@ class _Loop:
             return TrialState.PRUNED, None
         if outcome.finished and self.objective.stop.is_set():
             return TrialState.COMPLETE, None  # it trained all its epochs: a stop request loses nothing of it
+        # A control trial measures its control at one LR of its walk, which reads its val loss at the end:
+        # pruned early, a lower LR (slower at first, often better at the end) would read as worse.
+        prunable = view is not None and entry.trial.number not in self.tuning
         try:
-            self.objective.judge(
-                entry.trial, outcome.record, lambda: view is not None and view.should_prune(entry.trial)
-            )
+            self.objective.judge(entry.trial, outcome.record, lambda: prunable and view.should_prune(entry.trial))
         except optuna.TrialPruned:
             return TrialState.PRUNED, None
         except Interrupted as error:

@@ -105,6 +105,8 @@ def test_a_control_s_lr_walks_in_the_search_first_its_matched_lr_and_half_and_tw
     for name, make in controls_for(epochs).items():
         own = [t for t in trials if t.user_attrs.get(CONTROL_ATTR) == name]
         assert len(own) >= len(FIRST_LRS)
+        # Never pruned: its walk reads each LR's val loss at the end (a diverged run ends as pruned, saying so).
+        assert all(TrialRecord.of(t).pruned_reason.startswith("diverged") for t in own if t.state == TrialState.PRUNED)
         first = own[0]
         before = [
             t
