@@ -57,19 +57,17 @@ class _Walk:
     losses: dict[float, float | None] = field(default_factory=dict)
     running: list[float | None] = field(default_factory=list)
     first: float | None = None  # the LR of its first trial, where its first LRs are centred
+    made: int = 0  # its trials, whatever their LR (a fixed LR gives them all the same)
 
     def add(self, lr: float | None, state: TrialState, value: float | None) -> None:
-        if self.first is None and not self.losses and not self.running:
+        if not self.made:
             self.first = lr
+        self.made += 1
         if state not in FINISHED:
             self.running.append(lr)
         elif lr is not None:
             finished = value if state == TrialState.COMPLETE else None
             self.losses[lr] = finished if finished is not None else self.losses.get(lr)
-
-    @property
-    def made(self) -> int:
-        return len(self.losses) + len(self.running)
 
 
 class ControlTrials:

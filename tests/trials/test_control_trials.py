@@ -162,6 +162,17 @@ def test_a_control_s_next_trial_steps_out_from_its_best_lr_waits_for_its_running
     assert plan.plan(ended, 3) == [None, None, None]  # 0.025 is surrounded within a step: its walk has ended
 
 
+def test_with_the_lr_fixed_a_control_trial_leaves_it_to_the_search_and_stops_at_its_quota():
+    config = SearchConfig.model_validate(
+        TINY | {"search": {"schedules": ["none"], "control_trials": 2, "fixed": {"lr": 0.05}}}
+    )
+    plan = ControlTrials(config, steps_per_epoch=10)
+    searched = [_trial(n, 0.05, 1.0) for n in range(10)]
+    assert plan.plan(searched, 1) == [ControlTrial("constant", None)]
+    tried = searched + [_trial(10, 0.05, 0.5, "constant"), _trial(11, 0.05, 0.6, "constant")]
+    assert plan.plan(tried + [_trial(12 + n, 0.05, 1.0) for n in range(4)], 2) == [None, None]
+
+
 def test_next_lr_widens_at_an_edge_and_bisects_a_gap_wider_than_a_step():
     assert next_lr([0.01, 0.02, 0.04], 0.01, 1e-4, 1.0) == pytest.approx(0.005)
     assert next_lr([0.01, 0.02, 0.04], 0.04, 1e-4, 1.0) == pytest.approx(0.08)
