@@ -122,7 +122,8 @@ def test_one_diverging_seed_ends_the_trial_diverged_and_says_which(tiny):
 def test_a_search_at_two_seeds_stores_the_mean_val_loss_of_its_trials(tiny, tmp_path):
     data, _ = tiny
     config = SearchConfig.model_validate(
-        TINY | {"search": {"seeds_per_trial": 2}, "study": {"storage": "sqlite:///:memory:", "pruner": "none"}}
+        # A file of its own: the in-memory storage is one per process, where an earlier test's study may live.
+        TINY | {"search": {"seeds_per_trial": 2}, "study": {"storage": f"sqlite:///{tmp_path}/s.db", "pruner": "none"}}
     )
     study = open_study(config)
     from lrsearch.trials.objective import Objective
