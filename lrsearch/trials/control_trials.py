@@ -56,11 +56,11 @@ class _Walk:
 
     losses: dict[float, float | None] = field(default_factory=dict)
     running: list[float | None] = field(default_factory=list)
-    first: float | None = None  # the LR of its first trial, where its first LRs are centred
+    first: float | None = None  # the LR of its first trial (sampled), where its first LRs are centred
     made: int = 0  # its trials, whatever their LR (a fixed LR gives them all the same)
 
     def add(self, lr: float | None, state: TrialState, value: float | None) -> None:
-        if not self.made:
+        if self.first is None and lr is not None:
             self.first = lr
         self.made += 1
         if state not in FINISHED:
@@ -128,11 +128,12 @@ class ControlTrials:
         if not self.pins_lr:
             return ControlTrial(name, None)
         low, high = self.config.search.lr.low, self.config.search.lr.high
-        if walk.made < len(FIRST_LRS):
-            centre = walk.first if walk.made else self._matched(name, trials)
-            if centre is None:  # its first trial not sampled yet; or no searched trial to match: the sampler's
-                return None if walk.made else ControlTrial(name, None)
-            return ControlTrial(name, min(high, max(low, centre * FIRST_LRS[walk.made])))
+        centre = walk.first if walk.made else self._matched(name, trials)
+        if centre is None:  # its first trial not sampled yet; or no searched trial to match: the sampler's
+            return None if walk.made else ControlTrial(name, None)
+        first = list(dict.fromkeys(min(high, max(low, centre * factor)) for factor in FIRST_LRS))  # in range, once
+        if walk.made < len(first):
+            return ControlTrial(name, first[walk.made])
         step = None if walk.running else walk_step(walk.losses, low, high)
         return None if step is None else ControlTrial(name, step)
 

@@ -162,6 +162,17 @@ def test_a_control_s_next_trial_steps_out_from_its_best_lr_waits_for_its_running
     assert plan.plan(ended, 3) == [None, None, None]  # 0.025 is surrounded within a step: its walk has ended
 
 
+def test_a_control_s_first_lrs_clipped_to_the_lr_range_are_tried_once():
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none"], "lr": {"low": 1e-4, "high": 1.0}}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 1.0, "optimizer": "sgd", "schedule": "none"}), config, 10)
+    searched = [_trial(n, 1.0, 0.9, run_spec=answer.model_dump(mode="json")) for n in range(10)]
+    assert plan.plan(searched, 1) == [ControlTrial("constant", 1.0)]
+    first = [_trial(10, 1.0, 0.5, "constant"), _trial(11, 0.5, 0.6, "constant")]  # twice 1.0 is out of range
+    more = searched + first + [_trial(12 + n, 0.3, 0.9) for n in range(4)]
+    assert plan.plan(more, 2) == [None, None]  # best at the range's edge, 2x away from 0.5: its walk has ended
+
+
 def test_with_the_lr_fixed_a_control_trial_leaves_it_to_the_search_and_stops_at_its_quota():
     config = SearchConfig.model_validate(
         TINY | {"search": {"schedules": ["none"], "control_trials": 2, "fixed": {"lr": 0.05}}}
