@@ -216,19 +216,27 @@ def _control_trials(
 ) -> dict[str, dict[float, float | None]]:
     """The search's control trials as LR sweeps: control -> LR -> its val loss (None: pruned or diverged,
     worse than any that finished). Only trials whose run is the control's run at `length` with the
-    answer's optimizer count: what certification would have trained to tune it, at the same seed."""
+    answer's optimizer count: what certification would have trained to tune it, at the same seed; a
+    completed searched trial whose run is a control's (a constant LR, say) counts for it too, as its walk
+    in the search counted it (`trials.control_trials`)."""
+    runs = {name: make(length) for name, make in CONTROLS.items()}
     sweeps: dict[str, dict[float, float | None]] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         record = TrialRecord.of(trial)
-        if record is None or record.control is None:
+        if record is None:
             continue
         spec = record.spec
         if spec.epochs != length or spec.optimizer != answer.optimizer or spec.seed != answer.seed:
             continue
+        control = record.control
+        if control is None and record.state == TrialState.COMPLETE:
+            control = next((name for name, schedule in runs.items() if schedule == spec.schedule), None)
+        if control is None:
+            continue
         loss = None
         if record.state == TrialState.COMPLETE:
             loss = record.curves.best_val_loss if judge == "best" and record.curves else record.value
-        sweeps.setdefault(record.control, {})[spec.lr] = loss
+        sweeps.setdefault(control, {})[spec.lr] = loss
     return sweeps
 
 

@@ -31,6 +31,7 @@ WORKER_ATTR = "worker"  # host:pid of the process that ran it
 FAIL_REASON = "fail_reason"  # why a FAIL trial failed (Optuna 5 keeps it only in its log)
 PRUNED_REASON = "pruned_reason"  # why a PRUNED trial was stopped (by the pruner, or diverged)
 CONTROL_ATTR = "control"  # a control trial: the control whose LR it tunes ("cosine to zero")
+CONTROL_CENTRE_ATTR = "control_centre"  # the LR a control trial's walk started around (`trials.control_trials`)
 CURVES = ("lr", "train_loss", "val_loss")  # per epoch; and val_<score>, e.g. val_accuracy, when the task has a score
 STEPS_PER_EPOCH = "steps_per_epoch"  # lets a picture replay per-batch schedules step by step
 SCORE_LABELS = {"accuracy": "accuracy", "r2": "R²"}  # a task's score -> how it is shown

@@ -10,16 +10,18 @@ an LR is a guess over the whole range), then every other trial is a control tria
 a stack's refills asked many trials before then), the controls taken in turn, until each has had its
 `search.control_trials` or its LR is settled.
 
-The LR: a control's shape is fixed, so its tuning is a walk over one number (`problem.lr_walk`), the same
-walk certification goes on with. Its first trials, at once, are the base LR that gives it the best
+The LR: a control's shape is fixed, so its tuning is a walk over one number (`problem.lr_walk`), the
+same walk certification goes on with. Its first trials, at once, are the base LR that gives it the best
 searched trial's mean LR (`controls.matched_lr`: the search has found the problem's LR scale by then),
-half and twice that; after them one trial at a time, each waiting for the last to finish, a step further
-out while the best LR is at an edge, halfway to a neighbour more than a step away. Left to the sampler,
-a control's four LRs were four guesses (0.0001 to 0.9 on the default study), and certification walked on
-from them for four more rounds. A control whose walk has ended gets no more trials: its share goes back
-to the searched schedules. A control trial is never pruned (`loop`): its walk reads its val loss at the
-end, where a low LR, slow at first, is often best. The plan is made from the trials already in the
-study, under the admission lock, so workers on several machines share one plan.
+half and twice that (the centre is stored with them); a searched trial whose run is the control's (a
+constant LR, say) is a point of its walk, never trained again; after them one trial at a time, each
+waiting for the last to finish, a step further out while the best LR is at an edge, halfway to a
+neighbour more than a step away. Left to the sampler, a control's four LRs were four guesses (0.0001 to
+0.9 on the default study), and certification walked on from them for four more rounds. A control whose
+walk has ended gets no more trials: its share goes back to the searched schedules. A control trial is
+never pruned (`loop`): its walk reads its val loss at the end, where a low LR, slow at first, is often
+best. The plan is made from the trials already in the study, under the admission lock, so workers on
+several machines share one plan.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import controls_for, matched_lr
 from lrsearch.problem.lr_walk import walk_step
 from lrsearch.problem.space import control_trial_params
-from lrsearch.store.records import CONTROL_ATTR, TrialRecord
+from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, TrialRecord
 
 STARTUP = 10  # TPE's n_startup_trials, of finished trials: its LRs until then are guesses over the range
 FIRST_LRS = (1.0, 1 / 2, 2.0)  # a control's first trials, asked without waiting: times its matched LR
@@ -43,31 +45,34 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class ControlTrial(NamedTuple):
-    """A planned control trial: the control it tunes, and its LR (None: the sampler's)."""
+    """A planned control trial: the control it tunes, its LR (None: the sampler's), and the LR its walk
+    started around (stored with it, so that every worker reads the same first LRs)."""
 
     control: str
     lr: float | None
+    centre: float | None = None
 
 
 @dataclass
 class _Walk:
-    """One control's trials so far: LR -> val loss of those finished (None: pruned or failed, worse than
-    any that finished), and the LRs of those still running (None: not sampled yet)."""
+    """One control's walk so far: LR -> val loss of its runs finished (None: pruned or failed, worse than
+    any that finished), the LRs of its trials still running (None: not sampled yet), and where it started.
+    A searched trial whose run is the control's (a constant LR, say) is a point of its walk too."""
 
     losses: dict[float, float | None] = field(default_factory=dict)
     running: list[float | None] = field(default_factory=list)
-    first: float | None = None  # the LR of its first trial (sampled), where its first LRs are centred
-    made: int = 0  # its trials, whatever their LR (a fixed LR gives them all the same)
+    centre: float | None = None
+    made: int = 0  # its control trials, whatever their LR (a fixed LR gives them all the same)
 
     def add(self, lr: float | None, state: TrialState, value: float | None) -> None:
-        if self.first is None and lr is not None:
-            self.first = lr
         self.made += 1
         if state not in FINISHED:
             self.running.append(lr)
         elif lr is not None:
-            finished = value if state == TrialState.COMPLETE else None
-            self.losses[lr] = finished if finished is not None else self.losses.get(lr)
+            self.found(lr, value if state == TrialState.COMPLETE else None)
+
+    def found(self, lr: float, value: float | None) -> None:
+        self.losses[lr] = value if value is not None else self.losses.get(lr)
 
 
 class ControlTrials:
@@ -102,6 +107,7 @@ class ControlTrials:
                 )
             if chosen is not None:
                 walks[chosen.control].add(chosen.lr, TrialState.RUNNING, None)
+                walks[chosen.control].centre = walks[chosen.control].centre or chosen.centre
             planned.append(chosen)
         return planned
 
@@ -111,7 +117,8 @@ class ControlTrials:
             params = dict(self.params[planned.control])
             if planned.lr is not None:
                 params["lr"] = planned.lr
-            study.enqueue_trial(params, user_attrs={CONTROL_ATTR: planned.control})
+            attrs = {CONTROL_ATTR: planned.control, CONTROL_CENTRE_ATTR: planned.centre}
+            study.enqueue_trial(params, user_attrs=attrs)
         return study.ask()
 
     def _walks(self, trials: Sequence[FrozenTrial]) -> dict[str, _Walk]:
@@ -120,6 +127,11 @@ class ControlTrials:
             name = trial.user_attrs.get(CONTROL_ATTR)
             if name in walks:
                 walks[name].add(trial.params.get("lr"), trial.state, trial.value)
+                walks[name].centre = walks[name].centre or trial.user_attrs.get(CONTROL_CENTRE_ATTR)
+            elif name is None and trial.state == TrialState.COMPLETE and "lr" in trial.params:
+                for control, pinned in self.params.items():  # a searched trial that ran the control's run
+                    if all(trial.params.get(key) == value for key, value in pinned.items()):
+                        walks[control].found(trial.params["lr"], trial.value)
         return walks
 
     def _next(self, name: str, walk: _Walk, trials: Sequence[FrozenTrial]) -> ControlTrial | None:
@@ -128,14 +140,18 @@ class ControlTrials:
         if not self.pins_lr:
             return ControlTrial(name, None)
         low, high = self.config.search.lr.low, self.config.search.lr.high
-        centre = walk.first if walk.made else self._matched(name, trials)
-        if centre is None:  # its first trial not sampled yet; or no searched trial to match: the sampler's
-            return None if walk.made else ControlTrial(name, None)
-        first = list(dict.fromkeys(min(high, max(low, centre * factor)) for factor in FIRST_LRS))  # in range, once
-        if walk.made < len(first):
-            return ControlTrial(name, first[walk.made])
+        centre = walk.centre if walk.made else self._matched(name, trials)
+        if centre is None and not walk.made:  # no searched trial to match yet: the sampler's
+            return ControlTrial(name, None)
+        in_range = (min(high, max(low, centre * factor)) for factor in FIRST_LRS) if centre else ()
+        first = list(dict.fromkeys(in_range))  # each once
+        if None in walk.running:  # a trial another worker asked and has not sampled yet: its LR is unknown
+            return None
+        untried = [lr for lr in first if lr not in walk.losses and lr not in walk.running]
+        if walk.made < len(first) and untried:
+            return ControlTrial(name, untried[0], centre)
         step = None if walk.running else walk_step(walk.losses, low, high)
-        return None if step is None else ControlTrial(name, step)
+        return None if step is None else ControlTrial(name, step, centre)
 
     def _matched(self, name: str, trials: Sequence[FrozenTrial]) -> float | None:
         """The base LR that gives the control the best searched trial's mean LR; None before one completed."""

@@ -8,7 +8,7 @@ import optuna
 import pytest
 import torch
 from conftest import TINY
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 import lrsearch
@@ -17,7 +17,7 @@ from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import CONTROLS, controls_for, matched_lr, schedule_params
 from lrsearch.problem.lr_walk import next_lr, walk_step
 from lrsearch.problem.space import control_trial_params, sample_run_spec
-from lrsearch.store.records import CONTROL_ATTR, TrialRecord
+from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, TrialRecord
 from lrsearch.trials.control_trials import FIRST_LRS, STARTUP, ControlTrial, ControlTrials
 
 TRIALS = 30  # room for every control's 2 trials: every other trial after the start-up
@@ -129,17 +129,26 @@ def test_a_control_s_lr_walks_in_the_search_first_its_matched_lr_and_half_and_tw
             assert walk_step(losses, low, high) is None
 
 
-def _trial(number: int, lr: float, value: float | None, control: str | None = None, **attrs) -> FrozenTrial:
+def _trial(
+    number: int, lr: float | None, value: float | None, control: str | None = None, centre: float | None = None, **attrs
+) -> FrozenTrial:
+    """A trial as the plan reads it: a searched one at `lr` of schedule "StepLR" (not a control's run), or a
+    control trial (its schedule, "none", is pinned) whose walk started around `centre`."""
     state = TrialState.RUNNING if value is None else TrialState.COMPLETE
+    own = {CONTROL_ATTR: control, CONTROL_CENTRE_ATTR: centre} if control else {}
     trial = optuna.trial.create_trial(
         state=state,
         value=value,
-        params={"lr": lr},
-        distributions={"lr": FloatDistribution(1e-4, 1.0, log=True)},
-        user_attrs=({CONTROL_ATTR: control} if control else {}) | attrs,
+        params=({"lr": lr} if lr else {})
+        | {"schedule": "none" if control or attrs.pop("constant", False) else "StepLR"},
+        distributions=({"lr": FloatDistribution(1e-4, 1.0, log=True)} if lr else {}) | {"schedule": SCHEDULE},
+        user_attrs=own | attrs,
     )
     trial.number = number
     return trial
+
+
+SCHEDULE = CategoricalDistribution(["none", "StepLR"])
 
 
 def test_a_control_s_next_trial_steps_out_from_its_best_lr_waits_for_its_running_one_and_ends_with_its_walk():
@@ -149,16 +158,21 @@ def test_a_control_s_next_trial_steps_out_from_its_best_lr_waits_for_its_running
     answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
     searched = [_trial(n, 0.05, 1.0 - n / 100, run_spec=answer.model_dump(mode="json")) for n in range(10)]
     # The first control trial: at the LR that matches the best searched trial's mean LR (a constant: its LR).
-    assert plan.plan(searched, 2) == [ControlTrial("constant", pytest.approx(0.05)), None]
+    assert plan.plan(searched, 2) == [ControlTrial("constant", pytest.approx(0.05), pytest.approx(0.05)), None]
+    # Its first trial, asked by another worker and not sampled yet: the LR it takes is unknown, so it waits.
+    unsampled = searched + [_trial(10, None, None, "constant", 0.05)] + [_trial(11 + n, 0.3, 0.9) for n in range(4)]
+    assert plan.plan(unsampled, 2) == [None, None]
     first = [
-        _trial(10 + i, 0.05 * f, loss, "constant")
+        _trial(10 + i, 0.05 * f, loss, "constant", 0.05)
         for i, (f, loss) in enumerate(zip(FIRST_LRS, (0.5, 0.4, 0.6), strict=True))
     ]
     grown = searched + first + [_trial(13 + n, 0.3, 0.9) for n in range(4)]
-    assert plan.plan(grown, 1) == [ControlTrial("constant", pytest.approx(0.0125))]  # best at the edge: a step out
-    waiting = grown + [_trial(17, 0.0125, None, "constant")]
+    assert plan.plan(grown, 1) == [
+        ControlTrial("constant", pytest.approx(0.0125), 0.05)
+    ]  # best at the edge: a step out
+    waiting = grown + [_trial(17, 0.0125, None, "constant", 0.05)]
     assert plan.plan(waiting, 3) == [None, None, None]  # it waits for its running trial
-    ended = grown + [_trial(17, 0.0125, 0.45, "constant")] + [_trial(18 + n, 0.3, 0.9) for n in range(4)]
+    ended = grown + [_trial(17, 0.0125, 0.45, "constant", 0.05)] + [_trial(18 + n, 0.3, 0.9) for n in range(4)]
     assert plan.plan(ended, 3) == [None, None, None]  # 0.025 is surrounded within a step: its walk has ended
 
 
@@ -167,10 +181,23 @@ def test_a_control_s_first_lrs_clipped_to_the_lr_range_are_tried_once():
     plan = ControlTrials(config, steps_per_epoch=10)
     answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 1.0, "optimizer": "sgd", "schedule": "none"}), config, 10)
     searched = [_trial(n, 1.0, 0.9, run_spec=answer.model_dump(mode="json")) for n in range(10)]
-    assert plan.plan(searched, 1) == [ControlTrial("constant", 1.0)]
-    first = [_trial(10, 1.0, 0.5, "constant"), _trial(11, 0.5, 0.6, "constant")]  # twice 1.0 is out of range
+    assert plan.plan(searched, 1) == [ControlTrial("constant", 1.0, 1.0)]
+    first = [_trial(10, 1.0, 0.5, "constant", 1.0), _trial(11, 0.5, 0.6, "constant", 1.0)]  # twice 1.0 is out of range
     more = searched + first + [_trial(12 + n, 0.3, 0.9) for n in range(4)]
     assert plan.plan(more, 2) == [None, None]  # best at the range's edge, 2x away from 0.5: its walk has ended
+
+
+def test_a_searched_trial_that_ran_a_control_s_run_is_a_point_of_its_walk_never_trained_again():
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"]}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
+    best = _trial(9, 0.05, 0.5, run_spec=answer.model_dump(mode="json"), constant=True)  # the best is a constant LR
+    searched = [_trial(n, 0.3, 0.9) for n in range(9)] + [best]
+    # Its matched LR is the best trial's own: the walk starts from it, at half and twice it.
+    assert plan.plan(searched, 1) == [ControlTrial("constant", pytest.approx(0.025), pytest.approx(0.05))]
+    first = [_trial(10, 0.025, 0.4, "constant", 0.05), _trial(11, 0.1, 0.6, "constant", 0.05)]
+    more = searched + first + [_trial(12 + n, 0.3, 0.9) for n in range(2)]
+    assert plan.plan(more, 1) == [ControlTrial("constant", pytest.approx(0.0125), 0.05)]  # not 0.05 again
 
 
 def test_with_the_lr_fixed_a_control_trial_leaves_it_to_the_search_and_stops_at_its_quota():
