@@ -63,10 +63,9 @@ from lrsearch.base.device import pin_threads
 from lrsearch.base.stats import mean_interval, paired_difference
 from lrsearch.certification.baselines import baseline_specs
 from lrsearch.certification.certify import certify, train_as_certified
-from lrsearch.certification.controls import control_run
 from lrsearch.engines.lone import Diverged, train
 from lrsearch.engines.seeds import fresh_seeds
-from lrsearch.problem.controls import CONTROLS
+from lrsearch.problem.controls import CONTROLS, control_run
 from lrsearch.problem.data import load_data
 from lrsearch.problem.spec import RunSpec
 from lrsearch.problem.tasks import BUILTIN_TASKS

@@ -39,7 +39,6 @@ from lrsearch.certification.controls import (
     CLASSIC,
     classic_run,
     control_label,
-    control_run,
     lr_grid,
 )
 from lrsearch.certification.horizon import NARROW_FACTORS, PILOT, HorizonRule, lr_area
@@ -50,7 +49,7 @@ from lrsearch.engines.driver import RunResult, train_to_end
 from lrsearch.engines.factory import engine_for
 from lrsearch.engines.seeds import fresh_seeds, search_seeds
 from lrsearch.problem.config import SearchConfig
-from lrsearch.problem.controls import CONTROLS, controls_for, matched_lr, searched_as
+from lrsearch.problem.controls import CONTROLS, control_run, controls_for, matched_lr, searched_as
 from lrsearch.problem.data import Data, load_data
 from lrsearch.problem.lr_walk import best_lr, grid_around, walk_step
 from lrsearch.problem.spec import RunSpec

@@ -1,5 +1,5 @@
-"""How certification trains the control schedules (`problem.controls`) and the classic recipe: their runs,
-their labels, and the LRs a control's tuning tries."""
+"""How certification trains the classic recipe, labels the control schedules (`problem.controls`, where
+their runs are built), and where a control's LR tuning starts when the search tried it at no LR."""
 
 from __future__ import annotations
 
@@ -19,12 +19,6 @@ def lr_grid(answer: RunSpec, control: ScheduleSpec, lr_low: float, lr_high: floa
     half its base LR, so it is centred on twice the answer's mean), since the search has found the
     problem's LR scale."""
     return grid_around(matched_lr(answer, control, epochs), lr_low, lr_high)
-
-
-def control_run(answer: RunSpec, schedule: ScheduleSpec, lr: float, epochs: int) -> RunSpec:
-    """A control's schedule at base LR `lr` for a run of `epochs`, with the answer's optimizer, model,
-    data and seed."""
-    return answer.model_copy(update={"schedule": schedule, "lr": lr, "epochs": epochs})
 
 
 def classic_run(answer: RunSpec, epochs: int) -> RunSpec:

@@ -65,5 +65,10 @@ def matched_lr(answer: RunSpec, control: ScheduleSpec, epochs: int) -> float:
     the answer's mean LR over its run: where a control's LR tuning starts, since the answer has found the
     problem's LR scale (a cosine to zero averages half its base LR, so it starts at twice the answer's mean)."""
     answer_mean = answer.lr * mean_lr_factor(answer)
-    run = answer.model_copy(update={"schedule": control, "epochs": epochs})
-    return answer_mean / mean_lr_factor(run)
+    return answer_mean / mean_lr_factor(control_run(answer, control, answer.lr, epochs))
+
+
+def control_run(answer: RunSpec, schedule: ScheduleSpec, lr: float, epochs: int) -> RunSpec:
+    """A control's schedule at base LR `lr` for a run of `epochs`, with the answer's optimizer, model,
+    data and seed."""
+    return answer.model_copy(update={"schedule": schedule, "lr": lr, "epochs": epochs})
