@@ -40,6 +40,7 @@ from lrsearch.certification.controls import (
     classic_run,
     control_label,
     lr_grid,
+    robustness_rank,
 )
 from lrsearch.certification.horizon import NARROW_FACTORS, PILOT, HorizonRule, lr_area
 from lrsearch.certification.race import FIRST_SEEDS, Entrant, race
@@ -138,12 +139,19 @@ def certify(
     def train(runs: dict[Hashable, RunSpec]) -> None:  # what did not train beside the tuning
         trainer.train_round({key: spec for key, spec in runs.items() if key not in results}, tested=set(runs))
 
+    # The controls in the race, by name, for the race's preference among those its seeds cannot tell apart.
+    control_names = {
+        t.name: control_label(t.name, t.chosen)
+        for t, tunable in zip(tuned, tunables, strict=True)
+        if tunable.trial is None and t.chosen is not None
+    } | {CLASSIC: CLASSIC}
     raced = race(
         {label: spec for label, (_, spec) in everyone.items()},
         {label: "control" if number is None else "searched" for label, (number, _) in everyone.items()},
         fresh,
         train,
         lambda key: results[key].judged_val(judge),
+        preference=[control_names[name] for name in sorted(control_names, key=robustness_rank)],
     )
     rows = [_candidate(raced[label], number, results, fresh, judge) for label, (number, _) in everyone.items()]
     verdict = judge_candidates(rows)

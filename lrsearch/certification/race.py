@@ -17,6 +17,18 @@ its own kind's leader would only choose among equals. The race ends when the dec
 each kind is never stopped as worse, so the race ends on the very interval the verdict reads. Test
 figures never decide anything.
 
+Among the controls, the finalist is not simply the lowest mean: at 3 seeds on one val split, which of
+several tied controls leads is luck, and measured (`benchmarks/quality.py sweep`) it swung the test loss
+either way. So, by the one-standard-error rule (Breiman et al. 1984; Hastie et al., The Elements of
+Statistical Learning, 7.10), the finalist is the first in `preference` (the schedules found best across
+problems first) whose mean is within one standard error of the leader's, paired by seed.
+
+The race also stops for futility, as a clinical trial does (stochastic curtailment; Lan, Simon & Halperin
+1982): an undecided race goes on only while the searched finalist could still be shown better than the
+control, the one outcome that changes the recommendation (`verdict.judge` recommends the control
+otherwise). When the conditional power of that, under the current trend, is below `FUTILITY` at the cap,
+both finalists stop, settled.
+
 The finalists' seeds double between two tests (3, 6, then the cap of 10), as SMAC's intensification
 doubles a challenger's runs, rather than growing by a fixed step: each round trains its runs side by side and costs a
 run's length in wall time almost whatever it holds (20 epochs of the built-in MLP on a 2-core CPU: 1 run
@@ -27,8 +39,9 @@ time, while seeds are still added only while the decision is open.
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from lrsearch.base.stats import paired_difference
@@ -36,6 +49,8 @@ from lrsearch.problem.spec import RunSpec
 
 FIRST_SEEDS = 3  # the first test: at 2 seeds a t-test has one degree of freedom and stops nothing
 ALPHA = 0.05  # family-wise, per test (Holm)
+FUTILITY = 0.1  # the race goes on while the searched finalist has at least this chance of being shown better
+SIMULATED = 4000  # the seeds to come, drawn this many times to estimate that chance
 
 Judged = Callable[[Hashable], float | None]  # a run's key -> its judged val loss (None: it did not finish)
 Train = Callable[[dict[Hashable, RunSpec]], None]  # trains runs keyed (label, seed); results read via Judged
@@ -58,6 +73,7 @@ def race(
     train: Train,
     judged: Judged,
     first: int = FIRST_SEEDS,
+    preference: Sequence[str] = (),
 ) -> dict[str, Entrant]:
     """Race the candidates (label -> run; `kinds`: label -> "searched" or "control") at `seeds` (in order;
     the cap is their number).
@@ -65,6 +81,8 @@ def race(
     Args:
         train: trains the runs given, keyed (label, seed), so that `judged` can read them.
         judged: the judged val loss of a trained run, by its key.
+        preference: labels, the most preferred first: a kind's finalist is the first of them within one
+            standard error of its leader (module docstring); those not named rank after, by mean.
 
     Returns:
         Each candidate's seeds and why it stopped, in the order given.
@@ -83,8 +101,8 @@ def race(
                 elif entrant.stopped is None:
                     entrant.seeds.append(seed)
         done = target
-        _eliminate([e for e in alive if e.stopped is None], kinds, judged)
-        finalists = _leaders([e for e in alive if e.stopped is None], kinds, judged)
+        _eliminate([e for e in alive if e.stopped is None], kinds, judged, preference)
+        finalists = _leaders([e for e in alive if e.stopped is None], kinds, judged, preference)
         decided = _decided(finalists, judged)
         for entrant in (e for e in alive if e.stopped is None and e not in finalists):
             leader = next(f for f in finalists if kinds[f.label] == kinds[entrant.label])
@@ -93,6 +111,16 @@ def race(
             )
         if decided or done == len(seeds):
             break
+        power = _conditional_power(finalists, kinds, judged, len(seeds))
+        if power is not None and power < FUTILITY:
+            searched, control = sorted(finalists, key=lambda e: kinds[e.label] != "searched")
+            settled = (
+                f"settled after {done} seeds: {searched.label} had a {power:.0%} chance of being shown better "
+                f"than {control.label} by the cap of {len(seeds)} seeds (conditional power, current trend)"
+            )
+            for entrant in finalists:
+                entrant.stopped = settled
+            return entrants
         target = min(len(seeds), 2 * done)
     for entrant in finalists:
         entrant.stopped = (
@@ -103,12 +131,50 @@ def race(
     return entrants
 
 
-def _leaders(alive: list[Entrant], kinds: dict[str, str], judged: Judged) -> list[Entrant]:
-    """The lowest mean judged val loss of each kind still in the race: the searched one and the control."""
-    leaders = {}
-    for entrant in sorted(alive, key=lambda e: _mean(e, judged)):
-        leaders.setdefault(kinds[entrant.label], entrant)
-    return list(leaders.values())
+def _leaders(
+    alive: list[Entrant], kinds: dict[str, str], judged: Judged, preference: Sequence[str] = ()
+) -> list[Entrant]:
+    """Each kind's finalist among those still in the race, the searched one and the control: the most
+    preferred within one standard error of the kind's lowest mean judged val loss (module docstring)."""
+    rank = {label: index for index, label in enumerate(preference)}
+    finalists = []
+    for kind in dict.fromkeys(kinds[e.label] for e in alive):
+        mine = sorted((e for e in alive if kinds[e.label] == kind), key=lambda e: _mean(e, judged))
+        near = [e for e in mine if _within_one_error(e, mine[0], judged)]
+        finalists.append(min(near, key=lambda e: rank.get(e.label, len(rank))))  # min keeps the mean's order
+    return finalists
+
+
+def _within_one_error(entrant: Entrant, leader: Entrant, judged: Judged) -> bool:
+    """Whether the entrant's mean is within one standard error of the leader's, paired by seed."""
+    if entrant is leader:
+        return True
+    if len(entrant.seeds) < 2:
+        return False
+    differences = [judged((entrant.label, s)) - judged((leader.label, s)) for s in entrant.seeds]
+    mean = statistics.fmean(differences)
+    return mean <= statistics.stdev(differences) / math.sqrt(len(differences))
+
+
+def _conditional_power(finalists: list[Entrant], kinds: dict[str, str], judged: Judged, cap: int) -> float | None:
+    """The chance that, at the cap, the searched finalist's paired 95% interval lies below the control's
+    if the seeds to come go on as the ones so far (the current trend, its spread as measured), by
+    simulating them (`SIMULATED` times, a fixed generator: a certificate is reproducible); None when there
+    are not two finalists to compare."""
+    if len(finalists) < 2 or len(finalists[0].seeds) < 2:
+        return None
+    import numpy as np
+    from scipy import stats
+
+    searched, control = sorted(finalists, key=lambda e: kinds[e.label] != "searched")
+    differences = [judged((searched.label, s)) - judged((control.label, s)) for s in searched.seeds]
+    n, mean, spread = len(differences), statistics.fmean(differences), statistics.stdev(differences)
+    if spread == 0:
+        return 1.0 if mean < 0 else 0.0
+    future = np.random.default_rng(0).normal(mean, spread, size=(SIMULATED, cap - n))
+    every = np.concatenate([np.broadcast_to(differences, (SIMULATED, n)), future], axis=1)
+    high = every.mean(axis=1) + stats.t.ppf(0.975, cap - 1) * every.std(axis=1, ddof=1) / math.sqrt(cap)
+    return float((high < 0).mean())
 
 
 def _decided(finalists: list[Entrant], judged: Judged) -> bool:
@@ -124,7 +190,7 @@ def _mean(entrant: Entrant, judged: Judged) -> float:
     return math.fsum(judged((entrant.label, seed)) for seed in entrant.seeds) / len(entrant.seeds)
 
 
-def _eliminate(alive: list[Entrant], kinds: dict[str, str], judged: Judged) -> None:
+def _eliminate(alive: list[Entrant], kinds: dict[str, str], judged: Judged, preference: Sequence[str]) -> None:
     """Stop every candidate worse than the leader beyond noise (module docstring), but never the leader of
     its kind: the finalists are judged by the certificate's own interval (`_decided`), so that the race
     and the verdict read the same pair by the same test."""
@@ -132,7 +198,7 @@ def _eliminate(alive: list[Entrant], kinds: dict[str, str], judged: Judged) -> N
         return
     losses = {e.label: [judged((e.label, seed)) for seed in e.seeds] for e in alive}
     leader = min(alive, key=lambda e: _mean(e, judged))
-    kept = _leaders(alive, kinds, judged)
+    kept = _leaders(alive, kinds, judged, preference)
     others = [e for e in alive if e not in kept]
     p_values = {e.label: _p_worse(losses[e.label], losses[leader.label]) for e in others}
     for entrant, adjusted in holm(p_values).items():

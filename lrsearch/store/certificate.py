@@ -67,11 +67,16 @@ class Candidate(BaseModel):
         return self.raced is not None and self.raced.startswith("worse than")
 
     @property
-    def rank_key(self) -> tuple[bool, bool, int, float]:
-        """How the race ranks it: trained to the end first, then not beaten, then the most seeds (the race's
-        finalists), then the lowest mean judged val loss; a mean over fewer seeds never jumps ahead."""
+    def finalist(self) -> bool:
+        """One of the race's two finalists (`certification.race`), which the verdict compares."""
+        return self.raced is not None and self.raced.startswith(("decided", "in the race", "settled"))
+
+    @property
+    def rank_key(self) -> tuple[bool, bool, bool, int, float]:
+        """How the race ranks it: trained to the end first, then not beaten, then the race's finalists, then
+        the most seeds, then the lowest mean judged val loss; a mean over fewer seeds never jumps ahead."""
         val = self.val
-        return (val is None, self.beaten, -self.seeds, val.mean if val is not None else 0.0)
+        return (val is None, self.beaten, not self.finalist, -self.seeds, val.mean if val is not None else 0.0)
 
     @field_validator("spec")
     @classmethod

@@ -182,7 +182,13 @@ def certificate_table(certificate: Certificate) -> Table:
 
 
 # How a candidate's stop in the race (`Candidate.raced`) reads in a table's narrow column.
-_RACE_WORDS = (("worse than", "worse"), ("within noise", "tied"), ("decided", "decided"), ("in the race", "cap"))
+_RACE_WORDS = (
+    ("worse than", "worse"),
+    ("within noise", "tied"),
+    ("decided", "decided"),
+    ("in the race", "cap"),
+    ("settled", "settled"),
+)
 
 
 def race_text(candidate: Candidate) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from scipy import stats
 import lrsearch
 from lrsearch.base.stats import paired_difference
 from lrsearch.certification.certify import certify
-from lrsearch.certification.race import FIRST_SEEDS, holm, race
+from lrsearch.certification.race import FIRST_SEEDS, Entrant, _conditional_power, holm, race
 from lrsearch.engines.lone import train
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.data import load_data
@@ -20,7 +22,7 @@ from lrsearch.problem.spec import DataSpec, RunSpec
 SEEDS = list(range(100, 110))
 
 
-def _race(means: dict[str, float], noise: float = 0.01, unfinished=frozenset()):
+def _race(means: dict[str, float], noise: float = 0.01, unfinished=frozenset(), preference=()):
     """Race candidates whose loss at a seed is their mean plus that seed's shared noise and their own; a
     label starting with `s` is a searched candidate, any other a control."""
     rng = np.random.default_rng(0)
@@ -35,7 +37,7 @@ def _race(means: dict[str, float], noise: float = 0.01, unfinished=frozenset()):
 
     run = RunSpec(data=DataSpec(**TINY["data"]), epochs=2)
     kinds = {label: "searched" if label.startswith("s") else "control" for label in means}
-    entrants = race(dict.fromkeys(means, run), kinds, SEEDS, train_runs, trained.__getitem__)
+    entrants = race(dict.fromkeys(means, run), kinds, SEEDS, train_runs, trained.__getitem__, preference=preference)
     return entrants, trained
 
 
@@ -95,7 +97,58 @@ def test_seeds_double_up_to_the_cap_and_each_stop_as_worse_is_paired_p_below_5_p
 def test_a_run_that_does_not_finish_stops_its_candidate_at_once_and_the_others_go_on():
     entrants, _ = _race({"searched": 0.30, "b": 0.30, "c": 0.30}, noise=0.0, unfinished={("b", SEEDS[1])})
     assert entrants["b"].stopped == f"its run at seed {SEEDS[1]} did not finish"
-    assert entrants["searched"].seeds == entrants["c"].seeds == SEEDS  # c is the controls' finalist now
+    # c is the controls' finalist now, and races on with the searched one (until equal runs settle it).
+    assert entrants["searched"].seeds == entrants["c"].seeds == SEEDS[:FIRST_SEEDS]
+    assert entrants["c"].stopped.startswith(f"settled after {FIRST_SEEDS} seeds: searched had a 0% chance")
+
+
+def test_a_searched_finalist_that_cannot_be_shown_better_by_the_cap_settles_the_race_at_once():
+    # Behind the control: only "the control is recommended" can come of more seeds, so none are trained.
+    entrants, trained = _race({"searched": 0.31, "control": 0.30, "c2": 0.40}, noise=0.01)
+    assert len(trained) == 3 * FIRST_SEEDS
+    settled = entrants["control"].stopped
+    assert settled == entrants["searched"].stopped
+    assert re.match(rf"settled after {FIRST_SEEDS} seeds: searched had a \d% chance of being shown better", settled)
+    # A little ahead, not yet shown better: worth the seeds, so the race goes on to decide it.
+    entrants, _ = _race({"searched": 0.300, "control": 0.301}, noise=0.004)
+    assert len(entrants["control"].seeds) > FIRST_SEEDS
+    assert not entrants["control"].stopped.startswith("settled")
+
+
+@pytest.mark.parametrize("first", [[-0.01, 0.0, -0.02], [0.005, -0.01, -0.004], [-0.002, 0.004, -0.008]])
+def test_the_futility_chance_is_how_often_the_cap_s_t_interval_would_lie_below_zero(first):
+    # The seeds to come drawn as the first ones went (their mean and spread), the cap's interval by scipy.
+    searched, control = Entrant("s", None, seeds=[0, 1, 2]), Entrant("c", None, seeds=[0, 1, 2])
+    losses = {("s", i): d for i, d in enumerate(first)} | {("c", i): 0.0 for i in range(3)}
+    chance = _conditional_power([searched, control], {"s": "searched", "c": "control"}, losses.__getitem__, 10)
+    rng, hits = np.random.default_rng(7), 0
+    for _ in range(2000):
+        every = first + list(rng.normal(np.mean(first), np.std(first, ddof=1), 7))
+        hits += stats.ttest_1samp(every, 0).confidence_interval().high < 0
+    assert chance == pytest.approx(hits / 2000, abs=0.03)
+
+
+def test_among_controls_the_seeds_cannot_tell_apart_the_most_robust_is_the_finalist():
+    # At each seed: c1 leads c2 by less than one standard error of their paired difference; c3, the most
+    # preferred, is clearly worse; so is the searched one (so the race is settled at once).
+    losses = {"s": [0.33, 0.30, 0.34], "c1": [0.300, 0.310, 0.290], "c2": [0.306, 0.305, 0.292]}
+    losses["c3"] = [0.40, 0.41, 0.39]
+    run = RunSpec(data=DataSpec(**TINY["data"]), epochs=2)
+    kinds = {label: "searched" if label == "s" else "control" for label in losses}
+
+    def raced(preference):
+        judged = {(label, seed): losses[label][i] for label in losses for i, seed in enumerate(SEEDS[:3])}
+        return race(dict.fromkeys(losses, run), kinds, SEEDS, lambda runs: None, judged.get, preference=preference)
+
+    differences = np.subtract(losses["c2"], losses["c1"])
+    assert 0 < differences.mean() <= stats.sem(differences)
+    entrants = raced(["c3", "c2", "c1"])
+    assert entrants["c2"].stopped == entrants["s"].stopped
+    assert entrants["c2"].stopped.startswith(f"settled after {FIRST_SEEDS} seeds: s had a 0% chance")
+    assert entrants["c1"].stopped.startswith("within noise of c2")
+    assert entrants["c3"].stopped.startswith("worse than c1")  # not within one error: never the finalist
+    # Without a preference, the lowest mean is the finalist, as before.
+    assert raced(())["c1"].stopped == entrants["c2"].stopped.replace("than c2", "than c1")
 
 
 @pytest.fixture(scope="module")
