@@ -217,7 +217,12 @@ def test_a_difference_within_noise_recommends_the_simpler_schedule():
     verdict = judge([winner, control])
     assert verdict["verdict"] == "within noise" and verdict["recommended"] == control.label
     assert "is not distinguishable from the best control (constant, lr 0.1)" in verdict["sentence"]
-    assert verdict["sentence"].endswith("the simpler schedule is recommended")
+    assert verdict["sentence"].endswith("(95%, 5 seeds); the simpler schedule is recommended")
+    # Settled by the race for futility: the sentence says why it stopped short of the cap.
+    settled = winner.model_copy(update={"raced": "settled after 5 seeds: #1 StepLR, lr 0.1 had a 3% chance ..."})
+    assert judge([settled, control])["sentence"].endswith(
+        "(95%, 5 seeds; more seeds were unlikely to show it better); the simpler schedule is recommended"
+    )
 
 
 def test_the_winner_is_chosen_on_val_loss_never_on_test_loss():
