@@ -6,16 +6,16 @@ same seeds (the instances), so each comparison is paired by seed, which removes 
 weights and batch order put into both runs. After `FIRST_SEEDS` seeds, and again each time the seeds still
 racing have doubled, each candidate is compared with the leader (the lowest mean judged val loss) by a
 one-sided paired t-test (`scipy.stats.ttest_rel`), the p-values corrected for the number of comparisons
-by Holm's method; a candidate worse at the 5% level stops, unless it leads its own kind. A run that
+by Holm's method; a candidate worse at the 5% level stops, unless it is its kind's finalist. A run that
 diverges or fails stops its candidate at once.
 
 The decision a certificate makes is one: is the best searched schedule better than the best control
-(`verdict.judge`, by the same paired 95% interval)? So after the first test only the two finalists, the
-leader of the searched candidates and the leader of the controls, train on: a candidate within noise of
-its own kind's leader would only choose among equals. The race ends when the decision is made
-(the finalists' interval excludes zero, or one kind has no candidate left) or at the cap; the leader of
-each kind is never stopped as worse, so the race ends on the very interval the verdict reads. Test
-figures never decide anything.
+(`verdict.judge`, by the same paired 95% interval)? So after the first test only the two finalists, one
+of the searched candidates (the leader) and one of the controls (below), train on: a candidate within
+noise of its own kind's finalist would only choose among equals. The race ends when the decision is made
+(the finalists' interval excludes zero, or one kind has no candidate left), when it is settled (below) or
+at the cap; a finalist is never stopped as worse, so the race ends on the very interval the verdict
+reads. Test figures never decide anything.
 
 Among the controls, the finalist is not simply the lowest mean: at 3 seeds on one val split, which of
 several tied controls leads is luck, and measured (`benchmarks/quality.py sweep`) it swung the test loss
@@ -191,8 +191,8 @@ def _mean(entrant: Entrant, judged: Judged) -> float:
 
 
 def _eliminate(alive: list[Entrant], kinds: dict[str, str], judged: Judged, preference: Sequence[str]) -> None:
-    """Stop every candidate worse than the leader beyond noise (module docstring), but never the leader of
-    its kind: the finalists are judged by the certificate's own interval (`_decided`), so that the race
+    """Stop every candidate worse than the leader beyond noise (module docstring), but never its kind's
+    finalist (`_leaders`): the finalists are judged by the certificate's own interval (`_decided`), so that the race
     and the verdict read the same pair by the same test."""
     if len(alive) < 2 or len(alive[0].seeds) < 2:
         return
