@@ -239,6 +239,18 @@ def test_the_winner_is_chosen_on_val_loss_never_on_test_loss():
     assert "is within noise of the control's" in judge([noisy, control])["sentence"]
 
 
+def test_the_best_control_is_the_race_s_finalist_even_where_a_tied_one_has_a_lower_mean():
+    # The race keeps the most robust of the controls within one standard error (`race`), not the lowest mean.
+    settled = "settled after 3 seeds: #1 a had a 2% chance ..."
+    finalist = _candidate("linear decay to zero, lr 0.05", "control", [0.401, 0.411, 0.421], [0.3, 0.3, 0.3])
+    finalist = finalist.model_copy(update={"raced": settled})
+    tied = _candidate("constant, lr 0.01", "control", [0.400, 0.410, 0.420], [0.5, 0.5, 0.5])
+    tied = tied.model_copy(update={"raced": "within noise of linear decay to zero, lr 0.05 after 3 seeds; ..."})
+    winner = _candidate("#1 a", "searched", [0.45, 0.40, 0.44], [0.4, 0.4, 0.4]).model_copy(update={"raced": settled})
+    verdict = judge([winner, tied, finalist])
+    assert verdict["best_control"] == verdict["recommended"] == finalist.label
+
+
 def test_a_control_clearly_ahead_is_recommended():
     control = _candidate("linear decay to zero, lr 0.05", "control", [0.40, 0.41, 0.42], [0.40, 0.41, 0.42])
     winner = _candidate("#0 CyclicLR, lr 0.3", "searched", [0.50, 0.52, 0.51], [0.5, 0.52, 0.51])
