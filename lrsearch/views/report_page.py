@@ -31,6 +31,7 @@ from lrsearch.views.summary import (
     format_params,
     other_test_column,
     other_test_text,
+    race_text,
     summarize,
 )
 
@@ -252,12 +253,17 @@ def _certificate(study: optuna.Study) -> Section:
                 cells += f"<td>{'-' if c.score is None else c.score.text()}</td>"
             if other:
                 cells += f"<td>{html.escape(other_test_text(c))}</td>"
-        rows.append(f"<tr><td>{html.escape(clipped(c.label))}{mark}</td><td>{html.escape(c.kind)}</td>{cells}</tr>")
+        why = html.escape(clipped(c.raced or "", LINE))  # the whole reason it stopped racing, on hover
+        raced = f"<td title='{why}'>{html.escape(race_text(c))}</td>"
+        rows.append(
+            f"<tr><td>{html.escape(clipped(c.label))}{mark}</td><td>{html.escape(c.kind)}</td>{raced}{cells}</tr>"
+        )
     headers = "".join(
         f"<th>{html.escape(h)}</th>"
         for h in (
             "schedule",
             "kind",
+            "seeds",
             "val loss",
             "test loss",
             *([f"test {score}"] if score else []),

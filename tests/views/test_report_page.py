@@ -115,6 +115,19 @@ def test_a_huge_stored_label_is_shown_shortened_and_escaped(tmp_path):
     assert "x" * 500 not in page and "<script" not in page.lower() and len(page) < 300_000
 
 
+def test_each_certified_schedule_shows_how_far_it_raced_and_why_it_stopped_escaped(tmp_path):
+    storage = f"sqlite:///{tmp_path}/hostile.db"
+    study = hostile_study(storage, hostile_replay())
+    certificate = forged_certificate("a")
+    why = f"settled after 2 seeds: a0 had a 3% chance' onmouseover='alert(3) {SCRIPT}"
+    certificate["candidates"][0]["raced"] = why
+    study.set_user_attr(CERTIFICATE_ATTR, certificate)
+    page = write_report(storage, tmp_path / "report.html")
+    assert "<th>seeds</th>" in page
+    assert f"<td title='{html.escape(why)}'>2, settled</td>" in page  # the whole reason on hover, quoted
+    assert "<script" not in page.lower() and "' onmouseover=" not in page
+
+
 def test_a_certificate_with_a_million_rows_is_unreadable(tmp_path):
     storage = f"sqlite:///{tmp_path}/hostile.db"
     study = hostile_study(storage, hostile_replay())
