@@ -74,7 +74,7 @@ def judge(candidates: list[Candidate]) -> dict[str, Any]:
             "the control is recommended"
         )
         return fields | {"recommended": control.label, "verdict": "control beats", "sentence": sentence}
-    settled = (winner.raced or "").startswith("settled")  # the race stopped: more seeds would not change it
+    settled = (winner.raced or "").startswith("settled")  # the race stopped: more seeds were unlikely to change it
     sentence = (
         f"{winner.label} is not distinguishable from the best control ({control.label}): its {loss} is "
         f"{size} {direction} ({seeds_text}{'; more seeds were unlikely to show it better' if settled else ''}); "
