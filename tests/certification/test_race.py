@@ -13,9 +13,11 @@ from scipy import stats
 import lrsearch
 from lrsearch.base.stats import paired_difference
 from lrsearch.certification.certify import certify
+from lrsearch.certification.controls import CLASSIC, robustness_rank
 from lrsearch.certification.race import FIRST_SEEDS, Entrant, _conditional_power, holm, race
 from lrsearch.engines.lone import train
 from lrsearch.problem.config import SearchConfig
+from lrsearch.problem.controls import controls_for
 from lrsearch.problem.data import load_data
 from lrsearch.problem.spec import DataSpec, RunSpec
 
@@ -188,3 +190,34 @@ def test_the_summary_and_the_export_say_how_many_seeds_each_candidate_raced(race
     assert certificate.seeds_text == expected
     exported = certificate.summary()["candidates"]
     assert all(row["raced"] == c.raced for row, c in zip(exported.values(), certificate.candidates, strict=True))
+
+
+def test_the_controls_most_robust_first_put_a_stretched_step_beside_the_literal_one_and_the_classic_last():
+    names = [*controls_for(100, search_epochs=20), CLASSIC]
+    ordered = sorted(names, key=robustness_rank)
+    assert ordered[:2] == ["linear decay to zero", "cosine to zero"]
+    assert (
+        ordered.index("StepLR(50, 0.1) (StepLR(10, 0.1) stretched to 100 epochs)")
+        == ordered.index("StepLR(10, 0.1)") + 1
+    )
+    assert ordered[-2:] == ["constant", CLASSIC]
+
+
+def test_certification_races_the_controls_most_robust_first(raced, monkeypatch):
+    study, config, _ = raced
+    seen = {}
+
+    def spied(candidates, kinds, *args, preference=(), **kwargs):
+        seen.update(kinds=kinds, preference=list(preference))
+        return race(candidates, kinds, *args, preference=preference, **kwargs)
+
+    monkeypatch.setattr("lrsearch.certification.certify.race", spied)
+    certificate = certify(study, config, device=torch.device("cpu"), seeds=3, top=1)
+    controls = [label for label, kind in seen["kinds"].items() if kind == "control"]
+    assert sorted(seen["preference"]) == sorted(controls)  # every control in the race, the classic included
+
+    def name(label):
+        return label if label == CLASSIC else label.rsplit(", lr ", 1)[0]
+
+    assert [name(label) for label in seen["preference"]] == sorted(map(name, controls), key=robustness_rank)
+    assert certificate.best_control in controls
