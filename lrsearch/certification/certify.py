@@ -141,7 +141,7 @@ def certify(
 
     # The controls in the race, by name, for the race's preference among those its seeds cannot tell apart.
     control_names = {
-        t.name: control_label(t.name, t.chosen)
+        t.name: tunable.label(t.chosen)
         for t, tunable in zip(tuned, tunables, strict=True)
         if tunable.trial is None and t.chosen is not None
     } | {CLASSIC: CLASSIC}

@@ -111,9 +111,9 @@ def race(
             )
         if decided or done == len(seeds):
             break
-        power = _conditional_power(finalists, kinds, judged, len(seeds))
+        searched, control = sorted(finalists, key=lambda e: kinds[e.label] != "searched")  # undecided: one of each
+        power = _conditional_power(_differences(searched, control, judged), len(seeds))
         if power is not None and power < FUTILITY:
-            searched, control = sorted(finalists, key=lambda e: kinds[e.label] != "searched")
             settled = (
                 f"settled after {done} seeds: {searched.label} had a {power:.0%} chance of being shown better "
                 f"than {control.label} by the cap of {len(seeds)} seeds (conditional power, current trend)"
@@ -151,23 +151,26 @@ def _within_one_error(entrant: Entrant, leader: Entrant, judged: Judged) -> bool
         return True
     if len(entrant.seeds) < 2:
         return False
-    differences = [judged((entrant.label, s)) - judged((leader.label, s)) for s in entrant.seeds]
+    differences = _differences(entrant, leader, judged)
     mean = statistics.fmean(differences)
     return mean <= statistics.stdev(differences) / math.sqrt(len(differences))
 
 
-def _conditional_power(finalists: list[Entrant], kinds: dict[str, str], judged: Judged, cap: int) -> float | None:
-    """The chance that, at the cap, the searched finalist's paired 95% interval lies below the control's
-    if the seeds to come go on as the ones so far (the current trend, its spread as measured), by
-    simulating them (`SIMULATED` times, a fixed generator: a certificate is reproducible); None when there
-    are not two finalists to compare."""
-    if len(finalists) < 2 or len(finalists[0].seeds) < 2:
+def _differences(entrant: Entrant, other: Entrant, judged: Judged) -> list[float]:
+    """The entrant's judged val loss minus the other's, seed by seed, at the entrant's seeds."""
+    return [judged((entrant.label, s)) - judged((other.label, s)) for s in entrant.seeds]
+
+
+def _conditional_power(differences: list[float], cap: int) -> float | None:
+    """The chance that, at the cap, the paired 95% interval of `differences` (the searched finalist's val
+    losses minus the control's, so far) lies below zero if the seeds to come go on as the ones so far (the
+    current trend, its spread as measured), by simulating them (`SIMULATED` times, a fixed generator: a
+    certificate is reproducible); None below 2 seeds, which have no spread."""
+    if len(differences) < 2:
         return None
     import numpy as np
     from scipy import stats
 
-    searched, control = sorted(finalists, key=lambda e: kinds[e.label] != "searched")
-    differences = [judged((searched.label, s)) - judged((control.label, s)) for s in searched.seeds]
     n, mean, spread = len(differences), statistics.fmean(differences), statistics.stdev(differences)
     if spread == 0:
         return 1.0 if mean < 0 else 0.0

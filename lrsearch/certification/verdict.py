@@ -74,10 +74,10 @@ def judge(candidates: list[Candidate]) -> dict[str, Any]:
             "the control is recommended"
         )
         return fields | {"recommended": control.label, "verdict": "control beats", "sentence": sentence}
-    settled = (winner.raced or "").startswith("settled")  # the race stopped: more seeds were unlikely to change it
+    unlikely = "; more seeds were unlikely to show it better" if winner.settled else ""
     sentence = (
         f"{winner.label} is not distinguishable from the best control ({control.label}): its {loss} is "
-        f"{size} {direction} ({seeds_text}{'; more seeds were unlikely to show it better' if settled else ''}); "
+        f"{size} {direction} ({seeds_text}{unlikely}); "
         "the simpler schedule is recommended"
     )
     return fields | {"recommended": control.label, "verdict": "within noise", "sentence": sentence}

@@ -72,6 +72,11 @@ class Candidate(BaseModel):
         return self.raced is not None and self.raced.startswith(("decided", "in the race", "settled"))
 
     @property
+    def settled(self) -> bool:
+        """A finalist the race stopped for futility: more seeds were unlikely to change the recommendation."""
+        return self.raced is not None and self.raced.startswith("settled")
+
+    @property
     def rank_key(self) -> tuple[bool, bool, bool, int, float]:
         """How the race ranks it: trained to the end first, then not beaten, then the race's finalists, then
         the most seeds, then the lowest mean judged val loss; a mean over fewer seeds never jumps ahead."""

@@ -14,7 +14,7 @@ import lrsearch
 from lrsearch.base.stats import paired_difference
 from lrsearch.certification.certify import certify
 from lrsearch.certification.controls import CLASSIC, robustness_rank
-from lrsearch.certification.race import FIRST_SEEDS, Entrant, _conditional_power, holm, race
+from lrsearch.certification.race import FIRST_SEEDS, _conditional_power, holm, race
 from lrsearch.engines.lone import train
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import controls_for
@@ -120,9 +120,7 @@ def test_a_searched_finalist_that_cannot_be_shown_better_by_the_cap_settles_the_
 @pytest.mark.parametrize("first", [[-0.01, 0.0, -0.02], [0.005, -0.01, -0.004], [-0.002, 0.004, -0.008]])
 def test_the_futility_chance_is_how_often_the_cap_s_t_interval_would_lie_below_zero(first):
     # The seeds to come drawn as the first ones went (their mean and spread), the cap's interval by scipy.
-    searched, control = Entrant("s", None, seeds=[0, 1, 2]), Entrant("c", None, seeds=[0, 1, 2])
-    losses = {("s", i): d for i, d in enumerate(first)} | {("c", i): 0.0 for i in range(3)}
-    chance = _conditional_power([searched, control], {"s": "searched", "c": "control"}, losses.__getitem__, 10)
+    chance = _conditional_power(first, 10)  # the searched finalist's val losses minus the control's
     rng, hits = np.random.default_rng(7), 0
     for _ in range(2000):
         every = first + list(rng.normal(np.mean(first), np.std(first, ddof=1), 7))
