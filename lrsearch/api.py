@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.base.errors import ConfigError
 from lrsearch.problem.config import (
+    CERTIFY_TOP,
     SearchConfig,
     load_config,
     overrides_from,
@@ -175,7 +176,7 @@ def certify(
     storage: str | None = None,
     *,
     fresh_seeds: int = 10,
-    top: int = 3,
+    top: int = CERTIFY_TOP,
     epochs: int | None = None,
     judge: str = "last",
     devices: str | None = None,
@@ -184,8 +185,8 @@ def certify(
     progress: bool = True,
     callback: ProgressCallback | None = None,
 ) -> Certificate:
-    """Race a stored study's best `top` distinct trials and tuned control schedules at up to `fresh_seeds`
-    fresh seeds (at `epochs`, every candidate's LR chosen at that length; default the search's), store the
+    """Race a stored study's best trial (its best `top` distinct ones) and tuned control schedules at up to
+    `fresh_seeds` fresh seeds (at `epochs`, every candidate's LR chosen at that length; default the search's), store the
     certificate in the study and return it: `certificate.sentence`, `certificate.recommended_candidate.run`.
 
     Args:

@@ -428,7 +428,10 @@ def certify_command(
         ),
     ] = None,
     old_seeds: OldFreshSeedsOption = None,
-    top: Annotated[int, typer.Option(min=1, max=20, help="The best distinct trials certified.")] = 3,
+    top: Annotated[
+        int | None,
+        typer.Option(min=1, max=20, help="The best distinct searched trials raced beside the controls [default: 1]."),
+    ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -465,7 +468,7 @@ def certify_command(
             settings,
             device,
             seeds=_renamed(old_seeds, "--fresh-seeds", fresh_seeds) or DEFAULT_SEEDS,
-            top=top,
+            top=top or settings.study.certify_top,
             epochs=epochs or settings.study.certify_epochs,
             judge=judge.value if judge else settings.study.judge,
         ):

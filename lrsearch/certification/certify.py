@@ -1,9 +1,10 @@
 """Certification: the search's answer and the control schedules, trained again at fresh seeds.
 
-A search ranks its trials by one run each, at one seed: its winner's val loss is partly luck. Here the
-top `top` distinct trials, the controls (`controls.controls_for`, each at its own tuned base LR) and the
-classic recipe (`controls.CLASSIC`, untuned) train again at `seeds` seeds none of them was chosen at (new
-initial weights and batch orders; the data split stays), to the end, many at once in stacks;
+A search ranks its trials by one run each, at one seed: its winner's val loss is partly luck. Here its
+answer (the best trial; the best `top` distinct ones where asked: `config.CERTIFY_TOP` says why one),
+the controls (`controls.controls_for`, each at its own tuned base LR) and the classic recipe
+(`controls.CLASSIC`, untuned) train again at `seeds` seeds none of them was chosen at (new initial
+weights and batch orders; the data split stays), to the end, many at once in stacks;
 `verdict.judge` then says what the numbers support. Every candidate's base LR is chosen at the certified
 length, by the same rule: a grid of LRs, widened while its best LR is at an edge, at the search's seeds,
 by val loss as the trials were judged. At the search's own length the searched trials' LRs already are
@@ -49,7 +50,7 @@ from lrsearch.engines.autostack import choose_stack
 from lrsearch.engines.driver import RunResult, train_to_end
 from lrsearch.engines.factory import engine_for
 from lrsearch.engines.seeds import fresh_seeds, search_seeds
-from lrsearch.problem.config import SearchConfig
+from lrsearch.problem.config import CERTIFY_TOP, SearchConfig
 from lrsearch.problem.controls import CONTROLS, control_run, controls_for, matched_lr, searched_as
 from lrsearch.problem.data import Data, load_data
 from lrsearch.problem.lr_walk import best_lr, grid_around, walk_step
@@ -58,7 +59,6 @@ from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, Certificate,
 from lrsearch.store.records import TrialRecord, stores_run
 
 DEFAULT_SEEDS = 10  # the race's cap: a candidate still undecided after 10 seeds is within noise
-DEFAULT_TOP = 3
 # Runs trained at once: the built-in MLP's throughput grows up to here on a 2-core CPU (benchmarks/
 # throughput.py: K=50 1.8x K=10 per trial), and certification, unlike a search, waits for no sampler.
 STACK_CPU = 50
@@ -90,7 +90,7 @@ def certify(
     *,
     device: torch.device,
     seeds: int = DEFAULT_SEEDS,
-    top: int = DEFAULT_TOP,
+    top: int = CERTIFY_TOP,
     epochs: int | None = None,
     judge: Judge = "last",
     progress: Progress | None = None,

@@ -387,6 +387,8 @@ def test_a_certificate_survives_export_train_report_and_the_dashboard(tiny_confi
     certificate = current_certificate(study)
     assert certificate is not None and certificate.sentence in result.output
     assert f"recommended: {certificate.recommended}" in result.output
+    # By default the search's answer alone is raced beside the controls (`config.CERTIFY_TOP`).
+    assert [c.trial for c in certificate.candidates if c.kind == "searched"] == [certificate.answer_trial]
     assert f"recommended run written to {best_yaml}" in result.output
 
     exported = yaml.safe_load(best_yaml.read_text())
@@ -425,10 +427,11 @@ def test_a_certificate_survives_export_train_report_and_the_dashboard(tiny_confi
 
     # `lrsearch certify` on the stored study certifies again, at other settings, and says so.
     again = runner.invoke(
-        app, ["certify", "--storage", storage, "--fresh-seeds", "2", "--top", "1", "--export", str(best_yaml)]
+        app, ["certify", "--storage", storage, "--fresh-seeds", "2", "--top", "2", "--export", str(best_yaml)]
     )
     assert again.exit_code == 0, again.output
     assert "at 2 fresh seeds" in again.output and current_certificate(study).seeds == fresh_seeds(0, 2, avoid=1)
+    assert sum(c.kind == "searched" for c in current_certificate(study).candidates) == 2  # the 2 best trials
     # The old name of the count still works, and says it was renamed.
     old = runner.invoke(
         app, ["certify", "--storage", storage, "--seeds", "2", "--top", "1", "--export", str(best_yaml)]
