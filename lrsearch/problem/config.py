@@ -102,7 +102,7 @@ class SearchSpace(StrictModel):
     # Trials of the search given to each control schedule (`problem.controls`: constant, cosine to zero,
     # ...), at most: their shape pinned and their LR walked (`trials.control_trials`), so that
     # certification starts from controls tuned at the search's length; 0 leaves it to certification alone.
-    control_trials: int = Field(6, ge=0, le=MAX_CONTROL_TRIALS)
+    control_trials: int = Field(4, ge=0, le=MAX_CONTROL_TRIALS)
 
     @model_validator(mode="before")
     @classmethod

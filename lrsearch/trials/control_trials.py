@@ -6,13 +6,9 @@ point of the search space (`problem.space.control_trial_params`), and a control 
 of the study whose schedule parameters and LR are pinned (Optuna's `enqueue_trial`).
 
 The share: the sampler explores alone until `STARTUP` trials have finished (TPE's random start-up, where
-an LR is a guess over the whole range); from then on a control trial is asked whenever a control has one
-to run, until each has had its `search.control_trials` or its LR is settled. A control's first LRs are
-asked together, one control after another, and each step as soon as the last finished: a walk is a
-chain of whole runs, one generation each, and walks the search left open cost certification a round of
-training each (0.65 s or more on the default study), while the searched trials only wait their turn.
-Measured (`benchmarks/quality.py sweep`), against every other trial as before and 4 trials a control:
-the same 8 recommendations, and 0.87–1.01x the epochs of search and certification together.
+an LR is a guess over the whole range), then every other trial is a control trial (several in a row where
+a stack's refills asked many trials before then), the controls taken in turn, until each has had its
+`search.control_trials` or its LR is settled.
 
 The LR: a control's shape is fixed, so its tuning is a walk over one number (`problem.lr_walk`), the
 same walk certification goes on with. Its first trials, at once, are the base LR that gives it the best
@@ -96,13 +92,15 @@ class ControlTrials:
         walks = self._walks(trials)
         finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         planned: list[ControlTrial | None] = []
-        for _ in range(room):
+        for slot in range(room):
+            number = len(trials) + slot
+            done = sum(walk.made for walk in walks.values())
             chosen = None
-            if finished >= STARTUP:
+            if finished >= STARTUP and done <= (number - STARTUP) // 2:
                 chosen = next(
                     (
                         trial
-                        for name in sorted(walks, key=lambda n: _turn(walks[n]))
+                        for name in sorted(walks, key=lambda n: walks[n].made)  # the controls in turn
                         if walks[name].made < self.quota and (trial := self._next(name, walks[name], trials))
                     ),
                     None,
@@ -167,11 +165,3 @@ class ControlTrials:
             return None
         epochs = self.config.train.epochs
         return matched_lr(record.spec, controls_for(epochs)[name](epochs), epochs)
-
-
-def _turn(walk: _Walk) -> tuple[int, int]:
-    """A control's place in the queue for the next control trial: one whose first LRs are under way
-    first, so that each walk's first LRs train together and its steps can start a generation sooner;
-    then the others in turn, the one with the fewest trials first."""
-    starting = 0 < walk.made < len(FIRST_LRS)
-    return (0 if starting else 1, -walk.made if starting else walk.made)

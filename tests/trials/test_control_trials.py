@@ -20,7 +20,7 @@ from lrsearch.problem.space import control_trial_params, sample_run_spec
 from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, TrialRecord
 from lrsearch.trials.control_trials import FIRST_LRS, STARTUP, ControlTrial, ControlTrials
 
-TRIALS = 30  # room for every control's 2 trials after the start-up
+TRIALS = 30  # room for every control's 2 trials: every other trial after the start-up
 
 
 def _config(tmp_path, search=None, **study) -> SearchConfig:
@@ -35,7 +35,7 @@ def searched(tmp_path_factory):
     return result.study, config
 
 
-def test_control_trials_pin_their_control_s_shape_and_come_after_the_sampler_s_start_up(searched):
+def test_control_trials_pin_their_control_s_shape_and_take_turns_after_the_sampler_s_start_up(searched):
     study, config = searched
     trials = study.get_trials(deepcopy=False)
     records = [TrialRecord.of(t) for t in trials]
@@ -51,11 +51,8 @@ def test_control_trials_pin_their_control_s_shape_and_come_after_the_sampler_s_s
     for name in expected:
         first, second = sorted((r for r in tuning if r.control == name), key=lambda r: r.number)
         assert second.spec.lr == pytest.approx(max(config.search.lr.low, first.spec.lr / 2))
-    # A control's first LRs are asked together, one control after another: its walk can step a generation
-    # sooner, and no walk waits on another's.
-    for name in expected:
-        numbers = sorted(r.number for r in tuning if r.control == name)
-        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    # Every other trial after the start-up, at most: the search keeps its share.
+    assert len(tuning) <= (TRIALS - STARTUP + 1) // 2 + 1
 
 
 def test_a_control_trial_is_never_certified_as_a_searched_candidate(searched):
@@ -160,11 +157,8 @@ def test_a_control_s_next_trial_steps_out_from_its_best_lr_waits_for_its_running
     assert list(plan.params) == ["constant"]
     answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
     searched = [_trial(n, 0.05, 1.0 - n / 100, run_spec=answer.model_dump(mode="json")) for n in range(10)]
-    # The first control trials, together: at the LR that matches the best searched trial's mean LR (a
-    # constant: its LR), half and twice it; then the sampler's, while they run.
-    assert plan.plan(searched, 4) == [
-        ControlTrial("constant", pytest.approx(0.05 * factor), pytest.approx(0.05)) for factor in FIRST_LRS
-    ] + [None]
+    # The first control trial: at the LR that matches the best searched trial's mean LR (a constant: its LR).
+    assert plan.plan(searched, 2) == [ControlTrial("constant", pytest.approx(0.05), pytest.approx(0.05)), None]
     # Its first trial, asked by another worker and not sampled yet: the LR it takes is unknown, so it waits.
     unsampled = searched + [_trial(10, None, None, "constant", 0.05)] + [_trial(11 + n, 0.3, 0.9) for n in range(4)]
     assert plan.plan(unsampled, 2) == [None, None]
