@@ -5,7 +5,7 @@ import lrsearch
 result = lrsearch.search(trials=50, task="moons")
 result.best              # the winning RunSpec
 result.trials            # a pandas DataFrame, one row per trial
-result.certificate       # the best trials and tuned controls at fresh seeds: what is recommended
+result.certificate       # the best trial and tuned controls at fresh seeds: what is recommended
 lrsearch.search(trials=50, task="moons", progress=False, callback=print)  # ProgressEvents, no bars
 result.export("best.yaml")
 lrsearch.replay("best.yaml")   # train it again beside its baselines, as `lrsearch train` does

@@ -165,7 +165,7 @@ def optimize(
         bool | None,
         typer.Option(
             "--certify/--no-certify",
-            help="After the search, train its best trials and tuned control schedules at fresh seeds, and "
+            help="After the search, train its best trial and tuned control schedules at fresh seeds, and "
             "recommend what the numbers support [default: certify].",
         ),
     ] = None,
@@ -447,7 +447,7 @@ def certify_command(
         Path | None, typer.Option(help="Where to write the recommended run [default: studies/<study>-best.yaml].")
     ] = None,
 ) -> None:
-    """Race a study's best trials and tuned control schedules (constant, cosine, linear decay,
+    """Race a study's best trial and tuned control schedules (constant, cosine, linear decay,
     warmup-stable-decay, StepLR) at fresh seeds, each stopped once clearly worse than the leader; say,
     with 95% intervals, whether the search's answer beats the best control, and store the certificate in
     the study."""

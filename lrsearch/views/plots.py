@@ -111,7 +111,7 @@ def certificate_figure(certificate: Certificate) -> Figure:
     axes.set(
         xlabel=f"{certificate.shown_loss} at {certificate.seeds_text}, {certificate.epochs} epochs "
         f"({certificate.judge} epoch), mean and 95% interval",
-        title="best trials (blue), tuned controls (gray)",
+        title="searched (blue), tuned controls (gray)",
     )
     figure.tight_layout()
     return figure

@@ -227,7 +227,7 @@ def _certificate(study: optuna.Study) -> Section:
         return Section(
             "certificate",
             title,
-            f"<p>Not certified yet: <code>lrsearch certify --study-name {name}</code> trains the best trials and "
+            f"<p>Not certified yet: <code>lrsearch certify --study-name {name}</code> trains the best trial and "
             "tuned control schedules again at fresh seeds and records the comparison here.</p>",
         )
     if isinstance(stored, str):
