@@ -29,6 +29,17 @@ Verdict = Literal["beats", "within noise", "control beats", "no searched candida
 Judge = Literal["last", "best"]  # a run judged at its last epoch, or at its best val epoch (early stopping)
 
 
+# How each of the race's stops (`certification.race`) begins its stored reason, and the word for it: the
+# one place the stored reasons are read.
+RACE_WORDS = (
+    ("worse than", "worse"),  # beaten beyond noise by the leader
+    ("within noise", "tied"),  # within noise of its own kind's finalist
+    ("decided", "decided"),  # a finalist: the certificate's interval excluded zero
+    ("in the race", "cap"),  # a finalist: raced to the cap of seeds
+    ("settled", "settled"),  # a finalist: stopped for futility
+)
+
+
 class Candidate(BaseModel):
     """One schedule certified: its run and its figures at each fresh seed (None where it diverged), at
     the run's last epoch and at its best val epoch (what a checkpoint or early stopping keeps).
@@ -62,19 +73,25 @@ class Candidate(BaseModel):
         return len(self.val_loss or ())
 
     @property
+    def race_word(self) -> str | None:
+        """Why it stopped racing, in one word (`RACE_WORDS`); None when the race did not say."""
+        why = self.raced or ""
+        return next((word for start, word in RACE_WORDS if why.startswith(start)), None)
+
+    @property
     def beaten(self) -> bool:
         """Stopped in the race as worse than the leader: its figures are over fewer seeds than the rest."""
-        return self.raced is not None and self.raced.startswith("worse than")
+        return self.race_word == "worse"
 
     @property
     def finalist(self) -> bool:
         """One of the race's two finalists (`certification.race`), which the verdict compares."""
-        return self.raced is not None and self.raced.startswith(("decided", "in the race", "settled"))
+        return self.race_word in ("decided", "cap", "settled")
 
     @property
     def settled(self) -> bool:
         """A finalist the race stopped for futility: more seeds were unlikely to change the recommendation."""
-        return self.raced is not None and self.raced.startswith("settled")
+        return self.race_word == "settled"
 
     @property
     def rank_key(self) -> tuple[bool, bool, bool, int, float]:

@@ -181,20 +181,9 @@ def certificate_table(certificate: Certificate) -> Table:
     return table
 
 
-# How a candidate's stop in the race (`Candidate.raced`) reads in a table's narrow column.
-_RACE_WORDS = (
-    ("worse than", "worse"),
-    ("within noise", "tied"),
-    ("decided", "decided"),
-    ("in the race", "cap"),
-    ("settled", "settled"),
-)
-
-
 def race_text(candidate: Candidate) -> str:
-    """`3, worse`: the fresh seeds it trained at, and in a word why it stopped racing."""
-    why = candidate.raced or ""
-    word = next((word for start, word in _RACE_WORDS if why.startswith(start)), "")
+    """`3, worse`: the fresh seeds it trained at, and in a word why it stopped racing (`Candidate.race_word`)."""
+    word = candidate.race_word
     return f"{candidate.seeds}, {word}" if word else str(candidate.seeds)
 
 
