@@ -11,9 +11,11 @@ and search seed: the default search and its certification (`lrsearch optimize`'s
 against the sweep: cosine and linear decay to zero at 8 base LRs log-spaced over the search's LR range,
 3 seeds each, the lowest mean final val loss kept, trained by the same code. Both chosen runs then train
 at the same 10 fresh seeds: test loss mean ± 95% interval, their paired difference (negative: lrsearch
-better), the run-epochs each spent (lrsearch: the search's trials, pruned ones as far as they ran, plus
-certification, of which the race's finished runs in brackets, the rest its LR tuning), and the fresh
-seeds each certified candidate raced at.
+better); the same difference on 10 new train/val/test splits of the task's rows (2 fresh seeds each,
+paired by split: one split's test rows are few on the bundled data sets, 114 for breast cancer, and the
+spread over seeds leaves their sampling noise out); the run-epochs each spent (lrsearch: the search's
+trials, pruned ones as far as they ran, plus certification, of which the race's finished runs in
+brackets, the rest its LR tuning), and the fresh seeds each certified candidate raced at.
 
 `length`: the answer at the length people train. Per task and search seed, a search of `--epochs` epochs
 certified at `--long` epochs (`lrsearch certify --epochs`), against (a) a careful sweep done directly at
@@ -22,7 +24,7 @@ the lowest mean final val loss kept; (b) the classic recipe (SGD lr 0.1, StepLR(
 the search's raw winner stretched to `--long` at its searched LR (what `load_schedule(..., epochs=)` gave
 before). Each is trained at the certificate's 5 fresh seeds: test loss mean and 95% interval, the paired
 difference of the recommendation against (a) and (b), and the run-epochs each of certification and (a)
-trained.
+trained; under each built-in task's row, the same differences on 10 new splits of its rows.
 
 `certify`: per task and search seed, the default search (in memory, no pictures) and its certification,
 each timed. From the certificate, at its 5 fresh seeds (mean test loss): the raw winner (the search's best
@@ -66,7 +68,7 @@ from lrsearch.certification.certify import certify, train_as_certified
 from lrsearch.engines.lone import Diverged, train
 from lrsearch.engines.seeds import fresh_seeds
 from lrsearch.problem.controls import CONTROLS, control_run
-from lrsearch.problem.data import load_data
+from lrsearch.problem.data import load_data, resplit_data
 from lrsearch.problem.spec import RunSpec
 from lrsearch.problem.tasks import BUILTIN_TASKS
 from lrsearch.store.records import RUN_SPEC
@@ -280,6 +282,12 @@ def length(args: argparse.Namespace) -> None:
                 f"   {certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
                 flush=True,
             )
+            resplit = _on_new_splits({k: chosen[k] for k in ("rec", "a", "b")}, seed, result, device)
+            if resplit is not None:
+                print(
+                    f"{'':<33}on {NEW_SPLITS} new splits of its rows ({SEEDS_PER_SPLIT} seeds each): rec - (a) "
+                    f"{_paired(resplit['a'], resplit['rec'])}, rec - (b) {_paired(resplit['b'], resplit['rec'])}"
+                )
             for line in (certificate.horizon, certificate.overfit):
                 if line:
                     print(f"{'':<33}{line}")
@@ -293,11 +301,13 @@ def against_sweep(args: argparse.Namespace) -> None:
     print(
         f"{args.epochs}-epoch default searches ({args.trials} trials) and their certification, against a careful "
         f"sweep ({' and '.join(CAREFUL)} x {SWEEP_LRS} LRs x {SWEEP_SEEDS} seeds); test loss at {CAREFUL_SEEDS} "
-        "shared fresh seeds, mean ± 95% interval"
+        f"shared fresh seeds, mean ± 95% interval; new splits: lrsearch - sweep on {NEW_SPLITS} new splits of the "
+        "task's rows, paired by split"
     )
     print(
-        f"{'task':<16}{'seed':>5}{'lrsearch':>18}{'sweep':>18}{'lrsearch - sweep':>20}{'search ep':>10}"
-        f"{'cert ep':>9}{'(raced)':>9}{'sweep ep':>9}{'ratio':>7}   seeds raced / recommended / sweep's choice"
+        f"{'task':<16}{'seed':>5}{'lrsearch':>18}{'sweep':>18}{'lrsearch - sweep':>20}{'new splits':>20}"
+        f"{'search ep':>10}{'cert ep':>9}{'(raced)':>9}{'sweep ep':>9}{'ratio':>7}"
+        "   seeds raced / recommended / sweep's choice"
     )
     for task in args.tasks.split(","):
         for seed in _seeds(args):
@@ -313,12 +323,14 @@ def against_sweep(args: argparse.Namespace) -> None:
             sweep_choice, sweep_epochs = _sweep(result, data, args.epochs, device, CAREFUL)
             chosen = {"rec": certificate.recommended_candidate.run, "sweep": sweep_choice}
             arms = _at_fresh_seeds(chosen, seed, CAREFUL_SEEDS, result, data, device)
+            resplit = _on_new_splits(chosen, seed, result, device) or {}
             spent = search_epochs + certificate.trained_epochs
             raced_epochs = sum(c.seeds for c in certificate.candidates) * certificate.epochs
             raced = ",".join(str(c.seeds) for c in certificate.candidates)
             print(
                 f"{task:<16}{seed:>5}{_interval(arms['rec']):>18}{_interval(arms['sweep']):>18}"
-                f"{_paired(arms['sweep'], arms['rec']):>20}{search_epochs:>10}{certificate.trained_epochs:>9}"
+                f"{_paired(arms['sweep'], arms['rec']):>20}{_paired(resplit.get('sweep'), resplit.get('rec')):>20}"
+                f"{search_epochs:>10}{certificate.trained_epochs:>9}"
                 f"{raced_epochs:>9}{sweep_epochs:>9}{spent / sweep_epochs:>7.2f}   {raced} / "
                 f"{certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
                 flush=True,
@@ -334,6 +346,31 @@ def _at_fresh_seeds(
     runs = {(arm, s): spec.model_copy(update={"seed": s}) for arm, spec in chosen.items() for s in fresh}
     trained = train_as_certified(runs, result.config, data, device)
     return {arm: [trained[arm, s].test_loss for s in fresh] for arm in chosen}
+
+
+NEW_SPLITS, SEEDS_PER_SPLIT = 10, 2
+
+
+def _on_new_splits(
+    chosen: dict[str, RunSpec], seed: int, result: lrsearch.SearchResult, device: torch.device
+) -> dict[str, list[float | None]] | None:
+    """Each chosen run's test loss on `NEW_SPLITS` new train/val/test splits of the task's rows (one
+    value a split: the mean over `SEEDS_PER_SPLIT` fresh seeds), or None for a task of one's own. One
+    split's test rows are few on the bundled data sets (114 for breast cancer, 36 for wine), and the
+    spread over training seeds leaves their sampling noise out; here it is in, paired by split."""
+    spec = result.config.data
+    if spec.task not in BUILTIN_TASKS:
+        return None
+    fresh = fresh_seeds(seed + 104729, SEEDS_PER_SPLIT, avoid=SWEEP_SEEDS + 1)
+    losses: dict[str, list[float | None]] = {arm: [] for arm in chosen}
+    for split in range(1000, 1000 + NEW_SPLITS):
+        data = resplit_data(spec, result.config.study.seed, split, device)
+        runs = {(arm, s): run.model_copy(update={"seed": s}) for arm, run in chosen.items() for s in fresh}
+        trained = train_as_certified(runs, result.config, data, device)
+        for arm in chosen:
+            values = [trained[arm, s].test_loss for s in fresh]
+            losses[arm].append(None if None in values else statistics.mean(values))
+    return losses
 
 
 def _uncertified_search(task: str, seed: int, args: argparse.Namespace) -> lrsearch.SearchResult:
