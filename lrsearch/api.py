@@ -85,7 +85,7 @@ class SearchResult:
 
     @property
     def certificate(self) -> Certificate | None:
-        """The certificate of the study's current best trial (`lrsearch.certify`), or None: not certified
+        """The certificate of the study's best searched trial (`lrsearch.certify`), or None: not certified
         (`certify=False`, an interrupted search), or a better trial came since."""
         from lrsearch.views.summary import current_certificate
 

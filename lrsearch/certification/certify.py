@@ -56,7 +56,7 @@ from lrsearch.problem.data import Data, load_data
 from lrsearch.problem.lr_walk import best_lr, grid_around, walk_step
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, Certificate, Judge, TunedControl
-from lrsearch.store.records import TrialRecord, stores_run
+from lrsearch.store.records import TrialRecord, searched_best_first
 
 DEFAULT_SEEDS = 10  # the race's cap: a candidate still undecided after 10 seeds is within noise
 # Runs trained at once: the built-in MLP's throughput grows up to here on a 2-core CPU (benchmarks/
@@ -276,22 +276,15 @@ def train_as_certified(
 
 
 def top_distinct(study: optuna.Study, top: int) -> list[tuple[int, RunSpec]]:
-    """The `top` best completed searched trials (lowest val loss; not control trials) whose runs differ,
-    with their RunSpecs."""
-    complete = sorted(
-        (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if stores_run(t)),
-        key=lambda t: t.value,
-    )
+    """The `top` best completed searched trials (lowest val loss; not control trials:
+    `store.records.searched_best_first`) whose runs differ, with their RunSpecs."""
     chosen: list[tuple[int, RunSpec]] = []
     seen: set[str] = set()
-    for trial in complete:
-        record = TrialRecord.of(trial)
-        if record is None or record.control is not None:  # a control trial: certified as its control
-            continue
+    for record in searched_best_first(study.get_trials(deepcopy=False)):
         run = json.dumps(record.spec.model_dump(mode="json"), sort_keys=True)
         if run not in seen:
             seen.add(run)
-            chosen.append((trial.number, record.spec))
+            chosen.append((record.number, record.spec))
         if len(chosen) == top:
             break
     return chosen

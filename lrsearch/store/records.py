@@ -14,7 +14,7 @@ A trial's per-epoch curves have one record, `TrialCurves`: a stored trial's are 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -110,6 +110,19 @@ def final_score(trial: FrozenTrial, score: str) -> float | None:
 def stores_run(trial: FrozenTrial) -> bool:
     """Whether the trial stored a RunSpec (readable or not): it got as far as being sampled."""
     return RUN_SPEC in trial.user_attrs
+
+
+def searched_best_first(trials: Sequence[FrozenTrial]) -> Iterator[TrialRecord]:
+    """The completed searched trials with a readable run, lowest val loss first: what a certificate
+    answers for (the first; `certification.certify.top_distinct` the first few distinct ones). A control
+    trial is left out: certification trains it as its control, tuned, beside the answer, so a study
+    whose best trial is a control trial still has a current certificate. Parses no more trials than
+    the caller takes."""
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE and stores_run(t)), key=lambda t: t.value)
+    for trial in complete:
+        record = TrialRecord.of(trial)
+        if record is not None and record.control is None:
+            yield record
 
 
 @dataclass(frozen=True)

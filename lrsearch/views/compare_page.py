@@ -58,7 +58,8 @@ def compared(study: optuna.Study) -> Compared:
     if certificate is not None:
         why = ""
     elif isinstance(stored, Certificate):
-        why = f"not certified: its certificate is stale (made when trial #{stored.answer_trial} was the best)"
+        made = f"made when trial #{stored.answer_trial} was the best searched trial"
+        why = f"not certified: its certificate is stale ({made})"
     elif isinstance(stored, str):
         why = f"not certified: {stored}"
     else:

@@ -38,7 +38,7 @@ from lrsearch.store.dashboard_formats import (
 from lrsearch.store.optuna_private import storage_of
 from lrsearch.store.records import EpochRecord, TrialCurves
 from lrsearch.views.curves import best_loss_by_schedule, finished_curves, lr_curve, top_completed
-from lrsearch.views.summary import format_params
+from lrsearch.views.summary import current_certificate, format_params
 
 _log = logging.getLogger(__name__)
 Figure = dict[str, Any]  # a plotly figure as JSON data: {"data": [traces], "layout": {...}}
@@ -167,14 +167,14 @@ def _figure(traces: list[dict[str, Any]], title: str, **layout: Any) -> Figure:
 
 
 def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
-    """The study note: the certificate's recommendation when the study's best trial is certified; the
-    best trial so far and its RunSpec as YAML, ready to export and replay."""
+    """The study note: the certificate's recommendation while it is current (`summary.current_certificate`);
+    else the best trial so far and its RunSpec as YAML, ready to export and replay."""
     top = top_completed(finished_curves(trials), 1)
     if not top:
         return None
     best = top[0]
-    certificate = stored_certificate(study)
-    if isinstance(certificate, Certificate) and certificate.answer_trial == best.number:
+    certificate = current_certificate(study, trials)
+    if certificate is not None:
         chosen = certificate.recommended_candidate
         if chosen is not None:
             return (

@@ -236,8 +236,8 @@ def _certificate(study: optuna.Study) -> Section:
     stale = (
         ""
         if current
-        else f"<p><strong>Stale:</strong> made when trial #{stored.answer_trial} was the best; the study has a "
-        f"better trial since. <code>lrsearch certify --study-name {name}</code> certifies it.</p>"
+        else f"<p><strong>Stale:</strong> made when trial #{stored.answer_trial} was the best searched trial; the "
+        f"study has a better one since. <code>lrsearch certify --study-name {name}</code> certifies it.</p>"
     )
     score = score_label(stored.score)
     other = other_test_column(stored)

@@ -4,6 +4,7 @@ its certificate, and the recommended RunSpec exported as YAML."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from lrsearch.base.text import LINE, clipped
 from lrsearch.problem.hooks import Direction
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import Candidate, Certificate, stored_certificate
-from lrsearch.store.records import TrialRecord, final_score, score_label, stores_run
+from lrsearch.store.records import TrialRecord, final_score, score_label, searched_best_first, stores_run
 
 
 @dataclass(frozen=True)
@@ -130,14 +131,15 @@ def _optimizer_line(spec: RunSpec) -> str:
     )
 
 
-def current_certificate(study: optuna.Study) -> Certificate | None:
-    """The study's certificate while it still speaks for the study's best trial (a better trial since
-    makes it stale); None when there is none, it is stale, or it is unreadable."""
+def current_certificate(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> Certificate | None:
+    """The study's certificate while it still speaks for the study's best searched trial (a better one
+    since makes it stale; a control trial never does: `records.searched_best_first`); None when there is
+    none, it is stale, or it is unreadable. `trials`: the study's, where the caller has read them."""
     certificate = stored_certificate(study)
     if not isinstance(certificate, Certificate):
         return None
-    best = summarize(study, k=1).best
-    return certificate if best is not None and best.number == certificate.answer_trial else None
+    answer = next(searched_best_first(study.get_trials(deepcopy=False) if trials is None else trials), None)
+    return certificate if answer is not None and answer.number == certificate.answer_trial else None
 
 
 def certificate_lines(certificate: Certificate) -> list[str]:

@@ -35,7 +35,8 @@ from lrsearch.problem.spec import CERTIFICATE_KEY, DataSpec, ModelSpec, RunSpec,
 from lrsearch.searching.study import open_study
 from lrsearch.searching.workers import run_here
 from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, stored_certificate
-from lrsearch.store.records import TrialRecord
+from lrsearch.store.records import CONTROL_ATTR, TrialRecord
+from lrsearch.views.dashboard import best_note
 from lrsearch.views.summary import current_certificate, export_best
 
 runner = CliRunner()
@@ -370,6 +371,39 @@ def test_a_stale_or_unreadable_certificate_is_not_used(certified, tmp_path):
             assert "unreadable" in stored_certificate(study) and current_certificate(study) is None
     finally:
         study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))
+
+
+def test_a_control_trial_best_in_the_study_keeps_the_certificate_current(certified, tmp_path):
+    """A certificate answers for the best searched trial; a control trial ahead of it (a tuned control
+    often is) is certified as its control, so export, the dashboard's note and the report still say the
+    recommendation. A better searched trial makes the certificate stale."""
+    study, config, certificate = certified
+    storage = optuna.storages.InMemoryStorage()
+    optuna.copy_study(from_study_name=study.study_name, from_storage=config.study.storage, to_storage=storage)
+    copy = optuna.load_study(study_name=study.study_name, storage=storage)
+    best = copy.best_trial
+
+    def add(value: float, attrs: dict) -> None:
+        copy.add_trial(
+            optuna.trial.create_trial(
+                params=best.params,
+                distributions=best.distributions,
+                value=value,
+                intermediate_values=best.intermediate_values,
+                user_attrs=best.user_attrs | attrs,
+            )
+        )
+
+    add(best.value / 2, {CONTROL_ATTR: "constant"})
+    assert TrialRecord.of(copy.best_trial).control == "constant"
+    assert current_certificate(copy) == certificate
+    exported = yaml.safe_load((export_best(copy, tmp_path / "best.yaml"), (tmp_path / "best.yaml").read_text())[1])
+    assert exported[CERTIFICATE_KEY]["recommended"] == certificate.recommended
+    assert best_note(copy, copy.get_trials()).startswith(f"## Recommended: {certificate.recommended}")
+
+    add(best.value / 4, {})  # a better searched trial: the certificate no longer answers for the search
+    assert current_certificate(copy) is None
+    assert best_note(copy, copy.get_trials()).startswith("## Best schedule so far")
 
 
 # --- end to end --------------------------------------------------------------------------------
