@@ -155,7 +155,7 @@ def optimize(
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial [default: 20].")] = None,
     task: TaskOption = None,
     export: Annotated[
-        Path | None, typer.Option(help="Where to write the best run [default: studies/<study>-best.yaml].")
+        Path | None, typer.Option(help="Where to write the recommended run [default: studies/<study>-best.yaml].")
     ] = None,
     seeds_per_trial: Annotated[
         int | None, typer.Option(help="Seeds each trial trains at (one stack); it reports their mean [default: 1].")
@@ -396,7 +396,8 @@ def export(
     storage: StorageOption = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the YAML.")] = Path("best.yaml"),
 ) -> None:
-    """Write the best trial of a study as a RunSpec YAML (replay it with `lrsearch train --config`)."""
+    """Write a study's recommended run as a RunSpec YAML: its certificate's recommendation, else its best
+    trial (replay it with `lrsearch train --config`)."""
     from lrsearch.base.paths import check_writable
     from lrsearch.problem.config import DEFAULT_STORAGE
     from lrsearch.searching.study import load_existing_study

@@ -188,8 +188,8 @@ def _replay(study: optuna.Study) -> Section:
             "baselines",
             "Against the baselines",
             "<p>Not measured yet: <code>lrsearch train --config best.yaml --study-name "
-            f"{html.escape(study.study_name)}</code> trains the best run, a constant LR and StepLR on the "
-            "test split and records them here.</p>",
+            f"{html.escape(study.study_name)}</code> trains the exported run beside the certificate's controls "
+            "(without one: a constant LR and the classic StepLR) and records their test figures here.</p>",
         )
     try:
         replay = Replay.model_validate(stored)
