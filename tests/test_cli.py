@@ -109,6 +109,12 @@ BAD_INPUTS = {
         "--jobs: worker processes need a storage they share",
     ),
     "no jobs": (["optimize", "--jobs", "0"], "--jobs: Input should be greater than or equal to 1"),
+    # A field of two types is one problem, with both ways to mend it (not "and 1 more problem").
+    "no stack": (
+        ["optimize", "--stack", "0"],
+        "--stack: Input should be greater than or equal to 1, or input should be 'auto' (got '0')",
+    ),
+    "two bad fields": (["optimize", "--stack", "0", "--trials", "0"], "(got 0) (and 1 more problem)"),
     "worker for a missing study": (
         ["worker", "--study-name", "nope", "--storage", "sqlite:///{tmp}/s.db"],
         "--storage: no study file at",

@@ -72,8 +72,13 @@ class Interrupted(Exception):
 
 
 def error_field(error: ValidationError) -> str:
-    """The dotted path of the first field pydantic complained about."""
-    return ".".join(str(part) for part in error.errors()[0]["loc"]) or "(top level)"
+    """The dotted path of the first field pydantic complained about (without a type's tag: `study.stack`)."""
+    return ".".join(str(part) for part in _field_loc(error.errors()[0]["loc"])) or "(top level)"
+
+
+def _field_loc(loc: tuple) -> tuple:
+    """An error's location without a type's tag (`_same_field_other_type`): the field's own path."""
+    return loc[:-1] if len(loc) >= 2 and isinstance(loc[-1], str) and not loc[-1].isidentifier() else loc
 
 
 def from_validation_error(error: ValidationError, source: str, name_field: bool = True) -> ConfigError:
@@ -84,13 +89,23 @@ def from_validation_error(error: ValidationError, source: str, name_field: bool 
         source: where the values came from (a file path, or the flag that set the field), put first.
         name_field: say which field; off when `source` is a flag, which already names it.
     """
-    first = error.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
+    errors = error.errors()
+    first = errors[0]
+    alike = [first, *(e for e in errors[1:] if _same_field_other_type(e["loc"], first["loc"]))]
+    ways = dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in alike)
+    message = ", or ".join(way if i == 0 else way[:1].lower() + way[1:] for i, way in enumerate(ways))
     if first["type"] == "extra_forbidden":
         message = "unknown field"
     elif "got" not in message and not isinstance(first.get("input"), dict | list) and first["type"] != "missing":
         message = f"{message} (got {first['input']!r})"
-    more = len(error.errors()) - 1
+    more = len({_field_loc(e["loc"]) for e in errors}) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     field = f"{error_field(error)}: " if name_field else ""
     return ConfigError(f"{source}: {field}{message}{suffix}")
+
+
+def _same_field_other_type(loc: tuple, first: tuple) -> bool:
+    """Whether two of pydantic's error locations are one field of several types (an int or "auto"),
+    failed once per type: pydantic ends each with the type's tag ("constrained-int", "literal['auto']"),
+    which, unlike a field's name, is no identifier. One problem then, and each way to mend it."""
+    return len(loc) == len(first) >= 2 and _field_loc(loc) == _field_loc(first) == first[:-1]
