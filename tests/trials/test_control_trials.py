@@ -15,7 +15,7 @@ import lrsearch
 from lrsearch.certification.certify import certify, top_distinct
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import CONTROLS, controls_for, matched_lr, schedule_params
-from lrsearch.problem.lr_walk import next_lr, walk_step
+from lrsearch.problem.lr_walk import best_lr, cliff_lrs, next_lr, walk_step
 from lrsearch.problem.space import control_trial_params, sample_run_spec
 from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, TrialRecord
 from lrsearch.trials.control_trials import FIRST_LRS, STARTUP, ControlTrial, ControlTrials
@@ -218,3 +218,19 @@ def test_next_lr_widens_at_an_edge_and_bisects_a_gap_wider_than_a_step():
     # The sampler's picks: 0.003, 0.05, 0.3 — the best's farther neighbour is 16.7x away, halfway is 0.0122.
     assert next_lr([0.003, 0.05, 0.3], 0.05, 1e-4, 1.0) == pytest.approx(math.sqrt(0.003 * 0.05))
     assert next_lr([1e-4, 2e-4], 1e-4, 1e-4, 1.0) is None  # the range's edge
+
+
+def test_the_best_lr_stays_a_step_below_the_edge_of_stability():
+    # Digits certified at 100 epochs: the lowest val loss sat 2x below a run that fell to chance level.
+    walked = {0.0047: 0.1073, 0.0094: 0.113, 0.0188: 0.1189, 0.0375: 0.1223, 0.0751: 0.1019, 0.15: 2.4635}
+    assert cliff_lrs(walked) == [0.15]
+    assert best_lr(walked) == 0.0047
+    assert walk_step(walked, 1e-4, 1.0) == pytest.approx(0.0047 / 2)  # and the walk goes on below it
+    # A diverged run is a cliff too; an LR more than a step below it is safe.
+    assert best_lr({0.01: 0.30, 0.03: 0.25, 0.05: 0.20, 0.1: None}) == 0.03
+    # A loss that rises gently with the LR is no cliff: the lowest loss is the best LR, as always.
+    gentle = {0.01: 0.30, 0.02: 0.26, 0.04: 0.25, 0.08: 0.31, 0.16: 0.45}
+    assert cliff_lrs(gentle) == [] and best_lr(gentle) == 0.04
+    # Where every finished LR is within a step below a cliff, the lowest loss is still chosen.
+    assert best_lr({0.1: 0.2, 0.15: 0.1, 0.2: 5.0}) == 0.15
+    assert best_lr({0.1: None, 0.2: None}) is None
