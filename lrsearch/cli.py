@@ -325,7 +325,8 @@ def _certify(
     except KeyboardInterrupt:
         typer.echo(f"certification interrupted; run it again: lrsearch certify --study-name {study.study_name}")
         return True
-    _console().print(certificate_table(certificate))
+    console = _console()
+    console.print(certificate_table(certificate, console.width))
     typer.echo("\n".join(certificate_lines(certificate)))
     return False
 

@@ -157,17 +157,18 @@ def certificate_lines(certificate: Certificate) -> list[str]:
     ]
 
 
-def certificate_table(certificate: Certificate) -> Table:
-    """Each candidate's mean and 95% interval over the fresh seeds, best val loss first."""
+SCHEDULE_MIN = 16  # the schedule column's narrowest, its name folded over lines
+
+
+def certificate_table(certificate: Certificate, width: int | None = None) -> Table:
+    """Each candidate's mean and 95% interval over the fresh seeds, best val loss first. In `width`
+    columns (a terminal's), the names fold and the figures keep their width; where they still do not
+    fit, the other criterion's test loss, then the kind, are left out (a searched label starts `#`)."""
     score = score_label(certificate.score)
     table = Table(title=Text(f"certificate: mean ± 95% interval over {certificate.seeds_text}"))
-    table.add_column("schedule", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("seeds", no_wrap=True)
     other = other_test_column(certificate)
-    for column in ("val loss", "test loss", *([f"test {score}"] if score else []), *([other] if other else [])):
-        table.add_column(column, justify="right", no_wrap=True)
-
+    figures_columns = ("val loss", "test loss", *([f"test {score}"] if score else []), *([other] if other else []))
+    rows = []
     for candidate in certificate.ranked:
         mark = " (recommended)" if candidate.label == certificate.recommended else ""
         if candidate.val is None:
@@ -179,7 +180,20 @@ def certificate_table(certificate: Certificate) -> Table:
                 figures.append("-" if candidate.score is None else candidate.score.text())
             if other:
                 figures.append(other_test_text(candidate))
-        table.add_row(Text(clipped(candidate.label) + mark), candidate.kind, race_text(candidate), *figures)
+        rows.append([Text(clipped(candidate.label) + mark), candidate.kind, race_text(candidate), *figures])
+    names = ["kind", "seeds", *figures_columns]
+    widths = {name: max([len(name), *(len(str(row[i])) for row in rows)]) for i, name in enumerate(names, start=1)}
+    shown = list(names)
+    for optional in (other, "kind"):
+        needed = SCHEDULE_MIN + sum(widths[name] for name in shown) + 3 * (len(shown) + 1) + 1
+        if width is not None and optional in shown and needed > width:
+            shown.remove(optional)
+    table.add_column("schedule", overflow="fold", min_width=SCHEDULE_MIN)
+    for name in shown:
+        justify = "left" if name in ("kind", "seeds") else "right"
+        table.add_column(name, justify=justify, no_wrap=True, min_width=widths[name])
+    for row in rows:
+        table.add_row(row[0], *(row[names.index(name) + 1] for name in shown))
     return table
 
 

@@ -514,3 +514,20 @@ def test_a_stored_certificate_s_text_is_escaped_in_the_report(certified, tmp_pat
         assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     finally:
         study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize("width", [100, 160, 240])
+def test_the_certificate_table_keeps_every_figure_whole_in_a_terminal_s_width(certified, width):
+    from rich.console import Console
+
+    from lrsearch.views.summary import certificate_table
+
+    _, _, certificate = certified
+    console = Console(width=width, record=True)
+    console.print(certificate_table(certificate, width))
+    shown = console.export_text()
+    assert max(len(line) for line in shown.splitlines()) <= width and "…" not in shown
+    for candidate in certificate.candidates:
+        assert candidate.val.text() in shown and candidate.test.text() in shown
+    if width >= 160:  # every column where they fit; in fewer columns the best-epoch figures, then the kind, go
+        assert "searched" in shown and "test loss, best val epoch" in shown
