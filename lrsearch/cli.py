@@ -664,14 +664,14 @@ def schedulers(
     epochs: Annotated[int, typer.Option(min=1, help="Show the ranges for runs of this many epochs.")] = 20,
 ) -> None:
     """List every schedule in the registry with its searched parameters and ranges."""
-    from lrsearch.problem.schedules import SCHEDULES, Budget, searched_ranges
+    from lrsearch.problem.schedules import SCHEDULES, STEPS, Budget, searched_ranges
 
     typer.echo(
         f"Schedules and their searched ranges for {epochs}-epoch runs. A trial parameter is named\n"
         "SCHEDULE.PARAM (pin one with search.fixed in the config, e.g. {StepLR.gamma: 0.5}).\n"
     )
     for schedule in SCHEDULES.values():
-        typer.echo(f"{schedule.name}  (steps every {schedule.step_on})\n    {schedule.description}")
+        typer.echo(f"{schedule.name}  ({STEPS[schedule.step_on]})\n    {schedule.description}")
         for searched in searched_ranges(schedule, Budget(epochs, steps_per_epoch=1)):
             typer.echo(f"    - {searched}")
 

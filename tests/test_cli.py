@@ -209,7 +209,7 @@ def test_schedulers_lists_the_registry_with_ranges():
     result = runner.invoke(app, ["schedulers", "--epochs", "30"])
     assert result.exit_code == 0
     for name in SCHEDULES:
-        assert re.search(rf"^{name}  \(steps every (batch|epoch|metric)\)$", result.output, re.M)
+        assert re.search(rf"^{name}  \(steps every (batch|epoch|epoch on the val loss)\)$", result.output, re.M)
     assert "- step_size in [1, 30]" in result.output
 
 

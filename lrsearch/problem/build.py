@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lrsearch.base.errors import ConfigError, from_validation_error
 from lrsearch.base.torch_private import mark_stepped
-from lrsearch.problem.schedules import Budget, StepOn, get_schedule, searched_params
+from lrsearch.problem.schedules import STEPS, Budget, StepOn, get_schedule, searched_params
 from lrsearch.problem.spec import CERTIFICATE_KEY, MAX_EPOCHS, RunSpec, load_yaml_mapping
 
 
@@ -178,7 +178,7 @@ class LoadedSchedule:
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.spec.schedule.params.items())
-        return f"LoadedSchedule({self.name}({params}), lr={self.lr:.4g}, steps every {self.step_on})"
+        return f"LoadedSchedule({self.name}({params}), lr={self.lr:.4g}, {STEPS[self.step_on]})"
 
 
 def _set_base_lrs(optimizer: Optimizer, lr: float, keep_ratios: bool) -> None:

@@ -18,6 +18,8 @@ from lrsearch.base.errors import ConfigError
 from lrsearch.problem.probe import ParamRange, Probe
 
 StepOn = Literal["batch", "epoch", "metric"]
+# When each kind steps, in words ("metric": once an epoch, told the val loss, as ReduceLROnPlateau needs).
+STEPS = {"batch": "steps every batch", "epoch": "steps every epoch", "metric": "steps every epoch on the val loss"}
 Params = dict[str, Any]
 
 
