@@ -7,12 +7,14 @@ tried lies at an edge of what was tried, and tries halfway (geometrically) to a 
 step away (a gap the first LRs left); it ends when the best LR has a neighbour within a step on each side, or
 sits at an edge of the search's LR range. A diverged or pruned try counts as worse than any that finished.
 
-The best LR is not simply the lowest val loss: an LR within a step below a cliff (an LR whose run
-diverged, or ended more than `CLIFF` times worse than the worst run at a lower LR) sits at the edge of
-stability, where another seed or another draw of the data falls off (`benchmarks/quality.py`, on new
-splits of the rows: on wine the walk's LRs 1.4x below a cliff had val loss 0.0000 at the search's seed,
-0.17 to 29 at fresh seeds; digits certified at 100 epochs lost on all 10 new splits). So the best LR is
-the lowest val loss among the LRs at least a step below every cliff, where there is one.
+The best LR is not simply the lowest val loss: an LR just below a cliff sits at the edge of stability,
+where another seed or another draw of the data falls off (`benchmarks/quality.py`, on new splits of the
+rows: on wine the walk's LRs 1.4-2x below a cliff had val loss 0.0000 at the search's seed and 0.17 to 29
+at fresh seeds; digits certified at 100 epochs lost on all 10 new splits). A cliff is an LR whose run
+diverged, or ended more than `CLIFF` times worse than the run at the next LR below and among the walk's
+worst (within `CLIFF` of its highest loss: a network fallen to chance level, not a bump among small
+losses). So the best LR is the lowest val loss among the LRs more than a step below the lowest cliff,
+where there is one; else, as before, among all.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 # within 1.4x of the best LR, where a loss is flat.
 LR_FACTORS = (1 / 4, 1 / 2, 1.0, 2.0, 4.0)
 LR_STEP = 2.0
-# A run this many times worse than every run at a lower LR did not just train worse: it fell off the edge.
+# A run this many times worse than the run a step below did not just train worse: it fell off the edge.
 # Within a step of the best LR a loss is flat (within 1.4x of it, above); a cliff is an order apart.
 CLIFF = 2.0
 
@@ -32,25 +34,27 @@ def grid_around(centre: float, lr_low: float, lr_high: float, factors: tuple[flo
 
 
 def best_lr(losses: dict[float, float | None]) -> float | None:
-    """The LR with the lowest (mean) val loss among those at least a step below every cliff (module
+    """The LR with the lowest (mean) val loss among those more than a step below the lowest cliff (module
     docstring), or among all where none is; None when every LR diverged or was pruned."""
     finite = {lr: loss for lr, loss in losses.items() if loss is not None}
     cliffs = cliff_lrs(losses)
-    safe = {lr: loss for lr, loss in finite.items() if not any(lr <= cliff < lr * LR_STEP * 1.01 for cliff in cliffs)}
+    safe = {lr: loss for lr, loss in finite.items() if not cliffs or lr * LR_STEP * 1.01 < min(cliffs)}
     pool = safe or finite
     return min(pool, key=pool.get) if pool else None
 
 
 def cliff_lrs(losses: dict[float, float | None]) -> list[float]:
-    """The LRs whose run fell off the edge of stability: diverged (or pruned), or a val loss more than
-    `CLIFF` times the worst of the runs that finished at lower LRs; an LR with none below is no cliff."""
-    cliffs, worst_below = [], None
+    """The LRs whose run fell off the edge of stability (module docstring): diverged (or pruned), or a val
+    loss more than `CLIFF` times the next finished LR's below it and within `CLIFF` of the walk's highest;
+    an LR with no finished one below is no cliff."""
+    highest = max((loss for loss in losses.values() if loss is not None), default=None)
+    cliffs, below = [], None
     for lr in sorted(losses):
         loss = losses[lr]
-        if worst_below is not None and (loss is None or loss > CLIFF * worst_below):
+        if below is not None and (loss is None or (loss > CLIFF * below and CLIFF * loss >= highest)):
             cliffs.append(lr)
         if loss is not None:
-            worst_below = loss if worst_below is None else max(worst_below, loss)
+            below = loss
     return cliffs
 
 

@@ -231,6 +231,13 @@ def test_the_best_lr_stays_a_step_below_the_edge_of_stability():
     # A loss that rises gently with the LR is no cliff: the lowest loss is the best LR, as always.
     gentle = {0.01: 0.30, 0.02: 0.26, 0.04: 0.25, 0.08: 0.31, 0.16: 0.45}
     assert cliff_lrs(gentle) == [] and best_lr(gentle) == 0.04
+    # A slow, undertrained run at a low LR does not hide the cliff: each run is judged against the one below.
+    assert cliff_lrs(walked | {1e-4: 1.3}) == [0.15] and best_lr(walked | {1e-4: 1.3}) == 0.0047
+    # Wine: a bump among small losses is no cliff; the run fallen to chance level (log 3 = 1.10) is one.
+    wine = {0.0556: 0.0055, 0.1112: 0.0896, 0.2224: 0.0, 0.2574: 0.0, 0.302: 1.1726}
+    assert cliff_lrs(wine) == [0.302] and best_lr(wine) == 0.0556
+    # No LR above a cliff is chosen, however well its one run ended.
+    assert best_lr({0.01: 0.3, 0.02: 0.2, 0.04: None, 0.08: 0.1}) == 0.01
     # Where every finished LR is within a step below a cliff, the lowest loss is still chosen.
     assert best_lr({0.1: 0.2, 0.15: 0.1, 0.2: 5.0}) == 0.15
     assert best_lr({0.1: None, 0.2: None}) is None
