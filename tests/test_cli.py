@@ -115,6 +115,7 @@ BAD_INPUTS = {
         "--stack: Input should be greater than or equal to 1, or input should be 'auto' (got '0')",
     ),
     "two bad fields": (["optimize", "--stack", "0", "--trials", "0"], "(got 0) (and 1 more problem)"),
+    "a number or a range": (["optimize", "--config", "@momentum"], "search.momentum: Input should be a valid number"),
     "worker for a missing study": (
         ["worker", "--study-name", "nope", "--storage", "sqlite:///{tmp}/s.db"],
         "--storage: no study file at",
@@ -135,6 +136,7 @@ FILES = {
     "@replay": "schedule: {name: Cosine}\n",
     "@binary": b"a\x96\xff\x00\x81 not UTF-8",
     "@short": "epochs: 1\n",
+    "@momentum": "search: {momentum: x}\n",
 }
 
 
@@ -328,7 +330,11 @@ CHECKED_BEFORE_ANY_WORK = {
     "negative seed": (["optimize", "--seed", "-1"], "--seed: Input should be greater than or equal to 0"),
     "seed past 2**31 - 1": (["optimize", "--seed", "2147483648"], "--seed: Input should be less than or equal to"),
     "infinite lr bound": (["optimize", "--config", "@inf_lr"], "search.lr.high: Input should be a finite number"),
-    "nan momentum": (["optimize", "--config", "@nan_momentum"], "Input should be a finite number (got nan)"),
+    "nan momentum": (
+        ["optimize", "--config", "@nan_momentum"],
+        "search.momentum: Input should be a finite number, or input should be a valid dictionary or instance of "
+        "Range (got nan)",
+    ),
     "negative weight decay": (["optimize", "--config", "@weight_decay"], "search.weight_decay: weight_decay must be"),
     "infinite timeout": (["optimize", "--timeout", "inf"], "--timeout: Input should be a finite number"),
     "pinned unknown schedule": (["optimize", "--config", "@fixed_schedule"], "search.fixed: schedule='Nope' is not"),

@@ -5,6 +5,7 @@ server gone), and `Interrupted` for a search the user stopped."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -73,12 +74,24 @@ class Interrupted(Exception):
 
 def error_field(error: ValidationError) -> str:
     """The dotted path of the first field pydantic complained about (without a type's tag: `study.stack`)."""
-    return ".".join(str(part) for part in _field_loc(error.errors()[0]["loc"])) or "(top level)"
+    errors = error.errors()
+    return ".".join(str(part) for part in _field_loc(errors[0]["loc"], _union_fields(errors))) or "(top level)"
 
 
-def _field_loc(loc: tuple) -> tuple:
-    """An error's location without a type's tag (`_same_field_other_type`): the field's own path."""
-    return loc[:-1] if len(loc) >= 2 and isinstance(loc[-1], str) and not loc[-1].isidentifier() else loc
+def _union_fields(errors: list[Any]) -> set[tuple]:
+    """Where the fields of several types are (an int or "auto", a number or a range) that failed: pydantic
+    fails such a field once per type, each location ending with the type's tag, some tag of each field
+    one no name has ("constrained-int", "literal['auto']", "function-after[...]")."""
+    return {
+        e["loc"][:-1]
+        for e in errors
+        if len(e["loc"]) >= 2 and isinstance(e["loc"][-1], str) and any(c in e["loc"][-1] for c in "[-")
+    }
+
+
+def _field_loc(loc: tuple, unions: set[tuple]) -> tuple:
+    """An error's location without a type's tag (`_union_fields`): the field's own path."""
+    return loc[:-1] if len(loc) >= 2 and loc[:-1] in unions else loc
 
 
 def from_validation_error(error: ValidationError, source: str, name_field: bool = True) -> ConfigError:
@@ -90,22 +103,16 @@ def from_validation_error(error: ValidationError, source: str, name_field: bool 
         name_field: say which field; off when `source` is a flag, which already names it.
     """
     errors = error.errors()
-    first = errors[0]
-    alike = [first, *(e for e in errors[1:] if _same_field_other_type(e["loc"], first["loc"]))]
+    first, unions = errors[0], _union_fields(errors)
+    # A field of several types fails once per type: one problem, with each way to mend it.
+    alike = [e for e in errors if _field_loc(e["loc"], unions) == _field_loc(first["loc"], unions)]
     ways = dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in alike)
     message = ", or ".join(way if i == 0 else way[:1].lower() + way[1:] for i, way in enumerate(ways))
     if first["type"] == "extra_forbidden":
         message = "unknown field"
     elif "got" not in message and not isinstance(first.get("input"), dict | list) and first["type"] != "missing":
         message = f"{message} (got {first['input']!r})"
-    more = len({_field_loc(e["loc"]) for e in errors}) - 1
+    more = len({_field_loc(e["loc"], unions) for e in errors}) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     field = f"{error_field(error)}: " if name_field else ""
     return ConfigError(f"{source}: {field}{message}{suffix}")
-
-
-def _same_field_other_type(loc: tuple, first: tuple) -> bool:
-    """Whether two of pydantic's error locations are one field of several types (an int or "auto"),
-    failed once per type: pydantic ends each with the type's tag ("constrained-int", "literal['auto']"),
-    which, unlike a field's name, is no identifier. One problem then, and each way to mend it."""
-    return len(loc) == len(first) >= 2 and _field_loc(loc) == _field_loc(first) == first[:-1]
