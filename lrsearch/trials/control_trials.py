@@ -37,7 +37,7 @@ from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import controls_for, matched_lr
 from lrsearch.problem.lr_walk import walk_step
 from lrsearch.problem.space import control_trial_params
-from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, TrialRecord
+from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, searched_best_first
 
 STARTUP = 10  # TPE's n_startup_trials, of finished trials: its LRs until then are guesses over the range
 FIRST_LRS = (1.0, 1 / 2, 2.0)  # a control's first trials, asked without waiting: times its matched LR
@@ -155,12 +155,7 @@ class ControlTrials:
 
     def _matched(self, name: str, trials: Sequence[FrozenTrial]) -> float | None:
         """The base LR that gives the control the best searched trial's mean LR; None before one completed."""
-        searched = [
-            t
-            for t in trials
-            if t.state == TrialState.COMPLETE and t.value is not None and CONTROL_ATTR not in t.user_attrs
-        ]
-        record = TrialRecord.of(min(searched, key=lambda t: t.value)) if searched else None
+        record = next(searched_best_first(trials), None)
         if record is None:
             return None
         epochs = self.config.train.epochs

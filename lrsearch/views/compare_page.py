@@ -138,7 +138,7 @@ def _side_by_side(rows: list[Compared], difference: str | None) -> Section:
     )
     text = (
         f"{warning}<p>Each study's best trial (by its one run, at the search's seed) and what its certificate "
-        "recommends (the best trial and tuned controls trained again at fresh seeds).</p>"
+        "recommends (the best searched trial and tuned controls trained again at fresh seeds).</p>"
         f"{table}{f'<ul>{sentences}</ul>' if sentences else ''}"
     )
     certified = [row.certificate for row in rows if row.certificate is not None]

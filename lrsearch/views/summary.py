@@ -171,9 +171,9 @@ def certificate_table(certificate: Certificate, width: int | None = None) -> Tab
     rows = []
     for candidate in certificate.ranked:
         mark = " (recommended)" if candidate.label == certificate.recommended else ""
-        if candidate.val is None:
-            figures = [Text(clipped(candidate.diverged or "-", LINE)), "-", *(["-"] if score else [])]
-            figures += ["-"] if other else []
+        if candidate.val is None:  # why it stopped, folded within the figures' width (`widths` leaves it out)
+            reason = Text(clipped(candidate.diverged or "-", LINE), no_wrap=False, overflow="fold")
+            figures = [reason, "-", *(["-"] if score else []), *(["-"] if other else [])]
         else:
             figures = [candidate.val.text(), "-" if candidate.test is None else candidate.test.text()]
             if score:
@@ -182,7 +182,10 @@ def certificate_table(certificate: Certificate, width: int | None = None) -> Tab
                 figures.append(other_test_text(candidate))
         rows.append([Text(clipped(candidate.label) + mark), candidate.kind, race_text(candidate), *figures])
     names = ["kind", "seeds", *figures_columns]
-    widths = {name: max([len(name), *(len(str(row[i])) for row in rows)]) for i, name in enumerate(names, start=1)}
+    widths = {
+        name: max([len(name), *(len(str(row[i])) for row in rows if not isinstance(row[i], Text))])
+        for i, name in enumerate(names, start=1)
+    }
     shown = list(names)
     for optional in (other, "kind"):
         needed = SCHEDULE_MIN + sum(widths[name] for name in shown) + 3 * (len(shown) + 1) + 1
@@ -191,7 +194,7 @@ def certificate_table(certificate: Certificate, width: int | None = None) -> Tab
     table.add_column("schedule", overflow="fold", min_width=SCHEDULE_MIN)
     for name in shown:
         justify = "left" if name in ("kind", "seeds") else "right"
-        table.add_column(name, justify=justify, no_wrap=True, min_width=widths[name])
+        table.add_column(name, justify=justify, min_width=widths[name])  # wide enough: no figure wraps
     for row in rows:
         table.add_row(row[0], *(row[names.index(name) + 1] for name in shown))
     return table

@@ -523,11 +523,17 @@ def test_the_certificate_table_keeps_every_figure_whole_in_a_terminal_s_width(ce
     from lrsearch.views.summary import certificate_table
 
     _, _, certificate = certified
+    # One candidate's run failed, with a long reason: it folds in its cell, and every other row stays whole.
+    failed = {"val_loss": None, "test_loss": None, "test_score": None, "best_epoch": None}
+    failed |= {"best_val_loss": None, "best_test_loss": None, "best_test_score": None}
+    failed["diverged"] = "failed: RuntimeError: " + "the reason, " * 20 + "(seed 2 of 3)"
+    candidates = [certificate.candidates[0].model_copy(update=failed), *certificate.candidates[1:]]
     console = Console(width=width, record=True)
-    console.print(certificate_table(certificate, width))
+    console.print(certificate_table(certificate.model_copy(update={"candidates": candidates}), width))
     shown = console.export_text()
     assert max(len(line) for line in shown.splitlines()) <= width and "…" not in shown
-    for candidate in certificate.candidates:
+    assert "RuntimeError:" in shown and "(seed 2" in shown  # the reason, folded at its spaces
+    for candidate in candidates[1:]:
         assert candidate.val.text() in shown and candidate.test.text() in shown
     if width >= 160:  # every column where they fit; in fewer columns the best-epoch figures, then the kind, go
         assert "searched" in shown and "test loss, best val epoch" in shown
