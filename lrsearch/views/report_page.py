@@ -293,7 +293,9 @@ def _certificate(study: optuna.Study) -> Section:
         f"in {stored.seconds:.1f} s, recorded {when}. Mean ± 95% interval (Student's t); "
         "the winner and the recommendation are chosen on val loss, never on test loss.</p>"
         f"<table><tr>{headers}</tr>{''.join(rows)}</table>"
-        f"<p>How each base LR was chosen at {stored.epochs} epochs (val loss at the search's seeds):</p>"
+        f"<p>How each base LR was chosen at {stored.epochs} epochs (val loss at the search's seeds; the "
+        "lowest more than 2x below any LR whose run diverged or fell to the walk's worst, the edge of "
+        "stability):</p>"
         "<table><tr><th>schedule</th><th>LRs tried</th><th>range</th><th>chosen</th><th>its val loss</th></tr>"
         f"{tuned}</table>"
     )
