@@ -364,7 +364,7 @@ def _on_new_splits(
     fresh = fresh_seeds(seed + 104729, SEEDS_PER_SPLIT, avoid=SWEEP_SEEDS + 1)
     losses: dict[str, list[float | None]] = {arm: [] for arm in chosen}
     for split in range(1000, 1000 + NEW_SPLITS):
-        data = resplit_data(spec, result.config.study.seed, split, device)
+        data = resplit_data(spec, result.config.study.seed, split=split, device=device)
         runs = {(arm, s): run.model_copy(update={"seed": s}) for arm, run in chosen.items() for s in fresh}
         trained = train_as_certified(runs, result.config, data, device)
         for arm in chosen:
@@ -421,7 +421,7 @@ def _interval(values: list[float] | None) -> str:
 
 
 def _paired(baseline: list[float] | None, recommended: list[float] | None) -> str:
-    """The recommendation minus a baseline, paired by seed (negative: the recommendation is better)."""
+    """The recommendation minus a baseline, paired by seed or by split (negative: the recommendation is better)."""
     if not baseline or not recommended or None in baseline or None in recommended:
         return "-"
     difference = paired_difference(baseline, recommended)  # baseline - recommended

@@ -218,7 +218,7 @@ def load_data(spec: DataSpec, seed: int, device: torch.device | str = "cpu") -> 
     return _user(spec.task, device)
 
 
-def resplit_data(spec: DataSpec, seed: int, split: int, device: torch.device | str = "cpu") -> Data:
+def resplit_data(spec: DataSpec, seed: int, *, split: int, device: torch.device | str = "cpu") -> Data:
     """A built-in task's rows of `seed` (the same data set: a generator's draw at `seed`, or the bundled
     rows), split train/val/test anew by `split`: to measure a choice made on one split on data it was not
     made on, where one split's test rows are few (114 for breast cancer, 36 for wine) and their sampling
