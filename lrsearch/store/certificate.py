@@ -205,7 +205,8 @@ class Certificate(BaseModel):
     judge: Judge = "last"  # the epoch every candidate is judged at
     overfit: str | None = None  # one line when the runs' val loss rises over their last part
     horizon: str | None = None  # at another length than the search's: how the LRs there were predicted
-    answer_trial: int  # the best searched trial when certified (`records.searched_best_first`): a better one since makes it stale
+    # The best searched trial when certified (`records.searched_best_first`): a better one since makes it stale.
+    answer_trial: int
     candidates: list[Candidate] = Field(max_length=MAX_ROWS)
     winner: str | None  # label of the best searched candidate (on mean val loss)
     best_control: str | None
