@@ -79,9 +79,10 @@ def error_field(error: ValidationError) -> str:
 
 
 def _union_fields(errors: list[Any]) -> set[tuple]:
-    """Where the fields of several types are (an int or "auto", a number or a range) that failed: pydantic
-    fails such a field once per type, each location ending with the type's tag, some tag of each field
-    one no name has ("constrained-int", "literal['auto']", "function-after[...]")."""
+    """Where the failed fields of several types are (an int or "auto", a number or a range): pydantic
+    fails such a field once per type, each location ending with the type's tag, and at least one of its
+    tags holds a "-" or "[", as no field's name does ("constrained-int", "literal['auto']",
+    "function-after[...]")."""
     return {
         e["loc"][:-1]
         for e in errors
