@@ -75,7 +75,11 @@ class Interrupted(Exception):
 def error_field(error: ValidationError) -> str:
     """The dotted path of the first field pydantic complained about (without a type's tag: `study.stack`)."""
     errors = error.errors()
-    return ".".join(str(part) for part in _field_loc(errors[0]["loc"], _union_fields(errors))) or "(top level)"
+    return _dotted(_field_loc(errors[0]["loc"], _union_fields(errors)))
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
 
 
 def _union_fields(errors: list[Any]) -> set[tuple]:
@@ -105,8 +109,9 @@ def from_validation_error(error: ValidationError, source: str, name_field: bool 
     """
     errors = error.errors()
     first, unions = errors[0], _union_fields(errors)
+    first_field = _field_loc(first["loc"], unions)
     # A field of several types fails once per type: one problem, with each way to mend it.
-    alike = [e for e in errors if _field_loc(e["loc"], unions) == _field_loc(first["loc"], unions)]
+    alike = [e for e in errors if _field_loc(e["loc"], unions) == first_field]
     ways = dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in alike)
     message = ", or ".join(way if i == 0 else way[:1].lower() + way[1:] for i, way in enumerate(ways))
     if first["type"] == "extra_forbidden":
@@ -115,5 +120,5 @@ def from_validation_error(error: ValidationError, source: str, name_field: bool 
         message = f"{message} (got {first['input']!r})"
     more = len({_field_loc(e["loc"], unions) for e in errors}) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    field = f"{error_field(error)}: " if name_field else ""
+    field = f"{_dotted(first_field)}: " if name_field else ""
     return ConfigError(f"{source}: {field}{message}{suffix}")

@@ -214,7 +214,7 @@ def load_data(spec: DataSpec, seed: int, device: torch.device | str = "cpu") -> 
     if spec.task in BUILTIN_TASKS:
         from lrsearch.problem.data_cache import cached_arrays
 
-        return _builtin(spec, cached_arrays(spec, seed, lambda: _split_and_scaled(spec, seed)), device)
+        return _builtin(spec, cached_arrays(spec, seed, lambda: _split_and_scaled(spec, seed, split=seed)), device)
     return _user(spec.task, device)
 
 
@@ -225,7 +225,7 @@ def resplit_data(spec: DataSpec, seed: int, *, split: int, device: torch.device 
     noise is not in the spread of training seeds. Not cached: measurements make each once."""
     if spec.task not in BUILTIN_TASKS:
         raise ConfigError(f"--task {spec.task}: only a built-in task's rows can be split anew")
-    return _builtin(spec, _split_and_scaled(spec, seed, split), device)
+    return _builtin(spec, _split_and_scaled(spec, seed, split=split), device)
 
 
 def _builtin(spec: DataSpec, arrays: dict[str, np.ndarray], device: torch.device | str) -> Data:
@@ -247,8 +247,8 @@ def _builtin(spec: DataSpec, arrays: dict[str, np.ndarray], device: torch.device
     )
 
 
-def _split_and_scaled(spec: DataSpec, seed: int, split: int | None = None) -> dict[str, np.ndarray]:
-    """The task's rows (drawn at `seed`) split train/val/test (by `split`, default `seed`) and
+def _split_and_scaled(spec: DataSpec, seed: int, *, split: int) -> dict[str, np.ndarray]:
+    """The task's rows (drawn at `seed`) split train/val/test (by `split`: `seed` for a study's data) and
     standardized, as the tensors will hold them: inputs float32, class labels int64, regression targets
     float32 (standardized too)."""
     from sklearn.model_selection import train_test_split
@@ -259,14 +259,14 @@ def _split_and_scaled(spec: DataSpec, seed: int, split: int | None = None) -> di
     classes = task.kind == "classification"
     held_out = spec.val_fraction + spec.test_fraction
     x_train, x_rest, y_train, y_rest = train_test_split(
-        x, y, test_size=held_out, stratify=y if classes else None, random_state=seed if split is None else split
+        x, y, test_size=held_out, stratify=y if classes else None, random_state=split
     )
     x_val, x_test, y_val, y_test = train_test_split(
         x_rest,
         y_rest,
         test_size=spec.test_fraction / held_out,
         stratify=y_rest if classes else None,
-        random_state=seed if split is None else split,
+        random_state=split,
     )
     features = StandardScaler().fit(x_train)
     target_mean, target_std = (0.0, 1.0) if classes else (float(np.mean(y_train)), float(np.std(y_train)) or 1.0)

@@ -19,6 +19,8 @@ where there is one; else, as before, among all.
 
 from __future__ import annotations
 
+import math
+
 # The base LRs a walk tries first, around its guess: 5 LRs 2x apart span 16x, and the best of them is
 # within 1.4x of the best LR, where a loss is flat.
 LR_FACTORS = (1 / 4, 1 / 2, 1.0, 2.0, 4.0)
@@ -37,8 +39,8 @@ def best_lr(losses: dict[float, float | None]) -> float | None:
     """The LR with the lowest (mean) val loss among those more than a step below the lowest cliff (module
     docstring), or among all where none is; None when every LR diverged or was pruned."""
     finite = {lr: loss for lr, loss in losses.items() if loss is not None}
-    cliffs = cliff_lrs(losses)
-    safe = {lr: loss for lr, loss in finite.items() if not cliffs or lr * LR_STEP * 1.01 < min(cliffs)}
+    lowest_cliff = min(cliff_lrs(losses), default=math.inf)
+    safe = {lr: loss for lr, loss in finite.items() if lr * LR_STEP * 1.01 < lowest_cliff}
     pool = safe or finite
     return min(pool, key=pool.get) if pool else None
 
