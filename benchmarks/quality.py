@@ -1,10 +1,11 @@
-"""Search quality you can trust, five measurements (the first argument picks one):
+"""Search quality you can trust, six measurements (the first argument picks one):
 
     python benchmarks/quality.py certify [--tasks ...] [--seeds 0,1,2,3,4] [--trials 50]
     python benchmarks/quality.py seeds [--tasks classification,digits] [--seeds 0,1,2,3,4] [--seconds 10]
     python benchmarks/quality.py reference [--tasks ...] [--seeds 0,1,2] [--trials 50] [--reference-trials 500]
     python benchmarks/quality.py length [--tasks ...] [--seeds 0,1,2] [--trials 50] [--epochs 20] [--long 100]
     python benchmarks/quality.py sweep [--tasks ...] [--seeds 0,1] [--trials 50] [--epochs 20]
+    python benchmarks/quality.py twins [--tasks ...] [--seed 0] [--trials 50] [--epochs 20] [--long 100]
 
 `sweep`: the certified answer against a careful practitioner's LR sweep, and what each trained. Per task
 and search seed: the default search and its certification (`lrsearch optimize`'s defaults, in memory),
@@ -19,12 +20,19 @@ brackets, the rest its LR tuning), and the fresh seeds each certified candidate 
 
 `length`: the answer at the length people train. Per task and search seed, a search of `--epochs` epochs
 certified at `--long` epochs (`lrsearch certify --epochs`), against (a) a careful sweep done directly at
-`--long`: every control (`controls.CONTROLS`) at 8 LRs log-spaced over the search's LR range, 3 seeds each,
-the lowest mean final val loss kept; (b) the classic recipe (SGD lr 0.1, StepLR(10, 0.1)) as it is; (c)
-the search's raw winner stretched to `--long` at its searched LR (what `load_schedule(..., epochs=)` gave
-before). Each is trained at the certificate's 5 fresh seeds: test loss mean and 95% interval, the paired
-difference of the recommendation against (a) and (b), and the run-epochs each of certification and (a)
-trained; under each built-in task's row, the same differences on 10 new splits of its rows.
+`--long`: every control (`controls.CONTROLS`) and cosine to zero (a control until `twins` below) at 8 LRs
+log-spaced over the search's LR range, 3 seeds each, the lowest mean final val loss kept; (b) the classic
+recipe (SGD lr 0.1, StepLR(10, 0.1)) as it is; (c) the search's raw winner stretched to `--long` at its
+searched LR (what `load_schedule(..., epochs=)` gave before). Each is trained at the certificate's 5 fresh
+seeds: test loss mean and 95% interval, the paired difference of the recommendation against (a) and (b),
+and the run-epochs each of certification and (a) trained; under each built-in task's row, the same
+differences on 10 new splits of its rows.
+
+`twins`: whether cosine to zero and linear decay to zero, each tuned, are one control or two. Per task, on
+the default search's best run (its optimizer and model), each at 8 base LRs log-spaced over the search's
+LR range, 3 seeds each, at `--epochs` and at `--long`; the LR of each with the lowest mean final val
+loss; both at those LRs at 10 fresh seeds: val and test loss of cosine minus linear decay, paired by seed
+(positive: linear decay better).
 
 `certify`: per task and search seed, the default search (in memory, no pictures) and its certification,
 each timed. From the certificate, at its 5 fresh seeds (mean test loss): the raw winner (the search's best
@@ -69,7 +77,7 @@ from lrsearch.engines.lone import Diverged, train
 from lrsearch.engines.seeds import fresh_seeds
 from lrsearch.problem.controls import CONTROLS, control_run
 from lrsearch.problem.data import load_data, resplit_data
-from lrsearch.problem.spec import RunSpec
+from lrsearch.problem.spec import RunSpec, ScheduleSpec
 from lrsearch.problem.tasks import BUILTIN_TASKS
 from lrsearch.store.records import RUN_SPEC
 
@@ -240,14 +248,17 @@ def _seeds(args: argparse.Namespace) -> list[int]:
 
 
 SWEEP_LRS, SWEEP_SEEDS = 8, 3
+# What the sweeps train: the controls, and cosine to zero, a control until `twins` showed it linear decay's
+# twin; kept here so that (a) and the careful sweep stay the yardsticks they were.
+SWEPT = {**CONTROLS, "cosine to zero": lambda epochs: ScheduleSpec(name="CosineAnnealingLR", params={"T_max": epochs})}
 
 
 def length(args: argparse.Namespace) -> None:
     print(
         f"{args.epochs}-epoch searches ({args.trials} trials) certified at {args.long} epochs (the race's default "
-        f"cap of seeds), against (a) a sweep at {args.long} ({len(CONTROLS)} controls x {SWEEP_LRS} LRs x "
-        f"{SWEEP_SEEDS} seeds), (b) the classic recipe, (c) the raw winner stretched; test loss at {FRESH_SEEDS} "
-        "shared fresh seeds that chose nothing, mean ± 95% interval"
+        f"cap of seeds), against (a) a sweep at {args.long} ({len(CONTROLS)} controls and cosine to zero x "
+        f"{SWEEP_LRS} LRs x {SWEEP_SEEDS} seeds), (b) the classic recipe, (c) the raw winner stretched; test loss "
+        f"at {FRESH_SEEDS} shared fresh seeds that chose nothing, mean ± 95% interval"
     )
     print(
         f"{'task':<28}{'seed':>5}{'recommended':>18}{'(a) sweep':>18}{'(b) classic':>18}{'(c) stretched':>18}"
@@ -388,16 +399,16 @@ def _uncertified_search(task: str, seed: int, args: argparse.Namespace) -> lrsea
 
 
 def _sweep(
-    result: lrsearch.SearchResult, data, epochs: int, device: torch.device, controls=tuple(CONTROLS)
+    result: lrsearch.SearchResult, data, epochs: int, device: torch.device, controls=tuple(SWEPT)
 ) -> tuple[RunSpec, int]:
-    """(a): every control at `SWEEP_LRS` LRs log-spaced over the search's LR range, `SWEEP_SEEDS` seeds
+    """(a): every schedule of `SWEPT` at `SWEEP_LRS` LRs log-spaced over the search's LR range, `SWEEP_SEEDS` seeds
     each, at `epochs`; the control and LR with the lowest mean final val loss, and the run-epochs spent."""
     low, high = result.config.search.lr.low, result.config.search.lr.high
     lrs = [low * (high / low) ** (i / (SWEEP_LRS - 1)) for i in range(SWEEP_LRS)]
     answer = result.best
     runs = {
         (name, lr, seed): control_run(answer, make(epochs), lr, epochs).model_copy(update={"seed": seed})
-        for name, make in CONTROLS.items()
+        for name, make in SWEPT.items()
         if name in controls
         for lr in lrs
         for seed in range(SWEEP_SEEDS)
@@ -410,7 +421,38 @@ def _sweep(
             if None not in values:
                 means[name, lr] = statistics.mean(values)
     name, lr = min(means, key=means.get)
-    return control_run(answer, CONTROLS[name](epochs), lr, epochs), len(runs) * epochs
+    return control_run(answer, SWEPT[name](epochs), lr, epochs), len(runs) * epochs
+
+
+TWINS = ("cosine to zero", "linear decay to zero")
+TWIN_SEEDS = 10
+
+
+def twins(args: argparse.Namespace) -> None:
+    print(
+        f"cosine to zero against linear decay to zero, each tuned by a sweep ({SWEEP_LRS} LRs x {SWEEP_SEEDS} seeds) "
+        f"on the default search's best run (seed {args.seed}), then both at {TWIN_SEEDS} fresh seeds; cosine - "
+        "linear decay, paired by seed (positive: linear decay better), mean ± 95% interval"
+    )
+    print(f"{'task':<16}{'epochs':>7}{'cosine lr':>11}{'linear lr':>11}{'val':>20}{'test':>20}{'cosine test':>13}")
+    device = torch.device(args.device)
+    for task in args.tasks.split(","):
+        result = _uncertified_search(task, args.seed, args)
+        data = load_data(result.config.data, result.config.study.seed, device)
+        for epochs in (args.epochs, args.long):
+            tuned = {name: _sweep(result, data, epochs, device, (name,))[0] for name in TWINS}
+            fresh = fresh_seeds(args.seed + 7919, TWIN_SEEDS, avoid=SWEEP_SEEDS + 1)
+            runs = {(name, s): run.model_copy(update={"seed": s}) for name, run in tuned.items() for s in fresh}
+            trained = train_as_certified(runs, result.config, data, device)
+            val = {name: [trained[name, s].val_loss for s in fresh] for name in TWINS}
+            test = {name: [trained[name, s].test_loss for s in fresh] for name in TWINS}
+            cosine, linear = TWINS
+            print(
+                f"{task:<16}{epochs:>7}{tuned[cosine].lr:>11.3g}{tuned[linear].lr:>11.3g}"
+                f"{_paired(val[linear], val[cosine]):>20}{_paired(test[linear], test[cosine]):>20}"
+                f"{_interval(test[cosine]):>13}",
+                flush=True,
+            )
 
 
 def _interval(values: list[float] | None) -> str:
@@ -455,7 +497,13 @@ def main() -> None:
     sweep_parser.add_argument("--seeds", default="0,1")
     sweep_parser.add_argument("--trials", type=int, default=50)
     sweep_parser.add_argument("--epochs", type=int, default=20)
-    for sub in (certify_parser, seeds_parser, reference_parser, length_parser, sweep_parser):
+    twins_parser = commands.add_parser("twins")
+    twins_parser.add_argument("--tasks", default=ALL_TASKS)
+    twins_parser.add_argument("--seed", type=int, default=0)
+    twins_parser.add_argument("--trials", type=int, default=50)
+    twins_parser.add_argument("--epochs", type=int, default=20)
+    twins_parser.add_argument("--long", type=int, default=100)
+    for sub in (certify_parser, seeds_parser, reference_parser, length_parser, sweep_parser, twins_parser):
         sub.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.command == "certify":
@@ -466,6 +514,8 @@ def main() -> None:
         length(args)
     elif args.command == "sweep":
         against_sweep(args)
+    elif args.command == "twins":
+        twins(args)
     else:
         reference(args)
 

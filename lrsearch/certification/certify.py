@@ -72,7 +72,7 @@ Progress = Callable[[int, int], None]  # (run-epochs done, run-epochs in all)
 class _Tunable:
     """A candidate whose base LR certification chooses: its run at an LR, where its grid starts."""
 
-    name: str  # "cosine to zero", "#12 MultiStepLR stretched to 100 epochs"
+    name: str  # "linear decay to zero", "#12 MultiStepLR stretched to 100 epochs"
     trial: int | None  # the searched trial it came from; None for a control
     run: Callable[[float], RunSpec]  # its run at the certified length, at a base LR
     grid: list[float]  # the LRs it is tried at first, when the search tried none and no rule predicts it

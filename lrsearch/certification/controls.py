@@ -13,11 +13,11 @@ from lrsearch.problem.spec import RunSpec, ScheduleSpec
 CLASSIC = "StepLR(10, 0.1), SGD lr 0.1 (the classic recipe, untuned)"
 
 # Which control the race keeps among those its seeds cannot tell apart (`race`: within one standard error
-# of the best), the most robust across problems first: linear decay to zero, then cosine to zero, beat
-# the other shapes when each is tuned (Defazio et al. 2023, "When, Why and How Much?"; Bergsma et al.
-# 2025, "Straight to Zero"); warmup-stable-decay matches a cosine (Hägele et al. 2024); a constant LR
-# leaves noise in the last steps; the classic recipe is not tuned at all.
-ROBUST_FIRST = ("linear decay to zero", "cosine to zero", "warmup-stable-decay", "StepLR(10, 0.1)", "constant", CLASSIC)
+# of the best), the most robust across problems first: linear decay to zero beats the other shapes when
+# each is tuned (Defazio et al. 2023, "When, Why and How Much?"; Bergsma et al. 2025, "Straight to Zero");
+# warmup-stable-decay matches a cosine (Hägele et al. 2024); a constant LR leaves noise in the last steps;
+# the classic recipe is not tuned at all.
+ROBUST_FIRST = ("linear decay to zero", "warmup-stable-decay", "StepLR(10, 0.1)", "constant", CLASSIC)
 
 
 def robustness_rank(name: str) -> float:
@@ -27,8 +27,8 @@ def robustness_rank(name: str) -> float:
 
 def lr_grid(answer: RunSpec, control: ScheduleSpec, lr_low: float, lr_high: float, epochs: int) -> list[float]:
     """The first LRs a control (its schedule for a run of `epochs`) is tried at, within the search's LR
-    range: around the base LR that gives it the answer's mean LR over the run (a cosine to zero averages
-    half its base LR, so it is centred on twice the answer's mean), since the search has found the
+    range: around the base LR that gives it the answer's mean LR over the run (a linear decay to zero
+    averages half its base LR, so it is centred on twice the answer's mean), since the search has found the
     problem's LR scale."""
     return grid_around(matched_lr(answer, control, epochs), lr_low, lr_high)
 

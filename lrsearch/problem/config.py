@@ -100,7 +100,7 @@ class SearchSpace(StrictModel):
     # benchmarks/quality.py found 2 and 3 no better in the same time (see the README). `seeds` is its old
     # name, still read (a count, easily mistaken for the study's `seed`).
     seeds_per_trial: int = Field(1, ge=1, le=MAX_SEEDS)
-    # Trials of the search given to each control schedule (`problem.controls`: constant, cosine to zero,
+    # Trials of the search given to each control schedule (`problem.controls`: constant, linear decay to zero,
     # ...), at most: their shape pinned and their LR walked (`trials.control_trials`), so that
     # certification starts from controls tuned at the search's length; 0 leaves it to certification alone.
     control_trials: int = Field(4, ge=0, le=MAX_CONTROL_TRIALS)

@@ -14,10 +14,12 @@ from typing import Any
 from lrsearch.problem.build import mean_lr_factor
 from lrsearch.problem.spec import RunSpec, ScheduleSpec
 
-# Control name -> its schedule for a run of `epochs` epochs (the registry's own schedules).
+# Control name -> its schedule for a run of `epochs` epochs (the registry's own schedules). Cosine to zero
+# is not one: tuned, it is linear decay to zero's twin (`benchmarks/quality.py twins`: on 8 tasks at 20 and
+# 100 epochs the same best LR of 8, and fresh-seed test losses within 0.004 but one, where linear decay was
+# better), so racing both cost a walk and 3 race runs for one comparison; the search still searches it.
 CONTROLS: dict[str, Callable[[int], ScheduleSpec]] = {
     "constant": lambda epochs: ScheduleSpec(name="none"),
-    "cosine to zero": lambda epochs: ScheduleSpec(name="CosineAnnealingLR", params={"T_max": epochs}),
     "linear decay to zero": lambda epochs: ScheduleSpec(
         name="PolynomialLR", params={"total_iters": epochs, "power": 1.0}
     ),
@@ -63,7 +65,7 @@ def schedule_params(schedule: ScheduleSpec) -> dict[str, Any]:
 def matched_lr(answer: RunSpec, control: ScheduleSpec, epochs: int) -> float:
     """The base LR that gives the control (its schedule for a run of `epochs`, with the answer's optimizer)
     the answer's mean LR over its run: where a control's LR tuning starts, since the answer has found the
-    problem's LR scale (a cosine to zero averages half its base LR, so it starts at twice the answer's mean)."""
+    problem's LR scale (a linear decay to zero averages half its base LR, so it starts at twice the answer's mean)."""
     answer_mean = answer.lr * mean_lr_factor(answer)
     return answer_mean / mean_lr_factor(control_run(answer, control, answer.lr, epochs))
 

@@ -201,14 +201,15 @@ def _candidate(label: str, kind: str, val: list[float], test: list[float]) -> Ca
 
 def test_a_winner_ahead_on_every_seed_beats_the_control():
     control = _candidate(
-        "cosine to zero, lr 0.1", "control", [0.50, 0.52, 0.49, 0.55, 0.51], [0.6, 0.62, 0.6, 0.64, 0.61]
+        "linear decay to zero, lr 0.1", "control", [0.50, 0.52, 0.49, 0.55, 0.51], [0.6, 0.62, 0.6, 0.64, 0.61]
     )
     winner = _candidate(
         "#3 OneCycleLR, lr 0.2", "searched", [0.45, 0.47, 0.44, 0.50, 0.46], [0.55, 0.57, 0.55, 0.6, 0.56]
     )
     verdict = judge([winner, control])
     assert verdict["verdict"] == "beats" and verdict["recommended"] == winner.label
-    assert verdict["sentence"].startswith("#3 OneCycleLR, lr 0.2 beats the best control (cosine to zero, lr 0.1) by ")
+    best_control = "(linear decay to zero, lr 0.1)"
+    assert verdict["sentence"].startswith(f"#3 OneCycleLR, lr 0.2 beats the best control {best_control} by ")
     assert verdict["sentence"].endswith("test loss (95%, 5 seeds)")
 
 

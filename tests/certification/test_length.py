@@ -88,7 +88,7 @@ def test_best_epoch_figures_are_the_minimum_of_each_run_s_val_curve(long_certifi
     assert len(mean_curve) == LONG and mean_curve[-1] == pytest.approx(sum(candidate.val_loss) / 2, abs=1e-5)
 
 
-def _with_curve(curve: list[float], label: str = "cosine to zero, lr 0.1") -> Candidate:
+def _with_curve(curve: list[float], label: str = "linear decay to zero, lr 0.1") -> Candidate:
     run = lrsearch.RunSpec(epochs=len(curve)).model_dump(mode="json")
     return Candidate(label=label, kind="control", spec=run, val_loss=[curve[-1]] * 2, val_curve=curve)
 

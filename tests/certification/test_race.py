@@ -193,7 +193,7 @@ def test_the_summary_and_the_export_say_how_many_seeds_each_candidate_raced(race
 def test_the_controls_most_robust_first_put_a_stretched_step_beside_the_literal_one_and_the_classic_last():
     names = [*controls_for(100, search_epochs=20), CLASSIC]
     ordered = sorted(names, key=robustness_rank)
-    assert ordered[:2] == ["linear decay to zero", "cosine to zero"]
+    assert ordered[0] == "linear decay to zero" and ordered[-1] == CLASSIC
     assert (
         ordered.index("StepLR(50, 0.1) (StepLR(10, 0.1) stretched to 100 epochs)")
         == ordered.index("StepLR(10, 0.1)") + 1
