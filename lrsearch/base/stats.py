@@ -1,9 +1,15 @@
-"""Means with 95% intervals, as scipy computes them: how a certificate says what is noise and what is not."""
+"""Means with 95% intervals, as scipy computes them: how a certificate says what is noise and what is not.
+
+Student's t quantiles come from `scipy.special` (`stdtrit`, what `scipy.stats.t.ppf` calls), and the
+intervals are `scipy.stats.ttest_1samp`'s and `ttest_rel`'s, written out (mean ± quantile x standard
+error; tests check them against scipy.stats): importing `scipy.stats` takes 0.6 s on a 2-core CPU, 5% of
+the default certified command, against 0.2 s for `scipy.special`.
+"""
 
 from __future__ import annotations
 
 import math
-import warnings
+import statistics
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -42,14 +48,7 @@ def mean_interval(values: Sequence[float]) -> Interval:
     """
     values = _finite(values)
     mean = math.fsum(values) / len(values)
-    if len(values) < 2:
-        return Interval(mean=mean, low=None, high=None, n=len(values))
-    from scipy import stats
-
-    with warnings.catch_warnings():  # equal values: scipy warns of cancellation, and the interval is the mean
-        warnings.simplefilter("ignore", RuntimeWarning)
-        interval = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
-    return _interval(mean, interval.low, interval.high, len(values))
+    return _interval(mean, values)
 
 
 def paired_difference(first: Sequence[float], second: Sequence[float]) -> Interval:
@@ -61,21 +60,31 @@ def paired_difference(first: Sequence[float], second: Sequence[float]) -> Interv
         raise ValueError(f"paired values differ in number: {len(first)} and {len(second)}")
     differences = [a - b for a, b in zip(first, second, strict=True)]
     mean = math.fsum(differences) / len(differences)
-    if len(differences) < 2:
-        return Interval(mean=mean, low=None, high=None, n=len(differences))
-    from scipy import stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        interval = stats.ttest_rel(first, second).confidence_interval(CONFIDENCE)
-    return _interval(mean, interval.low, interval.high, len(differences))
+    return _interval(mean, differences)
 
 
-def _interval(mean: float, low: float, high: float, n: int) -> Interval:
-    # Values that are all equal have no spread: scipy gives nan (or the mean) for both ends.
-    if not (math.isfinite(low) and math.isfinite(high)):
-        low = high = mean
-    return Interval(mean=mean, low=float(low), high=float(high), n=n)
+def t_quantile(probability: float, degrees: int) -> float:
+    """Student's t quantile, `scipy.stats.t.ppf(probability, degrees)`."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(degrees, probability))
+
+
+def t_tail(statistic: float, degrees: int) -> float:
+    """The chance that Student's t exceeds `statistic`, `scipy.stats.t.sf(statistic, degrees)`."""
+    from scipy.special import stdtr
+
+    return float(stdtr(degrees, -statistic))
+
+
+def _interval(mean: float, values: list[float]) -> Interval:
+    """`mean` and its 95% interval from the spread of `values` (Student's t); none for one value. Values
+    that are all equal have no spread: the interval is the mean."""
+    n = len(values)
+    if n < 2:
+        return Interval(mean=mean, low=None, high=None, n=n)
+    half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return Interval(mean=mean, low=mean - half, high=mean + half, n=n)
 
 
 def _finite(values: Sequence[float]) -> list[float]:

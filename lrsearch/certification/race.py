@@ -5,9 +5,9 @@ The procedure is F-race's (Birattari et al. 2002; irace, López-Ibáñez et al. 
 same seeds (the instances), so each comparison is paired by seed, which removes the noise a seed's initial
 weights and batch order put into both runs. After `FIRST_SEEDS` seeds, and again each time the seeds still
 racing have doubled, each candidate is compared with the leader (the lowest mean judged val loss) by a
-one-sided paired t-test (`scipy.stats.ttest_rel`), the p-values corrected for the number of comparisons
-by Holm's method; a candidate worse at the 5% level stops, unless it is its kind's finalist. A run that
-diverges or fails stops its candidate at once.
+one-sided paired t-test (`scipy.stats.ttest_rel`'s, written out: `base.stats`), the p-values corrected for
+the number of comparisons by Holm's method; a candidate worse at the 5% level stops, unless it is its
+kind's finalist. A run that diverges or fails stops its candidate at once.
 
 The decision a certificate makes is one: is the best searched schedule better than the best control
 (`verdict.judge`, by the same paired 95% interval)? So after the first test only the two finalists, one
@@ -40,11 +40,10 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
-from lrsearch.base.stats import paired_difference
+from lrsearch.base.stats import paired_difference, t_quantile, t_tail
 from lrsearch.problem.spec import RunSpec
 
 FIRST_SEEDS = 3  # the first test: at 2 seeds a t-test has one degree of freedom and stops nothing
@@ -169,14 +168,13 @@ def _conditional_power(differences: list[float], cap: int) -> float | None:
     if len(differences) < 2:
         return None
     import numpy as np
-    from scipy import stats
 
     n, mean, spread = len(differences), statistics.fmean(differences), statistics.stdev(differences)
     if spread == 0:
         return 1.0 if mean < 0 else 0.0
     future = np.random.default_rng(0).normal(mean, spread, size=(SIMULATED, cap - n))
     every = np.concatenate([np.broadcast_to(differences, (SIMULATED, n)), future], axis=1)
-    high = every.mean(axis=1) + stats.t.ppf(0.975, cap - 1) * every.std(axis=1, ddof=1) / math.sqrt(cap)
+    high = every.mean(axis=1) + t_quantile(0.975, cap - 1) * every.std(axis=1, ddof=1) / math.sqrt(cap)
     return float((high < 0).mean())
 
 
@@ -214,15 +212,14 @@ def _eliminate(alive: list[Entrant], kinds: dict[str, str], judged: Judged, pref
 
 
 def _p_worse(losses: list[float], leader: list[float]) -> float:
-    """One-sided p-value that `losses` are higher than the leader's, paired by seed."""
-    from scipy import stats
-
+    """One-sided p-value that `losses` are higher than the leader's, paired by seed:
+    `scipy.stats.ttest_rel(losses, leader, alternative="greater").pvalue`, written out (`base.stats`)."""
     differences = [a - b for a, b in zip(losses, leader, strict=True)]
     if max(differences) == min(differences):  # no spread: a t-test is undefined; no noise, no doubt
         return 0.0 if differences[0] > 0 else 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_rel(losses, leader, alternative="greater").pvalue)
+    n = len(differences)
+    error = statistics.stdev(differences) / math.sqrt(n)
+    return t_tail(statistics.fmean(differences) / error, n - 1)
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:
