@@ -15,7 +15,9 @@ best LR of a run moves with its length: there one control is swept first around 
 search, and every other candidate starts from its own search-length LR moved as the horizon rule
 fitted on it says (`horizon.HorizonRule`). Two things are trained, in as few rounds as they allow
 (`_Trainer.train_round`): the LR sweeps, and the race (`race.race`) of every candidate
-whose LR is chosen, its first seeds beside the sweeps' next round as soon as it is chosen. Each run is
+whose LR is chosen, its first seeds beside the sweeps' next round as soon as it is chosen; an open walk's
+best LR so far starts racing beside its next step, so that a step that does not move it (the walk ends)
+costs no round more than the step (where the step moves it, those 3 runs were spent for nothing). Each run is
 measured at its last epoch and at its best val epoch (what a checkpoint or early stopping keeps); `judge`
 says which one decides.
 """
@@ -335,7 +337,8 @@ class _Trainer:
         At another length than the search's, the pilot control is tuned so first, and the others start
         from their search-length LRs moved by the horizon rule fitted on it (`horizon`), on a narrow grid.
         `on_chosen(label, run)` hears of each tuned candidate before the next round, so that its own runs
-        can train beside the tuning left (`beside_next_round`).
+        can train beside the tuning left (`beside_next_round`), and of each open walk's best LR so far
+        before its next step, so that they train beside the step (`_walk`).
 
         Returns:
             How each tunable's LR was chosen, in order; the tuned candidates, label -> (trial, run).
@@ -395,6 +398,9 @@ class _Trainer:
         todo |= {name: [lr] for name in by_name if name not in todo and (lr := self._next(tried[name], low, high))}
         announce(name for name in by_name if name not in todo)
         while todo:
+            # Each open walk's best LR so far starts racing beside its next step: where the step does not
+            # move it (the walk then ends), its race seeds have trained, and need no round of their own.
+            announce(todo)
             sweep = {
                 (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
                 for name, lrs in todo.items()
@@ -417,8 +423,9 @@ class _Trainer:
 
     def beside_next_round(self, runs: dict[Hashable, RunSpec]) -> None:
         """Train these fresh-seed runs (measured on test) in the next round, beside its own runs: a round
-        costs a run's length in wall time almost however many runs it stacks. Their results: `raced_results`."""
-        self._waiting |= runs
+        costs a run's length in wall time almost however many runs it stacks. Their results: `raced_results`
+        (a run already there is not trained again)."""
+        self._waiting |= {key: spec for key, spec in runs.items() if key not in self.raced_results}
 
     def train_round(self, runs: dict[Hashable, RunSpec], tested: set[Hashable]) -> dict[Hashable, RunResult]:
         """`train_all` the runs and, beside them, those waiting for this round; the runs' results."""
