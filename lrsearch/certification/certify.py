@@ -15,9 +15,10 @@ best LR of a run moves with its length: there one control is swept first around 
 search, and every other candidate starts from its own search-length LR moved as the horizon rule
 fitted on it says (`horizon.HorizonRule`). Two things are trained, in as few rounds as they allow
 (`_Trainer.train_round`): the LR sweeps, and the race (`race.race`) of every candidate
-whose LR is chosen, its first seeds beside the sweeps' next round as soon as it is chosen; an open walk's
-best LR so far starts racing beside its next step, so that a step that does not move it (the walk ends)
-costs no round more than the step (where the step moves it, those 3 runs were spent for nothing). Each run is
+whose LR is chosen, its first seeds beside the sweeps' next round as soon as it is chosen; at the
+search's length an open walk's best LR so far starts racing beside its next step, so that a step that does
+not move it (the walk ends) costs no round more than the step (where the step moves it, those 3 runs were
+spent for nothing). Each run is
 measured at its last epoch and at its best val epoch (what a checkpoint or early stopping keeps); `judge`
 says which one decides.
 """
@@ -337,8 +338,8 @@ class _Trainer:
         At another length than the search's, the pilot control is tuned so first, and the others start
         from their search-length LRs moved by the horizon rule fitted on it (`horizon`), on a narrow grid.
         `on_chosen(label, run)` hears of each tuned candidate before the next round, so that its own runs
-        can train beside the tuning left (`beside_next_round`), and of each open walk's best LR so far
-        before its next step, so that they train beside the step (`_walk`).
+        can train beside the tuning left (`beside_next_round`), and, at the search's length, of each open
+        walk's best LR so far before its next step, so that they train beside the step (`_walk`).
 
         Returns:
             How each tunable's LR was chosen, in order; the tuned candidates, label -> (trial, run).
@@ -398,9 +399,12 @@ class _Trainer:
         todo |= {name: [lr] for name in by_name if name not in todo and (lr := self._next(tried[name], low, high))}
         announce(name for name in by_name if name not in todo)
         while todo:
-            # Each open walk's best LR so far starts racing beside its next step: where the step does not
-            # move it (the walk then ends), its race seeds have trained, and need no round of their own.
-            announce(todo)
+            # At the search's length, each open walk's best LR so far starts racing beside its next step:
+            # where the step does not move it (the walk then ends), its race seeds have trained, and need
+            # no round of their own. There a walk goes on from the search's, and a step seldom moves its
+            # best (in none of the 8 searches of `quality.py sweep`); at another length a walk starts from
+            # a prediction, and on digits at 100 epochs 4 steps moved it, 1,200 run-epochs for nothing.
+            announce(name for name in todo if by_name[name].short_lr is None)
             sweep = {
                 (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
                 for name, lrs in todo.items()

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import lrsearch
 from lrsearch.base.stats import mean_interval, paired_difference
-from lrsearch.certification.certify import certify
+from lrsearch.certification.certify import _Trainer, _Tunable, certify
 from lrsearch.certification.controls import CLASSIC
 from lrsearch.certification.verdict import judge
 from lrsearch.cli import app
@@ -307,6 +307,30 @@ def test_each_control_is_tuned_to_the_best_lr_it_tried(certified):
         assert next_lr(control.lrs, control.chosen, low, high) is None or len(control.lrs) == 9
         label = next(c for c in certificate.candidates if c.kind == "control" and c.label.startswith(control.name))
         assert label.run.lr == control.chosen
+
+
+def test_an_open_walk_s_best_lr_races_beside_its_next_step(tiny, tmp_path):
+    # Where the step does not move the best LR (the walk then ends), that LR's race seeds trained in the
+    # step's own round: none wait for a round of their own.
+    data, data_spec = tiny
+    trainer = _Trainer(_config(tmp_path), data, torch.device("cpu"), None)
+    constant = _Tunable(
+        "constant",
+        None,
+        lambda lr: _run(data_spec, ScheduleSpec(name="none"), lr=lr),
+        grid=[],
+        tried={0.025: 5.0, 0.05: 1e-9},  # the best at the walk's upper edge, at a loss no real run reaches
+    )
+    first_seeds = (101, 102)
+
+    def start_racing(label: str, spec: RunSpec) -> None:
+        trainer.beside_next_round({(label, seed): spec.model_copy(update={"seed": seed}) for seed in first_seeds})
+
+    tuned, chosen = trainer.tune([constant], [0], on_chosen=start_racing)
+    label = constant.label(0.05)
+    assert tuned[0].lrs == [0.025, 0.05, 0.1] and list(chosen) == [label]  # one step, and the best stayed
+    assert {(label, seed) for seed in first_seeds} <= set(trainer.raced_results)
+    assert not trainer._waiting
 
 
 def test_a_control_s_figures_are_its_own_runs_at_each_fresh_seed(certified):
