@@ -449,8 +449,8 @@ def certify_command(
         Path | None, typer.Option(help="Where to write the recommended run [default: studies/<study>-best.yaml].")
     ] = None,
 ) -> None:
-    """Race a study's best trial and tuned control schedules (constant, cosine, linear decay,
-    warmup-stable-decay, StepLR) at fresh seeds, each stopped once clearly worse than the leader; say,
+    """Race a study's best trial and tuned control schedules (constant, linear decay, warmup-stable-decay,
+    StepLR) at fresh seeds, each stopped once clearly worse than the leader; say,
     with 95% intervals, whether the search's answer beats the best control, and store the certificate in
     the study."""
     from lrsearch.base.paths import check_writable
