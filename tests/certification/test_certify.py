@@ -430,6 +430,29 @@ def test_a_control_trial_best_in_the_study_keeps_the_certificate_current(certifi
     assert best_note(copy, copy.get_trials()).startswith("## Best schedule so far")
 
 
+def test_a_control_trial_of_a_control_no_longer_raced_is_neither_answer_nor_candidate(certified):
+    """A study searched while cosine to zero was a control keeps its control trials: certified again,
+    they answer for nothing and race as nothing (`problem.controls` says why cosine left)."""
+    study, config, _ = certified
+    storage = optuna.storages.InMemoryStorage()
+    optuna.copy_study(from_study_name=study.study_name, from_storage=config.study.storage, to_storage=storage)
+    copy = optuna.load_study(study_name=study.study_name, storage=storage)
+    best = copy.best_trial
+    copy.add_trial(
+        optuna.trial.create_trial(
+            params=best.params,
+            distributions=best.distributions,
+            value=best.value / 2,
+            intermediate_values=best.intermediate_values,
+            user_attrs=best.user_attrs | {CONTROL_ATTR: "cosine to zero"},
+        )
+    )
+    again = certify(copy, config, device=torch.device("cpu"), seeds=3, top=1)
+    assert again.answer_trial == best.number
+    assert not [c.label for c in again.candidates if c.label.startswith("cosine to zero")]
+    assert {c.name for c in again.controls} == set(controls_for(config.train.epochs))
+
+
 # --- end to end --------------------------------------------------------------------------------
 
 
