@@ -15,9 +15,10 @@ from lrsearch.problem.build import mean_lr_factor
 from lrsearch.problem.spec import RunSpec, ScheduleSpec
 
 # Control name -> its schedule for a run of `epochs` epochs (the registry's own schedules). Cosine to zero
-# is not one: tuned, it is linear decay to zero's twin (`benchmarks/quality.py twins`: on 8 tasks at 20 and
-# 100 epochs the same best LR of 8, and fresh-seed test losses within 0.004 but one, where linear decay was
-# better), so racing both cost a walk and 3 race runs for one comparison; the search still searches it.
+# is not one: tuned, it is all but linear decay to zero's twin (`benchmarks/quality.py twins`: on 8 tasks,
+# at 20 and at 100 epochs, the same best LR of 8 every time; fresh-seed test losses within 0.001 at 100
+# epochs, and at 20 within noise on 6 tasks), so racing both cost a walk and 3 race runs for a second draw
+# of nearly one run; the search still searches it.
 CONTROLS: dict[str, Callable[[int], ScheduleSpec]] = {
     "constant": lambda epochs: ScheduleSpec(name="none"),
     "linear decay to zero": lambda epochs: ScheduleSpec(
