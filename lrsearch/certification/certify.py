@@ -17,8 +17,8 @@ fitted on it says (`horizon.HorizonRule`). Two things are trained, in as few rou
 (`_Trainer.train_round`): the LR sweeps, and the race (`race.race`) of every candidate
 whose LR is chosen, its first seeds beside the sweeps' next round as soon as it is chosen; at the
 search's length an open walk's best LR so far starts racing beside its next step, so that a step that does
-not move it (the walk ends) costs no round more than the step (where the step moves it, those 3 runs were
-spent for nothing). Each run is
+not move it costs no round more than the step (where the step moves it, those 3 runs were spent for
+nothing). Each run is
 measured at its last epoch and at its best val epoch (what a checkpoint or early stopping keeps); `judge`
 says which one decides.
 """
@@ -339,7 +339,8 @@ class _Trainer:
         from their search-length LRs moved by the horizon rule fitted on it (`horizon`), on a narrow grid.
         `on_chosen(label, run)` hears of each tuned candidate before the next round, so that its own runs
         can train beside the tuning left (`beside_next_round`), and, at the search's length, of each open
-        walk's best LR so far before its next step, so that they train beside the step (`_walk`).
+        walk's best LR so far before its next step, so that they train beside the step (`_walk`): a label
+        it hears may so never be chosen, its runs then trained for nothing.
 
         Returns:
             How each tunable's LR was chosen, in order; the tuned candidates, label -> (trial, run).
@@ -353,9 +354,9 @@ class _Trainer:
                 if (lr := best_lr(tried[name])) is not None:
                     on_chosen(by_name[name].label(lr), by_name[name].run(lr))
 
-        pilot = _pilot(tunables)
+        pilot = _pilot(tunables)  # None at the search's length
         first = tunables if pilot is None else [pilot]
-        self._walk(first, {t.name: t.grid for t in first}, tried, seeds, announce)
+        self._walk(first, {t.name: t.grid for t in first}, tried, seeds, announce, race_ahead=pilot is None)
         if pilot is not None and pilot.short_lr is not None:
             rest = [t for t in tunables if t is not pilot]
             grids = {t.name: t.grid for t in rest}
@@ -365,7 +366,7 @@ class _Trainer:
                     if t.short_lr is not None:
                         predicted = self.horizon.predict(t.short_lr, t.area_ratio)
                         grids[t.name] = grid_around(predicted, low, high, NARROW_FACTORS)
-            self._walk(rest, grids, tried, seeds, announce)
+            self._walk(rest, grids, tried, seeds, announce, race_ahead=False)
         tuned = [
             TunedControl(
                 name=name,
@@ -389,9 +390,11 @@ class _Trainer:
         tried: dict[str, dict[float, float | None]],
         seeds: list[int],
         announce: Callable[[Iterable[str]], None],
+        race_ahead: bool,
     ) -> None:
         """Tune these tunables' LRs into `tried`: at their first grid (`grids`) or what the search tried,
-        then one LR more a round while `_next` gives one; each announced as soon as its LR is chosen."""
+        then one LR more a round while `_next` gives one; each announced as soon as its LR is chosen, and,
+        with `race_ahead`, each open walk's best LR so far before every step (below)."""
         low, high = self.config.search.lr.low, self.config.search.lr.high
         by_name = {tunable.name: tunable for tunable in tunables}
         # A control the search tried at no LR that finished (all pruned, or none tried) starts from its grid.
@@ -400,11 +403,12 @@ class _Trainer:
         announce(name for name in by_name if name not in todo)
         while todo:
             # At the search's length, each open walk's best LR so far starts racing beside its next step:
-            # where the step does not move it (the walk then ends), its race seeds have trained, and need
-            # no round of their own. There a walk goes on from the search's, and a step seldom moves its
-            # best (in none of the 8 searches of `quality.py sweep`); at another length a walk starts from
-            # a prediction, and on digits at 100 epochs 4 steps moved it, 1,200 run-epochs for nothing.
-            announce(name for name in todo if by_name[name].short_lr is None)
+            # where the step does not move it, its race seeds have trained already, and need no round of
+            # their own. There a walk goes on from the search's, and a step seldom moves its best (in none
+            # of the 8 searches of `quality.py sweep`); at another length a walk starts from a prediction,
+            # and on digits at 100 epochs 4 steps moved it, 1,200 run-epochs for nothing.
+            if race_ahead:
+                announce(todo)
             sweep = {
                 (name, lr, seed): by_name[name].run(lr).model_copy(update={"seed": seed})
                 for name, lrs in todo.items()
@@ -433,6 +437,8 @@ class _Trainer:
 
     def train_round(self, runs: dict[Hashable, RunSpec], tested: set[Hashable]) -> dict[Hashable, RunResult]:
         """`train_all` the runs and, beside them, those waiting for this round; the runs' results."""
+        if not runs and not self._waiting:  # the race's first seeds all trained beside the LR tuning
+            return {}
         waiting, self._waiting = self._waiting, {}
         results = self.train_all(runs | waiting, tested=tested | set(waiting))
         self.raced_results |= {key: results[key] for key in waiting}

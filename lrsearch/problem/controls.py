@@ -38,6 +38,9 @@ CONTROLS: dict[str, Callable[[int], ScheduleSpec]] = {
 }
 
 
+STEP_STRETCHED = "(StepLR(10, 0.1) stretched to "  # in the name of StepLR(10, 0.1) stretched to a run
+
+
 def controls_for(epochs: int, search_epochs: int | None = None) -> dict[str, Callable[[int], ScheduleSpec]]:
     """The controls of a certification at `epochs` whose search ran `search_epochs` (default the same):
     name -> its schedule for a run of n epochs. StepLR(10, 0.1) never steps in 10 epochs or fewer, where
@@ -47,15 +50,23 @@ def controls_for(epochs: int, search_epochs: int | None = None) -> dict[str, Cal
     chosen = {name: make for name, make in CONTROLS.items() if not (name == "StepLR(10, 0.1)" and epochs <= 10)}
     step = round(10 * epochs / (search_epochs or epochs))
     if step != 10 and 1 <= step < epochs:
-        stretched = f"StepLR({step}, 0.1) (StepLR(10, 0.1) stretched to {epochs} epochs)"
+        stretched = f"StepLR({step}, 0.1) {STEP_STRETCHED}{epochs} epochs)"
         chosen[stretched] = lambda n: ScheduleSpec(name="StepLR", params={"step_size": step, "gamma": 0.1})
     return chosen
 
 
 def searched_as(name: str) -> str:
     """The control of the search whose run a control of `controls_for` is at the search's length: itself,
-    or StepLR(10, 0.1) for its stretched form."""
-    return name if name in CONTROLS else "StepLR(10, 0.1)"
+    or StepLR(10, 0.1) for its stretched form.
+
+    Raises:
+        KeyError: the name of no control (a stored one, say, of a control since retired).
+    """
+    if name in CONTROLS:
+        return name
+    if STEP_STRETCHED in name:
+        return "StepLR(10, 0.1)"
+    raise KeyError(f"no control is named {name!r}; the controls: {', '.join(CONTROLS)}")
 
 
 def schedule_params(schedule: ScheduleSpec) -> dict[str, Any]:

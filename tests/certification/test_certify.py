@@ -4,7 +4,10 @@ and a certificate carried through export, train, report and the dashboard."""
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import optuna
@@ -17,9 +20,10 @@ from scipy import stats
 from typer.testing import CliRunner
 
 import lrsearch
-from lrsearch.base.stats import mean_interval, paired_difference
+from lrsearch.base.stats import mean_interval, paired_difference, t_quantile, t_tail
 from lrsearch.certification.certify import _Trainer, _Tunable, certify
 from lrsearch.certification.controls import CLASSIC
+from lrsearch.certification.race import _p_worse
 from lrsearch.certification.verdict import judge
 from lrsearch.cli import app
 from lrsearch.engines.lone import LoneEngine, train
@@ -27,7 +31,7 @@ from lrsearch.engines.seeds import SeedsEngine, fresh_seeds, search_seeds
 from lrsearch.engines.stacked_mlp import StackedTrainer
 from lrsearch.problem.build import load_run_spec
 from lrsearch.problem.config import SearchConfig
-from lrsearch.problem.controls import CONTROLS, controls_for
+from lrsearch.problem.controls import CONTROLS, controls_for, schedule_params
 from lrsearch.problem.data import load_data
 from lrsearch.problem.lr_walk import best_lr, next_lr
 from lrsearch.problem.schedules import SCHEDULES
@@ -35,7 +39,7 @@ from lrsearch.problem.spec import CERTIFICATE_KEY, DataSpec, ModelSpec, RunSpec,
 from lrsearch.searching.study import open_study
 from lrsearch.searching.workers import run_here
 from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, stored_certificate
-from lrsearch.store.records import CONTROL_ATTR, TrialRecord
+from lrsearch.store.records import CONTROL_ATTR, RUN_SPEC, TrialRecord
 from lrsearch.views.dashboard import best_note
 from lrsearch.views.summary import current_certificate, export_best
 
@@ -63,6 +67,43 @@ def test_a_paired_difference_is_scipy_s_paired_t_interval():
     # Paired by seed, the shared noise cancels: unpaired, the same numbers are within noise.
     unpaired = stats.ttest_ind(control, winner).confidence_interval(0.95)
     assert unpaired.low < 0 < unpaired.high
+
+
+@pytest.mark.parametrize("degrees", [1, 2, 9, 1000])
+def test_the_t_distribution_is_scipy_s(degrees):
+    for probability in (0.5, 0.9, 0.975, 1e-6):
+        assert t_quantile(probability, degrees) == pytest.approx(stats.t.ppf(probability, degrees), rel=1e-9)
+    for statistic in (-40.0, -1.5, 0.0, 2.2, 1e6):
+        assert t_tail(statistic, degrees) == pytest.approx(stats.t.sf(statistic, degrees), rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("n", [2, 3, 10])
+def test_the_race_s_p_value_is_scipy_s_one_sided_paired_t_test(n):
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        losses, leader = rng.normal(0.3, 0.02, n), rng.normal(0.3, 0.02, n)
+        expected = stats.ttest_rel(losses, leader, alternative="greater").pvalue
+        assert _p_worse(list(losses), list(leader)) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_a_certified_search_imports_no_scipy_stats(tiny_config_file, tmp_path):
+    # scipy.stats took 0.6 s to import, 5% of the certified default command (base.stats).
+    script = """
+import runpy, sys
+sys.argv = ["lrsearch", "optimize", "--config", sys.argv[1], "--trials", "4", "--certify"]
+try:
+    runpy.run_module("lrsearch", run_name="__main__")
+except SystemExit as end:
+    assert not end.code, end.code
+print("scipy.stats imported:", "scipy.stats" in sys.modules)
+"""
+    command = [sys.executable, "-c", script, str(tiny_config_file)]
+    env = os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for _ in range(2):  # the first makes the data with scikit-learn, which imports scipy.stats; the second loads it
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert "certified:" in done.stdout and done.stdout.strip().splitlines()[-1] == "scipy.stats imported: False"
 
 
 def test_equal_values_have_a_zero_width_interval_and_one_value_none():
@@ -309,28 +350,52 @@ def test_each_control_is_tuned_to_the_best_lr_it_tried(certified):
         assert label.run.lr == control.chosen
 
 
-def test_an_open_walk_s_best_lr_races_beside_its_next_step(tiny, tmp_path):
-    # Where the step does not move the best LR (the walk then ends), that LR's race seeds trained in the
-    # step's own round: none wait for a round of their own.
+FIRST_SEEDS_HERE = (101, 102)
+
+
+def _walk_once(tiny, tmp_path, tried: dict[float, float], short_lr: float | None = None):
+    """Tune a constant-LR control whose walk so far is `tried`, each tuned LR's race seeds queued as
+    certification queues them; the trainer, the walk and the labels heard."""
     data, data_spec = tiny
     trainer = _Trainer(_config(tmp_path), data, torch.device("cpu"), None)
     constant = _Tunable(
-        "constant",
-        None,
-        lambda lr: _run(data_spec, ScheduleSpec(name="none"), lr=lr),
-        grid=[],
-        tried={0.025: 5.0, 0.05: 1e-9},  # the best at the walk's upper edge, at a loss no real run reaches
+        "constant", None, lambda lr: _run(data_spec, ScheduleSpec(name="none"), lr=lr), [], tried, short_lr=short_lr
     )
-    first_seeds = (101, 102)
+    heard = []
 
     def start_racing(label: str, spec: RunSpec) -> None:
-        trainer.beside_next_round({(label, seed): spec.model_copy(update={"seed": seed}) for seed in first_seeds})
+        heard.append(label)
+        runs = {(label, seed): spec.model_copy(update={"seed": seed}) for seed in FIRST_SEEDS_HERE}
+        trainer.beside_next_round(runs)
 
     tuned, chosen = trainer.tune([constant], [0], on_chosen=start_racing)
+    return trainer, constant, tuned[0], list(chosen), heard
+
+
+def test_an_open_walk_s_best_lr_races_beside_its_next_step(tiny, tmp_path):
+    # Where the step does not move the best LR, that LR's race seeds trained in the step's own round: a
+    # round with nothing of its own then trains nothing.
+    trainer, constant, tuned, chosen, _ = _walk_once(tiny, tmp_path, {0.025: 5.0, 0.05: 1e-9})  # no run is that good
     label = constant.label(0.05)
-    assert tuned[0].lrs == [0.025, 0.05, 0.1] and list(chosen) == [label]  # one step, and the best stayed
-    assert {(label, seed) for seed in first_seeds} <= set(trainer.raced_results)
-    assert not trainer._waiting
+    assert tuned.lrs == [0.025, 0.05, 0.1] and chosen == [label]  # one step, and the best stayed
+    assert {(label, seed) for seed in FIRST_SEEDS_HERE} <= set(trainer.raced_results)
+    trained = trainer.trained
+    assert trainer.train_round({}, tested=set()) == {} and trainer.trained == trained
+
+
+def test_a_step_that_moves_the_best_lr_races_the_new_one(tiny, tmp_path):
+    trainer, constant, tuned, chosen, heard = _walk_once(tiny, tmp_path, {0.0125: 50.0, 0.025: 40.0})
+    assert tuned.chosen != 0.025 and chosen == [constant.label(tuned.chosen)]
+    assert heard[0] == constant.label(0.025)  # raced ahead, and trained for nothing
+    trainer.train_round({}, tested=set())
+    assert {(chosen[0], seed) for seed in FIRST_SEEDS_HERE} <= set(trainer.raced_results)
+
+
+def test_at_another_length_nothing_races_ahead_of_a_walk(tiny, tmp_path):
+    # There a walk starts from a prediction and moves: racing ahead of it wasted run-epochs (`_walk`).
+    trainer, constant, tuned, chosen, heard = _walk_once(tiny, tmp_path, {0.025: 5.0, 0.05: 1e-9}, short_lr=0.05)
+    assert heard == chosen == [constant.label(0.05)]  # heard once, when chosen
+    assert not {key for key in trainer.raced_results if key[0] == chosen[0]}  # its seeds wait for the next round
 
 
 def test_a_control_s_figures_are_its_own_runs_at_each_fresh_seed(certified):
@@ -438,19 +503,23 @@ def test_a_control_trial_of_a_control_no_longer_raced_is_neither_answer_nor_cand
     optuna.copy_study(from_study_name=study.study_name, from_storage=config.study.storage, to_storage=storage)
     copy = optuna.load_study(study_name=study.study_name, storage=storage)
     best = copy.best_trial
+    epochs = config.train.epochs
+    cosine = best.params | schedule_params(ScheduleSpec(name="CosineAnnealingLR", params={"T_max": epochs}))
+    run = TrialRecord.of(best).spec.model_copy(
+        update={"schedule": ScheduleSpec(name="CosineAnnealingLR", params={"T_max": epochs})}
+    )
     copy.add_trial(
         optuna.trial.create_trial(
-            params=best.params,
+            params={key: value for key, value in cosine.items() if key in best.distributions},
             distributions=best.distributions,
             value=best.value / 2,
             intermediate_values=best.intermediate_values,
-            user_attrs=best.user_attrs | {CONTROL_ATTR: "cosine to zero"},
+            user_attrs=best.user_attrs | {CONTROL_ATTR: "cosine to zero", RUN_SPEC: run.model_dump(mode="json")},
         )
     )
     again = certify(copy, config, device=torch.device("cpu"), seeds=3, top=1)
-    assert again.answer_trial == best.number
-    assert not [c.label for c in again.candidates if c.label.startswith("cosine to zero")]
-    assert {c.name for c in again.controls} == set(controls_for(config.train.epochs))
+    assert again.answer_trial == best.number  # not the cosine trial, better as it is
+    assert [c.trial for c in again.candidates if c.kind == "searched"] == [best.number]
 
 
 # --- end to end --------------------------------------------------------------------------------

@@ -200,6 +200,17 @@ def test_a_searched_trial_that_ran_a_control_s_run_is_a_point_of_its_walk_never_
     assert plan.plan(more, 1) == [ControlTrial("constant", pytest.approx(0.0125), 0.05)]  # not 0.05 again
 
 
+def test_a_control_trial_of_a_retired_control_is_no_point_of_any_walk():
+    # Cosine to zero was a control until measured linear decay's twin; a study searched then keeps its trials.
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"]}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
+    searched = [_trial(n, 0.05, 1.0 - n / 100, run_spec=answer.model_dump(mode="json")) for n in range(10)]
+    retired = [_trial(10 + i, lr, 0.3, "cosine to zero", 0.05) for i, lr in enumerate((0.025, 0.05, 0.1))]
+    # The constant's walk starts from scratch, at its matched LR, as if the retired trials were not there.
+    assert plan.plan(searched + retired, 1) == [ControlTrial("constant", pytest.approx(0.05), pytest.approx(0.05))]
+
+
 def test_with_the_lr_fixed_a_control_trial_leaves_it_to_the_search_and_stops_at_its_quota():
     config = SearchConfig.model_validate(
         TINY | {"search": {"schedules": ["none"], "control_trials": 2, "fixed": {"lr": 0.05}}}
