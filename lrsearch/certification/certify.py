@@ -339,8 +339,8 @@ class _Trainer:
         from their search-length LRs moved by the horizon rule fitted on it (`horizon`), on a narrow grid.
         `on_chosen(label, run)` hears of each tuned candidate before the next round, so that its own runs
         can train beside the tuning left (`beside_next_round`), and, at the search's length, of each open
-        walk's best LR so far before its next step, so that they train beside the step (`_walk`): a label
-        it hears may so never be chosen, its runs then trained for nothing.
+        walk's best LR so far before its next step, so that they train beside the step (`_walk`); so a label
+        it hears may never be chosen, its runs then trained for nothing.
 
         Returns:
             How each tunable's LR was chosen, in order; the tuned candidates, label -> (trial, run).
