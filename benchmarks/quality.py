@@ -75,6 +75,7 @@ from lrsearch.base.device import pin_threads
 from lrsearch.base.stats import mean_interval, paired_difference
 from lrsearch.certification.baselines import baseline_specs
 from lrsearch.certification.certify import certify, train_as_certified
+from lrsearch.engines.driver import RunResult
 from lrsearch.engines.lone import Diverged, train
 from lrsearch.engines.seeds import fresh_seeds
 from lrsearch.problem.controls import CONTROLS, control_run
@@ -353,12 +354,20 @@ def against_sweep(args: argparse.Namespace) -> None:
 def _at_fresh_seeds(
     chosen: dict[str, RunSpec], seed: int, count: int, result: lrsearch.SearchResult, data, device: torch.device
 ) -> dict[str, list[float | None]]:
-    """Each chosen run's test loss at `count` shared seeds that neither the sweep, the search nor its
-    certification trained at (another stream of the search's seed), trained as certification trains."""
+    """Each chosen run's test loss at `count` shared fresh seeds (`_trained_at_fresh_seeds`)."""
+    trained = _trained_at_fresh_seeds(chosen, seed, count, result, data, device)
+    return {arm: [run.test_loss for run in runs] for arm, runs in trained.items()}
+
+
+def _trained_at_fresh_seeds(
+    chosen: dict[str, RunSpec], seed: int, count: int, result: lrsearch.SearchResult, data, device: torch.device
+) -> dict[str, list[RunResult]]:
+    """Each chosen run at `count` shared seeds that neither the sweep, the search nor its certification
+    trained at (another stream of the search's seed), trained as certification trains."""
     fresh = fresh_seeds(seed + 7919, count, avoid=SWEEP_SEEDS + 1)
     runs = {(arm, s): spec.model_copy(update={"seed": s}) for arm, spec in chosen.items() for s in fresh}
     trained = train_as_certified(runs, result.config, data, device)
-    return {arm: [trained[arm, s].test_loss for s in fresh] for arm in chosen}
+    return {arm: [trained[arm, s] for s in fresh] for arm in chosen}
 
 
 NEW_SPLITS, SEEDS_PER_SPLIT = 10, 2
@@ -426,14 +435,10 @@ def _sweep(
     return control_run(answer, SWEPT[name](epochs), lr, epochs), len(runs) * epochs
 
 
-TWINS = ("cosine to zero", "linear decay to zero")
-TWIN_SEEDS = 10
-
-
 def twins(args: argparse.Namespace) -> None:
     print(
         f"cosine to zero against linear decay to zero, each tuned by a sweep ({SWEEP_LRS} LRs x {SWEEP_SEEDS} seeds) "
-        f"on the default search's best run (seed {args.seed}), then both at {TWIN_SEEDS} fresh seeds; cosine - "
+        f"on the default search's best run (seed {args.seed}), then both at {CAREFUL_SEEDS} fresh seeds; cosine - "
         "linear decay, paired by seed (positive: linear decay better), mean ± 95% interval"
     )
     print(f"{'task':<16}{'epochs':>7}{'cosine lr':>11}{'linear lr':>11}{'val':>20}{'test':>20}{'cosine test':>18}")
@@ -442,13 +447,12 @@ def twins(args: argparse.Namespace) -> None:
         result = _uncertified_search(task, args.seed, args)
         data = load_data(result.config.data, result.config.study.seed, device)
         for epochs in (args.epochs, args.long):
-            tuned = {name: _sweep(result, data, epochs, device, (name,))[0] for name in TWINS}
-            fresh = fresh_seeds(args.seed + 7919, TWIN_SEEDS, avoid=SWEEP_SEEDS + 1)
-            runs = {(name, s): run.model_copy(update={"seed": s}) for name, run in tuned.items() for s in fresh}
-            trained = train_as_certified(runs, result.config, data, device)
-            val = {name: [trained[name, s].val_loss for s in fresh] for name in TWINS}
-            test = {name: [trained[name, s].test_loss for s in fresh] for name in TWINS}
-            cosine, linear = TWINS
+            # The twins are the careful sweep's two schedules, each swept alone here.
+            tuned = {name: _sweep(result, data, epochs, device, (name,))[0] for name in CAREFUL}
+            trained = _trained_at_fresh_seeds(tuned, args.seed, CAREFUL_SEEDS, result, data, device)
+            val = {name: [run.val_loss for run in runs] for name, runs in trained.items()}
+            test = {name: [run.test_loss for run in runs] for name, runs in trained.items()}
+            cosine, linear = CAREFUL
             print(
                 f"{task:<16}{epochs:>7}{tuned[cosine].lr:>11.3g}{tuned[linear].lr:>11.3g}"
                 f"{_paired(val[linear], val[cosine]):>20}{_paired(test[linear], test[cosine]):>20}"
