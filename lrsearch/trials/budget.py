@@ -5,7 +5,7 @@ this machine or another, stops at the same count, and which trials a run of the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -60,19 +60,29 @@ def _stored_budget(study: optuna.Study) -> dict[str, int | None]:
 
 def next_move(study: optuna.Study, wait_for_running: bool) -> Move:
     """Run a trial, wait for running ones (whose worker may die, and whose retry someone must run), or stop."""
-    return admit(study, 1, wait_for_running)[0]
+    return admit(study, 1, wait_for_running).move
 
 
-def admit(study: optuna.Study, wanted: int, wait_for_running: bool) -> tuple[Move, int]:
+class Admission(NamedTuple):
+    """What the budget lets a worker do now: its move, how many new trials may start, and how many the
+    budget has left in all (None: no limit)."""
+
+    move: Move
+    room: int
+    left: int | None
+
+
+def admit(study: optuna.Study, wanted: int, wait_for_running: bool) -> Admission:
     """How many of `wanted` new trials may start now: ("run", n), or ("wait" or "done", 0)."""
     budget = _stored_budget(study)
     trials = study.get_trials(deepcopy=False)
     waiting = sum(trial.state == TrialState.WAITING for trial in trials)  # queued retries: they already count
-    room = wanted if budget["target"] is None else max(0, budget["target"] - counted_trials(trials)) + waiting
-    if min(wanted, room) > 0:
-        return "run", min(wanted, room)
+    left = None if budget["target"] is None else max(0, budget["target"] - counted_trials(trials)) + waiting
+    room = wanted if left is None else min(wanted, left)
+    if room > 0:
+        return Admission("run", room, left)
     if wait_for_running and any(
         trial.state == TrialState.RUNNING and trial.number >= budget["first"] for trial in trials
     ):
-        return "wait", 0
-    return "done", 0
+        return Admission("wait", 0, left)
+    return Admission("done", 0, left)

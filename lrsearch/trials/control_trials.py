@@ -6,9 +6,11 @@ point of the search space (`problem.space.control_trial_params`), and a control 
 of the study whose schedule parameters and LR are pinned (Optuna's `enqueue_trial`).
 
 The share: the sampler explores alone until `STARTUP` trials have finished (TPE's random start-up, where
-an LR is a guess over the whole range), then every other trial is a control trial (several in a row where
-a stack's refills asked many trials before then), the controls taken in turn, until each has had its
-`search.control_trials` or its LR is settled.
+an LR is a guess over the whole range) and a searched trial has completed (its LR is where a walk starts),
+then every other trial is a control trial (several in a row where a stack's refills asked many trials
+before then), the controls taken in turn, until each has had its `search.control_trials` or its LR is
+settled. The end of the budget is kept for the walks still open: a searched trial that the median pruner
+ends at its 5th epoch would otherwise spend it while a walk's trial trains for 20 (`_owed`).
 
 The LR: a control's shape is fixed, so its tuning is a walk over one number (`problem.lr_walk`), the
 same walk certification goes on with. Its first trials, at once, are the base LR that gives it the best
@@ -85,8 +87,15 @@ class ControlTrials:
         self.quota = quota
         self.pins_lr = "lr" not in config.search.fixed  # a fixed LR is the user's: the walk leaves it
 
-    def plan(self, trials: Sequence[FrozenTrial], room: int) -> list[ControlTrial | None]:
-        """For each of the next `room` trials, the control trial it is, or None for a searched trial."""
+    def plan(
+        self, trials: Sequence[FrozenTrial], room: int, left: int | None = None, training: bool = False
+    ) -> list[ControlTrial | None]:
+        """For each of the next `room` trials, the control trial it is, or None for a searched trial.
+
+        Fewer than `room` where the rest of the budget (`left` trials, None: no limit) is owed to open
+        walks (`_owed`) that wait for a trial of theirs to finish, so long as the asking worker is
+        `training` trials (or plans a control trial now): it will ask again when one ends. A worker with
+        nothing to train asks searched trials as before, so no worker waits for one that died."""
         if not self.params:
             return [None] * room
         walks = self._walks(trials)
@@ -108,8 +117,34 @@ class ControlTrials:
             if chosen is not None:
                 walks[chosen.control].add(chosen.lr, TrialState.RUNNING, None)
                 walks[chosen.control].centre = walks[chosen.control].centre or chosen.centre
+                training = True
+            elif (
+                training
+                and left is not None
+                and left - slot - 1 < self._owed(walks, trials, total=len(trials) + left)
+            ):
+                break
             planned.append(chosen)
         return planned
+
+    def _owed(self, walks: dict[str, _Walk], trials: Sequence[FrozenTrial], total: int) -> int:
+        """The control trials the open walks may still take of a budget of `total` trials: what each walk
+        not ended has left of its quota, within the controls' share (every other trial after `STARTUP`).
+        Held back for them, a searched trial that the median pruner ends at its 5th epoch cannot spend the
+        budget while a walk's trial trains for 20 (the walks then had 8 trials of their 16 on the default
+        study, and certification walked on for them, a round of 20 epochs a step)."""
+        made = sum(walk.made for walk in walks.values())
+        share = max(0, (total - 1 - STARTUP) // 2 + 1 - made)
+        open_quota = sum(
+            self.quota - walk.made
+            for name, walk in walks.items()
+            if walk.made < self.quota and not self._ended(name, walk, trials)
+        )
+        return min(open_quota, share)
+
+    def _ended(self, name: str, walk: _Walk, trials: Sequence[FrozenTrial]) -> bool:
+        """Whether the control's walk has ended: it made its first trials, none runs, and it has no next."""
+        return walk.made > 0 and not walk.running and self._next(name, walk, trials) is None
 
     def ask(self, study: optuna.Study, planned: ControlTrial | None) -> optuna.Trial:
         """Ask for the next trial: a control trial with its schedule (and LR) pinned, or a searched one."""
@@ -140,10 +175,10 @@ class ControlTrials:
         if not self.pins_lr:
             return ControlTrial(name, None)
         low, high = self.config.search.lr.low, self.config.search.lr.high
-        centre = walk.centre if walk.made else self._matched(name, trials)
-        if centre is None and not walk.made:  # no searched trial to match yet: the sampler's
-            return ControlTrial(name, None)
-        in_range = (min(high, max(low, centre * factor)) for factor in FIRST_LRS) if centre else ()
+        centre = walk.centre or self._matched(name, trials)
+        if centre is None:  # no searched trial completed yet to match: it waits for one
+            return None
+        in_range = (min(high, max(low, centre * factor)) for factor in FIRST_LRS)
         first = list(dict.fromkeys(in_range))  # each once
         if None in walk.running:  # a trial another worker asked and has not sampled yet: its LR is unknown
             return None

@@ -42,7 +42,7 @@ from lrsearch.store.optuna_private import (
 from lrsearch.store.records import FAIL_REASON, WORKER_ATTR, EpochRecord
 from lrsearch.store.storage import AdmissionLock, scrubbed
 from lrsearch.trials.budget import Move, admit
-from lrsearch.trials.control_trials import ControlTrials
+from lrsearch.trials.control_trials import ControlTrial, ControlTrials
 from lrsearch.trials.objective import Objective
 
 IDLE_POLL_S = 1.0  # how often a worker with nothing to start looks for retries of dead workers' trials
@@ -137,12 +137,15 @@ class _Loop:
         found stale: were this worker to die now, the others would wait for it for ever)."""
         if wait_for_retries:
             fail_stale_trials(self.study)
-        move, room = admit(self.study, wanted, wait_for_running=wait_for_retries and not self.running)
+        move, room, left = admit(self.study, wanted, wait_for_running=wait_for_retries and not self.running)
         with warnings.catch_warnings():  # this loop sends its own heartbeats (_Heartbeats)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            plan = [None] * room
+            plan: list[ControlTrial | None] = [None] * room
             if room and self.controls.params:  # one more read of the study, only where controls are planned
-                plan = self.controls.plan(self.study.get_trials(deepcopy=False), room)
+                trials = self.study.get_trials(deepcopy=False)
+                plan = self.controls.plan(trials, room, left=left, training=bool(self.running))
+                if not plan and move == "run":  # the budget left is the open walks': wait for their trials
+                    move = "wait"
             for planned in plan:
                 self.asked.append(self.controls.ask(self.study, planned))
                 self.beats.add(self.asked[-1])
