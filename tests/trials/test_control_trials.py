@@ -130,11 +130,18 @@ def test_a_control_s_lr_walks_in_the_search_first_its_matched_lr_and_half_and_tw
 
 
 def _trial(
-    number: int, lr: float | None, value: float | None, control: str | None = None, centre: float | None = None, **attrs
+    number: int,
+    lr: float | None,
+    value: float | None,
+    control: str | None = None,
+    centre: float | None = None,
+    pruned: bool = False,
+    **attrs,
 ) -> FrozenTrial:
     """A trial as the plan reads it: a searched one at `lr` of schedule "StepLR" (not a control's run), or a
-    control trial (its schedule, "none", is pinned) whose walk started around `centre`."""
-    state = TrialState.RUNNING if value is None else TrialState.COMPLETE
+    control trial (its schedule, "none", is pinned) whose walk started around `centre`; running where it
+    has no value, unless `pruned`."""
+    state = TrialState.PRUNED if pruned else TrialState.RUNNING if value is None else TrialState.COMPLETE
     own = {CONTROL_ATTR: control, CONTROL_CENTRE_ATTR: centre} if control else {}
     trial = optuna.trial.create_trial(
         state=state,
@@ -252,3 +259,40 @@ def test_the_best_lr_stays_a_step_below_the_edge_of_stability():
     # Where every finished LR is within a step below a cliff, the lowest loss is still chosen.
     assert best_lr({0.1: 0.2, 0.15: 0.1, 0.2: 5.0}) == 0.15
     assert best_lr({0.1: None, 0.2: None}) is None
+
+
+def test_a_walk_waits_for_a_completed_searched_trial_to_start_from():
+    # Ten trials pruned at their 5th epoch finish before any completes: the sampler's start-up is over, but
+    # no searched trial says where the problem's LRs are. A walk started from a guess (0.00036 on the default
+    # study) crawled up 9 LRs, 5 of them certification's rounds.
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"]}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    pruned = [_trial(n, 0.3, None, pruned=True) for n in range(STARTUP)]
+    assert plan.plan(pruned, 2) == [None, None]
+    answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
+    completed = pruned + [_trial(STARTUP, 0.05, 0.5, run_spec=answer.model_dump(mode="json"))]
+    assert plan.plan(completed, 1) == [ControlTrial("constant", pytest.approx(0.05), pytest.approx(0.05))]
+
+
+def test_the_budget_s_last_trials_wait_for_an_open_walk_while_its_trials_train():
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"]}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
+    searched = [_trial(n, 0.05, 1.0 - n / 100, run_spec=answer.model_dump(mode="json")) for n in range(10)]
+    first = [_trial(10 + i, 0.05 * factor, None, "constant", 0.05) for i, factor in enumerate(FIRST_LRS)]
+    more = [_trial(13 + n, 0.3, None) for n in range(3)]
+    trials = searched + first + more  # the constant's first 3 LRs train; its quota (4) leaves it one more
+    # 4 trials left of the budget: 3 searched ones may start, the last is the walk's, once its trials end.
+    assert plan.plan(trials, 4, left=4, training=True) == [None, None, None]
+    # A worker with nothing to train asks them all: it would wait for a trial that may never end here.
+    assert plan.plan(trials, 4, left=4, training=False) == [None] * 4
+    # Without a limit, or with room to spare, nothing is held back.
+    assert plan.plan(trials, 4, left=None, training=True) == [None] * 4
+    assert plan.plan(trials, 4, left=9, training=True) == [None] * 4
+    # The walk's trials end, best at the edge: the trial kept for it is its step out.
+    ended = searched + [
+        _trial(10 + i, 0.05 * factor, loss, "constant", 0.05)
+        for i, (factor, loss) in enumerate(zip(FIRST_LRS, (0.5, 0.4, 0.6), strict=True))
+    ]
+    ended += [_trial(13 + n, 0.3, 0.9) for n in range(6)]
+    assert plan.plan(ended, 1, left=1, training=True) == [ControlTrial("constant", pytest.approx(0.0125), 0.05)]

@@ -1,0 +1,47 @@
+"""The median pruner of a stacked search: a stack's first trials judged against the trials beside them."""
+
+from __future__ import annotations
+
+import optuna
+
+from lrsearch.trials.pruners import first_pruning_epoch, make_pruner
+
+EPOCHS = 20
+
+
+def _stack(study: optuna.Study, curves: list[float]) -> list[optuna.Trial]:
+    """Trials running together, each reporting its flat val loss up to the first epoch that may prune."""
+    trials = [study.ask() for _ in curves]
+    for epoch in range(1, first_pruning_epoch("median", EPOCHS) + 1):
+        for trial, value in zip(trials, curves, strict=True):
+            trial.report(value, epoch)
+    return trials
+
+
+def _pruned(trials: list[optuna.Trial]) -> list[int]:
+    return [index for index, trial in enumerate(trials) if trial.should_prune()]
+
+
+def test_a_stack_s_first_trials_are_judged_against_the_trials_beside_them():
+    study = optuna.create_study(pruner=make_pruner("median", EPOCHS))
+    # Ten trials at once, none completed: three learn nothing (chance level, ln 3 for 3 classes).
+    trials = _stack(study, [0.30, 0.31, 0.32, 0.33, 0.34, 0.35, 0.36, 1.10, 1.10, 1.10])
+    assert _pruned(trials) == [5, 6, 7, 8, 9]  # worse than the median of the other nine
+    # Optuna's median pruner waits for 5 completed trials: the whole first stack trains to its end.
+    alone = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first_pruning_epoch("median", EPOCHS))
+    assert not any(alone.prune(study, study.trials[index]) for index in range(10))
+
+
+def test_fewer_than_five_peers_judge_no_one():
+    study = optuna.create_study(pruner=make_pruner("median", EPOCHS))
+    assert _pruned(_stack(study, [0.30, 0.31, 0.32, 0.33, 1.10])) == []
+
+
+def test_once_five_trials_completed_they_judge_as_optuna_s_median_pruner_does():
+    study = optuna.create_study(pruner=make_pruner("median", EPOCHS))
+    for trial in _stack(study, [1.0] * 5):
+        study.tell(trial, 1.0)
+    # Beside good peers, 0.9 is worse than their median; against the completed trials' 1.0 it is not.
+    trials = _stack(study, [0.30, 0.31, 0.32, 0.33, 0.34, 0.90])
+    assert _pruned(trials) == []
+    assert _pruned(_stack(study, [1.5])) == [0]
