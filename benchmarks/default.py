@@ -16,10 +16,11 @@ with its ratio to the hand-written search:
   as such a script makes it);
 - with `--big`: `--trials 200 --stack 50` on the SQLite file and in memory (pictures off both).
 
-Then the default command once under cProfile, its main thread's time split into buckets (where it is
-spent): start-up (all but the trial loop: imports, data, study set-up, the summary), training (the
-engines' epochs), the sampler (its storage reads included), storage (Optuna's storage and SQLAlchemy,
-wherever called), pictures (drawing and attaching each trial's). cProfile slows Python more than torch's kernels, so the
+Then the default command (certified) once under cProfile, its main thread's time split into buckets
+(where it is spent): start-up (all but the trial loop and certification: imports, data, study set-up, the
+summary), training (the engines' epochs in the trial loop), the sampler (its storage reads included),
+storage (Optuna's storage and SQLAlchemy, wherever called), pictures (drawing and attaching each trial's),
+certification (its runs' training included). cProfile slows Python more than torch's kernels, so the
 buckets are shares of a slower run; the study figures' thread is not profiled (its time is in the wall).
 
     python benchmarks/default.py [--rounds 2] [--trials 50] [--big] [--skip-profile]
@@ -131,14 +132,14 @@ def hand_written(trials: int) -> None:
     example_search(study, config, data, trials=trials)
 
 
-ENGINES = ("lrsearch/engines/stacked_mlp.py", "lrsearch/engines/stacked_func.py", "lrsearch/engines/lone.py")
+TRIAL_LOOP = "lrsearch/trials/loop.py"
+CERTIFY = "lrsearch/certification/certify.py"
 # Each bucket: which calls count, as (callee file, callee name, caller file) -> bool; a call counts with
-# everything it calls, so storage reads inside the sampler count in both.
+# everything it calls, so storage reads inside the sampler count in both. The engine the trial loop holds
+# may be a wrapper (`engines.threads`): its calls from the loop count, whichever engine file answers.
 BUCKETS = {
     "training (the engines' epochs)": lambda file, name, caller: (
-        file.endswith(ENGINES)
-        and name in {"train_epoch", "add", "remove"}
-        and caller.endswith("lrsearch/trials/loop.py")
+        "lrsearch/engines/" in file and name in {"train_epoch", "add", "remove"} and caller.endswith(TRIAL_LOOP)
     ),
     "sampler (its storage reads included)": lambda file, name, caller: (
         "optuna/samplers" in file and "optuna/samplers" not in caller
@@ -149,18 +150,26 @@ BUCKETS = {
     "pictures (each trial's, drawn and attached)": lambda file, name, caller: (
         file.endswith("lrsearch/views/dashboard.py") and name == "__call__"
     ),
+    "certification (its runs' training included)": lambda file, name, caller: (
+        file.endswith(CERTIFY) and name == "certify" and not caller.endswith(CERTIFY)
+    ),
 }
 
 
 def profile_buckets(stats_file: Path) -> tuple[float, dict[str, float]]:
-    """Total profiled seconds, the start-up (and the summary after the search: all but the trial loop),
-    and each bucket's seconds."""
+    """Total profiled seconds, the start-up (and the summary after the search: all but the trial loop and
+    certification), and each bucket's seconds."""
     stats = pstats.Stats(str(stats_file)).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
     total = max(entry[3] for entry in stats.values())
-    loop = sum(
-        ct for (file, _, name), (_, _, _, ct, _) in stats.items() if name == "run_trials" and "trial_loop" in file
-    )
-    seconds = {"start-up, data, study set-up, summary": total - loop}
+
+    def spent(path: str, function: str) -> float:
+        return sum(
+            ct for (file, _, name), (_, _, _, ct, _) in stats.items() if name == function and file.endswith(path)
+        )
+
+    seconds = {
+        "start-up, data, study set-up, summary": total - spent(TRIAL_LOOP, "run_trials") - spent(CERTIFY, "certify")
+    }
     for bucket, test in BUCKETS.items():
         seconds[bucket] = sum(
             ct
@@ -174,7 +183,7 @@ def profile_buckets(stats_file: Path) -> tuple[float, dict[str, float]]:
 def profile_default(trials: int, cache: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="lrsearch-profile-") as folder:
         stats_file = Path(folder) / "default.prof"
-        optimize = ["-m", "lrsearch", "optimize", "--trials", str(trials), *NO_CERTIFY]
+        optimize = ["-m", "lrsearch", "optimize", "--trials", str(trials)]  # certified, as typed
         wall = run_once(optimize, None, cache, prefix=["-m", "cProfile", "-o", str(stats_file)])
         total, seconds = profile_buckets(stats_file)
     print(f"\nprofile of the default command (main thread; {total:.1f} s profiled, {wall:.1f} s wall under cProfile)")
