@@ -119,9 +119,7 @@ class ControlTrials:
                 walks[chosen.control].centre = walks[chosen.control].centre or chosen.centre
                 training = True
             elif (
-                training
-                and left is not None
-                and left - slot - 1 < self._owed(walks, trials, total=len(trials) + left)
+                training and left is not None and left - slot - 1 < self._owed(walks, trials, total=len(trials) + left)
             ):
                 break
             planned.append(chosen)
