@@ -76,7 +76,8 @@ class PeerMedianPruner(optuna.pruners.BasePruner):
 
 class _Peers:
     """A study as `PeerMedianPruner` shows it to Optuna's median rule, which reads the completed trials:
-    in their place, every trial but the judged one that is running or completed."""
+    in their place, every trial but the judged one that is running or completed. Whatever else the rule
+    reads (its direction, in Optuna 5) is the study's own."""
 
     def __init__(self, study: optuna.Study, judged: int) -> None:
         self._study, self._judged = study, judged
@@ -85,6 +86,5 @@ class _Peers:
         unpruned = self._study.get_trials(deepcopy=deepcopy, states=(TrialState.RUNNING, TrialState.COMPLETE))
         return [trial for trial in unpruned if trial.number != self._judged]
 
-    @property
-    def direction(self) -> optuna.study.StudyDirection:
-        return self._study.direction
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)

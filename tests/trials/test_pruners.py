@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import optuna
+from conftest import TINY
+from optuna.trial import TrialState
 
+import lrsearch
+from lrsearch.problem.config import SearchConfig
 from lrsearch.trials.pruners import first_pruning_epoch, make_pruner
 
 EPOCHS = 20
@@ -45,3 +49,20 @@ def test_once_five_trials_completed_they_judge_as_optuna_s_median_pruner_does():
     trials = _stack(study, [0.30, 0.31, 0.32, 0.33, 0.34, 0.90])
     assert _pruned(trials) == []
     assert _pruned(_stack(study, [1.5])) == [0]
+
+
+def test_a_stacked_search_prunes_its_first_trials_before_any_has_completed(tmp_path):
+    # The whole trial loop on a SQLite file: the pruner judges from the epoch's one read of the study,
+    # where the trials beside a trial are running, with this epoch's val loss already reported.
+    settings = {"storage": f"sqlite:///{tmp_path}/p.db", "trials": 10, "stack": 10, "pruner": "median"}
+    config = SearchConfig.model_validate(
+        TINY
+        | {"train": {"epochs": 8, "batch_size": 32}, "search": {"control_trials": 0}}
+        | {"study": settings | {"certify": False, "figures": False}}
+    )
+    trials = lrsearch.search(config).study.get_trials(deepcopy=False)
+    pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
+    assert pruned  # all 10 started together: none had completed when these were pruned
+    first_end = min(trial.datetime_complete for trial in trials if trial.state == TrialState.COMPLETE)
+    assert all(trial.datetime_complete <= first_end for trial in pruned)
+    assert all(len(trial.intermediate_values) < 8 for trial in pruned)
