@@ -100,6 +100,8 @@ class ControlTrials:
             return [None] * room
         walks = self._walks(trials)
         finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        # The budget's size: the trials held and those it has left (queued retries are in both).
+        total = len(trials) + (left or 0) - sum(t.state == TrialState.WAITING for t in trials)
         planned: list[ControlTrial | None] = []
         for slot in range(room):
             number = len(trials) + slot
@@ -118,25 +120,25 @@ class ControlTrials:
                 walks[chosen.control].add(chosen.lr, TrialState.RUNNING, None)
                 walks[chosen.control].centre = walks[chosen.control].centre or chosen.centre
                 training = True
-            elif (
-                training and left is not None and left - slot - 1 < self._owed(walks, trials, total=len(trials) + left)
-            ):
+            elif training and left is not None and left - slot - 1 < self._owed(walks, trials, total=total):
                 break
             planned.append(chosen)
         return planned
 
     def _owed(self, walks: dict[str, _Walk], trials: Sequence[FrozenTrial], total: int) -> int:
         """The control trials the open walks may still take of a budget of `total` trials: what each walk
-        not ended has left of its quota, within the controls' share (every other trial after `STARTUP`).
-        Held back for them, a searched trial that the median pruner ends at its 5th epoch cannot spend the
-        budget while a walk's trial trains for 20 (the walks then had 8 trials of their 16 on the default
-        study, and certification walked on for them, a round of 20 epochs a step)."""
+        that has started and not ended has left of its quota, within the controls' share (every other
+        trial after `STARTUP`). Held back for them, a searched trial that the median pruner ends at its 5th
+        epoch cannot spend the budget while a walk's trial trains for 20 (the walks then had 8 trials of
+        their 16 on the default study, and certification walked on for them, a round of 20 epochs a step).
+        A walk not started yet is owed nothing: on a small budget (`--trials 11`) a slot kept for one sat
+        idle until a searched trial completed, then trained a walk of one LR alone."""
         made = sum(walk.made for walk in walks.values())
         share = max(0, (total - 1 - STARTUP) // 2 + 1 - made)
         open_quota = sum(
             self.quota - walk.made
             for name, walk in walks.items()
-            if walk.made < self.quota and not self._ended(name, walk, trials)
+            if 0 < walk.made < self.quota and not self._ended(name, walk, trials)
         )
         return min(open_quota, share)
 

@@ -39,7 +39,7 @@ from lrsearch.store.optuna_private import (
     trials_read_once,
     writes_together,
 )
-from lrsearch.store.records import FAIL_REASON, WORKER_ATTR, EpochRecord
+from lrsearch.store.records import CONTROL_ATTR, FAIL_REASON, WORKER_ATTR, EpochRecord
 from lrsearch.store.storage import AdmissionLock, scrubbed
 from lrsearch.trials.budget import Move, admit
 from lrsearch.trials.control_trials import ControlTrial, ControlTrials
@@ -147,10 +147,14 @@ class _Loop:
                 if not plan and move == "run":  # the budget left is the open walks': wait for their trials
                     move = "wait"
             for planned in plan:
-                self.asked.append(self.controls.ask(self.study, planned))
-                self.beats.add(self.asked[-1])
-                if planned is not None:
-                    self.tuning.add(self.asked[-1].number)
+                trial = self.controls.ask(self.study, planned)
+                self.asked.append(trial)
+                self.beats.add(trial)
+                # Optuna hands out the oldest queued trial: a retry of a dead worker's trial may come
+                # before the control trial just queued (which a later ask takes). A control trial, or its
+                # retry, is one by what it stores.
+                if CONTROL_ATTR in trial.user_attrs:
+                    self.tuning.add(trial.number)
         return move
 
     def start_asked(self) -> None:

@@ -296,3 +296,34 @@ def test_the_budget_s_last_trials_wait_for_an_open_walk_while_its_trials_train()
     ]
     ended += [_trial(13 + n, 0.3, 0.9) for n in range(6)]
     assert plan.plan(ended, 1, left=1, training=True) == [ControlTrial("constant", pytest.approx(0.0125), 0.05)]
+
+
+def test_a_walk_not_started_holds_no_trial_back():
+    # --trials 11 with a stack of 10: the 11th trial may start at once. Kept for a walk that can start
+    # only once 10 trials have finished and a searched one completed, it sat idle, then trained alone.
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"]}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    trials = [_trial(n, 0.3, None, pruned=True) for n in range(5)] + [_trial(5 + n, 0.3, None) for n in range(5)]
+    assert plan.plan(trials, 1, left=1, training=True) == [None]
+
+
+def test_a_retry_queued_before_a_control_trial_is_not_taken_for_one(tiny_data):
+    # Optuna hands out the oldest queued trial: here a dead worker's searched trial, queued for a retry
+    # before the control trials the plan asks for. It trains as the searched trial it is (the pruner may
+    # end it); the control trial queued first is asked next, and it is the one never pruned.
+    from lrsearch.trials.loop import _Heartbeats, _Loop
+    from lrsearch.trials.objective import Objective
+
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"]}})
+    objective = Objective(config, tiny_data, torch.device("cpu"))
+    study = optuna.create_study()
+    answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
+    for n in range(STARTUP):
+        study.add_trial(_trial(n, 0.05, 1.0 - n / 100, run_spec=answer.model_dump(mode="json")))
+    study.enqueue_trial({"lr": 0.3, "schedule": "StepLR"})  # the retry: queued, no control of its own
+    loop = _Loop(study, objective, new_engine=lambda spec: None, callbacks=())
+    with _Heartbeats(study, None) as loop.beats:
+        loop.ask(2, wait_for_retries=False)  # the plan: the constant's first two LRs
+    retry, control = loop.asked
+    assert CONTROL_ATTR not in retry.user_attrs and control.user_attrs[CONTROL_ATTR] == "constant"
+    assert loop.tuning == {control.number}
