@@ -120,26 +120,29 @@ class ControlTrials:
                 walks[chosen.control].add(chosen.lr, TrialState.RUNNING, None)
                 walks[chosen.control].centre = walks[chosen.control].centre or chosen.centre
                 training = True
-            elif training and left is not None and left - slot - 1 < self._owed(walks, trials, total=total):
+            elif training and left is not None and left - slot - 1 < self._owed(walks, trials, total, finished):
                 break
             planned.append(chosen)
         return planned
 
-    def _owed(self, walks: dict[str, _Walk], trials: Sequence[FrozenTrial], total: int) -> int:
+    def _owed(self, walks: dict[str, _Walk], trials: Sequence[FrozenTrial], total: int, finished: int) -> int:
         """The control trials the open walks may still take of a budget of `total` trials: what each walk
-        that has started and not ended has left of its quota, within the controls' share (every other
-        trial after `STARTUP`). Held back for them, a searched trial that the median pruner ends at its 5th
-        epoch cannot spend the budget while a walk's trial trains for 20 (the walks then had 8 trials of
-        their 16 on the default study, and certification walked on for them, a round of 20 epochs a step).
-        A walk not started yet is owed nothing: on a small budget (`--trials 11`) a slot kept for one sat
-        idle until a searched trial completed, then trained a walk of one LR alone."""
+        that has started, or can start now, and has not ended has left of its quota, within the controls'
+        share (every other trial after `STARTUP`). Held back for them, a searched trial that the median
+        pruner ends at its 5th epoch cannot spend the budget while a walk's trial trains for 20 (the walks
+        then had 8 trials of their 16 on the default study, and certification walked on for them, a round
+        of 20 epochs a step). A walk that cannot start yet (`finished` short of `STARTUP`, or no searched
+        trial completed) is owed nothing: on a small budget (`--trials 11`) a slot kept for one sat idle
+        until a searched trial completed, then trained a walk of one LR alone."""
         made = sum(walk.made for walk in walks.values())
         share = max(0, (total - 1 - STARTUP) // 2 + 1 - made)
-        open_quota = sum(
-            self.quota - walk.made
-            for name, walk in walks.items()
-            if 0 < walk.made < self.quota and not self._ended(name, walk, trials)
-        )
+
+        def open_walk(name: str, walk: _Walk) -> bool:
+            if walk.made == 0:  # it can start now: the start-up is over and it has its first LR
+                return finished >= STARTUP and self._next(name, walk, trials) is not None
+            return walk.made < self.quota and not self._ended(name, walk, trials)
+
+        open_quota = sum(self.quota - walk.made for name, walk in walks.items() if open_walk(name, walk))
         return min(open_quota, share)
 
     def _ended(self, name: str, walk: _Walk, trials: Sequence[FrozenTrial]) -> bool:
