@@ -142,10 +142,10 @@ class _Loop:
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             plan: list[ControlTrial | None] = [None] * room
             if room and self.controls.params:  # one more read of the study, only where controls are planned
-                trials = self.study.get_trials(deepcopy=False)
-                plan = self.controls.plan(trials, room, left=left, training=bool(self.running))
-                if not plan and move == "run":  # the budget left is the open walks': wait for their trials
-                    move = "wait"
+                # Shorter than `room` only while this worker trains trials: it asks again when one ends.
+                plan = self.controls.plan(
+                    self.study.get_trials(deepcopy=False), room, left=left, training=bool(self.running)
+                )
             for planned in plan:
                 trial = self.controls.ask(self.study, planned)
                 self.asked.append(trial)
