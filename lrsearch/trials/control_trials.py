@@ -138,16 +138,15 @@ class ControlTrials:
         share = max(0, (total - 1 - STARTUP) // 2 + 1 - made)
 
         def open_walk(name: str, walk: _Walk) -> bool:
-            if walk.made == 0:  # it can start now: the start-up is over and it has its first LR
-                return finished >= STARTUP and self._next(name, walk, trials) is not None
-            return walk.made < self.quota and not self._ended(name, walk, trials)
+            if walk.made >= self.quota:
+                return False
+            if walk.running:  # its next LR waits for these
+                return True
+            # Not started: it can start now (the start-up over, its first LR known). Started: not ended.
+            return (walk.made > 0 or finished >= STARTUP) and self._next(name, walk, trials) is not None
 
         open_quota = sum(self.quota - walk.made for name, walk in walks.items() if open_walk(name, walk))
         return min(open_quota, share)
-
-    def _ended(self, name: str, walk: _Walk, trials: Sequence[FrozenTrial]) -> bool:
-        """Whether the control's walk has ended: it made its first trials, none runs, and it has no next."""
-        return walk.made > 0 and not walk.running and self._next(name, walk, trials) is None
 
     def ask(self, study: optuna.Study, planned: ControlTrial | None) -> optuna.Trial:
         """Ask for the next trial: a control trial with its schedule (and LR) pinned, or a searched one."""
