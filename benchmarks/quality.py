@@ -9,14 +9,16 @@
 
 `sweep`: the certified answer against a careful practitioner's LR sweep, and what each trained. Per task
 and search seed: the default search and its certification (`lrsearch optimize`'s defaults, in memory),
-against the sweep: cosine and linear decay to zero at 8 base LRs log-spaced over the search's LR range,
-3 seeds each, the lowest mean final val loss kept, trained by the same code. Both chosen runs then train
-at the same 10 fresh seeds: test loss mean ± 95% interval, their paired difference (negative: lrsearch
-better); the same difference on 10 new train/val/test splits of the task's rows (2 fresh seeds each,
-paired by split: one split's test rows are few on the bundled data sets, 114 for breast cancer, and the
-spread over seeds leaves their sampling noise out); the run-epochs each spent (lrsearch: the search's
-trials, pruned ones as far as they ran, plus certification, of which the race's finished runs in
-brackets, the rest its LR tuning), and the fresh seeds each certified candidate raced at.
+against the sweep: cosine and linear decay to zero at 8 base LRs log-spaced over the search's LR range, 3
+seeds each, the lowest mean final val loss kept, trained by the same code. Both chosen runs then train at
+the same 10 fresh seeds: test loss mean ± 95% interval, their paired difference (negative: lrsearch
+better), the same difference in final val loss (what both arms choose by: a row better on val and worse on
+test was let down by its split's val rows, not by its choice); the test difference on 10 new
+train/val/test splits of the task's rows (2 fresh seeds each, paired by split: one split's test rows are
+few on the bundled data sets, 114 for breast cancer, and the spread over seeds leaves their sampling noise
+out); the run-epochs each spent (lrsearch: the search's trials, pruned ones as far as they ran, plus
+certification, of which the race's finished runs in brackets, the rest its LR tuning), and the fresh seeds
+each certified candidate raced at.
 
 `length`: the answer at the length people train. Per task and search seed, a search of `--epochs` epochs
 certified at `--long` epochs (`lrsearch certify --epochs`), against (a) a careful sweep done directly at
@@ -25,8 +27,8 @@ log-spaced over the search's LR range, 3 seeds each, the lowest mean final val l
 recipe (SGD lr 0.1, StepLR(10, 0.1)) as it is; (c) the search's raw winner stretched to `--long` at its
 searched LR (what `load_schedule(..., epochs=)` gave before). Each is trained at the certificate's 5 fresh
 seeds: test loss mean and 95% interval, the paired difference of the recommendation against (a) and (b),
-and the run-epochs each of certification and (a) trained; under each built-in task's row, the same
-differences on 10 new splits of its rows.
+the same against (a) in final val loss (what both chose by), and the run-epochs each of certification and
+(a) trained; under each built-in task's row, the same differences on 10 new splits of its rows.
 
 `twins`: whether cosine to zero and linear decay to zero, each tuned, are one control or two. Per task, on
 the default search's best run (its optimizer and model), each at 8 base LRs log-spaced over the search's
@@ -265,7 +267,7 @@ def length(args: argparse.Namespace) -> None:
     )
     print(
         f"{'task':<28}{'seed':>5}{'recommended':>18}{'(a) sweep':>18}{'(b) classic':>18}{'(c) stretched':>18}"
-        f"{'rank':>6}{'rec - (a)':>20}{'rec - (b)':>20}{'cert ep':>9}{'(a) ep':>8}{'ratio':>7}"
+        f"{'rank':>6}{'rec - (a)':>20}{'rec - (b)':>20}{'val: rec - (a)':>20}{'cert ep':>9}{'(a) ep':>8}{'ratio':>7}"
         "   recommended / (a)'s choice"
     )
     for task in args.tasks.split(","):
@@ -285,13 +287,14 @@ def length(args: argparse.Namespace) -> None:
                 "b": classic.run,
                 "c": result.best.stretched(args.long),
             }
-            arms = _at_fresh_seeds(chosen, seed, FRESH_SEEDS, result, data, device)
+            arms, val = _at_fresh_seeds(chosen, seed, FRESH_SEEDS, result, data, device)
             means = {k: (statistics.mean(v) if v and None not in v else float("inf")) for k, v in arms.items()}
             rank = 1 + sum(means[k] < means["rec"] for k in ("a", "b", "c"))
             print(
                 f"{task:<28}{seed:>5}"
                 + "".join(f"{_interval(arms[k]):>18}" for k in ("rec", "a", "b", "c"))
                 + f"{rank:>6}{_paired(arms['a'], arms['rec']):>20}{_paired(arms['b'], arms['rec']):>20}"
+                f"{_paired(val['a'], val['rec']):>20}"
                 f"{certificate.trained_epochs:>9}{sweep_epochs:>8}{certificate.trained_epochs / sweep_epochs:>7.2f}"
                 f"   {certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
                 flush=True,
@@ -319,7 +322,8 @@ def against_sweep(args: argparse.Namespace) -> None:
         "task's rows, paired by split"
     )
     print(
-        f"{'task':<16}{'seed':>5}{'lrsearch':>18}{'sweep':>18}{'lrsearch - sweep':>20}{'new splits':>20}"
+        f"{'task':<16}{'seed':>5}{'lrsearch':>18}{'sweep':>18}{'lrsearch - sweep':>20}{'val: lrs - sweep':>20}"
+        f"{'new splits':>20}"
         f"{'search ep':>10}{'cert ep':>9}{'(raced)':>9}{'sweep ep':>9}{'ratio':>7}"
         "   seeds raced / recommended / sweep's choice"
     )
@@ -336,14 +340,15 @@ def against_sweep(args: argparse.Namespace) -> None:
             data = load_data(result.config.data, result.config.study.seed, device)
             sweep_choice, sweep_epochs = _sweep(result, data, args.epochs, device, CAREFUL)
             chosen = {"rec": certificate.recommended_candidate.run, "sweep": sweep_choice}
-            arms = _at_fresh_seeds(chosen, seed, CAREFUL_SEEDS, result, data, device)
+            arms, val = _at_fresh_seeds(chosen, seed, CAREFUL_SEEDS, result, data, device)
             resplit = _on_new_splits(chosen, seed, result, device) or {}
             spent = search_epochs + certificate.trained_epochs
             raced_epochs = sum(c.seeds for c in certificate.candidates) * certificate.epochs
             raced = ",".join(str(c.seeds) for c in certificate.candidates)
             print(
                 f"{task:<16}{seed:>5}{_interval(arms['rec']):>18}{_interval(arms['sweep']):>18}"
-                f"{_paired(arms['sweep'], arms['rec']):>20}{_paired(resplit.get('sweep'), resplit.get('rec')):>20}"
+                f"{_paired(arms['sweep'], arms['rec']):>20}{_paired(val['sweep'], val['rec']):>20}"
+                f"{_paired(resplit.get('sweep'), resplit.get('rec')):>20}"
                 f"{search_epochs:>10}{certificate.trained_epochs:>9}"
                 f"{raced_epochs:>9}{sweep_epochs:>9}{spent / sweep_epochs:>7.2f}   {raced} / "
                 f"{certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
@@ -353,10 +358,13 @@ def against_sweep(args: argparse.Namespace) -> None:
 
 def _at_fresh_seeds(
     chosen: dict[str, RunSpec], seed: int, count: int, result: lrsearch.SearchResult, data, device: torch.device
-) -> dict[str, list[float | None]]:
-    """Each chosen run's test loss at `count` shared fresh seeds (`_trained_at_fresh_seeds`)."""
+) -> tuple[dict[str, list[float | None]], dict[str, list[float | None]]]:
+    """Each chosen run's test loss and final val loss at `count` shared fresh seeds
+    (`_trained_at_fresh_seeds`): the val loss is what both the search and the sweeps choose by, so an arm
+    better on val and worse on test was let down by the split's val rows, not by its choice."""
     trained = _trained_at_fresh_seeds(chosen, seed, count, result, data, device)
-    return {arm: [run.test_loss for run in runs] for arm, runs in trained.items()}
+    test = {arm: [run.test_loss for run in runs] for arm, runs in trained.items()}
+    return test, {arm: [run.val_loss for run in runs] for arm, runs in trained.items()}
 
 
 def _trained_at_fresh_seeds(
