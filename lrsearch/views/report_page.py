@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from lrsearch.base.errors import error_field
 from lrsearch.base.text import LINE, clipped
-from lrsearch.store.certificate import stored_certificate
+from lrsearch.store.certificate import Certificate, stored_certificate
 from lrsearch.store.records import TrialCurves, score_label
 from lrsearch.store.replay import REPLAY_ATTR, Replay
 from lrsearch.views import plots
@@ -210,13 +210,33 @@ def _replay(study: optuna.Study) -> Section:
         rows.append(f"<tr><td>{html.escape(clipped(label))}</td>{cells}</tr>")
     score = html.escape(score_label(replay.score) or "score")
     table = (
-        f"<p>Replayed on {html.escape(clipped(replay.device))}, seed {replay.seed}, "
+        f"{_replay_outdated(study, replay)}<p>Replayed on {html.escape(clipped(replay.device))}, seed {replay.seed}, "
         f"recorded {html.escape(clipped(replay.when))}.</p>"
         f"<table><tr><th>run</th><th>test loss</th><th>test {score}</th><th>final val loss</th></tr>"
         f"{''.join(rows)}</table>"
     )
     figure = plots.replay_comparison(losses) if losses else None
     return Section("baselines", "Against the baselines", table, figure)
+
+
+def _replay_outdated(study: optuna.Study, replay: Replay) -> str:
+    """A note when the recorded replay trained another run than the study's certificate recommends (a
+    certificate made since, at another length say): its figures then speak for a run the study no longer
+    recommends. Seeds aside: a replay may be asked for at another seed."""
+    certificate = stored_certificate(study)
+    chosen = certificate.recommended_candidate if isinstance(certificate, Certificate) else None
+    if chosen is None:
+        return ""
+    recommended = chosen.spec
+    if {k: v for k, v in replay.spec.items() if k != "seed"} == {k: v for k, v in recommended.items() if k != "seed"}:
+        return ""
+    name = html.escape(study.study_name)
+    return (
+        f"<p><strong>Out of date:</strong> this replay trained another run than the certificate recommends "
+        f"({html.escape(clipped(chosen.label))}, {certificate.epochs} epochs). <code>lrsearch export --study-name "
+        f"{name} -o best.yaml</code>, then <code>lrsearch train --config best.yaml --study-name {name}</code>, "
+        "records its replay.</p>"
+    )
 
 
 def _certificate(study: optuna.Study) -> Section:
@@ -285,8 +305,14 @@ def _certificate(study: optuna.Study) -> Section:
     device, when = html.escape(clipped(stored.device)), html.escape(clipped(stored.when))
     judged = "its best val epoch (what early stopping keeps)" if stored.judge == "best" else "its last epoch"
     overfit = f"<p><strong>{html.escape(clipped(stored.overfit, LINE))}.</strong></p>" if stored.overfit else ""
+    recommended = (
+        f"{html.escape(clipped(stored.recommended))}, {stored.epochs} epochs"
+        if stored.recommended
+        else "nothing (every candidate diverged)"
+    )
     text = (
-        f"{stale}<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>{overfit}"
+        f"{stale}<p class='answer'><strong>Recommended: {recommended}</strong></p>"
+        f"<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>{overfit}"
         f"<p>{len(stored.candidates)} schedules trained at {stored.seeds_text} (new initial weights "
         f"and batch orders, the same data split), {stored.epochs} epochs each (the search's "
         f"{stored.search_epochs}), each run judged at {judged}, on {device} "

@@ -3,6 +3,7 @@ and a certificate carried through export, train, report and the dashboard."""
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import re
@@ -554,8 +555,6 @@ def test_a_certificate_survives_export_train_report_and_the_dashboard(tiny_confi
     assert runner.invoke(app, ["report", "--storage", storage, "-o", str(report)]).exit_code == 0
     page = report.read_text()
     assert 'id="certificate"' in page and "Stale" not in page
-    import html
-
     assert html.escape(certificate.sentence) in page and 'id="baselines"' in page
 
     from optuna_dashboard import get_note
@@ -631,6 +630,32 @@ def test_a_stored_certificate_s_text_is_escaped_in_the_report(certified, tmp_pat
         assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     finally:
         study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))
+
+
+def test_the_report_opens_with_the_recommendation_and_marks_a_replay_of_another_run(certified, tmp_path):
+    from lrsearch.store.replay import REPLAY_ATTR, replay_record
+    from lrsearch.views.report_page import sections, write_html
+
+    study, _, certificate = certified
+    recommended = certificate.recommended_candidate.run
+
+    def page_with_replay_of(spec: RunSpec) -> str:
+        study.set_user_attr(REPLAY_ATTR, replay_record(spec, "cpu", None, {"run (this run)": "diverged: nan"}))
+        path = tmp_path / "report.html"
+        write_html(study, [draw() for draw in sections(study)], path)
+        return path.read_text()
+
+    try:
+        page = page_with_replay_of(recommended.model_copy(update={"seed": 7}))  # another seed: the same run
+        opening = f"<strong>Recommended: {html.escape(certificate.recommended)}, {certificate.epochs} epochs</strong>"
+        assert opening in page and page.index(opening) < page.index(html.escape(certificate.sentence))
+        assert page.index(opening) < page.index('id="summary"')  # before the search's own best trials
+        assert "Out of date" not in page
+        page = page_with_replay_of(recommended.model_copy(update={"lr": recommended.lr * 2}))
+        assert "<strong>Out of date:</strong> this replay trained another run than the certificate recommends" in page
+        assert f"({html.escape(certificate.recommended)}, {certificate.epochs} epochs)" in page
+    finally:
+        study.set_user_attr(REPLAY_ATTR, None)
 
 
 @pytest.mark.parametrize("width", [100, 160, 240])
