@@ -186,9 +186,9 @@ def certify(
     callback: ProgressCallback | None = None,
 ) -> Certificate:
     """Race a stored study's best trial (its best `top` distinct ones) and tuned control schedules at up to
-    `fresh_seeds` fresh seeds (at `epochs`, every candidate's LR chosen at that length; default the
-    search's), store the certificate in the study and return it: `certificate.sentence`,
-    `certificate.recommended_candidate.run`.
+    `fresh_seeds` fresh seeds (at `epochs`, every candidate's LR chosen at that length; default the length
+    the study was last certified at, else the search's), store the certificate in the study and return it:
+    `certificate.sentence`, `certificate.recommended_candidate.run`.
 
     Args:
         judge: "last" judges each run at its last epoch, "best" at its best val epoch (early stopping).

@@ -171,7 +171,10 @@ def optimize(
     ] = None,
     certify_epochs: Annotated[
         int | None,
-        typer.Option(help="Certify at the length you will train for [default: the search's --epochs]."),
+        typer.Option(
+            help="Certify at the length you will train for [default: the length the study was last certified "
+            "at, else the search's --epochs]."
+        ),
     ] = None,
     judge: JudgeOption = None,
 ) -> None:
@@ -305,10 +308,16 @@ def _certify(
     from lrsearch.base.torch_private import skip_dynamo_on_optimizer_setup
     from lrsearch.searching.progress import CertifyProgress
     from lrsearch.searching.run import certify_and_show
+    from lrsearch.store.certificate import kept_length
     from lrsearch.views.search_figures import SearchFigures
     from lrsearch.views.summary import certificate_lines, certificate_table
 
     skip_dynamo_on_optimizer_setup()
+    if epochs is None and (kept := kept_length(study)) is not None:
+        typer.echo(
+            f"certifying at {kept} epochs, the length this study was last certified at "
+            f"(--certify-epochs, or `lrsearch certify --epochs`, chooses another)"
+        )
     try:
         with CertifyProgress() as bar:
             certificate = certify_and_show(
@@ -439,7 +448,7 @@ def certify_command(
         typer.Option(
             min=1,
             help="Certify at the length you will train for (every candidate's LR chosen at it) "
-            "[default: the search's].",
+            "[default: the length the study was last certified at, else the search's].",
         ),
     ] = None,
     judge: JudgeOption = None,

@@ -99,8 +99,13 @@ def certify_and_show(
     figures: Figures | None = None,
 ) -> Certificate:
     """`certify.certify` the study's answer, then put the certificate in the dashboard's study note and
-    figures (`figures`, when the study keeps them: the search's refresher has stopped by now)."""
+    figures (`figures`, when the study keeps them: the search's refresher has stopped by now). Without
+    `epochs`, at the length the study was last certified at (`store.certificate.kept_length`), else the
+    search's."""
     from lrsearch.certification.certify import certify
+    from lrsearch.store.certificate import kept_length
+
+    epochs = epochs or kept_length(study)
 
     certificate = certify(
         study, config, device=device, seeds=seeds, top=top, epochs=epochs, judge=judge, progress=progress

@@ -292,3 +292,11 @@ def stored_certificate(study: optuna.Study) -> Certificate | str | None:
         first = error.errors()[0] if isinstance(error, ValidationError) else {"loc": (), "msg": str(error)}
         where = ".".join(str(part) for part in first["loc"]) or "the record"
         return f"the study's certificate is unreadable ({where}: {first['msg']})"
+
+
+def kept_length(study: optuna.Study) -> int | None:
+    """The length the study was last certified at, where that is not the search's: certified again (after
+    more trials, say) without a length of its own, a study keeps the length its user trains for rather
+    than fall back to the search's and overwrite the longer answer. None: none kept."""
+    stored = stored_certificate(study)
+    return stored.epochs if isinstance(stored, Certificate) and stored.epochs != stored.search_epochs else None

@@ -588,6 +588,26 @@ def test_a_certificate_survives_export_train_report_and_the_dashboard(tiny_confi
     assert old.exit_code == 0 and "--seeds is now --fresh-seeds" in old.output and "at 2 fresh seeds" in old.output
 
 
+@pytest.mark.slow
+def test_a_study_certified_at_a_length_is_certified_at_it_again_until_another_is_given(tiny_config_file):
+    storage = yaml.safe_load(tiny_config_file.read_text())["study"]["storage"]
+    search = ["optimize", "--config", str(tiny_config_file), "--certify"]
+    first = runner.invoke(app, [*search, "--trials", "4", "--certify-epochs", "6"])
+    assert first.exit_code == 0, first.output
+    study = optuna.load_study(study_name="default", storage=storage)
+    assert stored_certificate(study).epochs == 6
+    # More trials, no length given: the study is certified at 6 again, and the command says so.
+    more = runner.invoke(app, [*search, "--trials", "2"])
+    assert more.exit_code == 0, more.output
+    assert "certifying at 6 epochs, the length this study was last certified at" in more.output
+    assert f"recommended: {stored_certificate(study).recommended}, 6 epochs" in more.output
+    # A length given chooses: the search's own.
+    again = runner.invoke(app, ["certify", "--storage", storage, "--epochs", "4", "--fresh-seeds", "2"])
+    assert again.exit_code == 0, again.output
+    assert "the length this study was last certified at" not in again.output
+    assert stored_certificate(study).epochs == 4
+
+
 def test_bad_certification_settings_are_one_line_and_exit_2(tiny_config_file):
     storage = yaml.safe_load(tiny_config_file.read_text())["study"]["storage"]
     cases = [
