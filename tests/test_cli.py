@@ -124,6 +124,20 @@ BAD_INPUTS = {
     "unknown schedule to replay": (["train", "--config", "@replay"], "schedule.name: unknown schedule 'Cosine'"),
     "config not text": (["optimize", "--config", "@binary"], "bad.yaml: not a text file (UTF-8): byte 1 is 0x96"),
     "replay config not text": (["train", "--config", "@binary"], "bad.yaml: not a text file (UTF-8)"),
+    # A misspelt field is the error named (not the required one it leaves missing), with what it meant.
+    "misspelt nested field": (
+        ["optimize", "--config", "@misspelt"],
+        "search.lr.hihg: unknown field, did you mean 'high'? (search.lr takes: low, high, log)",
+    ),
+    "misspelt run field": (["train", "--config", "@epochz"], "epochz: unknown field, did you mean 'epochs'?"),
+    "an exported run to search with": (
+        ["optimize", "--config", "@exported"],
+        "bad.yaml: this is an exported run, not a search config: `lrsearch train --config",
+    ),
+    "a search config to replay": (
+        ["train", "--config", "@searching"],
+        "bad.yaml: this is a search config, not an exported run: `lrsearch optimize --config",
+    ),
     "replay on an unknown device": (
         ["train", "--config", "@short", "--device", "tpu"],
         "--device: 'tpu' is not a device here; use auto, cpu, cuda or cuda:N",
@@ -137,6 +151,10 @@ FILES = {
     "@binary": b"a\x96\xff\x00\x81 not UTF-8",
     "@short": "epochs: 1\n",
     "@momentum": "search: {momentum: x}\n",
+    "@misspelt": "search: {lr: {low: 1.0e-3, hihg: 0.3}}\n",
+    "@epochz": "lr: 0.1\nepochz: 3\n",
+    "@exported": "lr: 0.1\nschedule: {name: StepLR, params: {step_size: 5}}\n",
+    "@searching": "train: {epochs: 3}\nsearch: {lr: {low: 0.001}}\n",
 }
 
 

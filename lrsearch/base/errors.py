@@ -4,10 +4,13 @@ server gone), and `Interrupted` for a search the user stopped."""
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import sys
+import typing
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class ConfigError(Exception):
@@ -73,9 +76,48 @@ class Interrupted(Exception):
 
 
 def error_field(error: ValidationError) -> str:
-    """The dotted path of the first field pydantic complained about (without a type's tag: `study.stack`)."""
-    errors = error.errors()
+    """The dotted path of the field pydantic complained about first (`_ordered`; without a type's tag:
+    `study.stack`)."""
+    errors = _ordered(error)
     return _dotted(_field_loc(errors[0]["loc"], _union_fields(errors)))
+
+
+def _ordered(error: ValidationError) -> list[Any]:
+    """Pydantic's errors, unknown fields first: a misspelt field (`hihg`) is the cause, the required one
+    it leaves missing (`high`) its consequence."""
+    return sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """The field names the model takes at `loc` (a path of fields into nested models), or None where
+    the path leaves the models (a mapping's key, say)."""
+    for part in loc:
+        if isinstance(part, int):  # an item of a list of models
+            continue
+        field = model.model_fields.get(part)
+        inner = None if field is None else _model_in(field.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field's type holds (itself, or inside Optional or a list), if any."""
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in typing.get_args(annotation) if (m := _model_in(arg)) is not None), None)
+
+
+def _unknown_field(loc: tuple, model: type[BaseModel] | None) -> str:
+    """`unknown field`, with the nearest name the model takes there and every name it takes."""
+    allowed = None if model is None else _fields_at(model, loc[:-1])
+    if not allowed:
+        return "unknown field"
+    near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    guess = f", did you mean {near[0]!r}?" if near else ""
+    where = _dotted(loc[:-1]) if loc[:-1] else "the file"
+    return f"unknown field{guess} ({where} takes: {', '.join(allowed)})"
 
 
 def _dotted(loc: tuple) -> str:
@@ -99,15 +141,18 @@ def _field_loc(loc: tuple, unions: set[tuple]) -> tuple:
     return loc[:-1] if len(loc) >= 2 and loc[:-1] in unions else loc
 
 
-def from_validation_error(error: ValidationError, source: str, name_field: bool = True) -> ConfigError:
+def from_validation_error(
+    error: ValidationError, source: str, name_field: bool = True, model: type[BaseModel] | None = None
+) -> ConfigError:
     """Turn pydantic's report into one line that names the field and what is allowed.
 
     Args:
         error: what pydantic raised.
         source: where the values came from (a file path, or the flag that set the field), put first.
         name_field: say which field; off when `source` is a flag, which already names it.
+        model: the model validated, for the names an unknown field could have meant.
     """
-    errors = error.errors()
+    errors = _ordered(error)
     first, unions = errors[0], _union_fields(errors)
     first_field = _field_loc(first["loc"], unions)
     # A field of several types fails once per type: one problem, with each way to mend it.
@@ -115,7 +160,7 @@ def from_validation_error(error: ValidationError, source: str, name_field: bool 
     ways = dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in alike)
     message = ", or ".join(way if i == 0 else way[:1].lower() + way[1:] for i, way in enumerate(ways))
     if first["type"] == "extra_forbidden":
-        message = "unknown field"
+        message = _unknown_field(first_field, model)
     elif "got" not in message and not isinstance(first.get("input"), dict | list) and first["type"] != "missing":
         message = f"{message} (got {first['input']!r})"
     more = len({_field_loc(e["loc"], unions) for e in errors}) - 1

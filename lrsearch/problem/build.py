@@ -306,10 +306,15 @@ def load_run_spec(path: Path | str) -> RunSpec:
     """
     fields = load_yaml_mapping(Path(path))
     fields.pop(CERTIFICATE_KEY, None)  # what the run's certification measured: not part of the run
+    if {"train", "search", "study"} & fields.keys() and not {"lr", "schedule"} & fields.keys():
+        raise ConfigError(
+            f"{path}: this is a search config, not an exported run: `lrsearch optimize --config {path}` "
+            "searches with it; `lrsearch export --study-name NAME -o best.yaml` writes a run to replay"
+        )
     try:
         spec = RunSpec.model_validate(fields)
     except ValidationError as error:
-        raise from_validation_error(error, str(path)) from None
+        raise from_validation_error(error, str(path), model=RunSpec) from None
     try:
         check_schedule(spec)
     except ConfigError as error:

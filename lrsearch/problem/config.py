@@ -255,9 +255,20 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         source = str(DEFAULT_CONFIG)
     else:
         raw, source = load_yaml_mapping(path), str(path)
+        if _an_exported_run(raw):
+            raise ConfigError(
+                f"{source}: this is an exported run, not a search config: `lrsearch train --config {source}` "
+                "replays it; `--config` of a search takes sections data, model, train, search, study"
+            )
     config = with_overrides(raw, overrides or {}, source)
     require_an_end(config, source)
     return config
+
+
+def _an_exported_run(raw: Mapping[str, Any]) -> bool:
+    """Whether a YAML mapping looks like a run (`lrsearch export`'s) rather than a search config: a
+    run's own fields (lr, schedule, optimizer) and none of a search's sections."""
+    return bool({"lr", "schedule", "optimizer"} & raw.keys()) and not {"train", "search", "study"} & raw.keys()
 
 
 def require_an_end(config: SearchConfig, source: str) -> None:
@@ -310,5 +321,5 @@ def with_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: st
         field = error_field(error)
         flag = next((FLAGS[key] for key in given if field.startswith(key)), None)
         if flag is None:
-            raise from_validation_error(error, source) from None
+            raise from_validation_error(error, source, model=SearchConfig) from None
         raise from_validation_error(error, flag, name_field=False) from None
