@@ -171,6 +171,7 @@ def certify(
         searched_lrs=[t for t, tunable in zip(tuned, tunables, strict=True) if tunable.trial is not None],
         judge=judge,
         overfit=overfit_line(rows, verdict["recommended"], judge, length),
+        edge=edge_line(tuned, config.search.lr.low, config.search.lr.high),
         horizon=trainer.horizon and trainer.horizon.describe(answer.epochs, length),
         answer_trial=searched[0][0],
         candidates=rows,
@@ -268,6 +269,22 @@ def overfit_line(rows: list[Candidate], recommended: str | None, judge: Judge, l
         f"the runs overfit: the recommended run's val loss is lowest at epoch {epoch} of {length} ({lowest:.4g}) "
         f"and {last:.4g} at the end ({alike} of {len(rows)} candidates alike); {advice}"
     )
+
+
+def edge_line(tuned: list[TunedControl], low: float, high: float) -> str | None:
+    """One line when a candidate's LR was chosen at an end of the search's LR range (`search.lr`), which
+    its walk does not step past: its best LR may lie beyond, and only a wider range would say."""
+    at_edge: dict[str, list[str]] = {}
+    for t in tuned:
+        if t.chosen is not None and (t.chosen <= low * (1 + 1e-9) or t.chosen >= high * (1 - 1e-9)):
+            at_edge.setdefault("lowest" if t.chosen <= low * (1 + 1e-9) else "highest", []).append(t.name)
+    if not at_edge:
+        return None
+    parts = [
+        f"{', '.join(names)} chose the range's {end} LR, {low if end == 'lowest' else high:.3g}"
+        for end, names in at_edge.items()
+    ]
+    return f"at the edge of the search's LR range: {'; '.join(parts)}; a wider search.lr may find a better LR"
 
 
 def train_as_certified(

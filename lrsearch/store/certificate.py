@@ -204,6 +204,7 @@ class Certificate(BaseModel):
     searched_lrs: list[TunedControl] = Field([], max_length=MAX_ROWS)
     judge: Judge = "last"  # the epoch every candidate is judged at
     overfit: str | None = None  # one line when the runs' val loss rises over their last part
+    edge: str | None = None  # one line when a tuned LR is the edge of the search's LR range
     horizon: str | None = None  # at another length than the search's: how the LRs there were predicted
     # The best searched trial when certified (`records.searched_best_first`): a better one since makes it stale.
     answer_trial: int
@@ -263,6 +264,7 @@ class Certificate(BaseModel):
             "epochs": self.epochs,
             "judged_at": "the best val epoch" if self.judge == "best" else "the last epoch",
             **({"overfit": self.overfit} if self.overfit else {}),
+            **({"edge": self.edge} if self.edge else {}),
             **({"horizon": self.horizon} if self.horizon else {}),
             "when": self.when,
             "candidates": rows,

@@ -181,6 +181,7 @@ def best_note(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
                 f"## Recommended: {clipped(chosen.label)}, {certificate.epochs} epochs\n\n"
                 f"{clipped(certificate.sentence, LINE)}.\n\n"
                 + (f"{clipped(certificate.overfit, LINE)}.\n\n" if certificate.overfit else "")
+                + (f"{clipped(certificate.edge, LINE)}.\n\n" if certificate.edge else "")
                 + f"Certified at {certificate.seeds_text}, {certificate.epochs} epochs "
                 f"(the search's {certificate.search_epochs}; each run judged at its {certificate.judge} epoch) "
                 f"({clipped(certificate.when)}); the figure `certificate` shows every schedule's test loss. "

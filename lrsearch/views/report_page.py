@@ -304,7 +304,9 @@ def _certificate(study: optuna.Study) -> Section:
     )
     device, when = html.escape(clipped(stored.device)), html.escape(clipped(stored.when))
     judged = "its best val epoch (what early stopping keeps)" if stored.judge == "best" else "its last epoch"
-    overfit = f"<p><strong>{html.escape(clipped(stored.overfit, LINE))}.</strong></p>" if stored.overfit else ""
+    overfit = "".join(
+        f"<p><strong>{html.escape(clipped(line, LINE))}.</strong></p>" for line in (stored.overfit, stored.edge) if line
+    )
     recommended = (
         f"{html.escape(clipped(stored.recommended))}, {stored.epochs} epochs"
         if stored.recommended

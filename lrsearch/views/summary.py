@@ -151,6 +151,7 @@ def certificate_lines(certificate: Certificate) -> list[str]:
         f"in {certificate.seconds:.1f} s",
         *([clipped(certificate.horizon, LINE)] if certificate.horizon else []),
         *([clipped(certificate.overfit, LINE)] if certificate.overfit else []),
+        *([clipped(certificate.edge, LINE)] if certificate.edge else []),
         clipped(certificate.sentence, LINE),
         f"recommended: {clipped(certificate.recommended or 'nothing (every candidate diverged)')}, "
         f"{certificate.epochs} epochs",

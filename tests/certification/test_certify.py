@@ -336,6 +336,35 @@ def test_certification_trains_the_top_trials_and_every_control_at_fresh_seeds(ce
     assert stored_certificate(study) == certificate
 
 
+def test_a_certificate_says_when_an_lr_was_chosen_at_the_edge_of_the_search_s_range(tmp_path):
+    # An LR range far below the tiny problem's best: every control's walk ends at the range's top.
+    narrow = {"search": {"lr": {"low": 1e-5, "high": 1e-4}, "schedules": ["StepLR"]}}
+    config = SearchConfig.model_validate(_config(tmp_path).model_dump(mode="json") | narrow)
+    study = lrsearch.search(config).study
+    certificate = certify(study, config, device=torch.device("cpu"), seeds=2, top=1)
+    at_top = [t.name for t in certificate.controls if t.chosen == pytest.approx(1e-4)]
+    assert at_top and certificate.edge is not None
+    assert certificate.edge.startswith(f"at the edge of the search's LR range: {', '.join(at_top)}")
+    assert "the range's highest LR, 0.0001" in certificate.edge and "a wider search.lr" in certificate.edge
+    assert certificate.summary()["edge"] == certificate.edge
+
+
+def test_only_lrs_at_an_end_of_the_range_are_named_at_its_edge():
+    from lrsearch.certification.certify import edge_line
+    from lrsearch.store.certificate import TunedControl
+
+    def tuned(name: str, chosen: float) -> TunedControl:
+        return TunedControl(name=name, lrs=[chosen], val_losses=[0.3], chosen=chosen)
+
+    inside = [tuned("constant", 0.01), tuned("StepLR(10, 0.1)", 0.5)]
+    assert edge_line(inside, 0.001, 1.0) is None
+    line = edge_line([*inside, tuned("linear decay to zero", 0.001), tuned("warmup-stable-decay", 1.0)], 0.001, 1.0)
+    assert line == (
+        "at the edge of the search's LR range: linear decay to zero chose the range's lowest LR, 0.001; "
+        "warmup-stable-decay chose the range's highest LR, 1; a wider search.lr may find a better LR"
+    )
+
+
 def test_each_control_is_tuned_to_the_best_lr_it_tried(certified):
     study, config, certificate = certified
     low, high = config.search.lr.low, config.search.lr.high
