@@ -305,7 +305,7 @@ def length(args: argparse.Namespace) -> None:
                     f"{'':<33}on {NEW_SPLITS} new splits of its rows ({SEEDS_PER_SPLIT} seeds each): rec - (a) "
                     f"{_paired(resplit['a'], resplit['rec'])}, rec - (b) {_paired(resplit['b'], resplit['rec'])}"
                 )
-            for line in (certificate.horizon, certificate.overfit):
+            for line in (certificate.horizon, certificate.overfit, certificate.edge):
                 if line:
                     print(f"{'':<33}{line}")
 

@@ -219,6 +219,7 @@ def optimize(
                     top=settings.study.certify_top,
                     epochs=settings.study.certify_epochs,
                     judge=settings.study.judge,
+                    length_flag="--certify-epochs",
                 )
             _print_export(study, settings.study.export_path, settings.study.storage)
     if interrupted:
@@ -301,7 +302,15 @@ def _run_search(settings: Any, study: Any, devices: list[Any], joining: bool, be
 
 
 def _certify(
-    study: Any, settings: Any, device: Any, *, seeds: int, top: int, epochs: int | None, judge: str = "last"
+    study: Any,
+    settings: Any,
+    device: Any,
+    *,
+    seeds: int,
+    top: int,
+    epochs: int | None,
+    judge: str = "last",
+    length_flag: str = "--epochs",
 ) -> bool:
     """Certify the study's answer with a progress bar, and print what it found; True when Ctrl-C stopped
     it (the search's trials are all stored: `lrsearch certify` can run it again)."""
@@ -314,9 +323,10 @@ def _certify(
 
     skip_dynamo_on_optimizer_setup()
     if epochs is None and (kept := kept_length(study)) is not None:
+        epochs = kept
         typer.echo(
             f"certifying at {kept} epochs, the length this study was last certified at "
-            f"(--certify-epochs, or `lrsearch certify --epochs`, chooses another)"
+            f"({length_flag} N chooses another; the search's is {settings.train.epochs})"
         )
     try:
         with CertifyProgress() as bar:

@@ -129,6 +129,14 @@ BAD_INPUTS = {
         ["optimize", "--config", "@misspelt"],
         "search.lr.hihg: unknown field, did you mean 'high'? (search.lr takes: low, high, log)",
     ),
+    "misspelt field beside a flag": (
+        ["optimize", "--config", "@certify_epoch", "--certify"],
+        "bad.yaml: study.certify_epoch: unknown field, did you mean 'certify_epochs'?",
+    ),
+    "misspelt field of a number or a range": (
+        ["optimize", "--config", "@momentum_range"],
+        "bad.yaml: search.momentum.hihg: unknown field, did you mean 'high'? (search.momentum takes: low, high",
+    ),
     "misspelt run field": (["train", "--config", "@epochz"], "epochz: unknown field, did you mean 'epochs'?"),
     "an exported run to search with": (
         ["optimize", "--config", "@exported"],
@@ -152,6 +160,8 @@ FILES = {
     "@short": "epochs: 1\n",
     "@momentum": "search: {momentum: x}\n",
     "@misspelt": "search: {lr: {low: 1.0e-3, hihg: 0.3}}\n",
+    "@certify_epoch": "study: {certify_epoch: 100}\n",
+    "@momentum_range": "search: {momentum: {low: 0.1, hihg: 0.9}}\n",
     "@epochz": "lr: 0.1\nepochz: 3\n",
     "@exported": "lr: 0.1\nschedule: {name: StepLR, params: {step_size: 5}}\n",
     "@searching": "train: {epochs: 3}\nsearch: {lr: {low: 0.001}}\n",

@@ -82,6 +82,11 @@ def error_field(error: ValidationError) -> str:
     return _dotted(_field_loc(errors[0]["loc"], _union_fields(errors)))
 
 
+def has_unknown_field(error: ValidationError) -> bool:
+    """Whether pydantic found a field the model does not take (named first: `_ordered`)."""
+    return any(e["type"] == "extra_forbidden" for e in error.errors())
+
+
 def _ordered(error: ValidationError) -> list[Any]:
     """Pydantic's errors, unknown fields first: a misspelt field (`hihg`) is the cause, the required one
     it leaves missing (`high`) its consequence."""
@@ -137,8 +142,11 @@ def _union_fields(errors: list[Any]) -> set[tuple]:
 
 
 def _field_loc(loc: tuple, unions: set[tuple]) -> tuple:
-    """An error's location without a type's tag (`_union_fields`): the field's own path."""
-    return loc[:-1] if len(loc) >= 2 and loc[:-1] in unions else loc
+    """An error's location without a type's tag (`_union_fields`): the field's own path. Inside a field
+    of several types (`search.momentum.function-after[...].hihg`) the tags go too: no field's name holds
+    a "[" or a "-"."""
+    loc = loc[:-1] if len(loc) >= 2 and loc[:-1] in unions else loc
+    return tuple(part for part in loc if not (isinstance(part, str) and any(c in part for c in "[-")))
 
 
 def from_validation_error(

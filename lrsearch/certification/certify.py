@@ -276,8 +276,11 @@ def edge_line(tuned: list[TunedControl], low: float, high: float) -> str | None:
     its walk does not step past: its best LR may lie beyond, and only a wider range would say."""
     at_edge: dict[str, list[str]] = {}
     for t in tuned:
-        if t.chosen is not None and (t.chosen <= low * (1 + 1e-9) or t.chosen >= high * (1 - 1e-9)):
-            at_edge.setdefault("lowest" if t.chosen <= low * (1 + 1e-9) else "highest", []).append(t.name)
+        if t.chosen is None:
+            continue
+        end = "lowest" if t.chosen <= low * (1 + 1e-9) else "highest" if t.chosen >= high * (1 - 1e-9) else None
+        if end is not None:
+            at_edge.setdefault(end, []).append(t.name)
     if not at_edge:
         return None
     parts = [

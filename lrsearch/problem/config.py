@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
 from lrsearch.base.device import DEVICES
-from lrsearch.base.errors import ConfigError, error_field, from_validation_error
+from lrsearch.base.errors import ConfigError, error_field, from_validation_error, has_unknown_field
 from lrsearch.base.paths import PLAIN_NAME, is_plain_name
 from lrsearch.base.storage_url import parse_storage_url
 from lrsearch.problem.schedules import SCHEDULES, Budget, searched_ranges
@@ -175,6 +175,7 @@ class StudySettings(StrictModel):
     certify_seeds: int = Field(10, ge=2, le=100)  # the most fresh seeds a candidate races at
     certify_top: int = Field(CERTIFY_TOP, ge=1, le=20)  # the best distinct searched trials raced
     # Certify at the length you train for (every candidate's LR chosen at it); None: the search's.
+    # None: the length the study was last certified at (`store.certificate.kept_length`), else the search's.
     certify_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
     # Each run judged at its last epoch (as the exported run trains) or its best val epoch (early stopping).
     judge: Literal["last", "best"] = "last"
@@ -319,7 +320,9 @@ def with_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: st
         return SearchConfig.model_validate(raw)
     except ValidationError as error:
         field = error_field(error)
-        flag = next((FLAGS[key] for key in given if field.startswith(key)), None)
+        # A flag sets a known field: an unknown one (named first) is the file's.
+        flags = {} if has_unknown_field(error) else given
+        flag = next((FLAGS[key] for key in flags if field == key or field.startswith(key + ".")), None)
         if flag is None:
             raise from_validation_error(error, source, model=SearchConfig) from None
         raise from_validation_error(error, flag, name_field=False) from None

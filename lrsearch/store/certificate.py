@@ -18,7 +18,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrsearch.base.stats import Interval, mean_interval
-from lrsearch.problem.spec import RunSpec
+from lrsearch.problem.spec import MAX_EPOCHS, RunSpec
 
 CERTIFICATE_ATTR = "lrsearch_certificate"
 
@@ -192,8 +192,9 @@ class Certificate(BaseModel):
 
     # The fresh seeds of the race, in order: a candidate trained at the first `Candidate.seeds` of them.
     seeds: list[int] = Field(max_length=MAX_ROWS)
-    epochs: int  # the length certified at (the search's, or `certify --epochs`)
-    search_epochs: int
+    # The length certified at (the search's, or `certify --epochs`); bounded, as a stored length is trained at.
+    epochs: int = Field(ge=1, le=MAX_EPOCHS)
+    search_epochs: int = Field(ge=1, le=MAX_EPOCHS)
     device: str
     when: str  # e.g. "2026-01-31 12:00 UTC"
     seconds: float  # what certification took

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from lrsearch.base.errors import error_field
 from lrsearch.base.text import LINE, clipped
-from lrsearch.store.certificate import Certificate, stored_certificate
+from lrsearch.problem.spec import RunSpec
+from lrsearch.store.certificate import stored_certificate
 from lrsearch.store.records import TrialCurves, score_label
 from lrsearch.store.replay import REPLAY_ATTR, Replay
 from lrsearch.views import plots
@@ -220,15 +221,19 @@ def _replay(study: optuna.Study) -> Section:
 
 
 def _replay_outdated(study: optuna.Study, replay: Replay) -> str:
-    """A note when the recorded replay trained another run than the study's certificate recommends (a
-    certificate made since, at another length say): its figures then speak for a run the study no longer
-    recommends. Seeds aside: a replay may be asked for at another seed."""
-    certificate = stored_certificate(study)
-    chosen = certificate.recommended_candidate if isinstance(certificate, Certificate) else None
+    """A note when the recorded replay trained another run than the study's current certificate
+    recommends (a certificate made since, at another length say): its figures then speak for a run the
+    study no longer recommends. Seeds aside: a replay may be asked for at another seed. A stale
+    certificate says so itself, and a record that is no run says nothing here."""
+    certificate = current_certificate(study)
+    chosen = certificate.recommended_candidate if certificate is not None else None
     if chosen is None:
         return ""
-    recommended = chosen.spec
-    if {k: v for k, v in replay.spec.items() if k != "seed"} == {k: v for k, v in recommended.items() if k != "seed"}:
+    try:
+        replayed, recommended = (RunSpec.model_validate(spec) for spec in (replay.spec, chosen.spec))
+    except ValidationError:
+        return ""
+    if replayed.model_copy(update={"seed": 0}) == recommended.model_copy(update={"seed": 0}):
         return ""
     name = html.escape(study.study_name)
     return (
@@ -313,7 +318,7 @@ def _certificate(study: optuna.Study) -> Section:
         else "nothing (every candidate diverged)"
     )
     text = (
-        f"{stale}<p class='answer'><strong>Recommended: {recommended}</strong></p>"
+        f"{stale}<p><strong>Recommended: {recommended}</strong></p>"
         f"<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>{overfit}"
         f"<p>{len(stored.candidates)} schedules trained at {stored.seeds_text} (new initial weights "
         f"and batch orders, the same data split), {stored.epochs} epochs each (the search's "

@@ -617,6 +617,21 @@ def test_a_certificate_survives_export_train_report_and_the_dashboard(tiny_confi
     assert old.exit_code == 0 and "--seeds is now --fresh-seeds" in old.output and "at 2 fresh seeds" in old.output
 
 
+def test_the_length_a_study_keeps_is_its_certificate_s_when_that_is_not_the_search_s(certified):
+    from lrsearch.store.certificate import kept_length
+
+    study, _, certificate = certified
+    try:
+        assert certificate.epochs == certificate.search_epochs and kept_length(study) is None
+        study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json") | {"epochs": 8})
+        assert kept_length(study) == 8
+        # A stored length is trained at: one out of range makes the certificate unreadable, and keeps nothing.
+        study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json") | {"epochs": 10**9})
+        assert isinstance(stored_certificate(study), str) and kept_length(study) is None
+    finally:
+        study.set_user_attr(CERTIFICATE_ATTR, certificate.model_dump(mode="json"))
+
+
 @pytest.mark.slow
 def test_a_study_certified_at_a_length_is_certified_at_it_again_until_another_is_given(tiny_config_file):
     storage = yaml.safe_load(tiny_config_file.read_text())["study"]["storage"]
@@ -629,11 +644,16 @@ def test_a_study_certified_at_a_length_is_certified_at_it_again_until_another_is
     more = runner.invoke(app, [*search, "--trials", "2"])
     assert more.exit_code == 0, more.output
     assert "certifying at 6 epochs, the length this study was last certified at" in more.output
+    assert "(--certify-epochs N chooses another; the search's is 4)" in more.output
     assert f"recommended: {stored_certificate(study).recommended}, 6 epochs" in more.output
     # A length given chooses: the search's own.
     again = runner.invoke(app, ["certify", "--storage", storage, "--epochs", "4", "--fresh-seeds", "2"])
     assert again.exit_code == 0, again.output
     assert "the length this study was last certified at" not in again.output
+    assert stored_certificate(study).epochs == 4
+    # Back at the search's length, a plain certify stays there.
+    plain = runner.invoke(app, ["certify", "--storage", storage, "--fresh-seeds", "2"])
+    assert plain.exit_code == 0 and "last certified at" not in plain.output
     assert stored_certificate(study).epochs == 4
 
 
