@@ -5,6 +5,8 @@ as a user names one (`--task benchmarks/models.py:digits_layernorm`).
 - `digits_layernorm`: an MLP with LayerNorm and Dropout on scikit-learn's 8x8 digits, as tensors.
 - `regression_resmlp`: a residual MLP (pre-LayerNorm blocks) on the built-in `regression` task's rows
   (make_regression, 5000 rows, 20 features, standardized), as tensors, MSE loss, R² reported.
+- `diabetes_mlp`, `noisy_labels`: tasks unlike the built-in ones, for `quality.py sweep` (real-data
+  regression on scikit-learn's diabetes set; a fifth of the training labels flipped), each with an MLP.
 """
 
 from __future__ import annotations
@@ -108,4 +110,73 @@ def regression_resmlp() -> lrsearch.Task:
         test=(data.test.x, data.test.y),
         loss=mse,
         score="r2",
+    )
+
+
+class PlainMLP(nn.Module):
+    """inputs -> 64 -> 64 -> outputs with ReLU: a model of one's own that is not the built-in MLP's shape."""
+
+    def __init__(self, inputs: int, outputs: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, outputs)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, stratify: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """60/20/20 train/val/test, fixed."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, test_size=0.4, stratify=y if stratify else None, random_state=0
+    )
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest, y_rest, test_size=0.5, stratify=y_rest if stratify else None, random_state=0
+    )
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+
+
+def diabetes_mlp() -> lrsearch.Task:
+    """Real-data regression: scikit-learn's diabetes progression (442 patients, 10 features), features
+    and target standardized on the training rows, an MLP, MSE loss, R² reported."""
+    from sklearn.datasets import load_diabetes
+
+    features, target = load_diabetes(return_X_y=True)
+    x, y = torch.tensor(features, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)
+    train, val, test = _split(x, y, stratify=False)
+    x_mean, x_std, y_mean, y_std = train[0].mean(0), train[0].std(0), train[1].mean(), train[1].std()
+
+    def scaled(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return (part[0] - x_mean) / x_std, (part[1] - y_mean) / y_std
+
+    return lrsearch.Task(
+        model=lambda: PlainMLP(10, 1),
+        train=scaled(train),
+        val=scaled(val),
+        test=scaled(test),
+        loss=mse,
+        score="r2",
+    )
+
+
+def noisy_labels() -> lrsearch.Task:
+    """Classification where a fifth of the training labels are flipped at random (val and test clean):
+    2000 rows of make_classification, 20 features, 4 classes, an MLP."""
+    from sklearn.datasets import make_classification
+
+    features, labels = make_classification(n_samples=2000, n_features=20, n_informative=10, n_classes=4, random_state=7)
+    x, y = torch.tensor(features, dtype=torch.float32), torch.tensor(labels)
+    train, val, test = _split(x, y, stratify=True)
+    flip = torch.rand(len(train[1]), generator=torch.Generator().manual_seed(7)) < 0.2
+    noisy = torch.where(flip, torch.randint(0, 4, train[1].shape, generator=torch.Generator().manual_seed(8)), train[1])
+    return lrsearch.Task(
+        model=lambda: PlainMLP(20, 4),
+        train=(train[0], noisy),
+        val=val,
+        test=test,
+        loss=F.cross_entropy,
+        score="accuracy",
     )
