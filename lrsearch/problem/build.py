@@ -118,6 +118,11 @@ class LoadedSchedule:
         `load_schedule(..., stretch_to=N)` stretched it to."""
         return self.spec.epochs
 
+    def optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> Optimizer:
+        """The optimizer the run was searched with (its momentum, weight decay and base LR): the schedule's
+        numbers were tuned with it, and `build` warns when it is given another."""
+        return build_optimizer(self.spec, parameters)
+
     def build(
         self,
         optimizer: Optimizer,

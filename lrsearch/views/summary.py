@@ -244,7 +244,9 @@ def best_lines(row: TrialRow) -> list[str]:
         f"best trial: #{row.number}",
         f"  schedule:     {spec.schedule.name} ({format_params(spec.schedule.params)})",
         f"  base lr:      {spec.lr:.4g}",
-        f"  optimizer:    {spec.optimizer.name} (momentum={spec.optimizer.momentum:.4g}, "
+        # Adam and AdamW take the spec's momentum as beta1 (`problem.build.build_optimizer`).
+        f"  optimizer:    {spec.optimizer.name} ({'momentum' if spec.optimizer.name == 'sgd' else 'beta1'}="
+        f"{spec.optimizer.momentum:.4g}, "
         f"weight_decay={spec.optimizer.weight_decay:.4g})",
         f"  val loss:     {row.val_loss:.6f}",
     ]

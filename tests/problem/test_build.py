@@ -191,3 +191,17 @@ def test_a_schedule_built_for_another_optimizer_than_the_searched_one_says_so(tm
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         schedule.build(_two_groups(torch.optim.SGD), steps_per_epoch=1)  # the searched one: nothing to say
+
+
+def test_a_loaded_schedule_builds_the_optimizer_it_was_searched_with(tmp_path):
+    spec = RunSpec(epochs=4, lr=0.05, optimizer={"name": "adamw", "momentum": 0.85, "weight_decay": 0.01})
+    spec.save(tmp_path / "best.yaml")
+    schedule = lrsearch.load_schedule(tmp_path / "best.yaml")
+    model = torch.nn.Linear(3, 2)
+    optimizer = schedule.optimizer(model.parameters())
+    assert type(optimizer) is torch.optim.AdamW
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["betas"][0], group["weight_decay"]) == (0.05, 0.85, 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the searched optimizer: no warning
+        schedule.build(optimizer, steps_per_epoch=2)
