@@ -56,7 +56,7 @@ from lrsearch.engines.seeds import fresh_seeds, search_seeds
 from lrsearch.problem.config import CERTIFY_TOP, SearchConfig
 from lrsearch.problem.controls import CONTROLS, control_run, controls_for, matched_lr, searched_as
 from lrsearch.problem.data import Data, load_data
-from lrsearch.problem.lr_walk import best_lr, best_lr_neighbours, grid_around, walk_step
+from lrsearch.problem.lr_walk import best_lr, grid_around, walk_step
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.certificate import CERTIFICATE_ATTR, Candidate, Certificate, Judge, TunedControl
 from lrsearch.store.records import TrialRecord, searched_best_first
@@ -126,31 +126,28 @@ def certify(
 
     fresh = fresh_seeds(config.study.seed, seeds, avoid=config.search.seeds_per_trial)
     fixed, tunables = _candidates(study, searched, config, length, judge)
-    lead, second = _second_looks(tunables) if length == answer.epochs else (None, {})
 
     def start_racing(label: str, spec: RunSpec) -> None:  # its first seeds train beside the tuning left
         first = fresh[:FIRST_SEEDS]
         trainer.beside_next_round({(label, seed): spec.model_copy(update={"seed": seed}) for seed in first})
 
-    for label, (_, spec) in (fixed | second).items():
+    for label, (_, spec) in fixed.items():
         start_racing(label, spec)
     tuned, chosen = trainer.tune(
         tunables, search_seeds(config.study.seed, config.search.seeds_per_trial), on_chosen=start_racing
     )
-    # searched first
-    everyone = dict(sorted((fixed | second | chosen).items(), key=lambda item: item[1][0] is None))
+    everyone = dict(sorted((fixed | chosen).items(), key=lambda item: item[1][0] is None))  # searched first
     results = trainer.raced_results
 
     def train(runs: dict[Hashable, RunSpec]) -> None:  # what did not train beside the tuning
         trainer.train_round({key: spec for key, spec in runs.items() if key not in results}, tested=set(runs))
 
-    # The controls in the race, by name, for the race's preference among those its seeds cannot tell apart
-    # (a control at several LRs, its second looks, ranks as one: among them the mean decides).
-    control_names: dict[str, tuple[str, ...]] = {CLASSIC: (CLASSIC,)}
-    for t, tunable in zip(tuned, tunables, strict=True):
-        if tunable.trial is None and t.chosen is not None:
-            looks = list(second) if tunable.name == lead else []
-            control_names[t.name] = tuple(dict.fromkeys([tunable.label(t.chosen), *looks]))
+    # The controls in the race, by name, for the race's preference among those its seeds cannot tell apart.
+    control_names = {
+        t.name: tunable.label(t.chosen)
+        for t, tunable in zip(tuned, tunables, strict=True)
+        if tunable.trial is None and t.chosen is not None
+    } | {CLASSIC: CLASSIC}
     raced = race(
         {label: spec for label, (_, spec) in everyone.items()},
         {label: "control" if number is None else "searched" for label, (number, _) in everyone.items()},
@@ -219,24 +216,6 @@ def _candidates(
         tunables.append(_Tunable(name, None, run, grid, tried.get(name, {}), short_lr=short_lr, area_ratio=ratio))
     fixed[CLASSIC] = (None, classic_run(answer, length))
     return fixed, tunables
-
-
-def _second_looks(tunables: list[_Tunable]) -> tuple[str | None, dict[str, tuple[int | None, RunSpec]]]:
-    """The control that led the search (the lowest val loss of its walk), and its runs at the LRs next to
-    its best (`lr_walk.best_lr_neighbours`), raced beside it at the fresh seeds: label -> (None, run).
-
-    A walk chooses among its LRs at the search's seed: where two LRs 2x apart are near, which one wins
-    there is luck, and the luckiest is likelier the noisier (a higher LR's runs spread more). Measured on
-    an MLP with LayerNorm and Dropout on the digits (`benchmarks/models.py:digits_layernorm`), the walks
-    chose 2x too high an LR in both searches, whose runs were 0.010-0.013 worse in test loss than a
-    careful sweep's. Raced at the fresh seeds beside it, the next LRs get the same seeds as the LR
-    chosen; 2 candidates more in the race's first round, only for the control most likely to be chosen.
-    """
-    walked = [t for t in tunables if t.trial is None and best_lr(t.tried) is not None]
-    if not walked:
-        return None, {}
-    lead = min(walked, key=lambda t: t.tried[best_lr(t.tried)])
-    return lead.name, {lead.label(lr): (None, lead.run(lr)) for lr in best_lr_neighbours(lead.tried)}
 
 
 def _area_ratio(long: RunSpec, short: RunSpec) -> float:

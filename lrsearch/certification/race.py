@@ -51,8 +51,6 @@ ALPHA = 0.05  # family-wise, per test (Holm)
 FUTILITY = 0.1  # the race goes on while the searched finalist has at least this chance of being shown better
 SIMULATED = 4000  # the seeds to come, drawn this many times to estimate that chance
 
-# Labels, the most preferred first; a tuple is labels of one rank (one schedule at several LRs).
-Preference = Sequence[str | tuple[str, ...]]
 Judged = Callable[[Hashable], float | None]  # a run's key -> its judged val loss (None: it did not finish)
 Train = Callable[[dict[Hashable, RunSpec]], None]  # trains runs keyed (label, seed); results read via Judged
 
@@ -74,7 +72,7 @@ def race(
     train: Train,
     judged: Judged,
     first: int = FIRST_SEEDS,
-    preference: Preference = (),
+    preference: Sequence[str] = (),
 ) -> dict[str, Entrant]:
     """Race the candidates (label -> run; `kinds`: label -> "searched" or "control") at `seeds` (in order;
     the cap is their number).
@@ -83,8 +81,7 @@ def race(
         train: trains the runs given, keyed (label, seed), so that `judged` can read them.
         judged: the judged val loss of a trained run, by its key.
         preference: labels, the most preferred first: a kind's finalist is the first of them within one
-            standard error of its leader (module docstring); those not named rank after, by mean. An entry
-            may be a tuple of labels of one rank (one schedule at several LRs), among which the mean decides.
+            standard error of its leader (module docstring); those not named rank after, by mean.
 
     Returns:
         Each candidate's seeds and why it stopped, in the order given.
@@ -133,20 +130,18 @@ def race(
     return entrants
 
 
-def _leaders(alive: list[Entrant], kinds: dict[str, str], judged: Judged, preference: Preference = ()) -> list[Entrant]:
+def _leaders(
+    alive: list[Entrant], kinds: dict[str, str], judged: Judged, preference: Sequence[str] = ()
+) -> list[Entrant]:
     """Each kind's finalist among those still in the race, the searched one and the control: the most
     preferred within one standard error of the kind's lowest mean judged val loss (module docstring)."""
-    rank = {label: index for index, entry in enumerate(preference) for label in _labels(entry)}
+    rank = {label: index for index, label in enumerate(preference)}
     finalists = []
     for kind in dict.fromkeys(kinds[e.label] for e in alive):
         mine = sorted((e for e in alive if kinds[e.label] == kind), key=lambda e: _mean(e, judged))
         near = [e for e in mine if _within_one_error(e, mine[0], judged)]
         finalists.append(min(near, key=lambda e: rank.get(e.label, len(rank))))  # min keeps the mean's order
     return finalists
-
-
-def _labels(entry: str | tuple[str, ...]) -> tuple[str, ...]:
-    return (entry,) if isinstance(entry, str) else entry
 
 
 def _within_one_error(entrant: Entrant, leader: Entrant, judged: Judged) -> bool:
@@ -196,7 +191,7 @@ def _mean(entrant: Entrant, judged: Judged) -> float:
     return math.fsum(judged((entrant.label, seed)) for seed in entrant.seeds) / len(entrant.seeds)
 
 
-def _eliminate(alive: list[Entrant], kinds: dict[str, str], judged: Judged, preference: Preference) -> None:
+def _eliminate(alive: list[Entrant], kinds: dict[str, str], judged: Judged, preference: Sequence[str]) -> None:
     """Stop every candidate worse than the leader beyond noise (module docstring), but never its kind's
     finalist (`_leaders`): the finalists are judged by the certificate's own interval (`_decided`), so that the race
     and the verdict read the same pair by the same test."""

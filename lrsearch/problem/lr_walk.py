@@ -38,28 +38,11 @@ def grid_around(centre: float, lr_low: float, lr_high: float, factors: tuple[flo
 def best_lr(losses: dict[float, float | None]) -> float | None:
     """The LR with the lowest (mean) val loss among those more than a step below the lowest cliff (module
     docstring), or among all where none is; None when every LR diverged or was pruned."""
-    pool = _choosable(losses)
-    return min(pool, key=pool.get) if pool else None
-
-
-def best_lr_neighbours(losses: dict[float, float | None]) -> list[float]:
-    """The LRs tried next to the best one (`best_lr`), below and above it, among those it was chosen from:
-    where the choice between them was made at the walk's seeds, and may be their luck."""
-    pool = sorted(_choosable(losses))
-    best = best_lr(losses)
-    if best is None:
-        return []
-    index = pool.index(best)
-    return [pool[i] for i in (index - 1, index + 1) if 0 <= i < len(pool)]
-
-
-def _choosable(losses: dict[float, float | None]) -> dict[float, float]:
-    """The LRs `best_lr` chooses among, with their losses: finished, and more than a step below the
-    lowest cliff where one is below any."""
     finite = {lr: loss for lr, loss in losses.items() if loss is not None}
     lowest_cliff = min(cliff_lrs(losses), default=math.inf)
     safe = {lr: loss for lr, loss in finite.items() if lr * LR_STEP * 1.01 < lowest_cliff}
-    return safe or finite
+    pool = safe or finite
+    return min(pool, key=pool.get) if pool else None
 
 
 def cliff_lrs(losses: dict[float, float | None]) -> list[float]:

@@ -34,7 +34,7 @@ from lrsearch.problem.build import load_run_spec
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import CONTROLS, controls_for, schedule_params
 from lrsearch.problem.data import load_data
-from lrsearch.problem.lr_walk import best_lr, best_lr_neighbours, next_lr
+from lrsearch.problem.lr_walk import best_lr, next_lr
 from lrsearch.problem.schedules import SCHEDULES
 from lrsearch.problem.spec import CERTIFICATE_KEY, DataSpec, ModelSpec, RunSpec, ScheduleSpec
 from lrsearch.searching.study import open_study
@@ -400,37 +400,6 @@ def _walk_once(tiny, tmp_path, tried: dict[float, float], short_lr: float | None
 
     tuned, chosen = trainer.tune([constant], [0], on_chosen=start_racing)
     return trainer, constant, tuned[0], list(chosen), heard
-
-
-def test_the_lrs_next_to_a_walk_s_best_are_those_it_was_chosen_among():
-    assert best_lr_neighbours({0.01: 0.5, 0.02: 0.4, 0.04: 0.45, 0.08: 0.6}) == [0.01, 0.04]
-    assert best_lr_neighbours({0.01: 0.5, 0.02: 0.4}) == [0.01]  # at the walk's edge: one side
-    assert best_lr_neighbours({0.01: 0.5, 0.02: None, 0.04: 0.3}) == [0.01]  # the best's above: off the cliff
-    assert best_lr_neighbours({0.01: None}) == []
-
-
-def test_the_control_that_led_the_search_races_at_the_lrs_next_to_its_best_too(tmp_path):
-    from lrsearch.certification.certify import _control_trials
-    from lrsearch.certification.controls import control_label
-
-    config = _config(tmp_path, trials=30)
-    study = lrsearch.search(config).study
-    answer = study.best_trial
-    walks = _control_trials(study, TrialRecord.of(answer).spec, config.train.epochs, "last")
-    walked = {name: lrs for name, lrs in walks.items() if best_lr(lrs) is not None}
-    lead = min(walked, key=lambda name: walked[name][best_lr(walked[name])])
-    looks = best_lr_neighbours(walked[lead])
-    assert looks  # the search walked it past one LR
-    certificate = certify(study, config, device=torch.device("cpu"), seeds=3, top=1)
-    raced = {c.label: c for c in certificate.candidates}
-    for lr in looks:  # at the race's first seeds, as a control, beside the walk's choice
-        look = raced[control_label(lead, lr)]
-        assert look.kind == "control" and look.seeds >= 3 and look.run.lr == lr
-    chosen = next(t.chosen for t in certificate.controls if t.name == lead)
-    assert control_label(lead, chosen) in raced  # and its walk's own choice
-    assert {c.label for c in certificate.candidates if c.label.startswith(f"{lead}, lr ")} == {
-        control_label(lead, lr) for lr in [chosen, *looks]
-    }
 
 
 def test_an_open_walk_s_best_lr_races_beside_its_next_step(tiny, tmp_path):
