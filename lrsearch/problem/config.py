@@ -174,8 +174,8 @@ class StudySettings(StrictModel):
     certify: bool = True  # after the search, train its best trial and tuned controls at fresh seeds
     certify_seeds: int = Field(10, ge=2, le=100)  # the most fresh seeds a candidate races at
     certify_top: int = Field(CERTIFY_TOP, ge=1, le=20)  # the best distinct searched trials raced
-    # Certify at the length you train for (every candidate's LR chosen at it); None: the search's.
-    # None: the length the study was last certified at (`store.certificate.kept_length`), else the search's.
+    # Certify at the length you train for (every candidate's LR chosen at it); None: the length the study
+    # was last certified at (`store.certificate.kept_length`), else the search's.
     certify_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
     # Each run judged at its last epoch (as the exported run trains) or its best val epoch (early stopping).
     judge: Literal["last", "best"] = "last"

@@ -309,7 +309,7 @@ def _certificate(study: optuna.Study) -> Section:
     )
     device, when = html.escape(clipped(stored.device)), html.escape(clipped(stored.when))
     judged = "its best val epoch (what early stopping keeps)" if stored.judge == "best" else "its last epoch"
-    overfit = "".join(
+    caveats = "".join(  # the runs overfit; an LR at the edge of the search's range
         f"<p><strong>{html.escape(clipped(line, LINE))}.</strong></p>" for line in (stored.overfit, stored.edge) if line
     )
     recommended = (
@@ -319,7 +319,7 @@ def _certificate(study: optuna.Study) -> Section:
     )
     text = (
         f"{stale}<p><strong>Recommended: {recommended}</strong></p>"
-        f"<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>{overfit}"
+        f"<p><strong>{html.escape(clipped(stored.sentence, LINE))}.</strong></p>{caveats}"
         f"<p>{len(stored.candidates)} schedules trained at {stored.seeds_text} (new initial weights "
         f"and batch orders, the same data split), {stored.epochs} epochs each (the search's "
         f"{stored.search_epochs}), each run judged at {judged}, on {device} "
