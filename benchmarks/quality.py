@@ -406,6 +406,8 @@ def _on_new_splits(
 def _uncertified_search(task: str, seed: int, args: argparse.Namespace) -> lrsearch.SearchResult:
     """The default search of `args.trials` trials of `args.epochs` epochs, in memory, quiet, not certified."""
     config = {"study": {"storage": "sqlite:///:memory:", "figures": False, "certify": False}}
+    if getattr(args, "seeds_per_trial", 1) != 1:
+        config["search"] = {"seeds_per_trial": args.seeds_per_trial}
     return lrsearch.search(
         config,
         task=task,
@@ -514,6 +516,7 @@ def main() -> None:
     sweep_parser.add_argument("--seeds", default="0,1")
     sweep_parser.add_argument("--trials", type=int, default=50)
     sweep_parser.add_argument("--epochs", type=int, default=20)
+    sweep_parser.add_argument("--seeds-per-trial", type=int, default=1, help="the search's (and its walks') seeds")
     twins_parser = commands.add_parser("twins")
     twins_parser.add_argument("--tasks", default=ALL_TASKS)
     twins_parser.add_argument("--seed", type=int, default=0)
