@@ -121,7 +121,7 @@ def _unknown_field(loc: tuple, model: type[BaseModel] | None) -> str:
         return "unknown field"
     near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
     guess = f", did you mean {near[0]!r}?" if near else ""
-    where = _dotted(loc[:-1]) if loc[:-1] else "the file"
+    where = _dotted(loc[:-1]) if loc[:-1] else "the top level"
     return f"unknown field{guess} ({where} takes: {', '.join(allowed)})"
 
 
