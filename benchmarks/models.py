@@ -26,6 +26,19 @@ DIGITS_LAYERNORM = f"{HERE / 'models.py'}:digits_layernorm"
 REGRESSION_RESMLP = f"{HERE / 'models.py'}:regression_resmlp"
 
 
+def _split(x: torch.Tensor, y: torch.Tensor, stratify: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """60/20/20 train/val/test, fixed."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, test_size=0.4, stratify=y if stratify else None, random_state=0
+    )
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest, y_rest, test_size=0.5, stratify=y_rest if stratify else None, random_state=0
+    )
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+
+
 def conv_digits() -> lrsearch.Task:
     """studies/my_task.py's task: SmallConvNet, its own DataLoader."""
     import importlib.util
@@ -54,21 +67,12 @@ class LayerNormMLP(nn.Module):
 
 def digits_layernorm() -> lrsearch.Task:
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     images, labels = load_digits(return_X_y=True)
     x = torch.tensor(images / 16.0, dtype=torch.float32)
     y = torch.tensor(labels)
-    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=0)
-    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0)
-    return lrsearch.Task(
-        model=LayerNormMLP,
-        train=(x_train, y_train),
-        val=(x_val, y_val),
-        test=(x_test, y_test),
-        loss=F.cross_entropy,
-        score="accuracy",
-    )
+    train, val, test = _split(x, y, stratify=True)
+    return lrsearch.Task(model=LayerNormMLP, train=train, val=val, test=test, loss=F.cross_entropy, score="accuracy")
 
 
 class ResidualBlock(nn.Module):
@@ -124,19 +128,6 @@ class PlainMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
-
-
-def _split(x: torch.Tensor, y: torch.Tensor, stratify: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    """60/20/20 train/val/test, fixed."""
-    from sklearn.model_selection import train_test_split
-
-    x_train, x_rest, y_train, y_rest = train_test_split(
-        x, y, test_size=0.4, stratify=y if stratify else None, random_state=0
-    )
-    x_val, x_test, y_val, y_test = train_test_split(
-        x_rest, y_rest, test_size=0.5, stratify=y_rest if stratify else None, random_state=0
-    )
-    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
 
 
 def diabetes_mlp() -> lrsearch.Task:
