@@ -131,3 +131,24 @@ print("torch._dynamo" in sys.modules)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"  # torch's own wrapper imported it
     assert "torch 9.0.0 is not one lrsearch was tested with" in done.stderr
+
+
+@pytest.mark.parametrize("private", [True, False])
+@pytest.mark.parametrize("classes", [2, 10])
+def test_the_stacked_loss_s_gradient_is_autograd_s_to_the_bit(monkeypatch, private, classes):
+    from torch.nn import functional as F
+
+    from lrsearch.base import torch_private
+
+    monkeypatch.setattr(torch_private, "_private_names", lambda: private)
+    generator = torch.Generator().manual_seed(classes)
+    logits = torch.randn(5, 31, classes, generator=generator) * 4  # 5 runs, an odd batch: 1/31 rounds
+    targets = torch.randint(0, classes, (5, 31), generator=generator)
+    leaf = logits.clone().requires_grad_(True)
+    expected = F.cross_entropy(leaf.flatten(0, 1), targets.flatten(), reduction="none").view(5, -1).mean(1)
+    (expected_gradient,) = torch.autograd.grad(expected.sum(), leaf)
+
+    with torch.no_grad():  # as the stacked engine calls it
+        losses, gradient = torch_private.cross_entropy_with_gradient(logits, targets)
+    assert torch.equal(losses, expected.detach())
+    assert torch.equal(gradient, expected_gradient)
