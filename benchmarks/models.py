@@ -5,8 +5,9 @@ as a user names one (`--task benchmarks/models.py:digits_layernorm`).
 - `digits_layernorm`: an MLP with LayerNorm and Dropout on scikit-learn's 8x8 digits, as tensors.
 - `regression_resmlp`: a residual MLP (pre-LayerNorm blocks) on the built-in `regression` task's rows
   (make_regression, 5000 rows, 20 features, standardized), as tensors, MSE loss, R² reported.
-- `diabetes_mlp`, `noisy_labels`: tasks unlike the built-in ones, for `quality.py sweep` (real-data
-  regression on scikit-learn's diabetes set; a fifth of the training labels flipped), each with an MLP.
+- `diabetes_mlp`, `noisy_labels`, `digits_transformer`: tasks unlike the built-in ones, for `quality.py
+  sweep` (real-data regression on scikit-learn's diabetes set, with an MLP; a fifth of the training labels
+  flipped, with an MLP; a small Transformer encoder over the digits' pixel rows).
 """
 
 from __future__ import annotations
@@ -170,4 +171,35 @@ def noisy_labels() -> lrsearch.Task:
         test=test,
         loss=F.cross_entropy,
         score="accuracy",
+    )
+
+
+class DigitsTransformer(nn.Module):
+    """A small Transformer encoder over an 8x8 digit's rows as a sequence of 8 tokens of 8 pixels: a linear
+    embedding with a learned position per row, one pre-LayerNorm encoder layer (2 heads, width 32), mean
+    pooling, a linear head."""
+
+    def __init__(self, width: int = 32, heads: int = 2, classes: int = 10) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, width)
+        self.position = nn.Parameter(torch.zeros(8, width))
+        self.encoder = nn.TransformerEncoderLayer(
+            width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x.view(-1, 8, 8)) + self.position
+        return self.head(self.encoder(tokens).mean(dim=1))
+
+
+def digits_transformer() -> lrsearch.Task:
+    """A Transformer of one's own: `DigitsTransformer` on scikit-learn's 8x8 digits, as tensors."""
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    x = torch.tensor(images / 16.0, dtype=torch.float32)
+    train, val, test = _split(x, torch.tensor(labels), stratify=True)
+    return lrsearch.Task(
+        model=DigitsTransformer, train=train, val=val, test=test, loss=F.cross_entropy, score="accuracy"
     )
