@@ -8,6 +8,7 @@ as one line on stderr with exit code 2. Heavy imports (torch, optuna) happen ins
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -699,7 +700,13 @@ def main() -> None:
     from lrsearch.base.logs import one_line_thread_faults
 
     one_line_thread_faults()
-    app()
+    try:
+        app()
+    finally:
+        # The command's work is done and its files closed (storages close at exit: `store.storage`). Python's
+        # last garbage collection at exit walks every object the command made, torch's and Optuna's among
+        # them: 0.4 s of a 7.8 s `lrsearch optimize`. Frozen, they are freed with the process instead.
+        gc.freeze()
 
 
 if __name__ == "__main__":

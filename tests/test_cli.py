@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from lrsearch.base.paths import file_part
 from lrsearch.cli import app
 from lrsearch.problem.build import load_run_spec
+from lrsearch.store.certificate import CERTIFICATE_ATTR
 
 runner = CliRunner()
 
@@ -271,6 +272,33 @@ def test_installed_command_and_optuna_cli_read_the_same_study(tiny_config_file, 
     )
     assert listed.returncode == 0, listed.stderr
     assert len(yaml.safe_load(listed.stdout)) == 6
+
+
+@pytest.mark.slow
+def test_after_a_command_the_study_file_alone_holds_the_whole_study(tiny_config_file, tmp_path):
+    # SQLite keeps the last commits in a write-ahead log beside the file until the command closes it.
+    lrsearch = Path(sys.executable).parent / "lrsearch"
+    command = [
+        lrsearch,
+        "optimize",
+        "--config",
+        tiny_config_file,
+        "--trials",
+        "3",
+        "--study-name",
+        "whole",
+        "--certify",
+    ]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    study_file = Path(_storage(tiny_config_file).removeprefix("sqlite:///"))
+    assert not study_file.with_name(study_file.name + "-wal").exists()
+    copied = tmp_path / "elsewhere" / "copied.db"
+    copied.parent.mkdir()
+    copied.write_bytes(study_file.read_bytes())  # the file alone, as a user copies it
+    study = optuna.load_study(study_name="whole", storage=f"sqlite:///{copied}")
+    assert [trial.state.is_finished() for trial in study.trials] == [True] * 3
+    assert CERTIFICATE_ATTR in study.user_attrs  # written last
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,6 +172,10 @@ def _opened(url: str, must_exist: bool, heartbeat: int | None) -> BaseStorage:
         ) from None
     if parsed.kind == "sqlite":
         _serialize_sqlite_writes(storage)
+    # Closed when the storage goes, and at the latest when the process exits, whatever the garbage collector
+    # does then (a command skips its last collection: `cli.main`): SQLite folds its write-ahead log back into
+    # the study file, so the file alone holds the whole study; a server sees its sessions end.
+    weakref.finalize(storage, storage.engine.dispose)
     return storage
 
 
