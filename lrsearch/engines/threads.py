@@ -61,6 +61,11 @@ class ThreadChooser:
             return
         self._since_check += 1
 
+    def check_again(self) -> None:
+        """Time the threads that fit against one again, from the next epoch (new stacks, of another size)."""
+        if not self._to_time:
+            self._start_check()
+
     def _start_check(self) -> None:
         self._to_time, self._timed = ([self.usable, 1] if self.usable > 1 else []), {}
         self._since_check = 0

@@ -71,6 +71,26 @@ def test_where_the_cores_cannot_be_read_the_threads_given_are_checked_against_on
     assert _epochs(ThreadChooser(2, watch), {1: 0.1, 2: 0.05}, 3) == [2, 1, 2]
 
 
+def test_new_stacks_check_the_threads_again_at_once_where_the_cores_were_watched():
+    # Certification's stacks after a search's: twice the size, and faster on two threads where the
+    # search's were not; a chooser of its own would train on one until it had watched the cores.
+    chooser = ThreadChooser(2, _Watched())
+    assert _epochs(chooser, {1: 0.05, 2: 0.07}, 4) == [2, 1, 1, 1]
+    chooser.check_again()
+    assert _epochs(chooser, {1: 0.1, 2: 0.05}, 4) == [2, 1, 2, 2]
+
+
+def test_a_process_s_engines_share_one_chooser(tiny_data, tiny_data_spec):
+    spec = RunSpec(data=tiny_data_spec, epochs=3, batch_size=32)
+    outside = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        search, certification = engine_for(tiny_data, CPU, 4)(spec), engine_for(tiny_data, CPU, 8)(spec)
+        assert search.chooser is certification.chooser
+    finally:
+        torch.set_num_threads(outside)
+
+
 def test_a_cpu_stack_on_threads_gets_its_threads_by_load_and_trains(tiny_data, tiny_data_spec):
     spec = RunSpec(data=tiny_data_spec, epochs=3, batch_size=32)
     outside = torch.get_num_threads()
