@@ -282,6 +282,7 @@ class StackedTrainer:
         self._initial: dict[int, torch.Tensor] = {}  # seed -> its initial weights, flat
         shapes = [p.shape for p in make_mlp(data.n_features, self.hidden, data.n_outputs).parameters()]
         self._stack = StackedUpdate(shapes, self.steps_per_epoch, self.device)
+        self._tested: torch.nn.Module | None = None
 
     @property
     def members(self) -> list[_Member]:
@@ -320,10 +321,12 @@ class StackedTrainer:
         """The trial's test loss and score, computed as the lone loop's `evaluate` computes them."""
         if self.data.test is None:
             raise ValueError("the task has no test split")
-        model = make_mlp(self.data.n_features, self.hidden, self.data.n_outputs).to(self.device)
-        for parameter, trained in zip(model.parameters(), self.weights(key), strict=True):
-            parameter.copy_(trained)
-        return evaluate(model, self.data, self.data.test, self.device)
+        if self._tested is None:  # one module for every run's test: certification tests each run about 12 times
+            self._tested = make_mlp(self.data.n_features, self.hidden, self.data.n_outputs).to(self.device)
+        row = self._stack.row(key)
+        for parameter, stacked in zip(self._tested.parameters(), self._stack.leaves, strict=True):
+            parameter.copy_(stacked[row])
+        return evaluate(self._tested, self.data, self.data.test, self.device)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [K, B, in] -> (hidden, hidden, logits [K, B, classes]), layer by layer as nn.Linear computes them."""
