@@ -595,7 +595,8 @@ def report(
     else:
         drawers, title = sections(studies[0]), report_title(studies[0])
     drawn = []
-    with Progress(transient=True) as progress:
+    # Drawn for a terminal only: piped, rich leaves an empty line where the bar was.
+    with Progress(transient=True, disable=not sys.stdout.isatty()) as progress:
         task = progress.add_task("drawing the report", total=len(drawers))
         for draw in drawers:
             drawn.append(draw())
@@ -680,11 +681,15 @@ def train_command(
 
 
 @app.command()
+@_errors_in_one_line
 def schedulers(
-    epochs: Annotated[int, typer.Option(min=1, help="Show the ranges for runs of this many epochs.")] = 20,
+    epochs: Annotated[int, typer.Option(help="Show the ranges for runs of this many epochs.")] = 20,
 ) -> None:
     """List every schedule in the registry with its searched parameters and ranges."""
+    from lrsearch.problem.config import with_overrides
     from lrsearch.problem.schedules import SCHEDULES, STEPS, Budget, searched_ranges
+
+    with_overrides({}, {"train.epochs": epochs}, "--epochs")  # a search's bounds, said as a search says them
 
     typer.echo(
         f"Schedules and their searched ranges for {epochs}-epoch runs. A trial parameter is named\n"

@@ -147,6 +147,10 @@ BAD_INPUTS = {
         ["train", "--config", "@searching"],
         "bad.yaml: this is a search config, not an exported run: `lrsearch optimize --config",
     ),
+    "schedules for runs of no epochs": (
+        ["schedulers", "--epochs", "0"],
+        "--epochs: Input should be greater than or equal to 1",
+    ),
     "replay on an unknown device": (
         ["train", "--config", "@short", "--device", "tpu"],
         "--device: 'tpu' is not a device here; use auto, cpu, cuda or cuda:N",

@@ -56,6 +56,7 @@ def write_report(storage: str, out: Path) -> str:
     result = runner.invoke(app, ["report", "--study-name", HOSTILE_NAME, "--storage", storage, "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
+    assert result.stdout == f"wrote {out}\n"  # piped: no progress bar, nor the empty line it leaves
     return out.read_text()
 
 
