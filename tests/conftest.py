@@ -42,6 +42,15 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_thread_choosers(monkeypatch) -> None:
+    """Every test's engines choose their threads afresh: what an earlier test's taught its process's
+    chooser (`engines.factory`) would decide which threads, so which order of sums, this one trains on."""
+    from lrsearch.engines import factory
+
+    monkeypatch.setattr(factory, "_CHOOSERS", {})
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _own_cache_folder(tmp_path_factory) -> None:
     """The data cache of the tests (and of the commands they start) is theirs, not the user's."""

@@ -151,6 +151,10 @@ BAD_INPUTS = {
         ["schedulers", "--epochs", "0"],
         "--epochs: Input should be greater than or equal to 1",
     ),
+    "schedules for runs too long": (
+        ["schedulers", "--epochs", "2000000"],
+        "--epochs: Input should be less than or equal",
+    ),
     "replay on an unknown device": (
         ["train", "--config", "@short", "--device", "tpu"],
         "--device: 'tpu' is not a device here; use auto, cpu, cuda or cuda:N",

@@ -17,6 +17,12 @@ from lrsearch.problem.spec import RunSpec
 
 NewEngine = Callable[[RunSpec], Engine]  # an engine for a group of trials, given the first one's RunSpec
 
+# The chooser of every engine the process makes, by the threads it is given. torch's threads are the
+# process's, and so is what a chooser learns of the cores: it carries over from one engine to the next. A
+# fresh one trains on one thread until it has watched the cores for half a second: certification after the
+# default search (one round of 20 runs) took 1.6-1.7 s that way, 1.5 s with the search's chooser.
+_CHOOSERS: dict[int, ThreadChooser] = {}
+
 
 def engine_for(data: Data, device: torch.device, stack: int, seeds: int = 1) -> NewEngine:
     """The engine of a worker's trials: a stack of one is trained by the lone engine (real `torch.optim`
@@ -43,10 +49,3 @@ def engine_for(data: Data, device: torch.device, stack: int, seeds: int = 1) -> 
     chooser = _CHOOSERS[ceiling]
     chooser.check_again()  # these engines' stacks may be faster on other threads than the last ones'
     return lambda spec: ThreadsByLoad(with_seeds(spec), chooser)
-
-
-# The chooser of every engine the process makes, by the threads it is given: what one learnt of the cores
-# carries over to the next. A fresh one trains on one thread until it has watched the cores for half a
-# second: certification after the default search (one round of 20 runs) took 1.6-1.7 s that way, 1.5 s
-# with the search's chooser.
-_CHOOSERS: dict[int, ThreadChooser] = {}

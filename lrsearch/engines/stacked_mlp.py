@@ -29,7 +29,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from lrsearch.base.torch_private import cross_entropy_with_gradient, mean_gradient
+from lrsearch.base.torch_private import cross_entropy_with_gradient
 from lrsearch.engines.interface import EpochOutcome
 from lrsearch.engines.lone import evaluate, recorded_steps
 from lrsearch.problem.build import LoadedSchedule
@@ -322,7 +322,8 @@ class StackedTrainer:
         if self.data.test is None:
             raise ValueError("the task has no test split")
         if self._tested is None:  # one module for every run's test: certification tests each run about 12 times
-            self._tested = make_mlp(self.data.n_features, self.hidden, self.data.n_outputs).to(self.device)
+            with torch.random.fork_rng(devices=[]):  # its weights are overwritten: the caller's random state stays
+                self._tested = make_mlp(self.data.n_features, self.hidden, self.data.n_outputs).to(self.device)
         row = self._stack.row(key)
         for parameter, stacked in zip(self._tested.parameters(), self._stack.leaves, strict=True):
             parameter.copy_(stacked[row])
@@ -388,12 +389,18 @@ class StackedTrainer:
     def _losses_and_gradients(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each trial's mean loss over its batch (outputs [K, B, out], targets [K, B] -> [K]) and the gradient of
         their sum with respect to `outputs`, as autograd computes them to the bit."""
-        if self.data.kind != "regression":
-            return cross_entropy_with_gradient(outputs, targets)
-        errors = outputs.squeeze(-1) - targets
-        losses = (errors**2).mean(dim=1)
-        # Autograd's: the mean's 1/B times the square's `2 * errors`, rounded once.
-        return losses, (errors * 2.0).mul_(mean_gradient(*targets.shape, outputs).view_as(errors)).unsqueeze(-1)
+        if self.data.kind == "regression":
+            return squared_error_with_gradient(outputs, targets)
+        return cross_entropy_with_gradient(outputs, targets)
+
+
+def squared_error_with_gradient(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """K runs' mean squared error over their batches (outputs [K, B, 1], targets [K, B] -> [K]) and its gradient
+    with respect to `outputs`, equal to the bit to autograd's for `((outputs.squeeze(-1) - targets) ** 2)
+    .mean(1).sum()`: the mean's 1/B times the square's `2 * errors`, rounded once."""
+    errors = outputs.squeeze(-1) - targets
+    of_mean = outputs.new_full(targets.shape, 1.0).div_(targets.shape[1])
+    return (errors**2).mean(dim=1), (errors * 2.0).mul_(of_mean).unsqueeze(-1)
 
 
 def _fma(x: torch.Tensor, scale: torch.Tensor, base: torch.Tensor) -> torch.Tensor:

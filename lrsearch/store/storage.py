@@ -175,8 +175,14 @@ def _opened(url: str, must_exist: bool, heartbeat: int | None) -> BaseStorage:
     # Closed when the storage goes, and at the latest when the process exits, whatever the garbage collector
     # does then (a command skips its last collection: `cli.main`): SQLite folds its write-ahead log back into
     # the study file, so the file alone holds the whole study; a server sees its sessions end.
-    weakref.finalize(storage, storage.engine.dispose)
+    weakref.finalize(storage, _close, storage.engine, os.getpid())
     return storage
+
+
+def _close(engine: Any, opened_by: int) -> None:
+    """Close the engine's connections; in a process forked from the one that opened them, only forget
+    them (SQLAlchemy's way): they are the parent's, and closing a server's would end its session."""
+    engine.dispose(close=os.getpid() == opened_by)
 
 
 def _open_journal(path: str) -> JournalStorage:

@@ -133,22 +133,50 @@ print("torch._dynamo" in sys.modules)
     assert "torch 9.0.0 is not one lrsearch was tested with" in done.stderr
 
 
+# (runs, batch, classes, dtype): an odd batch (1/31 rounds), one run, one row, one class, double precision.
+LOSS_SHAPES = [
+    (5, 31, 2, torch.float32),
+    (5, 31, 10, torch.float32),
+    (1, 1, 1, torch.float32),
+    (3, 7, 4, torch.float64),
+]
+
+
 @pytest.mark.parametrize("private", [True, False])
-@pytest.mark.parametrize("classes", [2, 10])
-def test_the_stacked_loss_s_gradient_is_autograd_s_to_the_bit(monkeypatch, private, classes):
+@pytest.mark.parametrize("shape", LOSS_SHAPES, ids=str)
+def test_the_stacked_loss_s_gradient_is_autograd_s_to_the_bit(monkeypatch, private, shape):
     from torch.nn import functional as F
 
     from lrsearch.base import torch_private
 
     monkeypatch.setattr(torch_private, "_private_names", lambda: private)
+    runs, batch, classes, dtype = shape
     generator = torch.Generator().manual_seed(classes)
-    logits = torch.randn(5, 31, classes, generator=generator) * 4  # 5 runs, an odd batch: 1/31 rounds
-    targets = torch.randint(0, classes, (5, 31), generator=generator)
+    logits = (torch.randn(runs, batch, classes, generator=generator) * 4).to(dtype)
+    targets = torch.randint(0, classes, (runs, batch), generator=generator)
     leaf = logits.clone().requires_grad_(True)
-    expected = F.cross_entropy(leaf.flatten(0, 1), targets.flatten(), reduction="none").view(5, -1).mean(1)
+    expected = F.cross_entropy(leaf.flatten(0, 1), targets.flatten(), reduction="none").view(runs, -1).mean(1)
     (expected_gradient,) = torch.autograd.grad(expected.sum(), leaf)
 
     with torch.no_grad():  # as the stacked engine calls it
         losses, gradient = torch_private.cross_entropy_with_gradient(logits, targets)
+    assert torch.equal(losses, expected.detach())
+    assert torch.equal(gradient, expected_gradient)
+
+
+@pytest.mark.parametrize("shape", LOSS_SHAPES, ids=str)
+def test_the_stacked_regression_loss_s_gradient_is_autograd_s_to_the_bit(shape):
+    from lrsearch.engines.stacked_mlp import squared_error_with_gradient
+
+    runs, batch, _, dtype = shape
+    generator = torch.Generator().manual_seed(batch)
+    outputs = (torch.randn(runs, batch, 1, generator=generator) * 3).to(dtype)
+    targets = torch.randn(runs, batch, generator=generator).to(dtype)
+    leaf = outputs.clone().requires_grad_(True)
+    expected = ((leaf.squeeze(-1) - targets) ** 2).mean(dim=1)
+    (expected_gradient,) = torch.autograd.grad(expected.sum(), leaf)
+
+    with torch.no_grad():
+        losses, gradient = squared_error_with_gradient(outputs, targets)
     assert torch.equal(losses, expected.detach())
     assert torch.equal(gradient, expected_gradient)

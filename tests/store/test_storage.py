@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gc
+import os
 import re
 import signal
 import sqlite3
@@ -282,3 +284,22 @@ def test_a_storage_url_is_read_in_one_place(text, kind, file, heartbeat):
         assert artifact_folder(text) is None
     elif file is not None:
         assert artifact_folder(text) == Path(file).parent / "artifacts"
+
+
+def test_a_forked_process_that_lets_go_of_a_storage_leaves_its_parent_s_session_open(postgres_url):
+    # A storage is closed when it goes (`open_storage`); in a child forked from its process the connections
+    # are the parent's, and closing one would end the parent's session on the server.
+    storage = open_storage(postgres_url, wrapped=False)
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "before")
+    child = os.fork()
+    if child == 0:
+        code = 0
+        try:
+            del storage
+            gc.collect()  # the storage goes, and its finalizer runs, in the child
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert storage.get_study_name_from_id(study_id) == "before"  # the parent's connection still works
