@@ -45,3 +45,17 @@ def test_every_public_name_works_after_a_search_and_its_certification(tmp_path):
         lrsearch.search(copy.deepcopy(TINY), trials=0, storage=storage, study_name="api")
     for name in lrsearch.__all__:  # each still the public object, none a module that shadows it
         assert not isinstance(getattr(lrsearch, name), type(lrsearch)), name
+
+
+@pytest.mark.slow
+def test_a_notebook_s_torch_keeps_its_threads_after_a_search_its_certificate_and_a_replay(tmp_path):
+    # The engines train on threads of their own choosing; a notebook's own torch work after them must not
+    # find itself on one thread.
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    config = copy.deepcopy(TINY) | {"study": {"certify_seeds": 2, "certify_top": 1, "figures": False}}
+    torch.set_num_threads(3)  # the notebook's own count, whatever the engines choose
+    result = lrsearch.search(config, trials=4, storage=storage, study_name="threads", seed=0, progress=False)
+    assert torch.get_num_threads() == 3
+    result.export(tmp_path / "best.yaml")
+    lrsearch.replay(tmp_path / "best.yaml")
+    assert torch.get_num_threads() == 3

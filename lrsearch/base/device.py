@@ -39,13 +39,20 @@ def resolve_devices(names: str) -> list[torch.device]:
     return [resolve_device(name, "--devices") for name in names.split(",")]
 
 
-def pin_threads(device: torch.device, threads: int = 1) -> None:
-    """Train a CPU run on one thread (default): one MLP's matrices are too small to gain from more, and
-    with two threads a 20-epoch run takes about 3x longer here (synchronisation per op outweighs the
+@contextmanager
+def pinned_threads(device: torch.device, threads: int = 1) -> Iterator[None]:
+    """Within: a CPU run on one thread (default), and torch's threads as they were after it (a notebook's
+    own work after `lrsearch.search` keeps its cores). One MLP's matrices are too small to gain from more,
+    and with two threads a 20-epoch run takes about 3x longer here (synchronisation per op outweighs the
     work). It also lets N CPU workers share N cores. A stack of trials has matrices K times larger,
     and its worker gets its share of the cores."""
+    outside = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(outside)
 
 
 @contextmanager

@@ -37,7 +37,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from lrsearch.base.device import pin_threads
+from lrsearch.base.device import pinned_threads
 from lrsearch.base.errors import ConfigError
 from lrsearch.certification.controls import (
     CLASSIC,
@@ -477,14 +477,10 @@ class _Trainer:
             if self.progress is not None:
                 self.progress(self.done, self.total)
 
-        outside_threads = torch.get_num_threads()
-        pin_threads(self.device, self.threads if stack > 1 else 1)
-        try:
+        with pinned_threads(self.device, self.threads if stack > 1 else 1):
             new_engine = engine_for(self.data, self.device, stack)
             has_test = self.data.test is not None
             return train_to_end(runs, new_engine, stack=stack, tested=tested, has_test=has_test, tally=tally)
-        finally:
-            torch.set_num_threads(outside_threads)
 
 
 def _pilot(tunables: list[_Tunable]) -> _Tunable | None:

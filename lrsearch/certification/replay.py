@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 import torch
 
-from lrsearch.base.device import pin_threads
+from lrsearch.base.device import pinned_threads
 from lrsearch.engines.driver import train_to_end
 from lrsearch.engines.factory import engine_for
 from lrsearch.engines.lone import History
@@ -51,19 +51,19 @@ def replay_run(
     lone engine (real `torch.optim`, as the search's trial was), each measured on the test split. A run
     that diverges or whose model or data raises is recorded as such; the others still train.
     """
-    pin_threads(device)
-    data = load_data(spec.data, spec.seed, device)
     runs_to_train = {label: spec} | {name: run for name, run in baselines.items() if name != label}
-    results = train_to_end(
-        runs_to_train,
-        engine_for(data, device, stack=1),
-        stack=1,
-        tested=runs_to_train,
-        has_test=data.test is not None,
-        keep_records=runs_to_train,
-        at_best_epoch=False,  # a replay reports the last epoch, as `lone.train` measured it
-        on_epoch=None if on_epoch is None else lambda key, record: on_epoch(record) if key == label else None,
-    )
+    with pinned_threads(device):
+        data = load_data(spec.data, spec.seed, device)
+        results = train_to_end(
+            runs_to_train,
+            engine_for(data, device, stack=1),
+            stack=1,
+            tested=runs_to_train,
+            has_test=data.test is not None,
+            keep_records=runs_to_train,
+            at_best_epoch=False,  # a replay reports the last epoch, as `lone.train` measured it
+            on_epoch=None if on_epoch is None else lambda key, record: on_epoch(record) if key == label else None,
+        )
     runs: dict[str, History | str] = {
         name: result.stopped
         if result.stopped is not None

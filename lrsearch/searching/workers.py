@@ -23,7 +23,7 @@ import optuna
 import torch
 from optuna.storages import BaseStorage
 
-from lrsearch.base.device import pin_threads
+from lrsearch.base.device import pinned_threads
 from lrsearch.base.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.base.stopping import StopSignal, stop_on_interrupt
 from lrsearch.engines.autostack import StackChoice, choose_stack
@@ -120,9 +120,9 @@ def run_worker(
             were ended FAIL with the cause where the storage still allowed it.
     """
     config, device = setup.config, torch.device(setup.device)
-    pin_threads(device, setup.threads)
-    study = join_study(config, setup.sampler_seed, storage)
-    return _run_trials(setup, study, stop, callbacks)
+    with pinned_threads(device, setup.threads):
+        study = join_study(config, setup.sampler_seed, storage)
+        return _run_trials(setup, study, stop, callbacks)
 
 
 def _run_trials(
