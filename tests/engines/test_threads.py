@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lrsearch.base.cores import CoreWatch
+from lrsearch.base.device import pinned_threads
 from lrsearch.engines.factory import engine_for
 from lrsearch.engines.lone import LoneEngine
 from lrsearch.engines.threads import RECHECK_EPOCHS, ThreadChooser, ThreadsByLoad
@@ -82,23 +83,17 @@ def test_new_stacks_check_the_threads_again_at_once_where_the_cores_were_watched
 
 def test_a_process_s_engines_share_one_chooser(tiny_data, tiny_data_spec):
     spec = RunSpec(data=tiny_data_spec, epochs=3, batch_size=32)
-    outside = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
+    with pinned_threads(CPU, 2):
         search = engine_for(tiny_data, CPU, 4)(spec)
         search.chooser.usable = 2  # as once it has watched the cores, free
         certification = engine_for(tiny_data, CPU, 8)(spec)
         assert certification.chooser is search.chooser
         assert certification.chooser.threads() == 2  # its first epoch checks two threads against one
-    finally:
-        torch.set_num_threads(outside)
 
 
 def test_a_cpu_stack_on_threads_gets_its_threads_by_load_and_trains(tiny_data, tiny_data_spec):
     spec = RunSpec(data=tiny_data_spec, epochs=3, batch_size=32)
-    outside = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
+    with pinned_threads(CPU, 2):
         engine = engine_for(tiny_data, CPU, 4)(spec)
         assert isinstance(engine, ThreadsByLoad)
         for key in range(4):
@@ -109,5 +104,3 @@ def test_a_cpu_stack_on_threads_gets_its_threads_by_load_and_trains(tiny_data, t
         assert isinstance(engine_for(tiny_data, CPU, 1)(spec), LoneEngine)  # one at a time: one thread, as given
         torch.set_num_threads(1)
         assert not isinstance(engine_for(tiny_data, CPU, 4)(spec), ThreadsByLoad)  # nothing to choose
-    finally:
-        torch.set_num_threads(outside)
