@@ -15,7 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from lrsearch.base.errors import ConfigError, from_validation_error
 from lrsearch.base.torch_private import mark_stepped
 from lrsearch.problem.schedules import STEPS, Budget, StepOn, get_schedule, searched_params
-from lrsearch.problem.spec import CERTIFICATE_KEY, MAX_EPOCHS, RunSpec, load_yaml_mapping
+from lrsearch.problem.spec import CERTIFICATE_KEY, MAX_EPOCHS, RunSpec, load_yaml_mapping, looks_like_search_config
 
 
 def build_optimizer(spec: RunSpec, parameters: Iterable[torch.nn.Parameter]) -> Optimizer:
@@ -311,7 +311,7 @@ def load_run_spec(path: Path | str) -> RunSpec:
     """
     fields = load_yaml_mapping(Path(path))
     fields.pop(CERTIFICATE_KEY, None)  # what the run's certification measured: not part of the run
-    if {"train", "search", "study"} & fields.keys() and not {"lr", "schedule"} & fields.keys():
+    if looks_like_search_config(fields):
         raise ConfigError(
             f"{path}: this is a search config, not an exported run: `lrsearch optimize --config {path}` "
             "searches with it; `lrsearch export --study-name NAME -o best.yaml` writes a run to replay"

@@ -26,6 +26,7 @@ from lrsearch.problem.spec import (
     OptimizerName,
     StrictModel,
     load_yaml_mapping,
+    looks_like_run,
     problem_settings,
 )
 from lrsearch.problem.tasks import DEFAULT_STUDY, DEFAULT_TASK, default_study_name
@@ -256,7 +257,7 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         source = str(DEFAULT_CONFIG)
     else:
         raw, source = load_yaml_mapping(path), str(path)
-        if _an_exported_run(raw):
+        if looks_like_run(raw):
             raise ConfigError(
                 f"{source}: this is an exported run, not a search config: `lrsearch train --config {source}` "
                 "replays it; `--config` of a search takes sections data, model, train, search, study"
@@ -264,12 +265,6 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     config = with_overrides(raw, overrides or {}, source)
     require_an_end(config, source)
     return config
-
-
-def _an_exported_run(raw: Mapping[str, Any]) -> bool:
-    """Whether a YAML mapping looks like a run (`lrsearch export`'s) rather than a search config: a
-    run's own fields (lr, schedule, optimizer) and none of a search's sections."""
-    return bool({"lr", "schedule", "optimizer"} & raw.keys()) and not {"train", "search", "study"} & raw.keys()
 
 
 def require_an_end(config: SearchConfig, source: str) -> None:

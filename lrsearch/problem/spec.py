@@ -7,6 +7,7 @@ The search samples RunSpecs, training consumes them, and the exported best-confi
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,6 +187,21 @@ def problem_settings(data: DataSpec, model: ModelSpec, *, epochs: int, batch_siz
         "train": {"epochs": epochs, "batch_size": batch_size},
         "seed": seed,
     }
+
+
+# What tells the two YAML files a user hands lrsearch apart, so that one given for the other is named for what
+# it is: a search config's sections, and the fields of a run (`lrsearch export`'s) that a search config lacks.
+SEARCH_SECTIONS = frozenset({"train", "search", "study"})
+
+
+def looks_like_search_config(fields: Mapping[str, Any]) -> bool:
+    """A search config's sections, and neither of a run's lr and schedule."""
+    return bool(SEARCH_SECTIONS & fields.keys()) and not {"lr", "schedule"} & fields.keys()
+
+
+def looks_like_run(fields: Mapping[str, Any]) -> bool:
+    """A run's own fields (lr, schedule, optimizer), and none of a search config's sections."""
+    return bool({"lr", "schedule", "optimizer"} & fields.keys()) and not SEARCH_SECTIONS & fields.keys()
 
 
 def load_yaml_mapping(path: Path) -> dict[str, Any]:
