@@ -73,7 +73,7 @@ import torch
 from optuna.trial import TrialState
 
 import lrsearch
-from lrsearch.base.device import pin_threads
+from lrsearch.base.device import pinned_threads
 from lrsearch.base.stats import mean_interval, paired_difference
 from lrsearch.certification.baselines import baseline_specs
 from lrsearch.certification.certify import certify, train_as_certified
@@ -541,7 +541,11 @@ def main() -> None:
 
 
 def reference(args: argparse.Namespace) -> None:
-    pin_threads(torch.device(args.device))  # the replays; each search sets its own workers
+    with pinned_threads(torch.device(args.device)):  # the replays; each search sets its own workers
+        _reference(args)
+
+
+def _reference(args: argparse.Namespace) -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
 
     header = f"{'task':<15}{'seed':>5}{'reference':>11}{'default':>9}{'gap':>9}{'random':>9}{'gap':>9}"
