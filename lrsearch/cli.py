@@ -151,7 +151,9 @@ def optimize(
     sampler: Annotated[str | None, typer.Option(help="tpe, random, gp or qmc [default: tpe].")] = None,
     pruner: Annotated[
         str | None,
-        typer.Option(help="median, successive-halving, hyperband, patient, wilcoxon or none [default: median]."),
+        typer.Option(
+            help="quartile, median, successive-halving, hyperband, patient, wilcoxon or none [default: quartile]."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial [default: 20].")] = None,
     task: TaskOption = None,

@@ -89,7 +89,7 @@ BAD_INPUTS = {
         ["optimize", "--sampler", "bayes"],
         "--sampler: Input should be 'tpe', 'random', 'gp' or 'qmc'",
     ),
-    "unknown pruner": (["optimize", "--pruner", "asha"], "--pruner: Input should be 'median'"),
+    "unknown pruner": (["optimize", "--pruner", "asha"], "--pruner: Input should be 'quartile', 'median'"),
     "zero trials": (["optimize", "--trials", "0"], "--trials: Input should be greater than or equal to 1"),
     "negative trials": (["optimize", "--trials", "-4"], "--trials: Input should be greater than or equal to 1"),
     "trials not a number": (["optimize", "--trials", "many"], "Invalid value for '--trials'"),

@@ -42,7 +42,7 @@ MAX_CONTROL_TRIALS = 20  # trials per control schedule, at most
 CERTIFY_TOP = 1
 
 SamplerName = Literal["tpe", "random", "gp", "qmc"]
-PrunerName = Literal["median", "successive-halving", "hyperband", "patient", "wilcoxon", "none"]
+PrunerName = Literal["quartile", "median", "successive-halving", "hyperband", "patient", "wilcoxon", "none"]
 
 # Command-line flags and the config fields they override; errors in them are reported under the flag.
 FLAGS: dict[str, str] = {
@@ -162,7 +162,7 @@ class StudySettings(StrictModel):
     trials: int | None = Field(50, ge=1)  # trials this run adds to the study (None: until the timeout)
     timeout: float | None = Field(None, gt=0)  # seconds; stops starting new trials after it
     sampler: SamplerName = "tpe"
-    pruner: PrunerName = "median"
+    pruner: PrunerName = "quartile"
     seed: int = Field(0, ge=0, le=MAX_SEED)  # seeds the sampler, the data and every run (worker i: seed + i)
     # auto, or a comma-separated list of cpu, cuda, cuda:N (workers take turns); `device` is its old name
     devices: str = Field("auto", validation_alias=AliasChoices("devices", "device"))

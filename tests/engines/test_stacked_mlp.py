@@ -17,6 +17,7 @@ from lrsearch.problem.space import _Namespaced
 from lrsearch.problem.spec import ModelSpec, OptimizerSpec, RunSpec, ScheduleSpec
 from lrsearch.searching.workers import run_here
 from lrsearch.trials.objective import Objective
+from lrsearch.trials.pruners import PRUNERS
 
 EPOCHS = 6
 OPTIMIZERS = {
@@ -172,7 +173,7 @@ def test_stacked_trials_equal_lone_trials_on_cuda(tiny_data_module):
     assert worst <= 1e-6
 
 
-@pytest.mark.parametrize("pruner", ["median", "successive-halving", "hyperband", "patient", "wilcoxon"])
+@pytest.mark.parametrize("pruner", [name for name in PRUNERS if name != "none"])
 def test_the_epoch_view_prunes_as_the_trials_themselves_would(tmp_path, pruner):
     """Two trials of one stack judged after each epoch from one read of the study, against the same two
     judged by `trial.should_prune()` in a twin study (pruners keep state, so each study is asked once)."""

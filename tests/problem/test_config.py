@@ -30,7 +30,7 @@ def test_flags_override_the_file(tiny_config_file):
         ({"study.trials": 0}, "--trials: Input should be greater than or equal to 1 (got 0)"),
         ({"study.trials": -5}, "--trials: Input should be greater than or equal to 1"),
         ({"study.sampler": "bayes"}, "--sampler: Input should be 'tpe', 'random', 'gp' or 'qmc' (got 'bayes')"),
-        ({"study.pruner": "asha"}, "--pruner: Input should be 'median', 'successive-halving'"),
+        ({"study.pruner": "asha"}, "--pruner: Input should be 'quartile', 'median', 'successive-halving'"),
         ({"study.devices": "gpu"}, "--devices: devices must be auto or a list like cpu or cuda:0,cuda:1, got 'gpu'"),
         ({"study.devices": "cuda:0,auto"}, "--devices: devices must be auto or a list"),
         ({"study.jobs": 0}, "--jobs: Input should be greater than or equal to 1"),

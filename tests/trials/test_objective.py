@@ -14,6 +14,7 @@ from lrsearch.problem.spec import RunSpec
 from lrsearch.searching.workers import run_here
 from lrsearch.store.records import PRUNED_REASON, RUN_SPEC
 from lrsearch.trials.objective import Objective
+from lrsearch.trials.pruners import PRUNERS
 from tests.conftest import TINY
 
 
@@ -57,7 +58,7 @@ def test_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tiny_da
     assert study.trials[1].state == TrialState.COMPLETE
 
 
-@pytest.mark.parametrize("pruner", ["median", "successive-halving", "hyperband", "patient", "wilcoxon", "none"])
+@pytest.mark.parametrize("pruner", PRUNERS)
 def test_every_pruner_judges_reported_curves(pruner):
     # Driven through ask/report/should_prune, without training: a clearly worse curve is pruned by the
     # pruners that compare trials, never by "none", and never before the epoch the objective starts

@@ -1,14 +1,17 @@
-"""The median pruner of a stacked search: a stack's first trials judged against the trials beside them."""
+"""The percentile pruners of a stacked search (the default quartile, the median): a stack's first trials judged
+against the trials beside them."""
 
 from __future__ import annotations
+
+from typing import get_args
 
 import optuna
 from conftest import TINY
 from optuna.trial import TrialState
 
 import lrsearch
-from lrsearch.problem.config import SearchConfig
-from lrsearch.trials.pruners import first_pruning_epoch, make_pruner
+from lrsearch.problem.config import PrunerName, SearchConfig
+from lrsearch.trials.pruners import PRUNERS, first_pruning_epoch, make_pruner
 
 EPOCHS = 20
 
@@ -34,6 +37,28 @@ def test_a_stack_s_first_trials_are_judged_against_the_trials_beside_them():
     # Optuna's median pruner waits for 5 completed trials: the whole first stack trains to its end.
     alone = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first_pruning_epoch("median", EPOCHS))
     assert not any(alone.prune(study, study.trials[index]) for index in range(10))
+
+
+def test_the_default_quartile_lets_only_a_stack_s_best_quarter_go_on():
+    assert SearchConfig().study.pruner == "quartile"
+    study = optuna.create_study(pruner=make_pruner("quartile", EPOCHS))
+    trials = _stack(study, [0.30, 0.31, 0.32, 0.33, 0.34, 0.35, 0.36, 0.37, 0.38, 0.39])
+    # Each against the 25th percentile of the other nine: 0.33 for the first three, 0.32 for the rest.
+    assert _pruned(trials) == [3, 4, 5, 6, 7, 8, 9]
+
+
+def test_once_five_trials_completed_the_quartile_judges_as_optuna_s_percentile_pruner_does():
+    study = optuna.create_study(pruner=make_pruner("quartile", EPOCHS))
+    for trial, value in zip(_stack(study, [0.5, 0.6, 0.7, 0.8, 0.9]), [0.5, 0.6, 0.7, 0.8, 0.9], strict=True):
+        study.tell(trial, value)
+    # The completed trials' 25th percentile at its epoch is 0.6: beside them, 0.65 ends, 0.55 goes on,
+    # whatever the trials running beside it.
+    assert _pruned(_stack(study, [0.55, 0.65, 0.1, 0.1, 0.1, 0.1])) == [1]
+
+
+def test_every_pruner_name_the_config_allows_makes_a_pruner():
+    assert set(get_args(PrunerName)) == set(PRUNERS)
+    assert all(isinstance(make_pruner(name, EPOCHS), optuna.pruners.BasePruner) for name in PRUNERS)
 
 
 def test_fewer_than_five_peers_judge_no_one():

@@ -82,7 +82,7 @@ def test_the_dashboard_shows_the_study_its_figures_and_each_trial_s_picture(brow
         page.goto(address)
         best = study.best_trial.number
         page.get_by_text(f"Best Trial (number={best})").wait_for()
-        top = min(5, len(study.get_trials(states=(TrialState.COMPLETE,))))  # the median pruner ends some of 8
+        top = min(5, len(study.get_trials(states=(TrialState.COMPLETE,))))  # the pruner ends some of 8
         titles = (f"LR schedules of the {top} best trials", f"val loss of the {top} best trials", "by schedule type")
         for title in titles:
             page.locator(".js-plotly-plot svg.main-svg", has_text=title).first.wait_for()
