@@ -88,14 +88,24 @@ class ControlTrials:
         self.pins_lr = "lr" not in config.search.fixed  # a fixed LR is the user's: the walk leaves it
 
     def plan(
-        self, trials: Sequence[FrozenTrial], room: int, left: int | None = None, training: bool = False
+        self,
+        trials: Sequence[FrozenTrial],
+        room: int,
+        left: int | None = None,
+        training: bool = False,
+        spare: int = 0,
     ) -> list[ControlTrial | None]:
-        """For each of the next `room` trials, the control trial it is, or None for a searched trial.
+        """For each of the next `room` trials, the control trial it is, or None for a searched trial; then,
+        in up to `spare` slots more, control trials that open a walk (its first LRs), while there are.
 
         Fewer than `room` where the rest of the budget (`left` trials, None: no limit) is owed to open
         walks (`_owed`) that wait for a trial of theirs to finish, so long as the asking worker is
         `training` trials (or plans a control trial now): it will ask again when one ends. A worker with
-        nothing to train asks searched trials as before, so no worker waits for one that died."""
+        nothing to train asks searched trials as before, so no worker waits for one that died.
+
+        The spare slots: the walks can start only once a searched trial has completed, and at that moment
+        a stack had 9 of 10 slots free for the controls' 12 first LRs; the last ones then waited for a
+        round of 20 epochs, and their walks' next steps after them, the search's longest chain of runs."""
         if not self.params:
             return [None] * room
         walks = self._walks(trials)
@@ -103,7 +113,7 @@ class ControlTrials:
         # The budget's size: the trials held and those it has left (queued retries are in both).
         total = len(trials) + (left or 0) - sum(t.state == TrialState.WAITING for t in trials)
         planned: list[ControlTrial | None] = []
-        for slot in range(room):
+        for slot in range(room + spare):
             number = len(trials) + slot
             done = sum(walk.made for walk in walks.values())
             chosen = None
@@ -116,6 +126,8 @@ class ControlTrials:
                     ),
                     None,
                 )
+            if slot >= room and (chosen is None or walks[chosen.control].made >= len(FIRST_LRS)):
+                break  # a spare slot holds only a walk's first LR
             if chosen is not None:
                 walks[chosen.control].add(chosen.lr, TrialState.RUNNING, None)
                 walks[chosen.control].centre = walks[chosen.control].centre or chosen.centre

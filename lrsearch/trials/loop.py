@@ -98,7 +98,7 @@ def run_trials(
                     and (deadline is None or time.monotonic() < deadline)
                 ):
                     with lock:
-                        move = loop.ask(stack - len(loop.running), wait_for_retries)
+                        move = loop.ask(stack - len(loop.running), wait_for_retries, spare=stack // 2)
                     loop.start_asked()
                 if not loop.running:
                     if move == "run":  # every trial asked failed before training: ask for the rest
@@ -131,10 +131,11 @@ class _Loop:
         self.ran = 0
         self.controls = ControlTrials(objective.config, objective.steps_per_epoch)
 
-    def ask(self, wanted: int, wait_for_retries: bool) -> Move:
+    def ask(self, wanted: int, wait_for_retries: bool, spare: int = 0) -> Move:
         """Under the admission lock: fail stale trials, then ask for what the budget allows, from one
         read of the study, each trial's first heartbeat recorded at once (a trial without any is never
-        found stale: were this worker to die now, the others would wait for it for ever)."""
+        found stale: were this worker to die now, the others would wait for it for ever). Beyond `wanted`,
+        up to `spare` more where they open the controls' walks (`ControlTrials.plan`)."""
         if wait_for_retries:
             fail_stale_trials(self.study)
         move, room, left = admit(self.study, wanted, wait_for_running=wait_for_retries and not self.running)
@@ -143,8 +144,9 @@ class _Loop:
             plan: list[ControlTrial | None] = [None] * room
             if room and self.controls.params:  # one more read of the study, only where controls are planned
                 # Shorter than `room` only while this worker trains trials: it asks again when one ends.
+                spare = min(spare, left - room) if left is not None else spare
                 plan = self.controls.plan(
-                    self.study.get_trials(deepcopy=False), room, left=left, training=bool(self.running)
+                    self.study.get_trials(deepcopy=False), room, left=left, training=bool(self.running), spare=spare
                 )
             for planned in plan:
                 trial = self.controls.ask(self.study, planned)

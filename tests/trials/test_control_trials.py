@@ -21,10 +21,14 @@ from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, TrialRecor
 from lrsearch.trials.control_trials import FIRST_LRS, STARTUP, ControlTrial, ControlTrials
 
 TRIALS = 30  # room for every control's 2 trials: every other trial after the start-up
+# The walks start from a completed searched trial. On these 4-epoch runs the default quartile ends 3 trials
+# in 4 after their first epoch, and the stack refills at once: almost all 30 were asked before one completed.
+PRUNER = "median"
 
 
 def _config(tmp_path, search=None, **study) -> SearchConfig:
     settings = {"storage": f"sqlite:///{tmp_path}/c.db", "trials": TRIALS, "certify": False, "figures": False}
+    settings["pruner"] = PRUNER
     return SearchConfig.model_validate(TINY | {"search": search or {}, "study": settings | study})
 
 
@@ -181,6 +185,28 @@ def test_a_control_s_next_trial_steps_out_from_its_best_lr_waits_for_its_running
     assert plan.plan(waiting, 3) == [None, None, None]  # it waits for its running trial
     ended = grown + [_trial(17, 0.0125, 0.45, "constant", 0.05)] + [_trial(18 + n, 0.3, 0.9) for n in range(4)]
     assert plan.plan(ended, 3) == [None, None, None]  # 0.025 is surrounded within a step: its walk has ended
+
+
+def test_spare_slots_take_only_the_trials_that_open_a_walk():
+    # When the walks can start, a stack takes all their first LRs at once, beyond its free slots: their
+    # next steps wait for them, and the search's end waits for the steps.
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"], "control_trials": 6}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    answer = sample_run_spec(optuna.trial.FixedTrial({"lr": 0.05, "optimizer": "sgd", "schedule": "none"}), config, 10)
+    searched = [_trial(n, 0.05, 1.0 - n / 100, run_spec=answer.model_dump(mode="json")) for n in range(20)]
+    first = [ControlTrial("constant", pytest.approx(0.05 * f), pytest.approx(0.05)) for f in FIRST_LRS]
+    assert plan.plan(searched, 1) == first[:1]
+    assert plan.plan(searched, 1, spare=5) == first  # then none: its next LR waits for these
+    assert plan.plan(searched, 4, spare=5) == [*first, None]  # a free slot is still the sampler's
+    tried = [
+        _trial(20 + i, 0.05 * f, loss, "constant", 0.05)
+        for i, (f, loss) in enumerate(zip(FIRST_LRS, (0.5, 0.4, 0.6), strict=True))
+    ]
+    stepping = searched + tried
+    assert plan.plan(stepping, 1, spare=5) == [
+        ControlTrial("constant", pytest.approx(0.0125), 0.05)
+    ]  # a step: no spare
+    assert plan.plan(stepping + [_trial(23, 0.0125, None, "constant", 0.05)], 1, spare=5) == [None]
 
 
 def test_a_control_s_first_lrs_clipped_to_the_lr_range_are_tried_once():
