@@ -75,6 +75,30 @@ def test_rerun_resumes_the_study(tiny_config_file):
     assert len(optuna.load_study(study_name="default", storage=_storage(tiny_config_file)).trials) == 4
 
 
+def test_a_run_whose_trials_were_all_pruned_beside_better_ones_is_no_error(capsys):
+    # `optimize --trials 2` on a study: under the quartile both end pruned about half the time.
+    from typer import Exit
+
+    from lrsearch.cli import _fail_if_nothing_completed
+
+    def pruned_run(earlier: list[optuna.trial.FrozenTrial]) -> optuna.Study:
+        study = optuna.create_study()
+        for trial in earlier:
+            study.add_trial(trial)
+        for _ in range(2):
+            study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.9}))
+        return study
+
+    completed = optuna.trial.create_trial(value=0.3, intermediate_values={1: 0.4, 2: 0.3})
+    _fail_if_nothing_completed(pruned_run([completed]), before=1)
+    assert capsys.readouterr().out.strip() == (
+        "the pruner ended all 2 trials of this run: the study's completed trials were better"
+    )
+    with pytest.raises(Exit):  # nothing completed in the whole study: the search found nothing
+        _fail_if_nothing_completed(pruned_run([]), before=0)
+    assert "Error: none of the 2 trials of this run completed (0 failed, 2 pruned)" in capsys.readouterr().err
+
+
 def _bad_yaml(tmp_path: Path, text: str | bytes) -> str:
     path = tmp_path / "bad.yaml"
     if isinstance(text, bytes):
