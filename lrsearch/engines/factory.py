@@ -30,7 +30,7 @@ def engine_for(data: Data, device: torch.device, stack: int, seeds: int = 1) -> 
     specialised engine (1.9x as fast as the general one at K=10, 1.4x at K=50: benchmarks/throughput.py); any
     other model by the general stacked engine (`torch.func`), which `choose_stack` found it can train.
     With `seeds` > 1 each trial is `seeds` runs of that engine, and its epoch their mean (`SeedsEngine`).
-    A stack on the CPU given more than one torch thread (`pin_threads`) trains each epoch on as many as
+    A stack on the CPU given more than one torch thread (`pinned_threads`) trains each epoch on as many as
     fit beside other processes' work (`ThreadsByLoad`), by the one chooser of every engine of the process."""
 
     def new(spec: RunSpec) -> Engine:
@@ -49,3 +49,11 @@ def engine_for(data: Data, device: torch.device, stack: int, seeds: int = 1) -> 
     chooser = _CHOOSERS[ceiling]
     chooser.check_again()  # these engines' stacks may be faster on other threads than the last ones'
     return lambda spec: ThreadsByLoad(with_seeds(spec), chooser)
+
+
+def spare_trials(stack: int, data: Data) -> int:
+    """The trials a stack of `stack` may take beyond its size for a while (the controls' first LRs, at
+    once: `trials.control_trials`): half as many again of the built-in MLP, a few kilobytes a trial; none
+    of a model of one's own, whose stack may be as large as the device's memory let it be measured
+    (`stack_speeds`), nor beside a stack of one, which the lone engine trains one trial at a time."""
+    return stack // 2 if stack > 1 and data.stackable else 0

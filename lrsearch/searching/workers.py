@@ -27,7 +27,7 @@ from lrsearch.base.device import pinned_threads
 from lrsearch.base.logs import one_line_thread_faults, quiet_optuna
 from lrsearch.base.stopping import StopSignal, stop_on_interrupt
 from lrsearch.engines.autostack import StackChoice, choose_stack
-from lrsearch.engines.factory import engine_for
+from lrsearch.engines.factory import engine_for, spare_trials
 from lrsearch.engines.seeds import sampler_seed
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.data import load_data
@@ -144,6 +144,7 @@ def _run_trials(
         timeout=config.study.timeout,
         callbacks=callbacks,
         heartbeat=config.study.heartbeat if heartbeat else None,
+        spare=spare_trials(setup.stack, data),
     )
     return WorkerReport(worker=f"{socket.gethostname()}:{os.getpid()}", device=setup.device, trials=ran)
 

@@ -69,12 +69,15 @@ def run_trials(
     timeout: float | None = None,
     callbacks: Sequence[Callback] = (),
     heartbeat: float | None = None,
+    spare: int = 0,
 ) -> int:
     """Run trials of `study`, up to `stack` at a time, until its budget is spent, `timeout` seconds
     pass (no new trial starts after it) or `stop` is set (running trials end FAIL at their epoch).
 
     Args:
         new_engine: builds the engine that trains this worker's trials (lone, or stacked).
+        spare: trials the stack may take beyond `stack` to start the controls' walks at once
+            (`ControlTrials.plan`); only where that many more fit the device for sure.
         wait_for_retries: with a heartbeat storage, stay until every trial of the budget has ended,
             so a trial whose worker dies is retried here.
         heartbeat: seconds between heartbeats of the running trials (database storages); None: none.
@@ -98,7 +101,7 @@ def run_trials(
                     and (deadline is None or time.monotonic() < deadline)
                 ):
                     with lock:
-                        move = loop.ask(stack - len(loop.running), wait_for_retries, spare=stack // 2)
+                        move = loop.ask(stack - len(loop.running), wait_for_retries, spare=spare)
                     loop.start_asked()
                 if not loop.running:
                     if move == "run":  # every trial asked failed before training: ask for the rest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
@@ -13,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import lrsearch
 from lrsearch.certification.certify import certify, top_distinct
+from lrsearch.engines.factory import spare_trials
 from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import CONTROLS, controls_for, matched_lr, schedule_params
 from lrsearch.problem.lr_walk import best_lr, cliff_lrs, next_lr, walk_step
@@ -207,6 +209,17 @@ def test_spare_slots_take_only_the_trials_that_open_a_walk():
         ControlTrial("constant", pytest.approx(0.0125), 0.05)
     ]  # a step: no spare
     assert plan.plan(stepping + [_trial(23, 0.0125, None, "constant", 0.05)], 1, spare=5) == [None]
+
+
+def test_a_stack_of_the_built_in_mlp_takes_the_controls_first_lrs_at_once_beyond_its_size(tmp_path, tiny_data):
+    study = lrsearch.search(_config(tmp_path, {"control_trials": 3}, stack=4)).study
+    spans = [(t.datetime_start, t.datetime_complete) for t in study.trials]
+    at_once = max(sum(start <= begun < end for start, end in spans) for begun, _ in spans)
+    # The three controls' 9 first LRs, as many as the controls' share of trials lets start at once.
+    assert 4 < at_once <= 4 + spare_trials(4, tiny_data) == 6
+    own_model = dataclasses.replace(tiny_data, model_factory=lambda: torch.nn.Linear(2, 2))
+    assert spare_trials(4, own_model) == 0  # its stack may be as large as the device's memory allows
+    assert spare_trials(1, tiny_data) == 0
 
 
 def test_a_control_s_first_lrs_clipped_to_the_lr_range_are_tried_once():
