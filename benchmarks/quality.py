@@ -48,7 +48,7 @@ time as a share of the search's.
 
 `reference`: how close the default search comes to a large random search. Per task and seed, three
 searches run on the same data (in memory, one process):
-- default: what `lrsearch optimize` does (TPE, median pruner), 50 trials;
+- default: what `lrsearch optimize` does (TPE, its default pruner), 50 trials;
 - random: random sampling with the same pruner, 50 trials;
 - reference: random sampling without pruning, 500 trials (every trial trained to the end).
 Each search's best trial (lowest val loss) is replayed one at a time, as `lrsearch train` replays it, and
@@ -80,6 +80,7 @@ from lrsearch.certification.certify import certify, train_as_certified
 from lrsearch.engines.driver import RunResult
 from lrsearch.engines.lone import Diverged, train
 from lrsearch.engines.seeds import fresh_seeds
+from lrsearch.problem.config import SearchConfig
 from lrsearch.problem.controls import CONTROLS, control_run
 from lrsearch.problem.data import load_data, resplit_data
 from lrsearch.problem.spec import RunSpec, ScheduleSpec
@@ -140,6 +141,7 @@ def _mean(values: list[float]) -> str:
 USER_TASK = "studies/my_task.py:build"
 ALL_TASKS = ",".join([*BUILTIN_TASKS, USER_TASK])
 FRESH_SEEDS = 5
+PRUNER = SearchConfig().study.pruner  # the default search's
 
 
 def certified(args: argparse.Namespace) -> None:
@@ -559,8 +561,8 @@ def _reference(args: argparse.Namespace) -> None:
     for task in args.tasks.split(","):
         for seed in seeds:
             reference = best_of(task, seed, args.reference_trials, "random", "none", args.device)
-            default = best_of(task, seed, args.trials, "tpe", "median", args.device)
-            random = best_of(task, seed, args.trials, "random", "median", args.device)
+            default = best_of(task, seed, args.trials, "tpe", PRUNER, args.device)
+            random = best_of(task, seed, args.trials, "random", PRUNER, args.device)
             baselines = [test_loss(spec, args.device) for spec in baseline_specs(default.spec).values()]
             row = gaps.setdefault(task, {"default": [], "random": [], "const": [], "step": []})
             row["default"].append(default.test_loss - reference.test_loss)

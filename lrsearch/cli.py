@@ -354,12 +354,12 @@ def _certify(
 
 
 def _fail_if_nothing_completed(study: Any, before: int) -> None:
-    """A search whose trials all failed or were pruned found nothing: say why, and exit non-zero. Where
-    they were all pruned beside a study's completed trials, the pruner judged them worse than those: a
+    """A search whose trials all failed, diverged or were pruned found nothing: say why, and exit non-zero.
+    Where the pruner ended them all beside a study's completed trials, it judged them worse than those: a
     few trials added to a study end so (3 in 4 do, one by one, under the quartile)."""
     from optuna.trial import TrialState
 
-    from lrsearch.store.records import FAIL_REASON
+    from lrsearch.store.records import FAIL_REASON, PRUNED_REASON
     from lrsearch.trials.budget import trials_of_run
 
     trials = study.get_trials(deepcopy=False)
@@ -367,10 +367,16 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
     if not ran or any(trial.state == TrialState.COMPLETE for trial in ran):
         return
     failed = [trial for trial in ran if trial.state == TrialState.FAIL]
-    if not failed and any(trial.state == TrialState.COMPLETE for trial in trials):
-        typer.echo(f"the pruner ended all {len(ran)} trials of this run: the study's completed trials were better")
+    diverged = [trial for trial in ran if str(trial.user_attrs.get(PRUNED_REASON, "")).startswith("diverged")]
+    if not failed and not diverged and any(trial.state == TrialState.COMPLETE for trial in trials):
+        ended = "the one trial" if len(ran) == 1 else f"all {len(ran)} trials"
+        typer.echo(f"the pruner ended {ended} of this run: the study's completed trials were better")
         return
-    why = f"; the first failure: {failed[0].user_attrs.get(FAIL_REASON, 'no reason recorded')}" if failed else ""
+    why = ""
+    if failed:
+        why = f"; the first failure: {failed[0].user_attrs.get(FAIL_REASON, 'no reason recorded')}"
+    elif diverged:
+        why = f"; the first divergence: {diverged[0].user_attrs[PRUNED_REASON].removeprefix('diverged: ')}"
     typer.echo(
         f"Error: none of the {len(ran)} trials of this run completed ({len(failed)} failed, "
         f"{len(ran) - len(failed)} pruned){why}",

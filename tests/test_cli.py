@@ -19,6 +19,7 @@ from lrsearch.base.paths import file_part
 from lrsearch.cli import app
 from lrsearch.problem.build import load_run_spec
 from lrsearch.store.certificate import CERTIFICATE_ATTR
+from lrsearch.store.records import PRUNED_REASON
 
 runner = CliRunner()
 
@@ -79,24 +80,32 @@ def test_a_run_whose_trials_were_all_pruned_beside_better_ones_is_no_error(capsy
     # `optimize --trials 2` on a study: under the quartile both end pruned about half the time.
     from typer import Exit
 
-    from lrsearch.cli import _fail_if_nothing_completed
+    from lrsearch.cli import EXIT_FAULT, _fail_if_nothing_completed
 
-    def pruned_run(earlier: list[optuna.trial.FrozenTrial]) -> optuna.Study:
+    def run(earlier: list[optuna.trial.FrozenTrial], reasons: list[str]) -> optuna.Study:
         study = optuna.create_study()
         for trial in earlier:
             study.add_trial(trial)
-        for _ in range(2):
-            study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.9}))
+        for reason in reasons:
+            attrs = {PRUNED_REASON: reason}
+            study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, user_attrs=attrs))
         return study
 
     completed = optuna.trial.create_trial(value=0.3, intermediate_values={1: 0.4, 2: 0.3})
-    _fail_if_nothing_completed(pruned_run([completed]), before=1)
+    by_pruner = ["pruned at epoch 5 with val loss 0.9", "pruned at epoch 5 with val loss 0.8"]
+    _fail_if_nothing_completed(run([completed], by_pruner), before=1)
     assert capsys.readouterr().out.strip() == (
         "the pruner ended all 2 trials of this run: the study's completed trials were better"
     )
-    with pytest.raises(Exit):  # nothing completed in the whole study: the search found nothing
-        _fail_if_nothing_completed(pruned_run([]), before=0)
-    assert "Error: none of the 2 trials of this run completed (0 failed, 2 pruned)" in capsys.readouterr().err
+    # Nothing completed in the whole study, or a run that diverged: the search found nothing, and says why.
+    for earlier, reasons, why in (
+        ([], by_pruner, ""),
+        ([completed], [by_pruner[0], "diverged: train loss became nan at epoch 2"], "; the first divergence: train"),
+    ):
+        with pytest.raises(Exit) as ended:
+            _fail_if_nothing_completed(run(earlier, reasons), before=len(earlier))
+        assert ended.value.exit_code == EXIT_FAULT
+        assert f"Error: none of the 2 trials of this run completed (0 failed, 2 pruned){why}" in capsys.readouterr().err
 
 
 def _bad_yaml(tmp_path: Path, text: str | bytes) -> str:

@@ -9,7 +9,7 @@ The share: the sampler explores alone until `STARTUP` trials have finished (TPE'
 an LR is a guess over the whole range) and a searched trial has completed (its LR is where a walk starts),
 then every other trial is a control trial (several in a row where a stack's refills asked many trials
 before then), the controls taken in turn, until each has had its `search.control_trials` or its LR is
-settled. The end of the budget is kept for the walks still open: a searched trial that the median pruner
+settled. The end of the budget is kept for the walks still open: a searched trial that the pruner
 ends at its 5th epoch would otherwise spend it while a walk's trial trains for 20 (`_owed`).
 
 The LR: a control's shape is fixed, so its tuning is a walk over one number (`problem.lr_walk`), the
@@ -91,6 +91,7 @@ class ControlTrials:
         self,
         trials: Sequence[FrozenTrial],
         room: int,
+        *,
         left: int | None = None,
         training: bool = False,
         spare: int = 0,
@@ -116,18 +117,20 @@ class ControlTrials:
         for slot in range(room + spare):
             number = len(trials) + slot
             done = sum(walk.made for walk in walks.values())
+            opening = slot >= room  # a spare slot holds only a walk's first LR
             chosen = None
             if finished >= STARTUP and done <= (number - STARTUP) // 2:
                 chosen = next(
                     (
                         trial
                         for name in sorted(walks, key=lambda n: walks[n].made)  # the controls in turn
-                        if walks[name].made < self.quota and (trial := self._next(name, walks[name], trials))
+                        if walks[name].made < self.quota
+                        and (trial := self._next(name, walks[name], trials, opening=opening))
                     ),
                     None,
                 )
-            if slot >= room and (chosen is None or walks[chosen.control].made >= len(FIRST_LRS)):
-                break  # a spare slot holds only a walk's first LR
+            if opening and chosen is None:
+                break
             if chosen is not None:
                 walks[chosen.control].add(chosen.lr, TrialState.RUNNING, None)
                 walks[chosen.control].centre = walks[chosen.control].centre or chosen.centre
@@ -140,7 +143,7 @@ class ControlTrials:
     def _owed(self, walks: dict[str, _Walk], trials: Sequence[FrozenTrial], total: int, finished: int) -> int:
         """The control trials the open walks may still take of a budget of `total` trials: what each walk
         that has started, or can start now, and has not ended has left of its quota, within the controls'
-        share (every other trial after `STARTUP`). Held back for them, a searched trial that the median
+        share (every other trial after `STARTUP`). Held back for them, a searched trial that the
         pruner ends at its 5th epoch cannot spend the budget while a walk's trial trains for 20 (the walks
         then had 8 trials of their 16 on the default study, and certification walked on for them, a round
         of 20 epochs a step). A walk that cannot start yet (`finished` short of `STARTUP`, or no searched
@@ -183,11 +186,14 @@ class ControlTrials:
                         walks[control].found(trial.params["lr"], trial.value)
         return walks
 
-    def _next(self, name: str, walk: _Walk, trials: Sequence[FrozenTrial]) -> ControlTrial | None:
+    def _next(
+        self, name: str, walk: _Walk, trials: Sequence[FrozenTrial], opening: bool = False
+    ) -> ControlTrial | None:
         """The control's next trial, or None when it has none now: a trial it waits for is running (or
-        not sampled yet), or its walk has ended."""
+        not sampled yet), or its walk has ended; with `opening`, only one of the first LRs its walk opens
+        on (a control whose LR is fixed has no walk to open)."""
         if not self.pins_lr:
-            return ControlTrial(name, None)
+            return None if opening else ControlTrial(name, None)
         low, high = self.config.search.lr.low, self.config.search.lr.high
         centre = walk.centre or self._matched(name, trials)
         if centre is None:  # no searched trial completed yet to match: it waits for one
@@ -199,6 +205,8 @@ class ControlTrials:
         untried = [lr for lr in first if lr not in walk.losses and lr not in walk.running]
         if walk.made < len(first) and untried:
             return ControlTrial(name, untried[0], centre)
+        if opening:
+            return None
         step = None if walk.running else walk_step(walk.losses, low, high)
         return None if step is None else ControlTrial(name, step, centre)
 

@@ -211,6 +211,24 @@ def test_spare_slots_take_only_the_trials_that_open_a_walk():
     assert plan.plan(stepping + [_trial(23, 0.0125, None, "constant", 0.05)], 1, spare=5) == [None]
 
 
+def test_a_spare_slot_takes_no_walk_s_step_where_its_first_lrs_were_clipped_to_fewer():
+    search = {"schedules": ["none", "PolynomialLR"], "lr": {"low": 1e-4, "high": 1.0}}
+    plan = ControlTrials(SearchConfig.model_validate(TINY | {"search": search}), steps_per_epoch=10)
+    assert list(plan.params) == ["constant", "linear decay to zero"]
+    answer = sample_run_spec(
+        optuna.trial.FixedTrial({"lr": 1.0, "optimizer": "sgd", "schedule": "none"}), plan.config, 10
+    )
+    searched = [_trial(n, 1.0, 0.9, run_spec=answer.model_dump(mode="json")) for n in range(20)]
+    # The constant's first LRs, 1.0 and 0.5 (twice 1.0 is out of range), are done, the best at an edge: it
+    # would step to 0.25. Linear decay's walk opens on two (its matched LR 1.6 and twice it clip to 1.0).
+    done = [_trial(20, 1.0, 0.5, "constant", 1.0), _trial(21, 0.5, 0.4, "constant", 1.0)]
+    opened = plan.plan(searched + done, 1, spare=3)
+    centre = opened[0].centre
+    assert opened == [ControlTrial("linear decay to zero", lr, centre) for lr in (1.0, centre / 2)]
+    stepped = ControlTrial("constant", pytest.approx(0.25), 1.0)
+    assert plan.plan(searched + done, 3) == [*opened, stepped]  # in a free slot, the step is taken
+
+
 def test_a_stack_of_the_built_in_mlp_takes_the_controls_first_lrs_at_once_beyond_its_size(tmp_path, tiny_data):
     study = lrsearch.search(_config(tmp_path, {"control_trials": 3}, stack=4)).study
     spans = [(t.datetime_start, t.datetime_complete) for t in study.trials]

@@ -3,13 +3,14 @@ against the trials beside them."""
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import get_args, get_type_hints
 
 import optuna
 from conftest import TINY
 from optuna.trial import TrialState
 
 import lrsearch
+from lrsearch import cli
 from lrsearch.problem.config import PrunerName, SearchConfig
 from lrsearch.trials.pruners import PRUNERS, first_pruning_epoch, make_pruner
 
@@ -56,9 +57,12 @@ def test_once_five_trials_completed_the_quartile_judges_as_optuna_s_percentile_p
     assert _pruned(_stack(study, [0.55, 0.65, 0.1, 0.1, 0.1, 0.1])) == [1]
 
 
-def test_every_pruner_name_the_config_allows_makes_a_pruner():
-    assert set(get_args(PrunerName)) == set(PRUNERS)
+def test_every_pruner_name_the_config_allows_makes_a_pruner_and_the_help_lists_it():
+    assert get_args(PrunerName) == PRUNERS
     assert all(isinstance(make_pruner(name, EPOCHS), optuna.pruners.BasePruner) for name in PRUNERS)
+    option = get_args(get_type_hints(cli.optimize, include_extras=True)["pruner"])[1]
+    default = SearchConfig().study.pruner
+    assert option.help == f"{', '.join(PRUNERS[:-1])} or {PRUNERS[-1]} [default: {default}]."
 
 
 def test_fewer_than_five_peers_judge_no_one():
