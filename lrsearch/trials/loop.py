@@ -76,11 +76,11 @@ def run_trials(
 
     Args:
         new_engine: builds the engine that trains this worker's trials (lone, or stacked).
-        spare: trials the stack may take beyond `stack` to start the controls' walks at once
-            (`ControlTrials.plan`); only where that many more fit the device for sure.
         wait_for_retries: with a heartbeat storage, stay until every trial of the budget has ended,
             so a trial whose worker dies is retried here.
         heartbeat: seconds between heartbeats of the running trials (database storages); None: none.
+        spare: trials the stack may take beyond `stack` to start the controls' walks at once
+            (`ControlTrials.plan`); only where that many more fit the device for sure.
 
     Returns:
         How many trials this worker ran.

@@ -61,7 +61,8 @@ class PeerPercentilePruner(optuna.pruners.BasePruner):
     which are never pruned and sit among the best, the median let 8 to 20 of a study's 34 searched trials
     train all 20 epochs, up to half the search's epochs, for schedules that were then not recommended.
     On the 22 searches of `quality.py sweep` (README), the quartile's trained 9% fewer epochs (median),
-    19 recommended the same run, and none of the other 3 did worse against the careful sweep.
+    19 recommended the same run, and none of the other 3 is worse than the careful sweep beyond noise
+    (one had been).
 
     Optuna's pruner judges a trial against the trials that completed, and none until 5 have: a stack's
     first trials (10 on a CPU) all train to their end, those that learn nothing too (at chance val loss
