@@ -40,6 +40,7 @@ from lrsearch.problem.controls import controls_for, matched_lr
 from lrsearch.problem.lr_walk import walk_step
 from lrsearch.problem.space import control_trial_params
 from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, searched_best_first
+from lrsearch.trials.pruners import first_pruning_epoch
 
 STARTUP = 10  # TPE's n_startup_trials, of finished trials: its LRs until then are guesses over the range
 FIRST_LRS = (1.0, 1 / 2, 2.0)  # a control's first trials, asked without waiting: times its matched LR
@@ -146,19 +147,26 @@ class ControlTrials:
         share (every other trial after `STARTUP`). Held back for them, a searched trial that the
         pruner ends at its 5th epoch cannot spend the budget while a walk's trial trains for 20 (the walks
         then had 8 trials of their 16 on the default study, and certification walked on for them, a round
-        of 20 epochs a step). A walk that cannot start yet (`finished` short of `STARTUP`, or no searched
-        trial completed) is owed nothing: on a small budget (`--trials 11`) a slot kept for one sat idle
-        until a searched trial completed, then trained a walk of one LR alone."""
+        of 20 epochs a step). A walk that cannot start yet is owed nothing while `finished` is short of
+        `STARTUP`, or while no searched trial has completed nor passed the pruner's first judgement, or
+        where the share cannot hold its first LRs: on a small budget (`--trials 11`) a slot kept for one sat
+        idle until a searched trial completed, then trained a walk of one LR alone. Where a searched trial
+        has passed that judgement, it will complete (the best of its epoch is never pruned), and the walks
+        start from it: under the quartile pruner a search of 30 trials had asked them all by then, and
+        certification tuned every control from scratch (780 to 800 run-epochs on classification)."""
         made = sum(walk.made for walk in walks.values())
         share = max(0, (total - 1 - STARTUP) // 2 + 1 - made)
+        coming = share >= len(FIRST_LRS) and self._match_coming(trials)
 
         def open_walk(name: str, walk: _Walk) -> bool:
             if walk.made >= self.quota:
                 return False
             if walk.running:  # its next LR waits for these
                 return True
-            # Not started: it can start now (the start-up over, its first LR known). Started: not ended.
-            return (walk.made > 0 or finished >= STARTUP) and self._next(name, walk, trials) is not None
+            if finished < STARTUP and walk.made == 0:
+                return False
+            # Not started: it can start now (its first LR known) or soon. Started: not ended.
+            return self._next(name, walk, trials) is not None or (walk.made == 0 and coming)
 
         open_quota = sum(self.quota - walk.made for name, walk in walks.items() if open_walk(name, walk))
         return min(open_quota, share)
@@ -209,6 +217,19 @@ class ControlTrials:
             return None
         step = None if walk.running else walk_step(walk.losses, low, high)
         return None if step is None else ControlTrial(name, step, centre)
+
+    def _match_coming(self, trials: Sequence[FrozenTrial]) -> bool:
+        """Whether the walks wait for a searched trial to complete that has passed the pruner's first
+        judgement (none has completed yet): their first LRs will be matched to it."""
+        if next(searched_best_first(trials), None) is not None:
+            return False
+        judged = first_pruning_epoch(self.config.study.pruner, self.config.train.epochs)
+        return any(
+            trial.state == TrialState.RUNNING
+            and CONTROL_ATTR not in trial.user_attrs
+            and len(trial.intermediate_values) >= judged
+            for trial in trials
+        )
 
     def _matched(self, name: str, trials: Sequence[FrozenTrial]) -> float | None:
         """The base LR that gives the control the best searched trial's mean LR; None before one completed."""

@@ -21,16 +21,13 @@ from lrsearch.problem.lr_walk import best_lr, cliff_lrs, next_lr, walk_step
 from lrsearch.problem.space import control_trial_params, sample_run_spec
 from lrsearch.store.records import CONTROL_ATTR, CONTROL_CENTRE_ATTR, TrialRecord
 from lrsearch.trials.control_trials import FIRST_LRS, STARTUP, ControlTrial, ControlTrials
+from lrsearch.trials.pruners import first_pruning_epoch
 
 TRIALS = 30  # room for every control's 2 trials: every other trial after the start-up
-# The walks start from a completed searched trial. On these 4-epoch runs the default quartile ends 3 trials
-# in 4 after their first epoch, and the stack refills at once: almost all 30 were asked before one completed.
-PRUNER = "median"
 
 
 def _config(tmp_path, search=None, **study) -> SearchConfig:
     settings = {"storage": f"sqlite:///{tmp_path}/c.db", "trials": TRIALS, "certify": False, "figures": False}
-    settings["pruner"] = PRUNER
     return SearchConfig.model_validate(TINY | {"search": search or {}, "study": settings | study})
 
 
@@ -238,6 +235,27 @@ def test_a_stack_of_the_built_in_mlp_takes_the_controls_first_lrs_at_once_beyond
     own_model = dataclasses.replace(tiny_data, model_factory=lambda: torch.nn.Linear(2, 2))
     assert spare_trials(4, own_model) == 0  # its stack may be as large as the device's memory allows
     assert spare_trials(1, tiny_data) == 0
+
+
+def test_the_budget_s_end_waits_for_walks_about_to_start_from_a_judged_searched_trial():
+    # On 30 trials the quartile had asked them all before a searched trial completed: no walk started in
+    # the search, and certification tuned every control from scratch.
+    config = SearchConfig.model_validate(TINY | {"search": {"schedules": ["none", "StepLR"]}})
+    plan = ControlTrials(config, steps_per_epoch=10)
+    pruned = [_trial(n, 0.3, None, pruned=True) for n in range(10)]  # the sampler's start-up, over
+
+    def running(epochs: int) -> FrozenTrial:
+        trial = _trial(10, 0.3, None)
+        trial.intermediate_values = dict.fromkeys(range(1, epochs + 1), 0.5)
+        return trial
+
+    assert first_pruning_epoch(config.study.pruner, config.train.epochs) == 1
+    # Past the pruner's first judgement, the trial will complete: 3 of the 5 trials left wait for the
+    # constant's first LRs, and this worker asks 2 now (it asks again when a trial of its ends).
+    assert plan.plan(pruned + [running(1)], 3, left=5, training=True) == [None, None]
+    assert plan.plan(pruned + [running(0)], 3, left=5, training=True) == [None, None, None]  # not judged yet
+    # A share too small for a walk's first LRs keeps nothing: a walk of one LR would settle nothing.
+    assert plan.plan(pruned + [running(1)], 2, left=2, training=True) == [None, None]
 
 
 def test_a_control_s_first_lrs_clipped_to_the_lr_range_are_tried_once():
