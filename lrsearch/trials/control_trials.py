@@ -150,9 +150,9 @@ class ControlTrials:
         of 20 epochs a step). A walk that cannot start yet is owed nothing while `finished` is short of
         `STARTUP`, or while no searched trial has completed nor passed the pruner's first judgement, or
         where the share cannot hold its first LRs: on a small budget (`--trials 11`) a slot kept for one sat
-        idle until a searched trial completed, then trained a walk of one LR alone. Where a searched trial
-        has passed that judgement, it will complete (the best of its epoch is never pruned), and the walks
-        start from it: under the quartile pruner a search of 30 trials had asked them all by then, and
+        idle until a searched trial completed, then trained a walk of one LR alone. Once a searched trial
+        has passed that judgement, one will complete (the best trial of an epoch is never pruned), and the
+        walks start from it: under the quartile pruner a search of 30 trials had asked them all by then, and
         certification tuned every control from scratch (780 to 800 run-epochs on classification)."""
         made = sum(walk.made for walk in walks.values())
         share = max(0, (total - 1 - STARTUP) // 2 + 1 - made)
