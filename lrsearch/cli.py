@@ -359,7 +359,7 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
     few trials added to a study end so (3 in 4 do, one by one, under the quartile)."""
     from optuna.trial import TrialState
 
-    from lrsearch.store.records import FAIL_REASON, PRUNED_REASON
+    from lrsearch.store.records import DIVERGED, FAIL_REASON, PRUNED_REASON
     from lrsearch.trials.budget import trials_of_run
 
     trials = study.get_trials(deepcopy=False)
@@ -367,7 +367,7 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
     if not ran or any(trial.state == TrialState.COMPLETE for trial in ran):
         return
     failed = [trial for trial in ran if trial.state == TrialState.FAIL]
-    diverged = [trial for trial in ran if str(trial.user_attrs.get(PRUNED_REASON, "")).startswith("diverged")]
+    diverged = [trial for trial in ran if str(trial.user_attrs.get(PRUNED_REASON, "")).startswith(DIVERGED)]
     if not failed and not diverged and any(trial.state == TrialState.COMPLETE for trial in trials):
         ended = "the one trial" if len(ran) == 1 else f"all {len(ran)} trials"
         typer.echo(f"the pruner ended {ended} of this run: the study's completed trials were better")
@@ -376,7 +376,7 @@ def _fail_if_nothing_completed(study: Any, before: int) -> None:
     if failed:
         why = f"; the first failure: {failed[0].user_attrs.get(FAIL_REASON, 'no reason recorded')}"
     elif diverged:
-        why = f"; the first divergence: {diverged[0].user_attrs[PRUNED_REASON].removeprefix('diverged: ')}"
+        why = f"; the first divergence: {diverged[0].user_attrs[PRUNED_REASON].removeprefix(DIVERGED)}"
     typer.echo(
         f"Error: none of the {len(ran)} trials of this run completed ({len(failed)} failed, "
         f"{len(ran) - len(failed)} pruned){why}",

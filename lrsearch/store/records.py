@@ -30,6 +30,7 @@ DEVICE = "device"  # the device it trained on
 WORKER_ATTR = "worker"  # host:pid of the process that ran it
 FAIL_REASON = "fail_reason"  # why a FAIL trial failed (Optuna 5 keeps it only in its log)
 PRUNED_REASON = "pruned_reason"  # why a PRUNED trial was stopped (by the pruner, or diverged)
+DIVERGED = "diverged: "  # how a diverged trial's PRUNED_REASON begins (then what became NaN or infinite, when)
 CONTROL_ATTR = "control"  # a control trial: the control whose LR it tunes ("linear decay to zero")
 CONTROL_CENTRE_ATTR = "control_centre"  # the LR a control trial's walk started around (`trials.control_trials`)
 CURVES = ("lr", "train_loss", "val_loss")  # per epoch; and val_<score>, e.g. val_accuracy, when the task has a score

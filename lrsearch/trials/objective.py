@@ -17,7 +17,7 @@ from lrsearch.problem.data import Data
 from lrsearch.problem.space import sample_run_spec
 from lrsearch.problem.spec import RunSpec
 from lrsearch.store.optuna_private import set_user_attrs
-from lrsearch.store.records import PRUNED_REASON, EpochRecord, curve_attrs, run_attrs
+from lrsearch.store.records import DIVERGED, PRUNED_REASON, EpochRecord, curve_attrs, run_attrs
 from lrsearch.trials.pruners import first_pruning_epoch
 
 
@@ -59,7 +59,7 @@ class Objective:
 
     def diverged(self, trial: optuna.Trial, what: str) -> None:
         """Record why a diverged trial ends pruned."""
-        trial.set_user_attr(PRUNED_REASON, f"diverged: {what}")
+        trial.set_user_attr(PRUNED_REASON, f"{DIVERGED}{what}")
 
     def record_curves(self, trial: optuna.Trial, spec: RunSpec, records: list[EpochRecord], state: TrialState) -> None:
         """Before the trial ends as `state`: store its per-epoch curves, and attach its picture."""
