@@ -13,7 +13,11 @@ with its ratio to the hand-written search:
 - (a) a hand-written search in the style of Optuna's PyTorch example (benchmarks/throughput.py's loop:
   a DataLoader, `trial.report` then `should_prune` each epoch, Optuna's TPE, the median pruner, in memory,
   1 thread), on lrsearch's search space, data and epochs (the data made with scikit-learn in every run,
-  as such a script makes it);
+  as such a script makes it); its pruner is lrsearch's median, which judges no trial before a quarter of
+  its epochs, as lrsearch's pruners do;
+- (b) the same with the pruner a script gets when it names none, Optuna's `MedianPruner()`: it judges
+  every trial from its first epoch once 5 trials completed, so it stops more of them (warmup schedules
+  among them, which look bad early on purpose) and takes less time; the ratios stay to (a);
 - with `--big`: `--trials 200 --stack 50` on the SQLite file and in memory (pictures off both).
 
 Then the default command (certified) once under cProfile, its main thread's time split into buckets
@@ -66,6 +70,10 @@ def command_rows(trials: int, big: bool) -> dict[str, tuple[list[str], str | Non
             [str(Path(__file__).resolve()), "--hand-written", str(trials)],
             None,
         ),
+        "(b) the same, Optuna's default MedianPruner() (from epoch 1)": (
+            [str(Path(__file__).resolve()), "--hand-written", str(trials), "--optuna-default-pruner"],
+            None,
+        ),
     }
     if big:
         big_run = ["-m", "lrsearch", "optimize", "--trials", "200", "--stack", "50", *NO_CERTIFY]
@@ -109,8 +117,9 @@ def fill_data_cache(cache: Path) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
-def hand_written(trials: int) -> None:
-    """(a): the search as one writes it by hand after Optuna's PyTorch example (run in its own process)."""
+def hand_written(trials: int, optuna_default: bool = False) -> None:
+    """(a), or with `optuna_default` (b): the search as one writes it by hand after Optuna's PyTorch example
+    (run in its own process)."""
     sys.path.insert(0, str(Path(__file__).parent))
     import optuna
     import torch
@@ -125,11 +134,9 @@ def hand_written(trials: int) -> None:
     torch.set_num_threads(1)
     config = SearchConfig.model_validate({})
     data = load_data(config.data, config.study.seed)
-    study = optuna.create_study(
-        sampler=optuna.samplers.TPESampler(seed=config.study.seed),
-        pruner=make_pruner("median", config.train.epochs),
-    )
-    example_search(study, config, data, trials=trials)
+    pruner = optuna.pruners.MedianPruner() if optuna_default else make_pruner("median", config.train.epochs)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=config.study.seed), pruner=pruner)
+    example_search(study, config, data, trials=trials, prune_from=1 if optuna_default else None)
 
 
 TRIAL_LOOP = "lrsearch/trials/loop.py"
@@ -201,9 +208,10 @@ def main() -> None:
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated row numbers (1-based) to run")
     parser.add_argument("--hand-written", type=int, metavar="TRIALS", help=argparse.SUPPRESS)
+    parser.add_argument("--optuna-default-pruner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.hand_written is not None:
-        hand_written(args.hand_written)
+        hand_written(args.hand_written, args.optuna_default_pruner)
         return
     rows = command_rows(args.trials, args.big)
     if args.only:
@@ -215,7 +223,7 @@ def main() -> None:
     fill_data_cache(cache)
     for _ in range(args.rounds):
         for label, (arguments, config) in rows.items():
-            cold = label == COLD or label.startswith("(a)")
+            cold = label == COLD or label.startswith(("(a)", "(b)"))
             times[label].append(run_once(arguments, config, None if cold else cache))
     medians = {label: statistics.median(values) for label, values in times.items()}
     reference = next(value for label, value in medians.items() if label.startswith("(a)"))
@@ -225,6 +233,10 @@ def main() -> None:
     for label, value in medians.items():
         spread = f"{min(times[label]):.1f}..{max(times[label]):.1f}"
         print(f"| {label:66s} | {value:5.1f} s | {reference / value:8.2f}x | {spread} |")
+    optuna_default = next((value for label, value in medians.items() if label.startswith("(b)")), None)
+    certified = next((value for label, value in medians.items() if "(certified" in label), None)
+    if optuna_default is not None and certified is not None:
+        print(f"(b) / the certified default command: {optuna_default / certified:.2f}x")
     if not args.skip_profile:
         profile_default(args.trials, cache)
     cache_folder.cleanup()

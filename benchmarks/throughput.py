@@ -287,20 +287,28 @@ def _searches(config: SearchConfig, data: Data, budget: float, seed: int) -> dic
 
 
 def example_search(
-    study: optuna.Study, config: SearchConfig, data: Data, *, trials: int | None = None, timeout: float | None = None
+    study: optuna.Study,
+    config: SearchConfig,
+    data: Data,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    prune_from: int | None = None,
 ) -> None:
-    """(a) as a search: Optuna's PyTorch example's objective (report each epoch, then `should_prune`), on the
-    CPU, trials sampled from lrsearch's search space."""
+    """(a) as a search: Optuna's PyTorch example's objective (report each epoch, then `should_prune` from
+    epoch `prune_from`, by default the first the config's pruner judges), on the CPU, trials sampled from
+    lrsearch's search space."""
     cpu = torch.device("cpu")
     objective = Objective(config, data, cpu)
     example = builtin_example(data)
+    first = objective.first_pruning_epoch if prune_from is None else prune_from
 
     def example_objective(trial: optuna.Trial) -> float:
         spec = objective.begin(trial)
 
         def report(epoch: int, val_loss: float) -> None:
             trial.report(val_loss, epoch)
-            if epoch >= objective.first_pruning_epoch and trial.should_prune():
+            if epoch >= first and trial.should_prune():
                 raise optuna.TrialPruned()
 
         return optuna_example_loop(spec, example, cpu, report)
