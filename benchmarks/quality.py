@@ -1,4 +1,4 @@
-"""Search quality you can trust, six measurements (the first argument picks one):
+"""Search quality you can trust, seven measurements (the first argument picks one):
 
     python benchmarks/quality.py certify [--tasks ...] [--seeds 0,1,2,3,4] [--trials 50] [--top 3] [--fresh-seeds 5]
     python benchmarks/quality.py seeds [--tasks classification,digits] [--seeds 0,1,2,3,4] [--seconds 10]
@@ -6,6 +6,7 @@
     python benchmarks/quality.py length [--tasks ...] [--seeds 0,1,2] [--trials 50] [--epochs 20] [--long 100]
     python benchmarks/quality.py sweep [--tasks ...] [--seeds 0,1] [--trials 50] [--epochs 20]
     python benchmarks/quality.py twins [--tasks ...] [--seed 0] [--trials 50] [--epochs 20] [--long 100]
+    python benchmarks/quality.py epochs [--tasks ...] [--seeds 0,1] [--trials 50] [--epochs 20]
 
 `sweep`: the certified answer against a careful practitioner's LR sweep, and what each trained. Per task
 and search seed: the default search and its certification (`lrsearch optimize`'s defaults, in memory),
@@ -19,6 +20,12 @@ few on the bundled data sets, 114 for breast cancer, and the spread over seeds l
 out); the run-epochs each spent (lrsearch: the search's trials, pruned ones as far as they ran, plus
 certification, of which the race's finished runs in brackets, the rest its LR tuning), and the fresh seeds
 each certified candidate raced at.
+
+`epochs`: where the run-epochs of `sweep`'s lrsearch column go, without the sweep (seconds a row). Per
+task and search seed, the default search (in memory) and its certification: the control trials (their
+walks' LRs; never pruned) and the searched trials, each as trials/run-epochs, with the searched trials that
+trained every epoch; certification's LR tuning (the walks the search left open) and its race; the total
+and its ratio to the careful sweep's run-epochs (2 schedules x 8 LRs x 3 seeds).
 
 `length`: the answer at the length people train. Per task and search seed, a search of `--epochs` epochs
 certified at `--long` epochs (`lrsearch certify --epochs`), against (a) a careful sweep done directly at
@@ -85,7 +92,7 @@ from lrsearch.problem.controls import CONTROLS, control_run
 from lrsearch.problem.data import load_data, resplit_data
 from lrsearch.problem.spec import RunSpec, ScheduleSpec
 from lrsearch.problem.tasks import BUILTIN_TASKS
-from lrsearch.store.records import RUN_SPEC
+from lrsearch.store.records import RUN_SPEC, TrialRecord
 
 
 @dataclass
@@ -447,6 +454,45 @@ def _sweep(
     return control_run(answer, SWEPT[name](epochs), lr, epochs), len(runs) * epochs
 
 
+def epochs_spent(args: argparse.Namespace) -> None:
+    sweep_epochs = len(CAREFUL) * SWEEP_LRS * SWEEP_SEEDS * args.epochs
+    print(
+        f"run-epochs of {args.epochs}-epoch default searches ({args.trials} trials) and their certification; "
+        f"trials/run-epochs; the careful sweep trains {sweep_epochs}"
+    )
+    print(
+        f"{'task':<16}{'seed':>5}{'controls':>10}{'searched':>10}{'(full)':>7}{'cert tune':>10}{'raced':>7}"
+        f"{'total':>7}{'ratio':>7}   recommended"
+    )
+    for task in args.tasks.split(","):
+        for seed in _seeds(args):
+            result = _uncertified_search(task, seed, args)
+            spent = {True: [0, 0], False: [0, 0]}  # control trial? -> [trials, run-epochs]
+            full = 0
+            for trial in result.study.get_trials(deepcopy=False):
+                record = TrialRecord.of(trial)
+                control, ran = record is not None and record.control is not None, len(trial.intermediate_values)
+                spent[control][0] += 1
+                spent[control][1] += ran
+                full += not control and ran == args.epochs
+            settings = result.config.study
+            certificate = certify(
+                result.study,
+                result.config,
+                device=torch.device(args.device),
+                seeds=settings.certify_seeds,
+                top=settings.certify_top,
+            )
+            raced = sum(c.seeds for c in certificate.candidates) * certificate.epochs
+            total = spent[True][1] + spent[False][1] + certificate.trained_epochs
+            print(
+                f"{task:<16}{seed:>5}{'/'.join(map(str, spent[True])):>10}{'/'.join(map(str, spent[False])):>10}"
+                f"{full:>7}{certificate.trained_epochs - raced:>10}{raced:>7}{total:>7}{total / sweep_epochs:>7.2f}"
+                f"   {certificate.recommended}",
+                flush=True,
+            )
+
+
 def twins(args: argparse.Namespace) -> None:
     print(
         f"cosine to zero against linear decay to zero, each tuned by a sweep ({SWEEP_LRS} LRs x {SWEEP_SEEDS} seeds) "
@@ -525,7 +571,13 @@ def main() -> None:
     twins_parser.add_argument("--trials", type=int, default=50)
     twins_parser.add_argument("--epochs", type=int, default=20)
     twins_parser.add_argument("--long", type=int, default=100)
-    for sub in (certify_parser, seeds_parser, reference_parser, length_parser, sweep_parser, twins_parser):
+    epochs_parser = commands.add_parser("epochs")
+    epochs_parser.add_argument("--tasks", default="classification,digits,wine,breast_cancer,many-class,circles,moons")
+    epochs_parser.add_argument("--seeds", default="0,1")
+    epochs_parser.add_argument("--trials", type=int, default=50)
+    epochs_parser.add_argument("--epochs", type=int, default=20)
+    parsers = (certify_parser, seeds_parser, reference_parser, length_parser, sweep_parser, twins_parser, epochs_parser)
+    for sub in parsers:
         sub.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.command == "certify":
@@ -538,6 +590,8 @@ def main() -> None:
         against_sweep(args)
     elif args.command == "twins":
         twins(args)
+    elif args.command == "epochs":
+        epochs_spent(args)
     else:
         reference(args)
 
