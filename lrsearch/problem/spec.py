@@ -151,7 +151,11 @@ class RunSpec(StrictModel):
         return self.model_copy(update={"epochs": epochs, "schedule": schedule})
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The run as YAML; a task setting left to the task's default is left out, as a user writes it
+        (`n_samples: null` read as a missing number), and loads back the same."""
+        run = self.model_dump(mode="json")
+        run["data"] = {name: value for name, value in run["data"].items() if value is not None}
+        return yaml.safe_dump(run, sort_keys=False)
 
     def save(self, path: Path, comment: str = "", certificate: dict[str, Any] | None = None) -> None:
         """Write the YAML, after `comment` lines (e.g. where the run came from) and before a

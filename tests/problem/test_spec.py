@@ -21,6 +21,19 @@ def test_yaml_round_trip(tmp_path):
     assert "MultiStepLR" in path.read_text()
 
 
+def test_a_saved_run_names_only_the_task_settings_given_and_loads_back_the_same(tmp_path):
+    spec = RunSpec(
+        data={"task": "moons", "noise": 0.1},
+        schedule=ScheduleSpec(name="StepLR", params={"step_size": 5, "gamma": 0.5}),
+    )
+    path = tmp_path / "best.yaml"
+    spec.save(path)
+    text = path.read_text()
+    assert "noise: 0.1" in text and "val_fraction: 0.2" in text
+    assert "null" not in text and "n_samples" not in text  # left to the task's default, as a user writes it
+    assert load_run_spec(path) == spec
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
