@@ -117,9 +117,11 @@ def fill_data_cache(cache: Path) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
-def hand_written(trials: int, optuna_default: bool = False) -> None:
-    """(a), or with `optuna_default` (b): the search as one writes it by hand after Optuna's PyTorch example
-    (run in its own process)."""
+def hand_written(trials: int, *, optuna_default: bool = False) -> None:
+    """(a): the search as one writes it by hand after Optuna's PyTorch example (run in its own process).
+
+    With `optuna_default`, (b): the same with Optuna's default pruner, judging from the first epoch.
+    """
     sys.path.insert(0, str(Path(__file__).parent))
     import optuna
     import torch
@@ -211,7 +213,7 @@ def main() -> None:
     parser.add_argument("--optuna-default-pruner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.hand_written is not None:
-        hand_written(args.hand_written, args.optuna_default_pruner)
+        hand_written(args.hand_written, optuna_default=args.optuna_default_pruner)
         return
     rows = command_rows(args.trials, args.big)
     if args.only:

@@ -24,8 +24,10 @@ each certified candidate raced at.
 `epochs`: where the run-epochs of `sweep`'s lrsearch column go, without the sweep (seconds a row). Per
 task and search seed, the default search (in memory) and its certification: the control trials (their
 walks' LRs; never pruned) and the searched trials, each as trials/run-epochs, with the searched trials that
-trained every epoch; certification's LR tuning (the walks the search left open) and its race; the total
-and its ratio to the careful sweep's run-epochs (2 schedules x 8 LRs x 3 seeds).
+trained every epoch; certification's LR tuning (the walks the search left open, and race runs trained
+beside a walk's step at an LR the step replaced) and its race (as `sweep`'s "(raced)": the finished seeds;
+a candidate whose run diverged counts under tuning); the total and its ratio to the careful sweep's
+run-epochs (2 schedules x 8 LRs x 3 seeds).
 
 `length`: the answer at the length people train. Per task and search seed, a search of `--epochs` epochs
 certified at `--long` epochs (`lrsearch certify --epochs`), against (a) a careful sweep done directly at
@@ -471,7 +473,8 @@ def epochs_spent(args: argparse.Namespace) -> None:
             full = 0
             for trial in result.study.get_trials(deepcopy=False):
                 record = TrialRecord.of(trial)
-                control, ran = record is not None and record.control is not None, len(trial.intermediate_values)
+                control = record is not None and record.control is not None
+                ran = len(trial.intermediate_values)
                 spent[control][0] += 1
                 spent[control][1] += ran
                 full += not control and ran == args.epochs

@@ -151,10 +151,12 @@ class RunSpec(StrictModel):
         return self.model_copy(update={"epochs": epochs, "schedule": schedule})
 
     def to_yaml(self) -> str:
-        """The run as YAML; a task setting left to the task's default is left out, as a user writes it
-        (`n_samples: null` read as a missing number), and loads back the same."""
+        """The run as YAML. A task setting left to the task's default (None) is left out, as a user writes
+        it: `null` reads to a person as a value missing. It loads back as None, the same run."""
         run = self.model_dump(mode="json")
-        run["data"] = {name: value for name, value in run["data"].items() if value is not None}
+        run["data"] = {
+            name: value for name, value in run["data"].items() if not (name in _TASK_SETTINGS and value is None)
+        }
         return yaml.safe_dump(run, sort_keys=False)
 
     def save(self, path: Path, comment: str = "", certificate: dict[str, Any] | None = None) -> None:
