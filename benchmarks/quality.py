@@ -94,6 +94,7 @@ from lrsearch.problem.controls import CONTROLS, control_run
 from lrsearch.problem.data import load_data, resplit_data
 from lrsearch.problem.spec import RunSpec, ScheduleSpec
 from lrsearch.problem.tasks import BUILTIN_TASKS
+from lrsearch.store.certificate import Certificate
 from lrsearch.store.records import RUN_SPEC, TrialRecord
 
 
@@ -342,10 +343,7 @@ def against_sweep(args: argparse.Namespace) -> None:
         for seed in _seeds(args):
             result = _uncertified_search(task, seed, args)
             device = torch.device(args.device)
-            settings = result.config.study
-            certificate = certify(
-                result.study, result.config, device=device, seeds=settings.certify_seeds, top=settings.certify_top
-            )
+            certificate = _certified_as_the_command(result, device)
             per_trial = result.config.search.seeds_per_trial
             search_epochs = per_trial * sum(len(t.intermediate_values) for t in result.study.get_trials())
             data = load_data(result.config.data, result.config.study.seed, device)
@@ -354,7 +352,7 @@ def against_sweep(args: argparse.Namespace) -> None:
             arms, val = _at_fresh_seeds(chosen, seed, CAREFUL_SEEDS, result, data, device)
             resplit = _on_new_splits(chosen, seed, result, device) or {}
             spent = search_epochs + certificate.trained_epochs
-            raced_epochs = sum(c.seeds for c in certificate.candidates) * certificate.epochs
+            raced_epochs = _raced_epochs(certificate)
             raced = ",".join(str(c.seeds) for c in certificate.candidates)
             print(
                 f"{task:<16}{seed:>5}{_interval(arms['rec']):>18}{_interval(arms['sweep']):>18}"
@@ -365,6 +363,17 @@ def against_sweep(args: argparse.Namespace) -> None:
                 f"{certificate.recommended} / {sweep_choice.schedule.name} lr {sweep_choice.lr:.3g}",
                 flush=True,
             )
+
+
+def _certified_as_the_command(result: lrsearch.SearchResult, device: torch.device) -> Certificate:
+    """The search's certificate with the study's own settings, as `lrsearch optimize` makes it."""
+    settings = result.config.study
+    return certify(result.study, result.config, device=device, seeds=settings.certify_seeds, top=settings.certify_top)
+
+
+def _raced_epochs(certificate: Certificate) -> int:
+    """The run-epochs of the race's finished seeds (the rest of `trained_epochs` is LR tuning)."""
+    return sum(c.seeds for c in certificate.candidates) * certificate.epochs
 
 
 def _at_fresh_seeds(
@@ -478,15 +487,8 @@ def epochs_spent(args: argparse.Namespace) -> None:
                 spent[control][0] += 1
                 spent[control][1] += ran
                 full += not control and ran == args.epochs
-            settings = result.config.study
-            certificate = certify(
-                result.study,
-                result.config,
-                device=torch.device(args.device),
-                seeds=settings.certify_seeds,
-                top=settings.certify_top,
-            )
-            raced = sum(c.seeds for c in certificate.candidates) * certificate.epochs
+            certificate = _certified_as_the_command(result, torch.device(args.device))
+            raced = _raced_epochs(certificate)
             total = spent[True][1] + spent[False][1] + certificate.trained_epochs
             print(
                 f"{task:<16}{seed:>5}{'/'.join(map(str, spent[True])):>10}{'/'.join(map(str, spent[False])):>10}"
